@@ -1,0 +1,80 @@
+"""Channel arithmetic shared by the cost model, the builders and the exporter.
+
+Every width the network uses is derived here, so the analytic cost model and the
+modules it must agree with can never drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple, Union
+
+Split = Union[str, Tuple[int, ...]]
+
+WIDTH_DIVISOR = 8
+
+
+def mid_channels(in_channels: int, expansion: float) -> int:
+    """Expanded width of an inverted-residual block.
+
+    ``in_channels * expansion`` rounded to the nearest multiple of 8 (at least 8).
+    For the integer expansions of MixNet and widths that are multiples of 8 this is
+    exactly ``in_channels * expansion``; the rounding only matters for fractional
+    expansions, and keeps grouped 1x1 convs and channel splits well defined.
+    """
+    if expansion == 1:
+        return in_channels
+    raw = in_channels * expansion
+    return max(WIDTH_DIVISOR, int(raw / WIDTH_DIVISOR + 0.5) * WIDTH_DIVISOR)
+
+
+def se_channels(in_channels: int, se_ratio: float) -> int:
+    """Squeeze-excitation width: block *input* channels x ratio (MixNet convention).
+
+    Rounded half up, at least 1; 0 when the ratio is 0 (no SE).
+    """
+    if se_ratio <= 0:
+        return 0
+    return max(1, int(in_channels * se_ratio + 0.5))
+
+
+def split_channels(total: int, groups: int, rule: Split = "equal") -> Tuple[int, ...]:
+    """Split ``total`` channels into ``groups`` in order (smallest kernel first).
+
+    Rules:
+      * ``"equal"``: ``total // groups`` each, the remainder to the first group
+        (MixNet's reference code).
+      * ``"exp"``: group ``i`` gets ``total // 2**(i+1)``, the last group the rest.
+      * a tuple of positive integer ratios: group ``i`` gets
+        ``total * r_i // sum(r)``, the remainder to the first group.
+
+    A group may come out empty; callers that need non-empty groups check
+    ``min(...) > 0`` (the space loader rejects such splits).
+    """
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    if groups == 1:
+        return (total,)
+    if rule == "equal":
+        sizes = [total // groups] * groups
+    elif rule == "exp":
+        sizes = [total // 2 ** (i + 1) for i in range(groups - 1)]
+        sizes.append(total - sum(sizes))
+        return tuple(sizes)
+    else:
+        ratios = tuple(rule)
+        if len(ratios) != groups:
+            raise ValueError(f"split {ratios} has {len(ratios)} parts, expected {groups}")
+        denom = sum(ratios)
+        sizes = [total * r // denom for r in ratios]
+    sizes[0] += total - sum(sizes)
+    return tuple(sizes)
+
+
+def conv_out_size(size: int, kernel: int, stride: int) -> int:
+    """Spatial output size of a 'same'-padded (padding = kernel // 2) convolution."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def check_groups(sizes: Sequence[int]) -> bool:
+    """True when every channel group is non-empty."""
+    return all(s > 0 for s in sizes)

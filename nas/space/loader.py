@@ -1,0 +1,229 @@
+"""``load_space``: read a space file strictly, with file:line:column errors.
+
+A space file is YAML with exactly these keys::
+
+    description: free text (optional)
+    input: {channels: 3, resolution: 224, classes: 1000}   # the target FLOPs are counted at
+    stem: stem_c16|24                                       # block grammar, see grammar.py
+    stages:                                                 # a list of stages,
+      - [ds_r1_k3_c16]                                      # each a list of block rows
+      - [ir_r1_k3|3.5_a2_p2_s2_e6_c24, ir_r1|2_k3_a2_p2_e3_c24]
+    head: head_c1536
+
+The YAML is composed into nodes (not loaded into dicts) so that every error can name
+the line and column of the offending token; duplicate keys, which PyYAML would
+silently merge, are errors too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Dict, List, Tuple, Union
+
+import yaml
+
+from ..arch import InputSpec
+from ..channels import mid_channels, split_channels
+from .grammar import GrammarError, format_split, parse_block
+from .search_space import RowSpace, SearchSpace
+
+__all__ = ["SpaceError", "load_space", "available_spaces"]
+
+SPACES_ENV = "NAS_SPACES_PATH"
+_TOP_KEYS = ("description", "input", "stem", "stages", "head")
+_INPUT_KEYS = ("channels", "resolution", "classes")
+
+
+class SpaceError(ValueError):
+    """A malformed space file: ``FILE:LINE:COL: message``, always on one line."""
+
+    def __init__(self, file: str, line: int, column: int, message: str):
+        self.file, self.line, self.column = file, line, column
+        self.message = " ".join(message.split())
+        super().__init__(f"{file}:{line}:{column}: {self.message}")
+
+
+@dataclass
+class _Loc:
+    file: str
+
+    def error(self, node: yaml.Node, message: str, offset: int = 0) -> SpaceError:
+        line, col = node.start_mark.line + 1, node.start_mark.column + 1
+        if isinstance(node, yaml.ScalarNode) and node.start_mark.line == node.end_mark.line:
+            col += offset + (1 if node.style in ("'", '"') else 0)
+        return SpaceError(self.file, line, col, message)
+
+
+def available_spaces() -> Dict[str, Path]:
+    """Registered spaces: file stem -> path (shipped spaces, then ``$NAS_SPACES_PATH`` dirs)."""
+    found: Dict[str, Path] = {}
+    shipped = resources.files("nas.search_spaces")
+    for entry in sorted(shipped.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            found[entry.name[:-5]] = Path(str(entry))
+    for folder in filter(None, os.environ.get(SPACES_ENV, "").split(os.pathsep)):
+        for path in sorted(Path(folder).glob("*.yaml")):
+            found[path.stem] = path
+    return found
+
+
+def load_space(spec: Union[str, os.PathLike]) -> SearchSpace:
+    """Load a space by registered name, path to a ``.yaml`` file, or YAML text.
+
+    Raises:
+        SpaceError: the file is malformed (message ``FILE:LINE:COL: ...``).
+        FileNotFoundError: no such space or file (the message lists the registered names).
+    """
+    text_spec = str(spec)
+    if isinstance(spec, str) and "\n" in spec:
+        return parse_space(spec, "<string>", "<string>")
+    registry = available_spaces()
+    if isinstance(spec, str) and text_spec in registry:
+        path = registry[text_spec]
+    else:
+        path = Path(text_spec)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no space named '{text_spec}' and no such file; registered spaces: "
+                f"{', '.join(registry)}"
+            )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SpaceError(str(path), 1, 1, f"not UTF-8 text ({e.reason})") from None
+    return parse_space(text, path.stem, str(path))
+
+
+def parse_space(text: str, name: str, file: str) -> SearchSpace:
+    """Parse space YAML ``text``; ``file`` is used in error messages."""
+    loc = _Loc(file)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        problem = e.problem or e.context or "invalid YAML"
+        raise SpaceError(file, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1,
+                         f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as e:
+        raise SpaceError(file, 1, 1, f"invalid YAML: {e}") from None
+    if root is None:
+        raise SpaceError(file, 1, 1, "empty space file: expected keys input, stem, stages, head")
+    top = _mapping(loc, root, "the space file", _TOP_KEYS, required=_TOP_KEYS[1:])
+
+    description = ""
+    if "description" in top:
+        description = _scalar(loc, top["description"][1], "description")
+    input_spec = _input(loc, top["input"])
+    stem_node = top["stem"][1]
+    stem = _row(loc, stem_node, ("stem",))
+    kernels = stem.alternatives["kernels"]
+    if len(kernels) != 1 or len(kernels[0]) != 1:
+        raise loc.error(stem_node, "the stem takes one fixed kernel size, e.g. stem_k3_c16")
+
+    stages_key, stages_node = top["stages"]
+    if not isinstance(stages_node, yaml.SequenceNode) or not stages_node.value:
+        raise loc.error(stages_node, "stages must be a non-empty list of stages")
+    stages: List[Tuple[RowSpace, ...]] = []
+    width_alts = set(stem.alternatives["out"])
+    for s, stage_node in enumerate(stages_node.value):
+        if not isinstance(stage_node, yaml.SequenceNode):
+            raise loc.error(stage_node, f"stage {s} must be a list of block rows, e.g. "
+                                        "[ir_r1_k3_e6_c24]")
+        if not stage_node.value:
+            raise loc.error(stage_node, f"stage {s} is empty: a stage needs at least one row")
+        rows = []
+        for row_node in stage_node.value:
+            row = _row(loc, row_node, ("ds", "ir"))
+            _check_row(loc, row_node, row, width_alts)
+            width_alts = set(row.alternatives["out"])
+            rows.append(row)
+        stages.append(tuple(rows))
+    head = _row(loc, top["head"][1], ("head",))
+    return SearchSpace(name, description, input_spec, stem, stages, head, source=file)
+
+
+def _mapping(loc: _Loc, node, what: str, allowed, required=()) -> Dict[str, tuple]:
+    if not isinstance(node, yaml.MappingNode):
+        raise loc.error(node, f"{what} must be a mapping with keys {', '.join(allowed)}")
+    out: Dict[str, tuple] = {}
+    for key_node, value_node in node.value:
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if key not in allowed:
+            raise loc.error(key_node, f"unknown key '{key}' in {what}: expected "
+                                      f"{', '.join(allowed)}")
+        if key in out:
+            raise loc.error(key_node, f"duplicate key '{key}' in {what} (first on line "
+                                      f"{out[key][0].start_mark.line + 1})")
+        out[key] = (key_node, value_node)
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise loc.error(node, f"{what} is missing {', '.join(repr(k) for k in missing)}")
+    return out
+
+
+def _scalar(loc: _Loc, node, what: str) -> str:
+    if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
+        raise loc.error(node, f"{what} must be a string")
+    return node.value
+
+
+def _input(loc: _Loc, pair) -> InputSpec:
+    key_node, node = pair
+    fields = _mapping(loc, node, "input", _INPUT_KEYS, required=_INPUT_KEYS)
+    values = {}
+    for key in _INPUT_KEYS:
+        value_node = fields[key][1]
+        text = value_node.value if isinstance(value_node, yaml.ScalarNode) else None
+        if (not isinstance(text, str) or not text.isdigit() or int(text) < 1
+                or value_node.tag != "tag:yaml.org,2002:int"):
+            raise loc.error(value_node, f"input {key} must be a positive whole number, got "
+                                        f"'{text if text is not None else '...'}'")
+        values[key] = int(text)
+    return InputSpec(**values)
+
+
+def _row(loc: _Loc, node, kinds) -> RowSpace:
+    if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
+        raise loc.error(node, "expected a block string such as ir_r1_k3.5_e6_c40")
+    try:
+        parsed = parse_block(node.value, kinds)
+    except GrammarError as e:
+        raise loc.error(node, e.message, e.offset) from None
+    return RowSpace(parsed.kind, dict(parsed.values), dict(parsed.where))
+
+
+def _check_row(loc: _Loc, node, row: RowSpace, in_widths) -> None:
+    """Rules that span tokens: split arity and non-empty channel groups for every combination."""
+    alts = row.alternatives
+    where = row.where
+    x_offset, x_token = where["split"]
+    for split in alts["split"]:
+        if isinstance(split, str):
+            continue
+        for kernels in alts["kernels"]:
+            if len(kernels) > 1 and len(kernels) != len(split):
+                raise loc.error(node, f"split {format_split(split)} has {len(split)} parts but "
+                                      f"kernel set {'.'.join(map(str, kernels))} has "
+                                      f"{len(kernels)}", x_offset)
+    # Every width the depthwise conv can see: first repeat from the previous row's
+    # widths, later repeats from this row's own widths.
+    widths = set(in_widths)
+    if max(alts["repeats"]) > 1:
+        widths |= set(alts["out"])
+    mids = {w if row.kind == "ds" else mid_channels(w, e)
+            for w in widths for e in alts.get("expansion", (1.0,))}
+    for mid in sorted(mids):
+        for kernels in alts["kernels"]:
+            for split in alts["split"]:
+                if len(kernels) == 1:
+                    continue
+                sizes = split_channels(mid, len(kernels), split)
+                if min(sizes) < 1:
+                    at = x_offset if x_token != row.kind else where["kernels"][0]
+                    raise loc.error(
+                        node, f"splitting {mid} channels over kernels "
+                              f"{'.'.join(map(str, kernels))} with '{format_split(split)}' "
+                              f"leaves a group empty ({'+'.join(map(str, sizes))})", at)

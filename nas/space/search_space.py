@@ -1,0 +1,270 @@
+"""SearchSpace: the decisions of one space file, sampling, membership and cost range."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ..arch import Architecture, Block, Head, InputSpec, Stem
+from .grammar import FIELD_BY_NAME, fields_of
+
+__all__ = ["Decision", "RowSpace", "SearchSpace", "CostRange"]
+
+
+@dataclass(frozen=True)
+class RowSpace:
+    """A stem, block row or head with its alternatives: ``alternatives[field] = (v, ...)``."""
+
+    kind: str
+    alternatives: Mapping[str, Tuple[Any, ...]]
+    # (offset, token) of each field in the source string, for error messages only.
+    where: Mapping[str, Tuple[int, str]] = field(default_factory=dict, compare=False,
+                                                 repr=False)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One choice of the space, e.g. ``s2.b1.k`` (stage 2, row 1, kernel set).
+
+    ``labels`` are the values as grammar tokens (``"3.5.7"``, ``"equal"``), which is
+    what a controller such as Optuna stores; ``values`` are the Python values.
+    """
+
+    name: str
+    field: str
+    values: Tuple[Any, ...]
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        fmt = FIELD_BY_NAME[self.field].fmt
+        return tuple(fmt(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class CostRange:
+    flops_min: int
+    flops_max: int
+    params_min: int
+    params_max: int
+
+
+def _slot(where: str, key: str) -> str:
+    return f"{where}.{key}"
+
+
+class SearchSpace:
+    """A search space: target input, stem, stages of block rows, head, each with alternatives.
+
+    Build one with :func:`nas.load_space`; it is immutable.
+    """
+
+    def __init__(self, name: str, description: str, input: InputSpec, stem: RowSpace,
+                 stages: Sequence[Sequence[RowSpace]], head: RowSpace, source: str = ""):
+        self.name = name
+        self.description = description
+        self.input = input
+        self.stem = stem
+        self.stages = tuple(tuple(rows) for rows in stages)
+        self.head = head
+        self.source = source
+        self._slots = self._make_slots()
+        self.decisions: Tuple[Decision, ...] = tuple(
+            Decision(_slot(where, FIELD_BY_NAME[f].key), f, alts)
+            for where, row, f, alts in self._slots
+            if len(alts) > 1
+        )
+        self._cost_range: Optional[CostRange] = None
+
+    # ------------------------------------------------------------------ structure
+    def _make_slots(self):
+        """Every (place, row, field, alternatives) in a fixed order."""
+        slots = []
+        places = [("stem", self.stem)]
+        for s, rows in enumerate(self.stages):
+            places += [(f"s{s}.b{r}", row) for r, row in enumerate(rows)]
+        places.append(("head", self.head))
+        for where, row in places:
+            for f in fields_of(row.kind):
+                slots.append((where, row, f.name, row.alternatives[f.name]))
+        return slots
+
+    @property
+    def size(self) -> int:
+        """Number of distinct decision combinations."""
+        return math.prod(len(d.values) for d in self.decisions)
+
+    @property
+    def size_log10(self) -> float:
+        return sum(math.log10(len(d.values)) for d in self.decisions)
+
+    @property
+    def is_single_point(self) -> bool:
+        return not self.decisions
+
+    # ------------------------------------------------------------------ architectures
+    def arch_from_choices(self, choices: Mapping[str, Any]) -> Architecture:
+        """The architecture for one value per decision (values or their labels).
+
+        Raises:
+            KeyError / ValueError: a decision is missing, unknown or out of its choices.
+        """
+        by_name = {d.name: d for d in self.decisions}
+        unknown = set(choices) - set(by_name)
+        if unknown:
+            raise KeyError(f"unknown decisions for space {self.name}: {sorted(unknown)}")
+        picked: Dict[Tuple[str, str], Any] = {}
+        for d in self.decisions:
+            if d.name not in choices:
+                raise KeyError(f"missing decision {d.name}")
+            value = choices[d.name]
+            if value in d.values:
+                picked[(d.name, d.field)] = value
+            elif value in d.labels:
+                picked[(d.name, d.field)] = d.values[d.labels.index(value)]
+            else:
+                raise ValueError(f"{d.name}: {value!r} is not one of {', '.join(d.labels)}")
+        return self._assemble(lambda where, f, alts: picked.get(
+            (_slot(where, FIELD_BY_NAME[f].key), f), alts[0]))
+
+    def sample(self, rng: "random.Random | int | None" = None) -> Architecture:
+        """A uniformly random architecture (each decision drawn uniformly)."""
+        if not isinstance(rng, random.Random):
+            rng = random.Random(rng)
+        return self._assemble(lambda where, f, alts: alts[rng.randrange(len(alts))]
+                              if len(alts) > 1 else alts[0])
+
+    def choices_of(self, arch: Architecture) -> Dict[str, Any]:
+        """Inverse of :meth:`arch_from_choices` (decision name -> value) for a member."""
+        if not self.contains(arch):
+            raise ValueError(f"architecture {arch.id} is not a point of space {self.name}")
+        values = self._values_of(arch)
+        return {d.name: values[d.name] for d in self.decisions}
+
+    def contains(self, arch: Architecture) -> bool:
+        """True when ``arch`` is a point of this space."""
+        if arch.input != self.input:
+            return False
+        if len(arch.stages) != len(self.stages) or any(
+            len(a) != len(s) for a, s in zip(arch.stages, self.stages)
+        ):
+            return False
+        values = self._values_of(arch)
+        for where, row, f, alts in self._slots:
+            value = values[_slot(where, FIELD_BY_NAME[f].key)]
+            if f == "split" and len(values[_slot(where, "k")]) == 1:
+                continue  # one kernel: every split rule is the same network
+            if value not in alts:
+                return False
+        return True
+
+    def _values_of(self, arch: Architecture) -> Dict[str, Any]:
+        out = {"stem.k": (arch.stem.kernel,), "stem.s": arch.stem.stride,
+               "stem.c": arch.stem.out, "stem.act": arch.stem.act,
+               "head.c": arch.head.out, "head.act": arch.head.act}
+        for s, rows in enumerate(arch.stages):
+            for r, block in enumerate(rows):
+                for name, value in block.values().items():
+                    out[_slot(f"s{s}.b{r}", FIELD_BY_NAME[name].key)] = value
+        return out
+
+    def _assemble(self, pick) -> Architecture:
+        values: Dict[str, Dict[str, Any]] = {}
+        for where, row, f, alts in self._slots:
+            values.setdefault(where, {})[f] = pick(where, f, alts)
+        stem = values["stem"]
+        stages = tuple(
+            tuple(Block.from_values(row.kind, values[f"s{s}.b{r}"]) for r, row in enumerate(rows))
+            for s, rows in enumerate(self.stages)
+        )
+        return Architecture(
+            self.input,
+            Stem(kernel=stem["kernels"][0], stride=stem["stride"], out=stem["out"],
+                 act=stem["act"]),
+            stages,
+            Head(out=values["head"]["out"], act=values["head"]["act"]),
+        )
+
+    # ------------------------------------------------------------------ cost range
+    def cost_range(self) -> CostRange:
+        """Exact minimum and maximum FLOPs and params over the whole space.
+
+        Widths couple consecutive rows, so this is a dynamic programme over each row's
+        output width. Within a row, for a fixed input width, output width, repeats and
+        expansion, the cost is a sum of terms that each depend on one group of
+        decisions (kernels with split; expand groups; project groups; SE ratio; the
+        activation costs nothing), so ``cost = cost(ref) + sum(delta of each group)``
+        and each group is optimised on its own instead of enumerating their product.
+        ``tests/space_tests`` checks this against brute force.
+        """
+        if self._cost_range is None:
+            self._cost_range = self._compute_cost_range()
+        return self._cost_range
+
+    def _compute_cost_range(self) -> CostRange:
+        from ..cost import head_cost, stem_cost
+
+        # Four independent programmes share one enumeration: min/max FLOPs, min/max params.
+        pick = (min, max, min, max)
+        state: Dict[int, Tuple[List[int], int]] = {}  # width -> (four totals, size)
+        for c in self.stem.alternatives["out"]:
+            f, p, size = stem_cost(self.input, self.stem.alternatives["kernels"][0][0],
+                                   self.stem.alternatives["stride"][0], c)
+            state[c] = ([f, f, p, p], size)
+        for rows in self.stages:
+            for row in rows:
+                new_state: Dict[int, Tuple[List[int], int]] = {}
+                for width, (totals, size) in state.items():
+                    for out, (row_best, out_size) in _row_extremes(row, width, size).items():
+                        cand = [t + b for t, b in zip(totals, row_best)]
+                        if out in new_state:
+                            old = new_state[out][0]
+                            cand = [best(a, b) for best, a, b in zip(pick, old, cand)]
+                        new_state[out] = (cand, out_size)
+                state = new_state
+        finals = [[] for _ in pick]
+        for width, (totals, size) in state.items():
+            for c in self.head.alternatives["out"]:
+                f, p = head_cost(width, size, c, self.input.classes)
+                for i, extra in enumerate((f, f, p, p)):
+                    finals[i].append(totals[i] + extra)
+        return CostRange(*(best(v) for best, v in zip(pick, finals)))
+
+
+_SEPARABLE_GROUPS = (("kernels", "split"), ("exp_groups",), ("proj_groups",), ("se",))
+
+
+def _row_extremes(row: RowSpace, width: int, size: int):
+    """``{out: ([flops_min, flops_max, params_min, params_max], out_size)}`` of one row."""
+    from ..cost import block_cost
+
+    alts = row.alternatives
+    outer = [f for f in ("repeats", "expansion") if f in alts]
+    groups = [g for g in _SEPARABLE_GROUPS if g[0] in alts]
+    result: Dict[int, Tuple[List[int], int]] = {}
+    for out in alts["out"]:
+        for combo in itertools.product(*(alts[f] for f in outer)):
+            ref = {f: v[0] for f, v in alts.items()}
+            ref.update(zip(outer, combo), out=out)
+            ref_f, ref_p, out_size = block_cost(Block.from_values(row.kind, ref), width, size)
+            lo_f = hi_f = ref_f
+            lo_p = hi_p = ref_p
+            for group in groups:
+                deltas = []
+                for values in itertools.product(*(alts[f] for f in group)):
+                    block = Block.from_values(row.kind, dict(ref, **dict(zip(group, values))))
+                    f, p, _ = block_cost(block, width, size)
+                    deltas.append((f - ref_f, p - ref_p))
+                lo_f += min(d[0] for d in deltas)
+                hi_f += max(d[0] for d in deltas)
+                lo_p += min(d[1] for d in deltas)
+                hi_p += max(d[1] for d in deltas)
+            cand = [lo_f, hi_f, lo_p, hi_p]
+            if out in result:
+                old = result[out][0]
+                cand = [min(old[0], lo_f), max(old[1], hi_f), min(old[2], lo_p),
+                        max(old[3], hi_p)]
+            result[out] = (cand, out_size)
+    return result
