@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterator, Mapping, Tuple
 from .channels import check_groups, conv_out_size, mid_channels, se_channels, split_channels
 from .space.grammar import (
     FIELD_BY_NAME,
+    SAME,
     GrammarError,
     fields_of,
     format_block,
@@ -310,10 +311,14 @@ class Architecture:
             raise ArchError(f"column {offset + 1}: {e}") from None
         offset += len(parts[1]) + 1
         stages = []
+        width = stem.out
         for stage_text in parts[2:-1]:
             rows = []
             for row_text in stage_text.split(","):
                 kind, v = block(row_text, ("ds", "ir"), offset)
+                if v["out"] is SAME:
+                    v["out"] = width
+                width = v["out"]
                 try:
                     rows.append(Block.from_values(kind, v))
                 except ArchError as e:

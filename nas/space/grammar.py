@@ -21,10 +21,16 @@ Grammar (``_`` separates tokens, ``|`` separates alternatives)::
     e    expansion ratio                          number > 0            ir             required
     se   squeeze-excitation ratio of the block's  number in [0, 1],     ds ir          0
          *input* channels (0 = no SE)             0 = off
-    c    output channels, a multiple of 8         int                   all            required
+    c    output channels, a multiple of 8         int                   all            stem/head:
+                                                                                       required;
+                                                                                       ds/ir: same
+                                                                                       as its input
     act  activation                               relu | swish | hswish all            relu
     noskip  no residual connection (no value)     flag                  ds ir          off
 
+A row without ``c`` keeps the width it is fed, so its width is the same decision as
+the row before it (the stem's, for the first row): ``ir_r1_k3_s2_e6_c24|32`` followed
+by ``ir_r1|2_k3_e3`` gives a stage with one width choice and residuals throughout.
 Numbers are written plainly (``6``, ``0.25``; at most 4 decimals). ``s`` and
 ``noskip`` are fixed: they cannot take alternatives. Examples::
 
@@ -50,6 +56,16 @@ KERNELS = (3, 5, 7, 9, 11)
 ACTIVATIONS = ("relu", "swish", "hswish")
 MAX_DECIMALS = 4
 _REQUIRED = object()
+
+
+class _Same:
+    """Default width of a stage row without a ``c`` token: keep the incoming width."""
+
+    def __repr__(self) -> str:
+        return "SAME"
+
+
+SAME = _Same()
 
 
 class GrammarError(ValueError):
@@ -226,7 +242,8 @@ FIELDS: Tuple[Field, ...] = (
           default={"stem": 2, "ds": 1, "ir": 1}, choosable=False),
     Field("e", "expansion", ("ir",), _parse_expansion, format_number, always_print=True),
     Field("se", "se", ("ds", "ir"), _parse_se, format_number, default={"ds": 0.0, "ir": 0.0}),
-    Field("c", "out", KINDS, _parse_width, always_print=True),
+    Field("c", "out", KINDS, _parse_width, default={"ds": SAME, "ir": SAME},
+          always_print=True),
     Field("act", "act", KINDS, _parse_act, default={k: "relu" for k in KINDS}),
     Field("noskip", "skip", ("ds", "ir"), _parse_flag, default={"ds": True, "ir": True},
           choosable=False),

@@ -27,7 +27,7 @@ import yaml
 
 from ..arch import InputSpec
 from ..channels import mid_channels, split_channels
-from .grammar import GrammarError, format_split, parse_block
+from .grammar import SAME, GrammarError, format_split, parse_block
 from .search_space import RowSpace, SearchSpace
 
 __all__ = ["SpaceError", "load_space", "available_spaces"]
@@ -105,6 +105,9 @@ def parse_space(text: str, name: str, file: str) -> SearchSpace:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or e.context or "invalid YAML"
+        if e.context and e.context_mark and e.problem_mark:
+            # e.g. an unclosed '[' is noticed lines later: say where it began.
+            problem += f" ({e.context} on line {e.context_mark.line + 1})"
         raise SpaceError(file, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1,
                          f"invalid YAML: {problem}") from None
     except yaml.YAMLError as e:
@@ -138,7 +141,8 @@ def parse_space(text: str, name: str, file: str) -> SearchSpace:
         for row_node in stage_node.value:
             row = _row(loc, row_node, ("ds", "ir"))
             _check_row(loc, row_node, row, width_alts)
-            width_alts = set(row.alternatives["out"])
+            if row.alternatives["out"] != (SAME,):
+                width_alts = set(row.alternatives["out"])
             rows.append(row)
         stages.append(tuple(rows))
     head = _row(loc, top["head"][1], ("head",))
@@ -211,7 +215,7 @@ def _check_row(loc: _Loc, node, row: RowSpace, in_widths) -> None:
     # Every width the depthwise conv can see: first repeat from the previous row's
     # widths, later repeats from this row's own widths.
     widths = set(in_widths)
-    if max(alts["repeats"]) > 1:
+    if max(alts["repeats"]) > 1 and alts["out"] != (SAME,):
         widths |= set(alts["out"])
     mids = {w if row.kind == "ds" else mid_channels(w, e)
             for w in widths for e in alts.get("expansion", (1.0,))}

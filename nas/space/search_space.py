@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..arch import Architecture, Block, Head, InputSpec, Stem
-from .grammar import FIELD_BY_NAME, fields_of
+from .grammar import FIELD_BY_NAME, SAME, fields_of
 
 __all__ = ["Decision", "RowSpace", "SearchSpace", "CostRange"]
 
@@ -152,12 +152,18 @@ class SearchSpace:
         ):
             return False
         values = self._values_of(arch)
+        width = arch.stem.out
         for where, row, f, alts in self._slots:
             value = values[_slot(where, FIELD_BY_NAME[f].key)]
             if f == "split" and len(values[_slot(where, "k")]) == 1:
                 continue  # one kernel: every split rule is the same network
-            if value not in alts:
+            if f == "out" and alts == (SAME,):
+                if value != width:
+                    return False
+            elif value not in alts:
                 return False
+            if f == "out" and where != "head":
+                width = value
         return True
 
     def _values_of(self, arch: Architecture) -> Dict[str, Any]:
@@ -172,8 +178,12 @@ class SearchSpace:
 
     def _assemble(self, pick) -> Architecture:
         values: Dict[str, Dict[str, Any]] = {}
+        width = None
         for where, row, f, alts in self._slots:
-            values.setdefault(where, {})[f] = pick(where, f, alts)
+            value = width if alts == (SAME,) else pick(where, f, alts)
+            values.setdefault(where, {})[f] = value
+            if f == "out":
+                width = value
         stem = values["stem"]
         stages = tuple(
             tuple(Block.from_values(row.kind, values[f"s{s}.b{r}"]) for r, row in enumerate(rows))
@@ -244,7 +254,7 @@ def _row_extremes(row: RowSpace, width: int, size: int):
     outer = [f for f in ("repeats", "expansion") if f in alts]
     groups = [g for g in _SEPARABLE_GROUPS if g[0] in alts]
     result: Dict[int, Tuple[List[int], int]] = {}
-    for out in alts["out"]:
+    for out in ((width,) if alts["out"] == (SAME,) else alts["out"]):
         for combo in itertools.product(*(alts[f] for f in outer)):
             ref = {f: v[0] for f, v in alts.items()}
             ref.update(zip(outer, combo), out=out)

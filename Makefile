@@ -1,0 +1,47 @@
+# Two commands for a fresh Debian machine:  make search  (the main job)  and  make test.
+# Both install what they need first (virtualenv, pinned CPU torch, the package).
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build, pinned and installed before anything that depends on torch: an
+# unpinned resolve pulls a multi-GB CUDA build. Override e.g. TORCH_SPEC=torch==2.5.1.
+TORCH_VERSION ?= 2.13.0
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
+PIP_FLAGS ?= --disable-pip-version-check
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test search bench clean data
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) -q "$(TORCH_SPEC)"
+	$(BIN)/pip install $(PIP_FLAGS) -q -e '.[dev]'
+	@$(MAKE) --no-print-directory data
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian (dataset-fashion-mnist), installed when running as root.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian package dataset-fashion-mnist"; \
+	  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null)) \
+	  || echo "warning: could not install dataset-fashion-mnist; set NAS_DATA_DIR to IDX files"; \
+	else echo "note: Fashion-MNIST not found; as root: apt-get install dataset-fashion-mnist"; fi
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The main job. Until the search controller lands (issue "nas search --budget 300M")
+# this shows the default search space the search will run on.
+search: install
+	$(BIN)/nas space show mixnet_300m
+
+bench: install
+	$(BIN)/python experiments/bench_cost.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

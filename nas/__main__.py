@@ -1,0 +1,7 @@
+"""``python -m nas`` == ``nas``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

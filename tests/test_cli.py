@@ -1,0 +1,72 @@
+import json
+import subprocess
+import sys
+
+import nas
+from nas.cli import main
+
+
+def test_space_show_json_keys(capsys):
+    assert main(["space", "show", "mixnet_300m", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert set(info) == {"name", "decisions", "size_log10", "flops_min", "flops_max",
+                         "params_min", "params_max"}
+    assert info["flops_min"] < 300e6 < info["flops_max"]
+
+
+def test_single_point_space_show_has_flops_and_params(capsys):
+    assert main(["space", "show", "mixnet_m", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["flops"], info["params"]) == (355_613_152, 5_014_382)
+
+
+def test_space_show_text(capsys):
+    assert main(["space", "show", "mixnet_300m"]) == 0
+    out = capsys.readouterr().out
+    assert "70 decisions" in out and "FLOPs" in out and "s5.b1" in out
+
+
+def test_space_list(capsys):
+    assert main(["space", "list", "--json"]) == 0
+    assert {"mixnet_s", "mixnet_m", "mixnet_300m"} <= set(json.loads(capsys.readouterr().out))
+
+
+def test_space_sample_json_lines(capsys):
+    assert main(["space", "sample", "mixnet_300m", "-n", "4", "--seed", "3", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    space = nas.load_space("mixnet_300m")
+    for line in lines:
+        row = json.loads(line)
+        assert set(row) == {"arch", "flops", "params"}
+        arch = nas.Architecture.parse(row["arch"])
+        assert space.contains(arch)
+        assert (row["flops"], row["params"]) == (nas.count_cost(arch).flops,
+                                                 nas.count_cost(arch).params)
+    assert main(["space", "sample", "mixnet_300m", "-n", "4", "--seed", "3", "--json"]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == lines
+
+
+def test_export_from_string_and_from_arch_json(tmp_path, capsys):
+    arch = nas.load_space("mixnet_s").sample(0)
+    assert main(["export", "--arch", str(arch), "-o", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "model.py").exists()
+    assert main(["export", "--arch", str(tmp_path / "a" / "arch.json"),
+                 "-o", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "a" / "model.py").read_text() == (tmp_path / "b" / "model.py").read_text()
+    assert main(["export", "--arch", str(arch), "-o", str(tmp_path / "a")]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_2_without_traceback(capsys):
+    assert main(["export", "--arch", "3x32x32-10/stem_c16/ds_k4/head_c64", "-o", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nas: error: column") and "kernel 4" in err
+    assert main(["space", "show", "no_such_space"]) == 2
+    assert "registered spaces" in capsys.readouterr().err
+    assert main(["space", "sample", "mixnet_s", "-n", "0"]) == 2
+
+
+def test_console_script_help():
+    run = subprocess.run([sys.executable, "-m", "nas", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0 and "space" in run.stdout and "export" in run.stdout
