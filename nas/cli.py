@@ -10,13 +10,18 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import __version__
+from dataclasses import fields
+
 from .arch import Architecture, ArchError
+from .budget import parse_flops
 from .cost import count_cost
 from .export import ExportError, export_arch
 from .space.grammar import FIELD_BY_NAME, SAME, fields_of
 from .space.loader import SpaceError, available_spaces, load_space
+from .train import RunError, TrainConfig, quick_report, train_supernet
 
 # Errors a user can cause: printed as one line, exit code 2, never a traceback.
+# (DataError, RunError, CheckpointError, BudgetError and SupernetMismatch are ValueErrors.)
 USER_ERRORS = (SpaceError, ArchError, ExportError, FileNotFoundError, KeyError, ValueError)
 
 
@@ -43,6 +48,47 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("--json", action="store_true",
                         help='JSON lines {"arch", "flops", "params"}')
+
+    sn = sub.add_parser("supernet", help="train the weight-sharing supernet")
+    sn_sub = sn.add_subparsers(dest="supernet_command", required=True, metavar="SUBCOMMAND")
+    train = sn_sub.add_parser(
+        "train", help="train a supernet into a run directory (resumable)",
+        description="Train a weight-sharing supernet. Settings not given take the defaults "
+                    "shown; with --resume the run's saved settings are used.")
+    train.add_argument("-o", "--output", required=True, help="run directory")
+    train.add_argument("--resume", action="store_true",
+                       help="continue RUN/supernet.pt exactly where it stopped")
+    d = TrainConfig()
+    for flag, kind, text in (
+        ("--space", str, "search space (name or .yaml)"),
+        ("--data", str, "fashion-mnist, an ImageFolder dir (train/ test/) or a .tar.gz of one"),
+        ("--steps", int, "optimisation steps (0: from --epochs)"),
+        ("--epochs", float, "epochs over the training split"),
+        ("--batch-size", int, "images per step"),
+        ("--optimizer", str, "sgd (Nesterov momentum) or adamw"),
+        ("--lr", float, "peak learning rate (cosine schedule, linear warm-up)"),
+        ("--weight-decay", float, "weight decay (not on BN and biases)"),
+        ("--label-smoothing", float, "label smoothing of the hard-label loss"),
+        ("--sampler", str, "uniform | sandwich (largest+smallest+random, in-place "
+                           "distillation) | budget (archs within --band of --budget)"),
+        ("--sandwich-random", int, "random archs per sandwich step"),
+        ("--budget", str, "FLOPs budget for --sampler budget, e.g. 300M"),
+        ("--band", float, "relative band around the budget"),
+        ("--resolution", int, "proxy resolution to resize images to (0: native)"),
+        ("--val-fraction", float, "share of training data held out for validation"),
+        ("--train-subset", int, "train on only this many images (0: all)"),
+        ("--seed", int, "seed of data order, augmentation, sampling and init"),
+        ("--checkpoint-every", int, "steps between checkpoints"),
+        ("--device", str, "auto | cpu | cuda"),
+    ):
+        name = flag[2:].replace("-", "_")
+        default = getattr(d, name)
+        train.add_argument(flag, type=kind, default=None,
+                           help=f"{text} (default: {default if default != '' else 'none'})")
+    train.add_argument("--no-eval", action="store_true",
+                       help="skip the final validation of the largest and smallest subnets")
+    train.add_argument("--recalibration-batches", type=int, default=20,
+                       help="BN recalibration batches for the final evaluation")
 
     export = sub.add_parser("export", help="write a standalone model.py + arch.json")
     export.add_argument("--arch", required=True,
@@ -136,6 +182,31 @@ def _space_sample(args) -> None:
                   f"{arch}")
 
 
+def _supernet_train(args) -> None:
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    if "budget" in given:
+        given["budget"] = float(parse_flops(given["budget"]))
+    if args.resume:
+        saved = Path(args.output) / "config.json"
+        if saved.exists():
+            old = json.loads(saved.read_text())
+            clash = {k: v for k, v in given.items() if old.get(k) != v}
+            if clash:
+                raise RunError(f"{args.output} was trained with "
+                               + ", ".join(f"{k}={old.get(k)!r}" for k in clash)
+                               + "; --resume continues it with its own settings")
+        config = None
+    else:
+        config = TrainConfig(**given).validate()
+    run = train_supernet(config, args.output, resume=args.resume)
+    print(f"supernet: {run.step} steps, checkpoint {Path(args.output) / 'supernet.pt'}")
+    if not args.no_eval:
+        acc = quick_report(run, args.recalibration_batches)
+        print(f"validation accuracy (BN recalibrated, {args.recalibration_batches} batches): "
+              f"largest {acc['largest']:.2%}, smallest {acc['smallest']:.2%}")
+
+
 def _export(args) -> None:
     arch = _read_arch(args.arch)
     paths = export_arch(arch, args.output, force=args.force)
@@ -151,15 +222,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         ("space", "list"): _space_list,
         ("space", "show"): _space_show,
         ("space", "sample"): _space_sample,
+        ("supernet", "train"): _supernet_train,
         ("export", None): _export,
     }
-    handler = handlers[(args.command, getattr(args, "space_command", None))]
+    sub = getattr(args, "space_command", None) or getattr(args, "supernet_command", None)
+    handler = handlers[(args.command, sub)]
     try:
         handler(args)
     except USER_ERRORS as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"nas: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("nas: interrupted; rerun with --resume to continue from the last checkpoint"
+              if args.command == "supernet" else "nas: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `nas space sample ... | head`
         sys.stderr.close()
         return 0

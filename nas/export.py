@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from . import __version__
 from .arch import Architecture
+from .checkpoint import atomic_write_bytes
 from .cost import count_cost
 from .model import layer_table
 from .ops import static
@@ -109,20 +108,6 @@ def _literal_version() -> str:
     return __version__
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export_arch(arch: Architecture, out_dir, force: bool = False,
                 extra: Optional[Dict] = None) -> List[Path]:
     """Write ``model.py`` and ``arch.json`` for ``arch`` into ``out_dir``.
@@ -164,7 +149,7 @@ def export_arch(arch: Architecture, out_dir, force: bool = False,
         ("model.py", model_source(arch).encode()),
         ("arch.json", (json.dumps(meta, indent=2) + "\n").encode()),
     ):
-        _atomic_write(out / name, data)
+        atomic_write_bytes(out / name, data)
         written.append(out / name)
     stale = out / "weights.pt"
     if stale.exists():  # an overwritten export's weights belong to another network

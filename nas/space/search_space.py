@@ -197,6 +197,29 @@ class SearchSpace:
             Head(out=values["head"]["out"], act=values["head"]["act"]),
         )
 
+    def extreme_arch(self, largest: bool = True) -> Architecture:
+        """The architecture with the most (or fewest) FLOPs, found by coordinate search.
+
+        Used by the sandwich rule. Starts from every decision's first or last value and
+        changes one decision at a time while FLOPs improve; the tests check that it
+        reaches the exact :meth:`cost_range` on every shipped space.
+        """
+        from ..cost import count_cost
+
+        sign = 1 if largest else -1
+        choices = {d.name: d.values[-1 if largest else 0] for d in self.decisions}
+        best = sign * count_cost(self.arch_from_choices(choices)).flops
+        improved = True
+        while improved:
+            improved = False
+            for d in self.decisions:
+                for value in d.values:
+                    trial = dict(choices, **{d.name: value})
+                    flops = sign * count_cost(self.arch_from_choices(trial)).flops
+                    if flops > best:
+                        best, choices, improved = flops, trial, True
+        return self.arch_from_choices(choices)
+
     # ------------------------------------------------------------------ cost range
     def cost_range(self) -> CostRange:
         """Exact minimum and maximum FLOPs and params over the whole space.

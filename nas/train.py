@@ -1,0 +1,375 @@
+"""Supernet training: sampling rules, optimisation, progress, checkpoints, exact resume.
+
+A run directory holds ``config.json`` (everything needed to rerun), ``supernet.pt``
+(the latest checkpoint: model, optimiser, scheduler, sampler RNG, step, written
+atomically) and ``train_log.jsonl`` (one line per logged step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .arch import Architecture
+from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
+from .cost import count_cost
+from .data import Dataset, Loader, load_dataset, train_val_split
+from .evaluate import evaluate
+from .space.loader import load_space, parse_space
+from .space.search_space import SearchSpace
+from .supernet import Supernet
+
+__all__ = ["TrainConfig", "ArchSampler", "SupernetRun", "train_supernet", "load_supernet",
+           "RunError", "SAMPLERS"]
+
+CHECKPOINT_FORMAT = "nas-supernet/1"
+SAMPLERS = ("uniform", "sandwich", "budget")
+
+
+class RunError(ValueError):
+    """A run directory or configuration that cannot be used as asked."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a supernet training run depends on (saved as ``config.json``)."""
+
+    space: str = "mixnet_300m"
+    data: str = "fashion-mnist"
+    steps: int = 0                   # 0: derived from epochs
+    epochs: float = 1.0
+    batch_size: int = 64
+    optimizer: str = "sgd"           # sgd | adamw
+    lr: float = 0.1
+    weight_decay: float = 4e-5
+    warmup: float = 0.05             # fraction of steps with a linear warm-up
+    label_smoothing: float = 0.1
+    sampler: str = "sandwich"        # uniform | sandwich | budget
+    sandwich_random: int = 2         # random archs per sandwich step besides largest/smallest
+    budget: float = 0.0              # FLOPs at the target input, for the budget sampler
+    band: float = 0.2                # budget sampler keeps archs within +-band of the budget
+    resolution: int = 0              # proxy resolution; 0 keeps the data's own
+    val_fraction: float = 0.1
+    train_subset: int = 0            # use only this many training images (0: all)
+    seed: int = 0
+    checkpoint_every: int = 100
+    device: str = "auto"
+    grad_clip: float = 5.0
+
+    def validate(self) -> "TrainConfig":
+        if self.optimizer not in ("sgd", "adamw"):
+            raise RunError(f"--optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.sampler not in SAMPLERS:
+            raise RunError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.sampler == "budget" and self.budget <= 0:
+            raise RunError("--sampler budget needs --budget (e.g. --budget 300M)")
+        if self.steps < 0 or self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0:
+            raise RunError("steps, epochs, batch size and learning rate must be positive")
+        if not 0 < self.band < 1:
+            raise RunError(f"--band must be in (0, 1), got {self.band}")
+        if self.checkpoint_every < 1:
+            raise RunError("--checkpoint-every must be at least 1")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise RunError(f"unknown training settings {sorted(unknown)}")
+        return cls(**data).validate()
+
+
+class ArchSampler:
+    """Which architectures a training step trains, and with which targets.
+
+    ``uniform``: one random architecture on the labels (single path).
+    ``sandwich``: the largest on the labels, then the smallest and ``n`` random ones
+    distilled from the largest's outputs (in-place distillation).
+    ``budget``: one random architecture whose FLOPs lie within ``band`` of the budget.
+    """
+
+    def __init__(self, space: SearchSpace, rule: str, rng: random.Random, n_random: int = 2,
+                 budget: float = 0.0, band: float = 0.2):
+        self.space, self.rule, self.rng = space, rule, rng
+        self.n_random, self.budget, self.band = n_random, budget, band
+        self.largest = space.extreme_arch(largest=True)
+        self.smallest = space.extreme_arch(largest=False)
+        if rule == "budget":
+            lo, hi = budget * (1 - band), budget * (1 + band)
+            r = space.cost_range()
+            if hi < r.flops_min or lo > r.flops_max:
+                raise RunError(f"no architecture of {space.name} lies within {band:.0%} of the "
+                               f"budget: its FLOPs run {r.flops_min:,} .. {r.flops_max:,}")
+
+    def _in_band(self) -> Architecture:
+        lo, hi = self.budget * (1 - self.band), self.budget * (1 + self.band)
+        for _ in range(10_000):
+            arch = self.space.sample(self.rng)
+            if lo <= count_cost(arch).flops <= hi:
+                return arch
+        raise RunError(f"could not sample an architecture within {self.band:.0%} of the budget")
+
+    def step(self) -> List[Tuple[Architecture, bool]]:
+        """``[(arch, distilled)]`` for one step; the teacher (if any) comes first."""
+        if self.rule == "uniform":
+            return [(self.space.sample(self.rng), False)]
+        if self.rule == "budget":
+            return [(self._in_band(), False)]
+        archs = [(self.largest, False), (self.smallest, True)]
+        return archs + [(self.space.sample(self.rng), True) for _ in range(self.n_random)]
+
+
+@dataclass
+class SupernetRun:
+    """A loaded (or freshly trained) supernet with what is needed to evaluate it."""
+
+    supernet: Supernet
+    config: TrainConfig
+    dataset: Dataset
+    mean: List[float]
+    std: List[float]
+    step: int
+
+    def loaders(self, batch_size: int = 256, device=None):
+        """``(calibration, validation)`` loaders over the train/val split the run used."""
+        train, val = _splits(self.dataset, self.config)
+        device = device or self.supernet.stem_weight.device
+        res = self.config.resolution or None
+        calib = Loader(train, self.config.batch_size, self.mean, self.std, train=True,
+                       resolution=res, seed=self.config.seed + 1, device=device)
+        valid = Loader(val, batch_size, self.mean, self.std, resolution=res, device=device)
+        return calib, valid
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _splits(dataset: Dataset, config: TrainConfig):
+    train, val = train_val_split(dataset.train, config.val_fraction, config.seed)
+    if config.train_subset:
+        train = train.subset(torch.arange(min(config.train_subset, len(train))))
+    return train, val
+
+
+def _space_of(config: TrainConfig, space_text: Optional[str] = None) -> SearchSpace:
+    if space_text is not None:  # the exact space the checkpoint was trained on
+        return parse_space(space_text, Path(config.space).stem, config.space)
+    return load_space(config.space)
+
+
+def _space_text(space: SearchSpace) -> str:
+    return Path(space.source).read_text(encoding="utf-8")
+
+
+def _schedule(config: TrainConfig, total: int):
+    warm = max(1, int(total * config.warmup))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    return factor
+
+
+def _optimizer(config: TrainConfig, supernet: Supernet) -> torch.optim.Optimizer:
+    # No weight decay on BN affine parameters and biases (1-D tensors).
+    decay = [p for p in supernet.parameters() if p.ndim > 1]
+    rest = [p for p in supernet.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": rest, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
+                   progress: bool = True, stop_after: Optional[int] = None) -> SupernetRun:
+    """Train (or resume training) a supernet into ``run_dir``.
+
+    Args:
+        config: the settings; with ``resume`` the saved ``config.json`` wins and
+            ``config`` must be None-equivalent (only ``--resume`` is needed to continue).
+        run_dir: the run directory.
+        resume: continue from ``run_dir/supernet.pt``.
+        progress: show a tqdm bar.
+        stop_after: stop (with a checkpoint) after this many steps in this call (tests).
+    """
+    run = Path(run_dir)
+    ckpt_path = run / "supernet.pt"
+    state = None
+    if resume:
+        if not ckpt_path.exists():
+            raise RunError(f"{run}: nothing to resume (no supernet.pt); run without --resume")
+        state = load_checkpoint(ckpt_path, CHECKPOINT_FORMAT)
+        config = TrainConfig.from_dict(state["config"])
+    elif ckpt_path.exists():
+        raise RunError(f"{run} already holds a supernet; pass --resume to continue it or "
+                       "choose another -o")
+    config.validate()
+    device = _device(config.device)
+    space = _space_of(config, state["space_text"] if state else None)
+    dataset = load_dataset(config.data)
+    mean, std = dataset.stats()
+    train, _ = _splits(dataset, config)
+    resolution = config.resolution or None
+    loader = Loader(train, config.batch_size, mean, std, train=True, resolution=resolution,
+                    pad=max(1, dataset.resolution // 14), flip=True, seed=config.seed,
+                    device=device)
+    if len(loader) == 0:
+        raise RunError(f"only {len(train)} training images: fewer than one batch of "
+                       f"{config.batch_size}")
+    total = config.steps or max(1, int(round(config.epochs * len(loader))))
+    if config.resolution and config.resolution < 8:
+        raise RunError(f"--resolution {config.resolution} is too small")
+
+    torch.manual_seed(config.seed)
+    supernet = Supernet(space, num_classes=len(dataset.classes),
+                        in_chans=dataset.channels).to(device)
+    optimizer = _optimizer(config, supernet)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total))
+    rng = random.Random(config.seed)
+    step = 0
+    if state is not None:
+        supernet.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.setstate(_as_rng_state(state["sampler_rng"]))
+        step = state["step"]
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run / "config.json",
+                           (json.dumps(asdict(config), indent=2) + "\n").encode())
+    sampler = ArchSampler(space, config.sampler, rng, config.sandwich_random, config.budget,
+                          config.band)
+    space_text = _space_text(space) if state is None else state["space_text"]
+
+    def checkpoint(at: int) -> None:
+        save_checkpoint({
+            "format": CHECKPOINT_FORMAT, "config": asdict(config), "step": at,
+            "model": supernet.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "sampler_rng": list_rng(rng.getstate()),
+            "space_text": space_text, "classes": list(dataset.classes),
+            "mean": mean, "std": std,
+        }, ckpt_path)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        # disable=None: a live bar on a terminal; logs get one line per checkpoint instead.
+        bar = tqdm(total=total, initial=step, desc="supernet", unit="step", dynamic_ncols=True,
+                   disable=None)
+    log = (run / "train_log.jsonl").open("a")
+    supernet.train()
+    started, seen, done_here = time.perf_counter(), 0, 0
+    try:
+        while step < total:
+            epoch, index = divmod(step, len(loader))
+            for x, y in loader.epoch(epoch, start=index):
+                loss = _train_step(supernet, sampler, x, y, config)
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(supernet.parameters(), config.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                step += 1
+                done_here += 1
+                seen += len(y)
+                rate = seen / (time.perf_counter() - started)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{rate:.0f}",
+                                    lr=f"{scheduler.get_last_lr()[0]:.3g}")
+                if step % config.checkpoint_every == 0 or step == total:
+                    checkpoint(step)
+                    line = json.dumps({"step": step, "loss": round(loss, 5),
+                                       "lr": scheduler.get_last_lr()[0],
+                                       "img_per_s": round(rate, 1)})
+                    log.write(line + "\n")
+                    log.flush()
+                    if progress and (bar is None or bar.disable):
+                        eta = (total - step) * len(y) / max(rate, 1e-9)
+                        print(f"step {step}/{total} loss {loss:.3f} {rate:.0f} img/s "
+                              f"ETA {eta / 60:.1f} min", flush=True)
+                if step >= total or (stop_after is not None and done_here >= stop_after):
+                    break
+            if stop_after is not None and done_here >= stop_after:
+                if step % config.checkpoint_every:
+                    checkpoint(step)
+                break
+    finally:
+        log.close()
+        if bar is not None:
+            bar.close()
+    return SupernetRun(supernet.eval(), config, dataset, mean, std, step)
+
+
+def _train_step(supernet: Supernet, sampler: ArchSampler, x, y, config: TrainConfig) -> float:
+    """Forward/backward every arch of the step; gradients accumulate. Returns the first loss."""
+    teacher = None
+    first = None
+    for arch, distilled in sampler.step():
+        logits = supernet(x, arch)
+        if distilled and teacher is not None:
+            loss = -(teacher * F.log_softmax(logits, 1)).sum(1).mean()
+        else:
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            teacher = F.softmax(logits.detach(), 1)
+        loss.backward()
+        if first is None:
+            first = loss.item()
+    return first
+
+
+def list_rng(state) -> list:
+    """random.Random state as nested lists (plain data for weights_only loading)."""
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _as_rng_state(saved) -> tuple:
+    version, internal, gauss = saved
+    return (version, tuple(internal), gauss)
+
+
+def load_supernet(path, device: str = "auto") -> SupernetRun:
+    """Load ``RUN/supernet.pt`` (or a run directory) for evaluation and search."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "supernet.pt"
+    state = load_checkpoint(path, CHECKPOINT_FORMAT)
+    config = TrainConfig.from_dict(state["config"])
+    space = _space_of(config, state["space_text"])
+    dataset = load_dataset(config.data)
+    if list(dataset.classes) != list(state["classes"]):
+        raise CheckpointError(f"{path}: trained on classes {state['classes']}, but "
+                              f"{config.data} has {dataset.classes}")
+    supernet = Supernet(space, num_classes=len(state["classes"]), in_chans=dataset.channels)
+    supernet.load_state_dict(state["model"])
+    supernet.to(_device(device)).eval()
+    return SupernetRun(supernet, config, dataset, state["mean"], state["std"], state["step"])
+
+
+def quick_report(run: SupernetRun, batches: int = 20) -> Dict[str, float]:
+    """Validation accuracy of the largest and smallest subnets (after BN recalibration)."""
+    calib, valid = run.loaders()
+    space = run.supernet.space
+    return {
+        "largest": evaluate(run.supernet, space.extreme_arch(True), valid, calib, batches),
+        "smallest": evaluate(run.supernet, space.extreme_arch(False), valid, calib, batches),
+    }
