@@ -320,16 +320,19 @@ class Loader:
         flip: random horizontal flips (train only).
         seed: the shuffle/augmentation seed; epoch ``e`` is reproducible on its own.
         device: where batches go.
+        channels_last: emit NHWC-strided batches (2-3x faster depthwise convs on CPU).
     """
 
     def __init__(self, data: ImageSet, batch_size: int, mean: Sequence[float],
                  std: Sequence[float], train: bool = False, resolution: Optional[int] = None,
-                 pad: int = 0, flip: bool = False, seed: int = 0, device="cpu"):
+                 pad: int = 0, flip: bool = False, seed: int = 0, device="cpu",
+                 channels_last: bool = False):
         if batch_size < 1:
             raise DataError(f"batch size must be positive, got {batch_size}")
         self.data, self.batch_size, self.train = data, batch_size, train
         self.resolution, self.pad, self.flip, self.seed = resolution, pad, flip, seed
         self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
 
@@ -363,7 +366,7 @@ class Loader:
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
                               align_corners=False, antialias=self.resolution < x.shape[-1])
         x = (x - self.mean) / self.std
-        return x.to(self.device)
+        return x.to(self.device).contiguous(memory_format=self.memory_format)
 
 
 def _pad_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:

@@ -137,7 +137,10 @@ class Supernet(nn.Module):
         with torch.no_grad():
             state = {k: v.detach().clone() for k, v in self.active_state(arch).items()}
         model.load_state_dict(state, strict=True)
-        return model.to(device).train(self.training)
+        model = model.to(device)
+        if self.stem_weight.is_contiguous(memory_format=torch.channels_last):
+            model = model.to(memory_format=torch.channels_last)  # keep the supernet's layout
+        return model.train(self.training)
 
     def extra_repr(self) -> str:
         return (f"space={self.space.name}, num_classes={self.num_classes}, "

@@ -63,6 +63,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     device: str = "auto"
     grad_clip: float = 5.0
+    channels_last: bool = True       # NHWC layout: 2-3x faster depthwise convs on CPU
 
     def validate(self) -> "TrainConfig":
         if self.optimizer not in ("sgd", "adamw"):
@@ -144,9 +145,11 @@ class SupernetRun:
         train, val = _splits(self.dataset, self.config)
         device = device or self.supernet.stem_weight.device
         res = self.config.resolution or None
+        cl = self.config.channels_last
         calib = Loader(train, self.config.batch_size, self.mean, self.std, train=True,
-                       resolution=res, seed=self.config.seed + 1, device=device)
-        valid = Loader(val, batch_size, self.mean, self.std, resolution=res, device=device)
+                       resolution=res, seed=self.config.seed + 1, device=device, channels_last=cl)
+        valid = Loader(val, batch_size, self.mean, self.std, resolution=res, device=device,
+                       channels_last=cl)
         return calib, valid
 
 
@@ -229,7 +232,7 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
     resolution = config.resolution or None
     loader = Loader(train, config.batch_size, mean, std, train=True, resolution=resolution,
                     pad=max(1, dataset.resolution // 14), flip=True, seed=config.seed,
-                    device=device)
+                    device=device, channels_last=config.channels_last)
     if len(loader) == 0:
         raise RunError(f"only {len(train)} training images: fewer than one batch of "
                        f"{config.batch_size}")
@@ -240,6 +243,8 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
     torch.manual_seed(config.seed)
     supernet = Supernet(space, num_classes=len(dataset.classes),
                         in_chans=dataset.channels).to(device)
+    if config.channels_last:
+        supernet.to(memory_format=torch.channels_last)
     optimizer = _optimizer(config, supernet)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total))
     rng = random.Random(config.seed)
@@ -362,6 +367,8 @@ def load_supernet(path, device: str = "auto") -> SupernetRun:
     supernet = Supernet(space, num_classes=len(state["classes"]), in_chans=dataset.channels)
     supernet.load_state_dict(state["model"])
     supernet.to(_device(device)).eval()
+    if config.channels_last:
+        supernet.to(memory_format=torch.channels_last)
     return SupernetRun(supernet, config, dataset, state["mean"], state["std"], state["step"])
 
 
