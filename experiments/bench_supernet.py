@@ -51,7 +51,7 @@ CL = torch.channels_last  # the layout training uses (TrainConfig.channels_last)
 def throughput(args) -> None:
     space = nas.load_space(args.space)
     torch.manual_seed(0)
-    supernet = Supernet(space, num_classes=10, in_chans=1).train().to(memory_format=CL)
+    supernet = Supernet(space, num_classes=10, in_chans=1).train().use_memory_format(CL)
     rng = random.Random(0)
     x = torch.randn(args.batch, 1, args.resolution, args.resolution).contiguous(memory_format=CL)
     y = torch.randint(0, 10, (args.batch,))
@@ -106,7 +106,7 @@ def child(mode: str, args) -> None:
         model = nas.build_model(largest, num_classes=10, in_chans=1).train().to(memory_format=CL)
         step_time(model, model.parameters(), x, y, 3)
     else:
-        supernet = Supernet(space, num_classes=10, in_chans=1).train().to(memory_format=CL)  # one sandwich step: largest, smallest and two random archs, gradients accumulate
+        supernet = Supernet(space, num_classes=10, in_chans=1).train().use_memory_format(CL)  # one sandwich step: largest, smallest and two random archs, gradients accumulate
         opt = torch.optim.SGD(supernet.parameters(), lr=0.01, momentum=0.9)
         rng = random.Random(0)
         for _ in range(3):

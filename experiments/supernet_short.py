@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--sampler", default="sandwich")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "supernet_short.json"))
     args = p.parse_args()

@@ -4,7 +4,7 @@ The canonical one-line form is the block grammar (:mod:`nas.space.grammar`) with
 value per token, stages separated by ``/`` and rows of a stage by ``,``, preceded by
 the target input ``CxRxR-CLASSES``::
 
-    3x224x224-1000/stem_k3_s2_c16/ds_r1_k3_c16/ir_r1_k3_a2_p2_s2_e6_c24,ir_r1_k3_a2_p2_e3_c24/.../head_c1536
+    3x224x224-1000/stem_k3_c16/ds_r1_k3_c16/ir_r1_k3_a2_p2_s2_e6_c24,ir_r1_k3_a2_p2_e3_c24/.../head_c1536
 
 It has no spaces or shell metacharacters, so it can be passed to ``--arch`` unquoted.
 Identity is structural: the same network found in two spaces is the same Architecture.
@@ -31,6 +31,7 @@ from .space.grammar import (
 
 __all__ = [
     "ArchError", "InputSpec", "Stem", "Block", "Head", "Layer", "Architecture", "block_layers",
+    "normalize_split",
 ]
 
 
@@ -74,6 +75,23 @@ def _check_fields(obj, kind: str) -> None:
         object.__setattr__(obj, f.name, _check_value(kind, f.name, getattr(obj, f.name)))
 
 
+def normalize_split(split, n_kernels: int):
+    """One spelling for split rules that always give the same channel groups.
+
+    Every channel count a split sees is a multiple of 8 (widths are, and expanded widths
+    are rounded to one), so over one kernel every rule is the same network, and over two
+    kernels ``exp`` (C/2, C - C/2) is ``equal``. Keeping one spelling keeps
+    "the same network is the same Architecture" (and the same id) true.
+    """
+    if n_kernels == 1 or (n_kernels == 2 and split == "exp"):
+        return "equal"
+    return split
+
+
+# Far above real inputs; they stop a typo from allocating an impossible network.
+INPUT_LIMITS = {"channels": 1024, "resolution": 4096, "classes": 1_000_000}
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """The target input the space is designed for (FLOPs are counted here)."""
@@ -85,8 +103,10 @@ class InputSpec:
     def __post_init__(self):
         for name in ("channels", "resolution", "classes"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ArchError(f"input {name} must be a positive integer, got {value!r}")
+            limit = INPUT_LIMITS[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+                raise ArchError(f"input {name} must be a whole number from 1 to {limit:,}, "
+                                f"got {value!r}")
 
     def __str__(self) -> str:
         return f"{self.channels}x{self.resolution}x{self.resolution}-{self.classes}"
@@ -136,9 +156,7 @@ class Block:
         if self.kind == "ds" and (self.expansion != 1 or self.exp_groups != 1):
             raise ArchError("a ds block has no expand conv: expansion and exp_groups must be 1")
         _check_fields(self, self.kind)
-        # Which rule splits one group is irrelevant; keep one spelling.
-        if len(self.kernels) == 1:
-            object.__setattr__(self, "split", "equal")
+        object.__setattr__(self, "split", normalize_split(self.split, len(self.kernels)))
         if not isinstance(self.split, str) and len(self.split) != len(self.kernels):
             raise ArchError(
                 f"split {':'.join(map(str, self.split))} has {len(self.split)} parts "

@@ -8,7 +8,8 @@ __all__ = ["parse_flops", "BudgetError", "BUDGET_FORMAT"]
 
 BUDGET_FORMAT = ("a positive FLOPs count such as 300M, 0.3G, 300e6, 300000000 or 300MFLOPs "
                  "(K, M, G = 1e3, 1e6, 1e9)")
-_PATTERN = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?\s*([kKmMgG]?)(?:flops|FLOPs|FLOPS)?$")
+_PATTERN = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?\s*([kmg]?)\s*(?:flops)?",
+                      re.IGNORECASE)
 _SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
 
 
@@ -22,7 +23,7 @@ def parse_flops(text: str) -> int:
     Raises:
         BudgetError: saying what format is expected.
     """
-    m = _PATTERN.match(str(text).strip())
+    m = _PATTERN.fullmatch(str(text).strip())
     if not m:
         raise BudgetError(f"bad budget {text!r}: expected {BUDGET_FORMAT}")
     mantissa, exponent, unit = m.groups()

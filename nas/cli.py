@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -13,16 +14,24 @@ from . import __version__
 from dataclasses import fields
 
 from .arch import Architecture, ArchError
-from .budget import parse_flops
+from .budget import BudgetError, parse_flops
+from .checkpoint import CheckpointError
+from .data import DataError
 from .cost import count_cost
 from .export import ExportError, export_arch
 from .space.grammar import FIELD_BY_NAME, SAME, fields_of
 from .space.loader import SpaceError, available_spaces, load_space
+from .supernet import SupernetMismatch
 from .train import RunError, TrainConfig, quick_report, train_supernet
 
-# Errors a user can cause: printed as one line, exit code 2, never a traceback.
-# (DataError, RunError, CheckpointError, BudgetError and SupernetMismatch are ValueErrors.)
-USER_ERRORS = (SpaceError, ArchError, ExportError, FileNotFoundError, KeyError, ValueError)
+class UsageError(ValueError):
+    """A bad argument combination the parser cannot catch."""
+
+
+# Errors a user can cause: printed as one line, exit code 2, never a traceback. Anything
+# else is a bug in nas and keeps its traceback.
+USER_ERRORS = (SpaceError, ArchError, ExportError, DataError, RunError, CheckpointError,
+               BudgetError, SupernetMismatch, UsageError)
 
 
 def _fmt_count(n: int) -> str:
@@ -65,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         ("--steps", int, "optimisation steps (0: from --epochs)"),
         ("--epochs", float, "epochs over the training split"),
         ("--batch-size", int, "images per step"),
-        ("--optimizer", str, "sgd (Nesterov momentum) or adamw"),
+        ("--optimizer", str, "adamw or sgd (Nesterov momentum)"),
         ("--lr", float, "peak learning rate (cosine schedule, linear warm-up)"),
         ("--weight-decay", float, "weight decay (not on BN and biases)"),
         ("--label-smoothing", float, "label smoothing of the hard-label loss"),
@@ -101,7 +110,10 @@ def _parser() -> argparse.ArgumentParser:
 def _read_arch(text: str) -> Architecture:
     path = Path(text)
     if text.endswith(".json") and path.is_file():
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ArchError(f"{path}: not valid JSON ({e})") from None
         if isinstance(data, dict) and "arch" in data:
             return Architecture.parse(data["arch"])
         return Architecture.from_dict(data)
@@ -130,10 +142,10 @@ def _space_show(args) -> None:
         "flops_min": cr.flops_min, "flops_max": cr.flops_max,
         "params_min": cr.params_min, "params_max": cr.params_max,
     }
-    if space.is_single_point:
-        arch = space.sample(0)
+    arch = space.sample(0) if space.is_single_point else None
+    if arch is not None:
         cost = count_cost(arch)
-        info.update(flops=cost.flops, params=cost.params, arch=str(arch))
+        info.update(flops=cost.flops, params=cost.params)
     if args.json:
         print(json.dumps(info))
         return
@@ -146,8 +158,8 @@ def _space_show(args) -> None:
     print(f"FLOPs    {_fmt_count(cr.flops_min)} .. {_fmt_count(cr.flops_max)}"
           f"  ({cr.flops_min:,} .. {cr.flops_max:,})")
     print(f"params   {_fmt_count(cr.params_min)} .. {_fmt_count(cr.params_max)}")
-    if space.is_single_point:
-        print(f"arch     {info['arch']}")
+    if arch is not None:
+        print(f"arch     {arch}")
     print()
     places = [("stem", space.stem)] + [
         (f"s{s}.b{r}", row) for s, rows in enumerate(space.stages) for r, row in enumerate(rows)
@@ -169,7 +181,7 @@ def _space_show(args) -> None:
 
 def _space_sample(args) -> None:
     if args.n < 1:
-        raise ValueError(f"-n must be at least 1, got {args.n}")
+        raise UsageError(f"-n must be at least 1, got {args.n}")
     space = load_space(args.space)
     rng = random.Random(args.seed)
     for _ in range(args.n):
@@ -229,17 +241,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     handler = handlers[(args.command, sub)]
     try:
         handler(args)
+    except BrokenPipeError:  # `nas space sample ... | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush cannot fail again
+        return 0
+    except OSError as e:  # permission denied, not a directory, disk full, ...
+        where = f": {e.filename}" if e.filename else ""
+        print(f"nas: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except USER_ERRORS as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"nas: error: {message}", file=sys.stderr)
+        print(f"nas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nas: interrupted; rerun with --resume to continue from the last checkpoint"
-              if args.command == "supernet" else "nas: interrupted", file=sys.stderr)
+        resumable = args.command == "supernet" and (Path(args.output) / "supernet.pt").exists()
+        print("nas: interrupted; the last checkpoint is kept: rerun with --resume to continue"
+              if resumable else "nas: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `nas space sample ... | head`
-        sys.stderr.close()
-        return 0
     return 0
 
 

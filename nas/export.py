@@ -41,7 +41,7 @@ def _literal(value) -> str:
         return "True" if value else "False"
     if isinstance(value, int):
         return str(int(value))
-    if isinstance(value, str) and _NAME.match(value):
+    if isinstance(value, str) and _NAME.fullmatch(value):
         return f'"{value}"'
     if isinstance(value, tuple) and all(type(v) is int for v in value):
         return "(" + ", ".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
@@ -59,7 +59,7 @@ def _static_source() -> str:
 def model_source(arch: Architecture) -> str:
     """The text of a standalone ``model.py`` for ``arch``."""
     text = str(arch)
-    if not _ARCH_CHARS.match(text):  # canonical strings never fail this; defence in depth
+    if not _ARCH_CHARS.fullmatch(text):  # canonical strings never fail this; defence in depth
         raise ExportError("architecture string has unexpected characters")
     cost = count_cost(arch)
     stem, blocks, head = layer_table(arch)
@@ -103,7 +103,7 @@ def build_model(num_classes: int = NUM_CLASSES, in_chans: int = IN_CHANS) -> Mix
 
 
 def _literal_version() -> str:
-    if not re.match(r"^[0-9][0-9a-z.+-]*$", __version__):
+    if not re.fullmatch(r"[0-9][0-9a-z.+-]*", __version__):
         raise ExportError("bad version string")
     return __version__
 

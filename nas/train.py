@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from .arch import Architecture
 from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
 from .cost import count_cost
-from .data import Dataset, Loader, load_dataset, train_val_split
+from .data import Dataset, Loader, image_stats, load_dataset, train_val_split
 from .evaluate import evaluate
 from .space.loader import load_space, parse_space
 from .space.search_space import SearchSpace
@@ -47,9 +48,12 @@ class TrainConfig:
     steps: int = 0                   # 0: derived from epochs
     epochs: float = 1.0
     batch_size: int = 64
-    optimizer: str = "sgd"           # sgd | adamw
-    lr: float = 0.1
-    weight_decay: float = 4e-5
+    # AdamW: on the few hundred CPU steps nas is run for, it learned clearly faster than
+    # SGD (loss 1.77 vs 2.10 after 40 steps of the largest mixnet_300m subnet; SGD at
+    # 0.1 and 0.03 alike). SGD + Nesterov stays available for long runs.
+    optimizer: str = "adamw"         # adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 0.05
     warmup: float = 0.05             # fraction of steps with a linear warm-up
     label_smoothing: float = 0.1
     sampler: str = "sandwich"        # uniform | sandwich | budget
@@ -78,6 +82,22 @@ class TrainConfig:
             raise RunError(f"--band must be in (0, 1), got {self.band}")
         if self.checkpoint_every < 1:
             raise RunError("--checkpoint-every must be at least 1")
+        for name in ("epochs", "lr", "weight_decay", "warmup", "label_smoothing", "budget",
+                     "band", "val_fraction", "grad_clip"):
+            if not math.isfinite(getattr(self, name)):
+                raise RunError(f"--{name.replace('_', '-')} must be a finite number")
+        if self.weight_decay < 0 or self.grad_clip < 0 or not 0 <= self.warmup < 1:
+            raise RunError("--weight-decay and --grad-clip must be >= 0, warm-up in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            raise RunError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 < self.val_fraction < 1:
+            raise RunError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if self.train_subset < 0 or self.sandwich_random < 0 or self.resolution < 0:
+            raise RunError("--train-subset, --sandwich-random and --resolution must be >= 0")
+        if 0 < self.resolution < 8 or self.resolution > 4096:
+            raise RunError(f"--resolution must be 0 (native) or 8..4096, got {self.resolution}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise RunError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self
 
     @classmethod
@@ -174,10 +194,6 @@ def _space_of(config: TrainConfig, space_text: Optional[str] = None) -> SearchSp
     return load_space(config.space)
 
 
-def _space_text(space: SearchSpace) -> str:
-    return Path(space.source).read_text(encoding="utf-8")
-
-
 def _schedule(config: TrainConfig, total: int):
     warm = max(1, int(total * config.warmup))
 
@@ -227,8 +243,8 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
     device = _device(config.device)
     space = _space_of(config, state["space_text"] if state else None)
     dataset = load_dataset(config.data)
-    mean, std = dataset.stats()
     train, _ = _splits(dataset, config)
+    mean, std = image_stats(train)  # normalisation from the training split only
     resolution = config.resolution or None
     loader = Loader(train, config.batch_size, mean, std, train=True, resolution=resolution,
                     pad=max(1, dataset.resolution // 14), flip=True, seed=config.seed,
@@ -237,17 +253,18 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
         raise RunError(f"only {len(train)} training images: fewer than one batch of "
                        f"{config.batch_size}")
     total = config.steps or max(1, int(round(config.epochs * len(loader))))
-    if config.resolution and config.resolution < 8:
-        raise RunError(f"--resolution {config.resolution} is too small")
 
     torch.manual_seed(config.seed)
     supernet = Supernet(space, num_classes=len(dataset.classes),
                         in_chans=dataset.channels).to(device)
     if config.channels_last:
-        supernet.to(memory_format=torch.channels_last)
+        supernet.use_memory_format(torch.channels_last)
     optimizer = _optimizer(config, supernet)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total))
     rng = random.Random(config.seed)
+    # Built before anything is written: it checks the budget band is reachable.
+    sampler = ArchSampler(space, config.sampler, rng, config.sandwich_random, config.budget,
+                          config.band)
     step = 0
     if state is not None:
         supernet.load_state_dict(state["model"])
@@ -259,9 +276,7 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(run / "config.json",
                            (json.dumps(asdict(config), indent=2) + "\n").encode())
-    sampler = ArchSampler(space, config.sampler, rng, config.sandwich_random, config.budget,
-                          config.band)
-    space_text = _space_text(space) if state is None else state["space_text"]
+    space_text = space.text
 
     def checkpoint(at: int) -> None:
         save_checkpoint({
@@ -282,6 +297,7 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
     log = (run / "train_log.jsonl").open("a")
     supernet.train()
     started, seen, done_here = time.perf_counter(), 0, 0
+    saved = step
     try:
         while step < total:
             epoch, index = divmod(step, len(loader))
@@ -302,6 +318,7 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
                                     lr=f"{scheduler.get_last_lr()[0]:.3g}")
                 if step % config.checkpoint_every == 0 or step == total:
                     checkpoint(step)
+                    saved = step
                     line = json.dumps({"step": step, "loss": round(loss, 5),
                                        "lr": scheduler.get_last_lr()[0],
                                        "img_per_s": round(rate, 1)})
@@ -314,9 +331,14 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
                 if step >= total or (stop_after is not None and done_here >= stop_after):
                     break
             if stop_after is not None and done_here >= stop_after:
-                if step % config.checkpoint_every:
+                if saved != step:
                     checkpoint(step)
                 break
+    except KeyboardInterrupt:
+        # Between optimiser steps the state is consistent: keep the work done so far.
+        if step > saved:
+            checkpoint(step)
+        raise
     finally:
         log.close()
         if bar is not None:
@@ -368,7 +390,7 @@ def load_supernet(path, device: str = "auto") -> SupernetRun:
     supernet.load_state_dict(state["model"])
     supernet.to(_device(device)).eval()
     if config.channels_last:
-        supernet.to(memory_format=torch.channels_last)
+        supernet.use_memory_format(torch.channels_last)
     return SupernetRun(supernet, config, dataset, state["mean"], state["std"], state["step"])
 
 

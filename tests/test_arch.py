@@ -41,10 +41,31 @@ def test_abbreviated_spellings_parse_to_the_same_arch(spaces):
     assert Architecture.parse(str(arch).replace("ds_r1_k3_c16", "ds_r1_k3")) == arch
 
 
-def test_one_kernel_splits_are_one_network():
-    a = Architecture.parse("3x32x32-10/stem_c16/ir_r1_k3_xexp_e6_c16/head_c64")
-    b = Architecture.parse("3x32x32-10/stem_c16/ir_r1_k3_e6_c16/head_c64")
-    assert a == b
+@pytest.mark.parametrize("kernels", ["3", "3.5"])
+def test_splits_that_give_the_same_groups_are_one_network(kernels):
+    # every channel count is a multiple of 8, so over 2 kernels exp is equal
+    a = Architecture.parse(f"3x32x32-10/stem_c16/ir_r1_k{kernels}_xexp_e6_c16/head_c64")
+    b = Architecture.parse(f"3x32x32-10/stem_c16/ir_r1_k{kernels}_e6_c16/head_c64")
+    assert a == b and a.id == b.id
+    assert list(a.layers())[0].dw_splits == list(b.layers())[0].dw_splits
+
+
+def test_exp_over_three_kernels_stays_distinct():
+    a = Architecture.parse("3x32x32-10/stem_c16/ir_r1_k3.5.7_xexp_e6_c16/head_c64")
+    b = Architecture.parse("3x32x32-10/stem_c16/ir_r1_k3.5.7_e6_c16/head_c64")
+    assert a != b and list(a.layers())[0].dw_splits == (48, 24, 24)
+
+
+@pytest.mark.parametrize("text", [
+    "3x32x32-10/stem_c16/ds_r100000000_k3_c16/head_c64",
+    "3x32x32-10/stem_c16/ds_r1_k3_c100000/head_c64",
+    "3x32x32-10/stem_c16/ir_r1_k3_e100_c16/head_c64",
+    "3x99999x99999-10/stem_c16/ds_r1_k3_c16/head_c64",
+    "3x32x32-99999999/stem_c16/ds_r1_k3_c16/head_c64",
+])
+def test_sizes_are_bounded(text):
+    with pytest.raises(ArchError):
+        Architecture.parse(text)
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -65,7 +86,7 @@ def test_bad_strings_give_clear_errors(text, fragment):
 
 @pytest.mark.parametrize("field, value", [
     ("out", "16; import os"), ("out", 16.0), ("out", True), ("act", 'relu"); import os; ("'),
-    ("act", "relu\nimport os"), ("kernels", (3, "5")), ("kernels", "3.5"), ("expansion", -1),
+    ("act", "relu\nimport os"), ("kernels", (3, "5")), ("kernels", (4,)), ("expansion", -1),
     ("se", 0.123456), ("split", "__import__('os')"), ("repeats", 0), ("skip", "yes"),
 ])
 def test_hostile_or_wrong_values_are_rejected(spaces, field, value):

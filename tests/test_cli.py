@@ -70,3 +70,30 @@ def test_bad_arguments_exit_2_without_traceback(capsys):
 def test_console_script_help():
     run = subprocess.run([sys.executable, "-m", "nas", "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "space" in run.stdout and "export" in run.stdout
+
+
+def test_os_errors_are_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    arch = nas.load_space("mixnet_s").sample(0)
+    assert main(["export", "--arch", str(arch), "-o", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nas: error:") and "file" in err[0]
+    bad_json = tmp_path / "arch.json"
+    bad_json.write_text("{nope")
+    assert main(["export", "--arch", str(bad_json), "-o", str(tmp_path / "o")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_space_show_json_of_a_single_point_space_has_exactly_the_contract_keys(capsys):
+    assert main(["space", "show", "mixnet_s", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {
+        "name", "decisions", "size_log10", "flops_min", "flops_max", "params_min",
+        "params_max", "flops", "params"}
+
+
+def test_closed_stdout_pipe_is_quiet():
+    run = subprocess.run(f"{sys.executable} -m nas space sample mixnet_300m -n 2000 | head -1",
+                         shell=True, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.count("\n") == 1
+    assert "Traceback" not in run.stderr and "Exception" not in run.stderr

@@ -94,7 +94,7 @@ def test_export_refuses_to_overwrite(spaces, tmp_path):
     assert not (tmp_path / "weights.pt").exists()  # weights of another network are not kept
 
 
-@pytest.mark.parametrize("value", ['relu"); import os; ("', "__import__('os')", "a\nb",
+@pytest.mark.parametrize("value", ['relu"); import os; ("', "__import__('os')", "a\nb", "relu\n",
                                    "Relu", 1.5, None, (1, "2"), [1, 2]])
 def test_literal_writer_refuses_anything_unvalidated(value):
     with pytest.raises(ExportError):

@@ -20,7 +20,7 @@ TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
 
 def config(**kw):
     base = dict(space=TINY, steps=12, batch_size=32, train_subset=1024, checkpoint_every=4,
-                sampler="sandwich", sandwich_random=1, lr=0.05)
+                sampler="sandwich", sandwich_random=1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -54,7 +54,9 @@ def test_other_samplers_train(tmp_path, sampler):
 
 def test_budget_sampler_refuses_an_impossible_band(tmp_path):
     with pytest.raises(RunError, match="no architecture"):
-        train_supernet(config(sampler="budget", budget=1e12, band=0.1), tmp_path, progress=False)
+        train_supernet(config(sampler="budget", budget=1e12, band=0.1), tmp_path / "r",
+                       progress=False)
+    assert not (tmp_path / "r").exists()  # nothing written before the settings were checked
 
 
 def test_sigkill_mid_run_then_resume(tmp_path):
@@ -62,7 +64,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     cmd = [sys.executable, "-m", "nas", "supernet", "train", "--space", TINY, "-o", str(run_dir),
            "--steps", "40", "--batch-size", "32", "--train-subset", "1024",
            "--checkpoint-every", "4", "--sampler", "sandwich", "--sandwich-random", "1",
-           "--lr", "0.05", "--no-eval"]
+           "--no-eval"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     log = run_dir / "train_log.jsonl"
@@ -93,13 +95,37 @@ def test_run_directory_guards(tmp_path, capsys):
     with pytest.raises(RunError, match="nothing to resume"):
         train_supernet(None, tmp_path / "empty", resume=True, progress=False)
     code = main(["supernet", "train", "-o", str(tmp_path / "r"), "--resume", "--lr", "0.3"])
-    assert code == 2 and "lr=0.05" in capsys.readouterr().err
+    assert code == 2 and "lr=0.002" in capsys.readouterr().err
     (tmp_path / "r" / "supernet.pt").write_bytes(b"torn")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         train_supernet(None, tmp_path / "r", resume=True, progress=False)
 
 
+def test_ctrl_c_keeps_the_steps_done(tmp_path, monkeypatch):
+    from nas import train as train_module
+
+    calls = {"n": 0}
+    real_step = train_module._train_step
+
+    def interrupt_at_step_7(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(train_module, "_train_step", interrupt_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(config(checkpoint_every=100), tmp_path / "r", progress=False)
+    assert load_checkpoint(tmp_path / "r" / "supernet.pt", CHECKPOINT_FORMAT)["step"] == 6
+
+
 @pytest.mark.parametrize("argv, fragment", [
+    (["--device", "gpu"], "--device must be"),
+    (["--train-subset", "-1"], ">= 0"),
+    (["--label-smoothing", "2"], "--label-smoothing must be in"),
+    (["--lr", "nan"], "finite"),
+    (["--epochs", "inf"], "finite"),
+    (["--resolution", "4"], "--resolution must be"),
     (["--sampler", "random"], "--sampler must be one of"),
     (["--sampler", "budget"], "needs --budget"),
     (["--budget", "3OOM", "--sampler", "budget"], "bad budget '3OOM'"),

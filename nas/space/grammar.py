@@ -11,17 +11,17 @@ Grammar (``_`` separates tokens, ``|`` separates alternatives)::
     token    := KEY value ( "|" value )*  |  "noskip"
 
     key  meaning                                  value                 kinds          default
-    r    repeats of the row (stage depth)         int >= 1              ds ir          1
+    r    repeats of the row (stage depth)         int in 1..32          ds ir          1
     k    depthwise kernel set, increasing         k(.k)*, k in          stem ds ir     stem: 3;
                                                   {3,5,7,9,11}                         ds/ir: required
     x    channel split across the kernel set     equal | exp | n:n(:n)* ds ir        equal
     a    groups of the 1x1 expand conv            1 | 2                 ir             1
     p    groups of the 1x1 project conv           1 | 2                 ds ir          1
     s    stride of the first repeat (fixed)       1 | 2                 stem ds ir     stem: 2; 1
-    e    expansion ratio                          number > 0            ir             required
+    e    expansion ratio                          number in (0, 32]     ir             required
     se   squeeze-excitation ratio of the block's  number in [0, 1],     ds ir          0
          *input* channels (0 = no SE)             0 = off
-    c    output channels, a multiple of 8         int                   all            stem/head:
+    c    output channels, a multiple of 8         int, 8..8192          all            stem/head:
                                                                                        required;
                                                                                        ds/ir: same
                                                                                        as its input
@@ -55,6 +55,9 @@ KINDS = ("stem", "ds", "ir", "head")
 KERNELS = (3, 5, 7, 9, 11)
 ACTIVATIONS = ("relu", "swish", "hswish")
 MAX_DECIMALS = 4
+# Bounds keep one hostile or mistyped string from allocating a network that cannot fit
+# in memory (r100000000 would build 1e8 layers); they are far above any MixNet.
+MAX_REPEATS, MAX_WIDTH, MAX_EXPANSION = 32, 8192, 32
 _REQUIRED = object()
 
 
@@ -110,8 +113,8 @@ def format_number(value: float) -> str:
 
 def _parse_repeats(text: str) -> int:
     value = _int(text, "repeats (r)")
-    if value < 1:
-        raise ValueError(f"repeats (r) must be at least 1, got {value}")
+    if not 1 <= value <= MAX_REPEATS:
+        raise ValueError(f"repeats (r) must be between 1 and {MAX_REPEATS}, got {value}")
     return value
 
 
@@ -179,8 +182,9 @@ def _parse_stride(text: str) -> int:
 
 def _parse_expansion(text: str) -> float:
     value = _number(text, "expansion (e)")
-    if value <= 0:
-        raise ValueError(f"expansion (e) must be positive, got '{text}'")
+    if not 0 < value <= MAX_EXPANSION:
+        raise ValueError(f"expansion (e) must be positive and at most {MAX_EXPANSION}, "
+                         f"got '{text}'")
     return value
 
 
@@ -193,8 +197,9 @@ def _parse_se(text: str) -> float:
 
 def _parse_width(text: str) -> int:
     value = _int(text, "width (c)")
-    if value < 8 or value % 8:
-        raise ValueError(f"width (c) must be a positive multiple of 8, got {value}")
+    if value < 8 or value % 8 or value > MAX_WIDTH:
+        raise ValueError(f"width (c) must be a positive multiple of 8 up to {MAX_WIDTH}, "
+                         f"got {value}")
     return value
 
 

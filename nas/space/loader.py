@@ -25,7 +25,7 @@ from typing import Dict, List, Tuple, Union
 
 import yaml
 
-from ..arch import InputSpec
+from ..arch import INPUT_LIMITS, InputSpec
 from ..channels import mid_channels, split_channels
 from .grammar import SAME, GrammarError, format_split, parse_block
 from .search_space import RowSpace, SearchSpace
@@ -146,7 +146,7 @@ def parse_space(text: str, name: str, file: str) -> SearchSpace:
             rows.append(row)
         stages.append(tuple(rows))
     head = _row(loc, top["head"][1], ("head",))
-    return SearchSpace(name, description, input_spec, stem, stages, head, source=file)
+    return SearchSpace(name, description, input_spec, stem, stages, head, source=file, text=text)
 
 
 def _mapping(loc: _Loc, node, what: str, allowed, required=()) -> Dict[str, tuple]:
@@ -181,10 +181,11 @@ def _input(loc: _Loc, pair) -> InputSpec:
     for key in _INPUT_KEYS:
         value_node = fields[key][1]
         text = value_node.value if isinstance(value_node, yaml.ScalarNode) else None
-        if (not isinstance(text, str) or not text.isdigit() or int(text) < 1
+        limit = INPUT_LIMITS[key]
+        if (not isinstance(text, str) or not text.isdigit() or not 1 <= int(text) <= limit
                 or value_node.tag != "tag:yaml.org,2002:int"):
-            raise loc.error(value_node, f"input {key} must be a positive whole number, got "
-                                        f"'{text if text is not None else '...'}'")
+            raise loc.error(value_node, f"input {key} must be a positive whole number up to "
+                                        f"{limit:,}, got '{text if text is not None else '...'}'")
         values[key] = int(text)
     return InputSpec(**values)
 

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..arch import Architecture, Block, Head, InputSpec, Stem
+from ..arch import Architecture, Block, Head, InputSpec, Stem, normalize_split
 from .grammar import FIELD_BY_NAME, SAME, fields_of
 
 __all__ = ["Decision", "RowSpace", "SearchSpace", "CostRange"]
@@ -62,8 +62,10 @@ class SearchSpace:
     """
 
     def __init__(self, name: str, description: str, input: InputSpec, stem: RowSpace,
-                 stages: Sequence[Sequence[RowSpace]], head: RowSpace, source: str = ""):
+                 stages: Sequence[Sequence[RowSpace]], head: RowSpace, source: str = "",
+                 text: str = ""):
         self.name = name
+        self.text = text  # the YAML it was parsed from (stored with checkpoints)
         self.description = description
         self.input = input
         self.stem = stem
@@ -141,7 +143,14 @@ class SearchSpace:
         if not self.contains(arch):
             raise ValueError(f"architecture {arch.id} is not a point of space {self.name}")
         values = self._values_of(arch)
-        return {d.name: values[d.name] for d in self.decisions}
+        choices = {}
+        for d in self.decisions:
+            value = values[d.name]
+            if d.field == "split" and value not in d.values:  # a normalised spelling
+                n = len(values[d.name[:-len("x")] + "k"])
+                value = next(v for v in d.values if normalize_split(v, n) == value)
+            choices[d.name] = value
+        return choices
 
     def contains(self, arch: Architecture) -> bool:
         """True when ``arch`` is a point of this space."""
@@ -151,12 +160,17 @@ class SearchSpace:
             len(a) != len(s) for a, s in zip(arch.stages, self.stages)
         ):
             return False
+        if any(b.kind != row.kind for a, s in zip(arch.stages, self.stages)
+               for b, row in zip(a, s)):
+            return False
         values = self._values_of(arch)
         width = arch.stem.out
         for where, row, f, alts in self._slots:
             value = values[_slot(where, FIELD_BY_NAME[f].key)]
-            if f == "split" and len(values[_slot(where, "k")]) == 1:
-                continue  # one kernel: every split rule is the same network
+            if f == "split":
+                kernels = values[_slot(where, "k")]
+                alts = {normalize_split(a, len(kernels)) for a in alts
+                        if isinstance(a, str) or len(a) == len(kernels)}
             if f == "out" and alts == (SAME,):
                 if value != width:
                     return False

@@ -38,7 +38,10 @@ def test_split_ratios_are_normalised(ratio, canonical):
     ("conv_k3", 0, "unknown block kind 'conv'"),
     ("ir_r1_k3_e6_c24_noskip|noskip", 16, "residual is fixed"),
     ("ir_r1_k3_e1.23456_c24", 10, "at most 4 decimals"),
-    ("ir_r0_k3_e6_c24", 4, "at least 1"),
+    ("ir_r0_k3_e6_c24", 4, "between 1 and 32"),
+    ("ir_r33_k3_e6_c24", 4, "between 1 and 32"),
+    ("ir_r1_k3_e64_c24", 10, "at most 32"),
+    ("ir_r1_k3_e6_c8200", 13, "up to 8192"),
 ])
 def test_errors_point_at_the_token(text, offset, fragment):
     with pytest.raises(GrammarError) as info:

@@ -101,3 +101,40 @@ def test_size_counts_decisions(spaces):
     assert big.size > 10**20
     assert all(len(d.values) > 1 for d in big.decisions)
     assert all(SAME not in d.values for d in big.decisions)
+
+
+def test_extreme_archs_reach_the_exact_range(space):
+    r = space.cost_range()
+    largest, smallest = space.extreme_arch(True), space.extreme_arch(False)
+    assert space.contains(largest) and space.contains(smallest)
+    assert nas.count_cost(largest).flops == r.flops_max
+    assert nas.count_cost(smallest).flops == r.flops_min
+
+
+def test_contains_compares_block_kinds(spaces):
+    big = spaces["mixnet_300m"]
+    arch = spaces["mixnet_s"].sample(0)
+    ds = arch.stages[0][0]
+    as_ir = nas.Block(kind="ir", repeats=1, kernels=ds.kernels, split="equal", exp_groups=1,
+                      proj_groups=1, stride=1, expansion=1.0, se=0.0, out=ds.out, act=ds.act,
+                      skip=True)
+    swapped = nas.Architecture(arch.input, arch.stem, ((as_ir,),) + arch.stages[1:], arch.head)
+    assert not big.contains(swapped)
+    ir = arch.stages[1][1]
+    as_ds = nas.Block(kind="ds", repeats=1, kernels=ir.kernels, split="equal", exp_groups=1,
+                      proj_groups=1, stride=1, expansion=1.0, se=0.0, out=ir.out, act=ir.act,
+                      skip=True)
+    other = nas.Architecture(arch.input, arch.stem,
+                             (arch.stages[0], (arch.stages[1][0], as_ds)) + arch.stages[2:],
+                             arch.head)
+    assert not big.contains(other)
+
+
+def test_normalised_splits_map_back_to_decisions():
+    space = nas.load_space(
+        "input: {channels: 3, resolution: 32, classes: 10}\nstem: stem_c16\n"
+        "stages:\n  - [ir_r1_k3|3.5.7_xexp|2:1:1_e6_c16]\nhead: head_c64\n")
+    for seed in range(10):
+        arch = space.sample(seed)
+        assert space.contains(arch)
+        assert space.arch_from_choices(space.choices_of(arch)) == arch
