@@ -35,13 +35,16 @@ data:
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The main job. Until the search controller lands (issue "nas search --budget 300M")
-# this shows the default search space the search will run on.
+# The main job: default space (mixnet_300m), Fashion-MNIST, run directory under runs/.
+# Rerunning continues the same study. Extra flags: make search SEARCH_ARGS="--trials 100"
+SEARCH_ARGS ?=
 search: install
-	$(BIN)/nas space show mixnet_300m
+	$(BIN)/nas search --budget 300M $(SEARCH_ARGS)
 
 bench: install
 	$(BIN)/python experiments/bench_cost.py
+	$(BIN)/python experiments/bench_supernet.py
+	$(BIN)/python experiments/bench_search.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

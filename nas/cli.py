@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -21,6 +22,7 @@ from .cost import count_cost
 from .export import ExportError, export_arch
 from .space.grammar import FIELD_BY_NAME, SAME, fields_of
 from .space.loader import SpaceError, available_spaces, load_space
+from .search import SearchConfig, run_search
 from .supernet import SupernetMismatch
 from .train import RunError, TrainConfig, quick_report, train_supernet
 
@@ -98,6 +100,51 @@ def _parser() -> argparse.ArgumentParser:
                        help="skip the final validation of the largest and smallest subnets")
     train.add_argument("--recalibration-batches", type=int, default=20,
                        help="BN recalibration batches for the final evaluation")
+
+    search = sub.add_parser(
+        "search", help="the main job: search a space under a FLOPs budget",
+        description="Train a supernet (or reuse one), run an Optuna study over the space under "
+                    "a hard FLOPs budget, write RUN/study.db, trials.csv and config.json, and "
+                    "print the Pareto front. Rerunning the same command continues the study.")
+    search.add_argument("--budget", required=True,
+                        help="FLOPs budget at the space's target input, e.g. 300M, 0.3G, 300e6")
+    search.add_argument("-o", "--output", help="run directory (default runs/SPACE-BUDGET-OBJECTIVE)")
+    sd = SearchConfig(budget=1)
+    for flag, kind, text in (
+        ("--space", str, "search space (name or .yaml)"),
+        ("--data", str, "fashion-mnist, an ImageFolder dir or a .tar.gz of one"),
+        ("--objective", str, "reward (TPE on acc - beta ln FLOPs - gamma ms) or pareto (NSGA-II)"),
+        ("--trials", int, "total trials of the study (a rerun tops up to this)"),
+        ("--timeout", float, "stop this invocation after this many seconds (0: no limit)"),
+        ("--beta", float, "reward weight of ln(FLOPs)"),
+        ("--gamma", float, "reward weight of latency in ms"),
+        ("--supernet", str, "reuse a trained RUN/supernet.pt instead of training one"),
+        ("--supernet-steps", int, "steps of supernet training when none is given"),
+        ("--resolution", int, "proxy resolution (0: the data's own)"),
+        ("--recalibration-batches", int, "BN recalibration batches per trial"),
+        ("--val-images", int, "validation images scored per trial"),
+        ("--seed", int, "seed of the sampler and the supernet training"),
+        ("--device", str, "auto | cpu | cuda"),
+        ("--storage", str, "Optuna RDB URL (default sqlite:///RUN/study.db)"),
+        ("--latency", str, "measure, or lut:PATH to predict from `nas latency build`"),
+    ):
+        name = flag[2:].replace("-", "_")
+        search.add_argument(flag, type=kind, default=None,
+                            help=f"{text} (default: {getattr(sd, name)!r})")
+    search.add_argument("--latency-budget", help="hard latency limit, e.g. 25ms (batch 1, target "
+                                                 "input, this machine)")
+    search.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    lat = sub.add_parser("latency", help="latency lookup tables")
+    lat_sub = lat.add_subparsers(dest="latency_command", required=True, metavar="SUBCOMMAND")
+    build = lat_sub.add_parser("build", help="measure every block shape of a space once")
+    build.add_argument("--space", default="mixnet_300m", help="search space (name or .yaml)")
+    build.add_argument("-o", "--output", required=True, help="the table (.json)")
+    build.add_argument("--archs", type=int, default=40,
+                       help="random architectures whose blocks are measured (default 40)")
+    build.add_argument("--calibrate", type=int, default=8,
+                       help="whole networks measured to fit the table's scale (default 8)")
+    build.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
     export = sub.add_parser("export", help="write a standalone model.py + arch.json")
     export.add_argument("--arch", required=True,
@@ -219,6 +266,75 @@ def _supernet_train(args) -> None:
               f"largest {acc['largest']:.2%}, smallest {acc['smallest']:.2%}")
 
 
+def _parse_ms(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(ms|s)?\s*", text or "")
+    value = float(m.group(1)) * (1000 if m.group(2) == "s" else 1) if m else 0.0
+    if not m or not 0 < value < 1e7:
+        raise UsageError(f"bad latency budget {text!r}: expected milliseconds such as 25ms, "
+                         "25 or 0.025s")
+    return value
+
+
+def _arch_summary(arch: Architecture) -> str:
+    """Kernel sets and expansions per stage, SE marked: 'k3 e6 | k3.5.7 e6+se ...'."""
+    stages = []
+    for rows in arch.stages:
+        parts = []
+        for b in rows:
+            k = ".".join(map(str, b.kernels))
+            parts.append(f"{b.repeats}x k{k} e{b.expansion:g}{'+se' if b.se else ''}")
+        stages.append(", ".join(parts))
+    return " | ".join(stages)
+
+
+def _search(args) -> None:
+    budget = parse_flops(args.budget)
+    given = {f.name: getattr(args, f.name) for f in fields(SearchConfig)
+             if f.name != "budget" and getattr(args, f.name, None) is not None}
+    if args.latency_budget is not None:
+        given["latency_budget_ms"] = _parse_ms(args.latency_budget)
+    config = SearchConfig(budget=budget, **given).validate()
+    label = f"{budget / 1e6:g}M"
+    out = Path(args.output or f"runs/{Path(config.space).stem}-{label}-{config.objective}")
+    log = (lambda *a, **k: None) if args.json else (lambda m: print(m, flush=True))
+    log(f"nas search: {config.space}, budget {budget:,} FLOPs, {config.trials} trials, "
+        f"run directory {out}")
+    result = run_search(config, out, progress=not args.json, log=log)
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("trials", "feasible", "front", "best")}))
+        return
+    print(f"\n{result['trials']} trials, {result['feasible']} within budget "
+          f"({result['seconds'] / 60:.1f} min this run).")
+    if not result["front"]:
+        print(f"No trial is feasible: none fits {budget:,} FLOPs"
+              + (f" and {config.latency_budget_ms:g} ms" if config.latency_budget_ms else "")
+              + ". Raise the budget or run more trials.")
+        return
+    print("Pareto front (accuracy up, FLOPs down, latency down):")
+    print(f"{'trial':>5} {'acc':>7} {'FLOPs':>8} {'params':>7} {'ms':>6} {'reward':>8}  arch")
+    for r in result["front"]:
+        arch = Architecture.parse(r["arch"])
+        print(f"{r['trial']:>5} {r['accuracy']:>7.2%} {r['flops'] / 1e6:>7.1f}M "
+              f"{r['params'] / 1e6:>6.2f}M {r['latency_ms']:>6.1f} {r['reward']:>8.4f}  "
+              f"{_arch_summary(arch)}")
+    best = result["best"]
+    print(f"\nbest reward: trial {best['trial']} ({best['accuracy']:.2%}, "
+          f"{best['flops'] / 1e6:.1f}M FLOPs, {best['latency_ms']:.1f} ms)")
+    print(f"all trials: {out / 'trials.csv'}   study: {out / 'study.db'}")
+    print(f"export it:  nas export --arch {best['arch']} -o {out / 'export'}")
+
+
+def _latency_build(args) -> None:
+    from .latency_lut import build_table
+
+    if args.archs < 1 or args.calibrate < 1 or args.threads < 1:
+        raise UsageError("--archs, --calibrate and --threads must be at least 1")
+    table = build_table(load_space(args.space), args.archs, args.calibrate, args.threads)
+    table.save(args.output)
+    print(f"{len(table.entries)} block shapes measured, scale {table.scale:.3f}: {args.output}")
+    print(f"use it: nas search --budget 300M --latency lut:{args.output}")
+
+
 def _export(args) -> None:
     arch = _read_arch(args.arch)
     paths = export_arch(arch, args.output, force=args.force)
@@ -235,9 +351,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         ("space", "show"): _space_show,
         ("space", "sample"): _space_sample,
         ("supernet", "train"): _supernet_train,
+        ("search", None): _search,
+        ("latency", "build"): _latency_build,
         ("export", None): _export,
     }
-    sub = getattr(args, "space_command", None) or getattr(args, "supernet_command", None)
+    sub = (getattr(args, "space_command", None) or getattr(args, "supernet_command", None)
+           or getattr(args, "latency_command", None))
     handler = handlers[(args.command, sub)]
     try:
         handler(args)
@@ -254,8 +373,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except KeyboardInterrupt:
         resumable = args.command == "supernet" and (Path(args.output) / "supernet.pt").exists()
-        print("nas: interrupted; the last checkpoint is kept: rerun with --resume to continue"
-              if resumable else "nas: interrupted", file=sys.stderr)
+        if args.command == "search":
+            print("nas: interrupted; rerun the same command to continue the search",
+                  file=sys.stderr)
+        else:
+            print("nas: interrupted; the last checkpoint is kept: rerun with --resume to "
+                  "continue" if resumable else "nas: interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -1,0 +1,80 @@
+"""Benchmark: search speed, the controller's share of it, and the cost of over-budget trials.
+
+    .venv/bin/python experiments/bench_search.py [--trials 40] [--supernet RUN/supernet.pt]
+
+Runs ``nas search`` at its default proxy settings (Fashion-MNIST 28x28, BN recalibration
+on 4 batches, 1,000 validation images, latency at 3x224x224 batch 1) on a supernet
+(trained briefly here unless one is given: accuracy does not matter for timing), with
+the real SQLite storage, then reads per-trial timings back from the study:
+
+* trials/min of feasible trials (goal >= 30), and the share of their time spent in the
+  controller (suggestions, cost model, storage) rather than latency and evaluation;
+* the cost of an over-budget trial, from a second study whose budget only the smallest
+  architectures meet (goal < 10 ms each), as a ratio to a feasible trial in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import optuna
+import torch
+
+import nas
+from nas.search import SearchConfig, run_search
+from nas.train import TrainConfig, train_supernet
+
+
+def durations(run_dir: Path):
+    study = optuna.load_study(study_name="nas-search",
+                              storage=f"sqlite:///{run_dir / 'study.db'}")
+    feasible, infeasible = [], []
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds()
+        (feasible if t.user_attrs.get("feasible") else infeasible).append((seconds, t.user_attrs))
+    return feasible, infeasible
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=40)
+    p.add_argument("--supernet", default="")
+    p.add_argument("--supernet-steps", type=int, default=10)
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    space = nas.load_space("mixnet_300m")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        supernet = args.supernet
+        if not supernet:
+            train_supernet(TrainConfig(steps=args.supernet_steps, checkpoint_every=10**6),
+                           tmp / "sn", progress=False)
+            supernet = str(tmp / "sn" / "supernet.pt")
+        quiet = lambda m: None  # noqa: E731
+        # 1. the default search: budget 300M
+        run_search(SearchConfig(budget=300_000_000, trials=args.trials, supernet=supernet),
+                   tmp / "s300", progress=False, log=quiet)
+        feasible, _ = durations(tmp / "s300")
+        per_trial = statistics.median(s for s, _ in feasible)
+        total = sum(s for s, _ in feasible)
+        work = sum(a["eval_s"] + a["latency_s"] for _, a in feasible)
+        # 2. a budget only the smallest archs meet: nearly every trial is over budget
+        tight = int(space.cost_range().flops_min * 1.15)
+        run_search(SearchConfig(budget=tight, trials=args.trials, supernet=supernet),
+                   tmp / "tight", progress=False, log=quiet)
+        _, infeasible = durations(tmp / "tight")
+    over = statistics.median(s for s, _ in infeasible) if infeasible else float("nan")
+    print(f"default search (budget 300M, {args.trials} trials, SQLite storage, 2 threads):")
+    print(f"  feasible trials: {len(feasible)}, median {per_trial:.2f} s each -> "
+          f"{60 / per_trial:.1f} trials/min (goal >= 30)")
+    print(f"  controller share of feasible-trial time: {1 - work / total:.1%} "
+          f"(latency + BN recalibration + validation: {work / total:.1%})")
+    print(f"over-budget trials (budget {tight / 1e6:.1f}M): {len(infeasible)}, median "
+          f"{over * 1000:.1f} ms each (goal < 10 ms), {over / per_trial:.4f}x a feasible trial")
+
+
+if __name__ == "__main__":
+    main()
