@@ -63,9 +63,13 @@ def main() -> None:
         work = sum(a["eval_s"] + a["latency_s"] for _, a in feasible)
         # 2. a budget only the smallest archs meet: nearly every trial is over budget
         tight = int(space.cost_range().flops_min * 1.15)
-        run_search(SearchConfig(budget=tight, trials=args.trials, supernet=supernet),
-                   tmp / "tight", progress=False, log=quiet)
-        _, infeasible = durations(tmp / "tight")
+        result = run_search(SearchConfig(budget=tight, trials=args.trials, supernet=supernet),
+                            tmp / "tight", progress=False, log=quiet)
+        tight_feasible, infeasible = durations(tmp / "tight")
+    # Wall time of the whole trial loop (sampling, cost model, SQLite writes) less the
+    # few feasible trials' own time, per over-budget trial: persistence is included.
+    over_wall = ((result["seconds"] - sum(s for s, _ in tight_feasible)) / len(infeasible)
+                 if infeasible else float("nan"))
     over = statistics.median(s for s, _ in infeasible) if infeasible else float("nan")
     print(f"default search (budget 300M, {args.trials} trials, SQLite storage, 2 threads):")
     print(f"  feasible trials: {len(feasible)}, median {per_trial:.2f} s each -> "
@@ -73,7 +77,9 @@ def main() -> None:
     print(f"  controller share of feasible-trial time: {1 - work / total:.1%} "
           f"(latency + BN recalibration + validation: {work / total:.1%})")
     print(f"over-budget trials (budget {tight / 1e6:.1f}M): {len(infeasible)}, median "
-          f"{over * 1000:.1f} ms each (goal < 10 ms), {over / per_trial:.4f}x a feasible trial")
+          f"{over_wall * 1000:.1f} ms each including the SQLite write (goal < 10 ms), "
+          f"{over_wall / per_trial:.4f}x a feasible trial; ask-to-tell median "
+          f"{over * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from .data import Loader
 from .evaluate import evaluate
 from .latency import arch_latency
 from .space.search_space import SearchSpace
+from .study_store import BufferedStudy
 from .train import RunError, SupernetRun, TrainConfig, load_supernet, train_supernet
 
 __all__ = ["SearchConfig", "run_search", "reward", "pareto_front", "suggest_arch", "warm_start",
@@ -132,6 +133,9 @@ class _Objective:
         self.config, self.space, self.run = config, space, run
         self.calib, self.valid = calib, valid
         self.table = None
+        # Called with a feasible trial before its (expensive) latency and evaluation:
+        # BufferedStudy.mark_running, so a kill during them leaves a trial to retry.
+        self.before_evaluation = lambda trial: None
         if config.latency.startswith("lut:"):
             from .latency_lut import LatencyTable
 
@@ -162,6 +166,7 @@ class _Objective:
         if cost.flops > cfg.budget:
             trial.set_user_attr("feasible", False)
             return self.penalty(cost.flops)
+        self.before_evaluation(trial)
         start = time.perf_counter()
         latency = (self.table.predict(arch) if self.table is not None
                    else arch_latency(arch, repeats=cfg.latency_repeats))
@@ -188,12 +193,13 @@ class _Objective:
 
 
 def warm_start(study: optuna.Study, space: SearchSpace, budget: int) -> List[str]:
-    """Queue MixNet-S/M as the first trials when they are points of the space within budget."""
+    """Queue MixNet-S/M when they are points of the space within budget and not yet tried."""
     from .space.loader import available_spaces, load_space
 
+    tried = {t.user_attrs.get("preset") for t in study.get_trials(deepcopy=False)}
     queued = []
     for preset in ("mixnet_s", "mixnet_m"):
-        if preset in available_spaces():
+        if preset in available_spaces() and preset not in tried:
             arch = load_space(preset).sample(0)
             if space.contains(arch) and count_cost(arch).flops <= budget:
                 study.enqueue_trial(_labels(space, arch), user_attrs={"preset": preset})
@@ -201,7 +207,7 @@ def warm_start(study: optuna.Study, space: SearchSpace, budget: int) -> List[str
     return queued
 
 
-def _study(config: SearchConfig, run_dir: Path) -> optuna.Study:
+def _study(config: SearchConfig, run_dir: Path) -> BufferedStudy:
     storage = config.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     if config.objective == "pareto":
         sampler = optuna.samplers.NSGAIISampler(seed=config.seed)
@@ -210,17 +216,9 @@ def _study(config: SearchConfig, run_dir: Path) -> optuna.Study:
         sampler = optuna.samplers.TPESampler(seed=config.seed, multivariate=True,
                                              n_startup_trials=10)
         directions = ["maximize"]
-    return optuna.create_study(storage=storage, study_name=STUDY_NAME, sampler=sampler,
-                               directions=directions, load_if_exists=True)
-
-
-def _retry_interrupted(study: optuna.Study) -> int:
-    """Fail trials a killed process left RUNNING and queue their parameters again."""
-    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for t in stale:
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(t.params, skip_if_exists=False)
-    return len(stale)
+    durable = optuna.create_study(storage=storage, study_name=STUDY_NAME, sampler=sampler,
+                                  directions=directions, load_if_exists=True)
+    return BufferedStudy(durable, sampler)
 
 
 def _supernet(config: SearchConfig, run_dir: Path, progress: bool) -> SupernetRun:
@@ -299,14 +297,13 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
                    256, run.mean, run.std, resolution=config.resolution or None,
                    device=valid.device, channels_last=run.config.channels_last)
     study = _study(config, run_dir)
-    retried = _retry_interrupted(study)
+    retried = study.retried
     if retried:
         log(f"retrying {retried} trial(s) interrupted by a previous run")
-    if not study.trials:
-        warm_start(study, space, config.budget)
-    done = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-    remaining = max(0, config.trials - done)
+    warm_start(study.memory, space, config.budget)
+    remaining = max(0, config.trials - study.completed())
     objective = _Objective(config, space, run, calib, valid)
+    objective.before_evaluation = study.mark_running
     started = time.perf_counter()
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -321,9 +318,9 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
 
     if remaining:
         study.optimize(objective, n_trials=remaining, timeout=config.timeout or None,
-                       callbacks=[report], catch=())
-    write_outputs(study, config, run_dir)
-    rows = trial_rows(study)
+                       callbacks=[report])
+    write_outputs(study.memory, config, run_dir)
+    rows = trial_rows(study.memory)
     feasible = [r for r in rows if r["feasible"]]
     best = max(feasible, key=lambda r: r["reward"]) if feasible else None
     return {"trials": len(rows), "feasible": len(feasible), "front": pareto_front(feasible),
