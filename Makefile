@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test search bench clean data
+.PHONY: install test search bench clean data browser
 
 install: $(STAMP)
 
@@ -32,7 +32,18 @@ data:
 	  || echo "warning: could not install dataset-fashion-mnist; set NAS_DATA_DIR to IDX files"; \
 	else echo "note: Fashion-MNIST not found; as root: apt-get install dataset-fashion-mnist"; fi
 
-test: install
+# Debian chromium, for the test that renders report.html headless (skipped without it).
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian package chromium (for the report rendering test)"; \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q chromium >/dev/null)) \
+	  || echo "warning: could not install chromium; the browser test will be skipped"; \
+	else echo "note: chromium not found; the report rendering test will be skipped"; fi
+
+test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The main job: default space (mixnet_300m), Fashion-MNIST, run directory under runs/.
@@ -45,6 +56,8 @@ bench: install
 	$(BIN)/python experiments/bench_cost.py
 	$(BIN)/python experiments/bench_supernet.py
 	$(BIN)/python experiments/bench_search.py
+	$(BIN)/python experiments/bench_latency.py
+	$(BIN)/python experiments/bench_export.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

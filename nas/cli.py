@@ -19,7 +19,7 @@ from .budget import BudgetError, parse_flops
 from .checkpoint import CheckpointError
 from .data import DataError
 from .cost import count_cost
-from .export import ExportError, export_arch
+from .export import ExportError, ExportForm, export_arch
 from .space.grammar import FIELD_BY_NAME, SAME, fields_of
 from .space.loader import SpaceError, available_spaces, load_space
 from .search import SearchConfig, run_search
@@ -146,10 +146,32 @@ def _parser() -> argparse.ArgumentParser:
                        help="whole networks measured to fit the table's scale (default 8)")
     build.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
-    export = sub.add_parser("export", help="write a standalone model.py + arch.json")
-    export.add_argument("--arch", required=True,
-                        help="canonical architecture string, or a path to an arch.json")
+    report = sub.add_parser(
+        "report", help="the Pareto front of a search: table, RUN/report.html, RUN/pareto.png",
+        description="Print the Pareto front of a search run (finished trials; works while the "
+                    "search still runs) and write RUN/report.html and RUN/pareto.png.")
+    report.add_argument("run", help="run directory written by nas search")
+    report.add_argument("--json", action="store_true",
+                        help="print the front as JSON (nothing else, no files written)")
+
+    export = sub.add_parser(
+        "export", help="write a standalone model.py (+ weights.pt from a search run)",
+        description="Export a trial of a search run with the weights it inherits from the "
+                    "supernet (model.py, weights.pt, arch.json, model.ts, model.onnx when onnx "
+                    "is installed), or any architecture without weights (--arch).")
+    export.add_argument("run", nargs="?", help="run directory written by nas search")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, help="trial number (see nas report RUN)")
+    which.add_argument("--best", action="store_true", help="the best trial by --objective")
+    which.add_argument("--arch", help="canonical architecture string, or a path to an "
+                                      "arch.json (no weights)")
+    export.add_argument("--objective", default="reward", choices=("reward", "acc"),
+                        help="what --best maximises (default reward)")
     export.add_argument("-o", "--output", required=True, help="output directory")
+    export.add_argument("--fused", action="store_true",
+                        help="each MixConv as one zero-padded depthwise conv (same outputs)")
+    export.add_argument("--channels-last", action="store_true",
+                        help="NHWC memory format (often faster on CPU)")
     export.add_argument("--force", action="store_true", help="overwrite an earlier export")
     return p
 
@@ -275,18 +297,6 @@ def _parse_ms(text: str) -> float:
     return value
 
 
-def _arch_summary(arch: Architecture) -> str:
-    """Kernel sets and expansions per stage, SE marked: 'k3 e6 | k3.5.7 e6+se ...'."""
-    stages = []
-    for rows in arch.stages:
-        parts = []
-        for b in rows:
-            k = ".".join(map(str, b.kernels))
-            parts.append(f"{b.repeats}x k{k} e{b.expansion:g}{'+se' if b.se else ''}")
-        stages.append(", ".join(parts))
-    return " | ".join(stages)
-
-
 def _search(args) -> None:
     budget = parse_flops(args.budget)
     given = {f.name: getattr(args, f.name) for f in fields(SearchConfig)
@@ -310,18 +320,16 @@ def _search(args) -> None:
               + (f" and {config.latency_budget_ms:g} ms" if config.latency_budget_ms else "")
               + ". Raise the budget or run more trials.")
         return
+    from .report import front_table
+
     print("Pareto front (accuracy up, FLOPs down, latency down):")
-    print(f"{'trial':>5} {'acc':>7} {'FLOPs':>8} {'params':>7} {'ms':>6} {'reward':>8}  arch")
-    for r in result["front"]:
-        arch = Architecture.parse(r["arch"])
-        print(f"{r['trial']:>5} {r['accuracy']:>7.2%} {r['flops'] / 1e6:>7.1f}M "
-              f"{r['params'] / 1e6:>6.2f}M {r['latency_ms']:>6.1f} {r['reward']:>8.4f}  "
-              f"{_arch_summary(arch)}")
+    print(front_table(result["front"]))
     best = result["best"]
     print(f"\nbest reward: trial {best['trial']} ({best['accuracy']:.2%}, "
           f"{best['flops'] / 1e6:.1f}M FLOPs, {best['latency_ms']:.1f} ms)")
     print(f"all trials: {out / 'trials.csv'}   study: {out / 'study.db'}")
-    print(f"export it:  nas export --arch {best['arch']} -o {out / 'export'}")
+    print(f"report:     nas report {out}")
+    print(f"export it:  nas export {out} --best -o {out / 'export'}")
 
 
 def _latency_build(args) -> None:
@@ -335,13 +343,57 @@ def _latency_build(args) -> None:
     print(f"use it: nas search --budget 300M --latency lut:{args.output}")
 
 
+def _report(args) -> None:
+    from .report import front_json, front_table, write_report
+    from .search_run import open_run
+
+    run = open_run(args.run)
+    if args.json:
+        print(front_json(run.front()))
+        return
+    result = write_report(run)
+    front = result["front"]
+    print(f"{run.path}: {len(run.rows)} finished trials, {len(run.feasible)} within budget "
+          f"({run.config.budget / 1e6:g}M FLOPs)")
+    if front:
+        print("Pareto front (accuracy up, FLOPs down, latency down):")
+        print(front_table(front))
+    else:
+        print("No trial is feasible yet: the front is empty.")
+    print(f"report: {result['html']}")
+    print(f"plot:   {result['png']}" if result["png"] else
+          'plot:   not drawn (pip install "nas[report]" for matplotlib)')
+    if front:
+        print(f"export: nas export {run.path} --best -o {run.path / 'export'}")
+
+
 def _export(args) -> None:
-    arch = _read_arch(args.arch)
-    paths = export_arch(arch, args.output, force=args.force)
-    cost = count_cost(arch)
-    print(f"exported {arch.id}: {_fmt_count(cost.flops)} FLOPs, {_fmt_count(cost.params)} params")
-    for path in paths:
+    if args.arch is not None:
+        if args.run:
+            raise UsageError("give either a run directory (with --trial/--best) or --arch")
+        arch = _read_arch(args.arch)
+        form = ExportForm(fused=args.fused, channels_last=args.channels_last)
+        paths = export_arch(arch, args.output, force=args.force, form=form)
+        cost = count_cost(arch)
+        print(f"exported {arch.id}: {_fmt_count(cost.flops)} FLOPs, "
+              f"{_fmt_count(cost.params)} params (no weights)")
+        for path in paths:
+            print(f"  {path}")
+        return
+    if not args.run:
+        raise UsageError("--trial and --best need a run directory: nas export RUN --best -o DIR")
+    from .export_trial import export_trial
+
+    result = export_trial(args.run, args.output, trial=args.trial, objective=args.objective,
+                          fused=args.fused, channels_last=args.channels_last, force=args.force)
+    row, deltas = result["row"], result["deltas"]
+    print(f"exported trial {row['trial']} ({result['arch'].id}): "
+          f"{_fmt_count(row['flops'])} FLOPs, {_fmt_count(row['params'])} params, "
+          f"search accuracy {row['accuracy']:.2%}")
+    for path in result["paths"]:
         print(f"  {path}")
+    print(f"check: max |logits - supernet subnet| = {deltas['model']:.2e} (model.py + "
+          f"weights.pt), {deltas['torchscript']:.2e} (model.ts)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -353,6 +405,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ("supernet", "train"): _supernet_train,
         ("search", None): _search,
         ("latency", "build"): _latency_build,
+        ("report", None): _report,
         ("export", None): _export,
     }
     sub = (getattr(args, "space_command", None) or getattr(args, "supernet_command", None)

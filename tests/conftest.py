@@ -21,3 +21,17 @@ def spaces():
 @pytest.fixture(params=SPACE_NAMES)
 def space(request, spaces):
     return spaces[request.param]
+
+
+@pytest.fixture(scope="session")
+def search_run_dir(tmp_path_factory):
+    """A finished tiny search (Fashion-MNIST) whose trials used the supernet's own BN
+    statistics, for the report and export tests."""
+    from nas.search import SearchConfig, run_search
+
+    path = tmp_path_factory.mktemp("search") / "run"
+    config = SearchConfig(budget=8_000_000, space=str(TESTS / "spaces" / "tiny.yaml"), trials=6,
+                          supernet_steps=8, val_images=200, recalibration_batches=0,
+                          latency_repeats=1)
+    run_search(config, path, progress=False, log=lambda m: None)
+    return path

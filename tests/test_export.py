@@ -11,15 +11,11 @@ import torch
 
 import nas
 from nas.export import ExportError, _literal
+from standalone import NO_NAS
 
 # Runs in a fresh interpreter where importing nas fails.
-STANDALONE = textwrap.dedent("""
-    import json, sys
-    class NoNas:
-        def find_spec(self, name, path=None, target=None):
-            if name == "nas" or name.startswith("nas."):
-                raise ImportError("nas is not importable here")
-    sys.meta_path.insert(0, NoNas())
+STANDALONE = NO_NAS + textwrap.dedent("""
+    import json
     sys.path.insert(0, sys.argv[1])
     import torch
     import model

@@ -36,7 +36,22 @@ class ConvBNAct(nn.Sequential):
         super().__init__(*layers)
 
 
-class MixConv(nn.Module):
+class _KernelGroups(nn.Module):
+    """What both MixConv forms store: channel groups, their kernels, the stride."""
+
+    def __init__(self, splits: Sequence[int], kernels: Sequence[int], stride: int = 1):
+        super().__init__()
+        if len(splits) != len(kernels) or min(splits) < 1:
+            raise ValueError(f"bad MixConv groups: splits {splits}, kernels {kernels}")
+        self.splits = list(splits)
+        self.kernels = list(kernels)
+        self.stride = stride
+
+    def extra_repr(self) -> str:
+        return f"splits={self.splits}, kernels={self.kernels}, stride={self.stride}"
+
+
+class MixConv(_KernelGroups):
     """Mixed depthwise convolution (MixNet's MixConv).
 
     Channels are split into consecutive groups, smallest kernel first; each group is a
@@ -49,12 +64,7 @@ class MixConv(nn.Module):
     """
 
     def __init__(self, splits: Sequence[int], kernels: Sequence[int], stride: int = 1):
-        super().__init__()
-        if len(splits) != len(kernels) or min(splits) < 1:
-            raise ValueError(f"bad MixConv groups: splits {splits}, kernels {kernels}")
-        self.splits = list(splits)
-        self.kernels = list(kernels)
-        self.stride = stride
+        super().__init__(splits, kernels, stride)
         self.convs = nn.ModuleList(
             nn.Conv2d(c, c, k, stride, k // 2, groups=c, bias=False)
             for c, k in zip(self.splits, self.kernels)
@@ -66,8 +76,29 @@ class MixConv(nn.Module):
         chunks = torch.split(x, self.splits, dim=1)
         return torch.cat([conv(c) for conv, c in zip(self.convs, chunks)], dim=1)
 
-    def extra_repr(self) -> str:
-        return f"splits={self.splits}, kernels={self.kernels}, stride={self.stride}"
+
+class FusedMixConv(_KernelGroups):
+    """MixConv as one depthwise conv at its largest kernel, smaller kernels zero-padded.
+
+    Same outputs as :class:`MixConv` (the zero taps add nothing) from one convolution
+    instead of a split, several convolutions and a concat: more multiply-adds, but often
+    faster on CPU. Its weight is the groups' weights, each centred in a ``max(kernels)``
+    square, stacked in channel order.
+    """
+
+    def __init__(self, splits: Sequence[int], kernels: Sequence[int], stride: int = 1):
+        super().__init__(splits, kernels, stride)
+        channels, kernel = sum(self.splits), max(self.kernels)
+        self.conv = nn.Conv2d(channels, channels, kernel, stride, kernel // 2, groups=channels,
+                              bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def make_mixconv(splits: Sequence[int], kernels: Sequence[int], stride: int,
+                 fused: bool) -> nn.Module:
+    return (FusedMixConv if fused else MixConv)(splits, kernels, stride)
 
 
 class SqueezeExcite(nn.Module):
@@ -93,10 +124,11 @@ class DepthwiseSeparable(nn.Module):
     """MixConv -> BN -> act -> [SE] -> 1x1 project (grouped) -> BN [+ input]."""
 
     def __init__(self, in_ch: int, out_ch: int, kernels: Sequence[int], splits: Sequence[int],
-                 stride: int, se_ch: int, proj_groups: int, act: str, residual: bool):
+                 stride: int, se_ch: int, proj_groups: int, act: str, residual: bool,
+                 fused: bool = False):
         super().__init__()
         self.residual = residual
-        self.conv_dw = MixConv(splits, kernels, stride)
+        self.conv_dw = make_mixconv(splits, kernels, stride, fused)
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.act1 = make_activation(act)
         self.se = SqueezeExcite(in_ch, se_ch, act) if se_ch else nn.Identity()
@@ -114,13 +146,13 @@ class InvertedResidual(nn.Module):
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, kernels: Sequence[int],
                  splits: Sequence[int], stride: int, se_ch: int, exp_groups: int,
-                 proj_groups: int, act: str, residual: bool):
+                 proj_groups: int, act: str, residual: bool, fused: bool = False):
         super().__init__()
         self.residual = residual
         self.conv_pw = nn.Conv2d(in_ch, mid_ch, 1, groups=exp_groups, bias=False)
         self.bn1 = nn.BatchNorm2d(mid_ch)
         self.act1 = make_activation(act)
-        self.conv_dw = MixConv(splits, kernels, stride)
+        self.conv_dw = make_mixconv(splits, kernels, stride, fused)
         self.bn2 = nn.BatchNorm2d(mid_ch)
         self.act2 = make_activation(act)
         self.se = SqueezeExcite(mid_ch, se_ch, act) if se_ch else nn.Identity()
@@ -145,10 +177,15 @@ class MixNet(nn.Module):
         head: ``(out_ch, act)``.
         num_classes: classifier outputs.
         in_chans: input image channels.
+        fused: build each MixConv as one zero-padded depthwise conv (:class:`FusedMixConv`).
+        channels_last: keep weights and activations in NHWC memory order (the input is
+            converted in ``forward``), which speeds up depthwise convs on CPU.
     """
 
-    def __init__(self, stem, blocks, head, num_classes: int, in_chans: int):
+    def __init__(self, stem, blocks, head, num_classes: int, in_chans: int,
+                 fused: bool = False, channels_last: bool = False):
         super().__init__()
+        self.channels_last = channels_last
         kernel, stride, stem_ch, stem_act = stem
         self.stem = ConvBNAct(in_chans, stem_ch, kernel, stride, act=stem_act)
         layers: List[nn.Module] = []
@@ -156,10 +193,11 @@ class MixNet(nn.Module):
              proj_groups, act, residual) in blocks:
             if kind == "ds":
                 layers.append(DepthwiseSeparable(in_ch, out_ch, kernels, splits, stride, se_ch,
-                                                 proj_groups, act, residual))
+                                                 proj_groups, act, residual, fused))
             elif kind == "ir":
                 layers.append(InvertedResidual(in_ch, mid_ch, out_ch, kernels, splits, stride,
-                                               se_ch, exp_groups, proj_groups, act, residual))
+                                               se_ch, exp_groups, proj_groups, act, residual,
+                                               fused))
             else:
                 raise ValueError(f"unknown block kind {kind!r}")
         self.blocks = nn.Sequential(*layers)
@@ -168,8 +206,12 @@ class MixNet(nn.Module):
         self.head = ConvBNAct(last_ch, head_ch, 1, act=head_act)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(head_ch, num_classes)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.blocks(self.stem(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
