@@ -9,6 +9,7 @@ lowercase names and tuples of ints: a hostile string cannot become code.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import io
@@ -259,7 +260,8 @@ def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch
         force: overwrite an earlier export.
         weights_note: a validated line for model.py's docstring.
         extra: more metadata for arch.json.
-        onnx: also write ONNX when the ``onnx`` package is installed.
+        onnx: also write ONNX when ``onnx`` and ``onnxscript`` (torch's ONNX exporter) are
+            installed (``pip install "nas[onnx]"``).
 
     Returns:
         The paths written, and the largest absolute difference between ``model``'s logits
@@ -291,13 +293,29 @@ def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch
             written.append(out / "model.ts")
             scripted = torch.jit.load(str(out / "model.ts"))
             ts_delta = (scripted(example) - reference).abs().max().item()
-    if onnx and importlib.util.find_spec("onnx") is not None:
-        path = out / "model.onnx.tmp"
-        torch.onnx.export(exported, (example,), str(path), input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
-        path.replace(out / "model.onnx")
-        written.append(out / "model.onnx")
+    if onnx and all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript")):
+        written += _write_onnx(exported, example, out / "model.onnx")
     return written, {"model": delta, "torchscript": ts_delta}
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> List[Path]:
+    """``model.onnx`` with a dynamic batch axis; a failure is a warning, not a lost export."""
+    tmp = path.with_suffix(".onnx.tmp")
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # the exporter's progress chatter
+            program = torch.onnx.export(model, (example,), input_names=["input"],
+                                        output_names=["logits"], dynamo=True,
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},))
+            program.save(str(tmp))
+    # torch.onnx's coverage varies between versions; the other files are already written.
+    except Exception as e:  # noqa: BLE001
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"model.onnx not written: {e.__class__.__name__}: "
+                      f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+        return []
+    tmp.replace(path)
+    return [path]
 
 
 def _tensor_bytes(state) -> bytes:

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -100,6 +101,22 @@ def test_export_recalibrates_like_the_search(run_dir, tmp_path):
         assert (logits - recal(x)).abs().max().item() <= 1e-5
         plain = sn.supernet.extract(arch).eval().to(memory_format=torch.contiguous_format)
         assert (plain(x) - recal(x)).abs().max().item() > 1e-4  # statistics really differ
+
+
+def test_onnx_export_matches(run_dir, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from onnx.reference import ReferenceEvaluator
+
+    result = export_trial(run_dir, tmp_path / "o")
+    assert tmp_path / "o" / "model.onnx" in result["paths"]
+    graph = onnx.load(tmp_path / "o" / "model.onnx")
+    onnx.checker.check_model(graph)
+    x = torch.randn(3, 1, 28, 28)  # another batch size than the export's example
+    with np.errstate(over="ignore"):  # the reference sigmoid overflows harmlessly
+        out = ReferenceEvaluator(graph).run(None, {graph.graph.input[0].name: x.numpy()})[0]
+    logits = standalone_logits(tmp_path / "o", x)
+    assert np.abs(out - logits.numpy()).max() < 1e-4
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
