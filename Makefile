@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test search bench clean data browser
+.PHONY: install test search bench clean data browser postgres
 
 install: $(STAMP)
 
@@ -22,28 +22,32 @@ $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory data
 	touch $(STAMP)
 
-# Fashion-MNIST from Debian (dataset-fashion-mnist), installed when running as root.
-data:
-	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+# $(call apt_ensure,CHECK,PACKAGE,WHAT IT IS FOR,WHAT HAPPENS WITHOUT IT): run CHECK; if it
+# fails, install the Debian PACKAGE when running as root, else print a note.
+define apt_ensure
+	@if $(1) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian package dataset-fashion-mnist"; \
-	  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
-	   (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null)) \
-	  || echo "warning: could not install dataset-fashion-mnist; set NAS_DATA_DIR to IDX files"; \
-	else echo "note: Fashion-MNIST not found; as root: apt-get install dataset-fashion-mnist"; fi
-
-# Debian chromium, for the test that renders report.html headless (skipped without it).
-browser:
-	@if command -v chromium >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian package chromium (for the report rendering test)"; \
-	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  echo "installing Debian package $(2) ($(3))"; \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -q chromium >/dev/null)) \
-	  || echo "warning: could not install chromium; the browser test will be skipped"; \
-	else echo "note: chromium not found; the report rendering test will be skipped"; fi
+	    apt-get install -y -q $(2) >/dev/null)) \
+	  || echo "warning: could not install $(2): $(4)"; \
+	else echo "note: $(2) not found: $(4)"; fi
+endef
 
-test: install browser
+# Fashion-MNIST from Debian, the default data.
+data:
+	$(call apt_ensure,test -d /usr/share/datasets/fashion-mnist,dataset-fashion-mnist,the default data,set NAS_DATA_DIR to Fashion-MNIST IDX files)
+
+# Debian chromium, for the test that renders report.html headless.
+browser:
+	$(call apt_ensure,command -v chromium,chromium,for the report rendering test,that test is skipped)
+
+# Debian postgresql, for the multi-worker search test (a throwaway server).
+postgres:
+	$(call apt_ensure,ls /usr/lib/postgresql/*/bin/initdb,postgresql,for the multi-worker test,that test is skipped)
+
+test: install browser postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The main job: default space (mixnet_300m), Fashion-MNIST, run directory under runs/.
@@ -58,6 +62,7 @@ bench: install
 	$(BIN)/python experiments/bench_search.py
 	$(BIN)/python experiments/bench_latency.py
 	$(BIN)/python experiments/bench_export.py
+	$(BIN)/python experiments/bench_workers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -125,7 +125,10 @@ def _parser() -> argparse.ArgumentParser:
         ("--val-images", int, "validation images scored per trial"),
         ("--seed", int, "seed of the sampler and the supernet training"),
         ("--device", str, "auto | cpu | cuda"),
-        ("--storage", str, "Optuna RDB URL (default sqlite:///RUN/study.db)"),
+        ("--storage", str, "postgresql://USER@HOST/DB (any Optuna RDB URL) or journal:FILE; "
+                           "shared by all workers of a study (default sqlite:///RUN/study.db)"),
+        ("--study", str, "study name in the storage (workers with the same name cooperate)"),
+        ("--workers", int, "search processes on this machine (needs a shared --storage)"),
         ("--latency", str, "measure, or lut:PATH to predict from `nas latency build`"),
     ):
         name = flag[2:].replace("-", "_")
@@ -281,6 +284,8 @@ def _supernet_train(args) -> None:
     else:
         config = TrainConfig(**given).validate()
     run = train_supernet(config, args.output, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return
     print(f"supernet: {run.step} steps, checkpoint {Path(args.output) / 'supernet.pt'}")
     if not args.no_eval:
         acc = quick_report(run, args.recalibration_batches)
@@ -393,7 +398,8 @@ def _export(args) -> None:
     for path in result["paths"]:
         print(f"  {path}")
     print(f"check: max |logits - supernet subnet| = {deltas['model']:.2e} (model.py + "
-          f"weights.pt), {deltas['torchscript']:.2e} (model.ts)")
+          f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"
+          + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas else ""))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

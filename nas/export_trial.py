@@ -47,7 +47,9 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
         raise RunError(f"trial {row['trial']}'s architecture is not a point of the "
                        f"supernet's space {sn.supernet.space.name}")
     calib, valid = sn.loaders(device=torch.device("cpu"))
-    bn_batches = int(row.get("bn_batches", run.config.recalibration_batches))
+    bn_batches = row.get("bn_batches", run.config.recalibration_batches)
+    if not isinstance(bn_batches, int) or isinstance(bn_batches, bool) or bn_batches < 0:
+        raise RunError(f"trial {row['trial']} stores a bad bn_batches {bn_batches!r}")
     model = recalibrate(sn.supernet, arch, calib, bn_batches)
     model = model.to(memory_format=torch.contiguous_format)
     example = next(iter(valid.epoch(0)))[0][:8].contiguous()
@@ -70,4 +72,15 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
     }
     paths, deltas = export_network(model, arch, out_dir, example, form, force=force,
                                   weights_note=note, extra=extra)
+    if bn_batches == 0:
+        # The weights are the supernet's own, statistics included: the written network must
+        # give the supernet's logits for this architecture.
+        from .export import load_exported
+
+        exported = load_exported(out_dir).build_model().eval()
+        exported.load_state_dict(torch.load(Path(out_dir) / "weights.pt", weights_only=True))
+        with torch.no_grad():
+            deltas["supernet"] = (exported(example) - sn.supernet(
+                example.contiguous(memory_format=sn.supernet.memory_format), arch)
+            ).abs().max().item()
     return {"paths": paths, "deltas": deltas, "row": row, "arch": arch, "out": Path(out_dir)}

@@ -55,7 +55,9 @@ def _is_num(value) -> bool:
 def _fmt(value, kind: str) -> str:
     """A cell: formatted when it is a number, else the value as text (escaped later)."""
     if not _is_num(value):
-        return "" if value is None else str(value)
+        # Printable characters only: a study value must not drive the terminal.
+        return "" if value is None else "".join(
+            c if c.isprintable() else "?" for c in str(value))[:80]
     if kind == "pct":
         return f"{value:.2%}"
     if kind == "mega":
@@ -155,7 +157,8 @@ def render_html(run: SearchRun, front: List[Dict[str, Any]], svg: Optional[str])
     for row in sorted(run.rows, key=lambda r: r["trial"] if _is_num(r["trial"]) else -1):
         cells = "".join(f"<td>{e(_fmt(row.get(key), kind))}</td>" for key, _, kind in COLUMNS)
         status = "front" if row["trial"] in on_front else (
-            "feasible" if row["feasible"] else "over budget")
+            "feasible" if row["feasible"] else
+            "malformed" if row.get("malformed") else "over budget")
         rows_html.append(
             f'<tr class="{"front" if status == "front" else ""}">{cells}'
             f"<td>{e(status)}</td><td class=\"arch\">{e(_summary(row))}<br>"
@@ -214,5 +217,9 @@ def write_report(run: SearchRun, out_dir: Optional[Path] = None) -> Dict[str, An
 def front_json(front: List[Dict[str, Any]]) -> str:
     """The front for scripts: one JSON list of the stored trial attributes."""
     keep = ("trial", "accuracy", "flops", "params", "proxy_flops", "latency_ms", "reward", "arch")
-    return json.dumps([{k: r.get(k) for k in keep} for r in front])
+
+    def clean(v):  # strict JSON: a non-finite number becomes null
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    return json.dumps([{k: clean(r.get(k)) for k in keep} for r in front], allow_nan=False)
 

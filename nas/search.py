@@ -16,8 +16,12 @@ command continues it, failing and retrying trials a killed process left RUNNING.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,6 +29,7 @@ from typing import Any, Dict, List, Optional
 
 import optuna
 import torch
+from sqlalchemy.exc import SQLAlchemyError
 
 from .arch import Architecture, InputSpec
 from .checkpoint import atomic_write_bytes
@@ -33,6 +38,7 @@ from .data import Loader
 from .evaluate import evaluate
 from .latency import arch_latency
 from .space.search_space import SearchSpace
+from .shared_study import SharedStudy, open_storage
 from .study_store import BufferedStudy
 from .train import RunError, SupernetRun, TrainConfig, load_supernet, train_supernet
 
@@ -68,7 +74,9 @@ class SearchConfig:
     latency: str = "measure"          # measure | lut:PATH (from `nas latency build`)
     seed: int = 0
     device: str = "auto"
-    storage: str = ""                 # Optuna RDB URL; "": sqlite:///RUN/study.db
+    storage: str = ""                 # RDB URL or journal:PATH; "": sqlite:///RUN/study.db
+    study: str = STUDY_NAME           # study name within the storage
+    workers: int = 1                  # processes on this machine (needs a shared storage)
 
     def validate(self) -> "SearchConfig":
         if self.objective not in OBJECTIVES:
@@ -79,6 +87,16 @@ class SearchConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise RunError(f"--{name.replace('_', '-')} must be a finite number >= 0")
+        if self.budget < 1:
+            raise RunError(f"the budget must be a positive number of FLOPs, got {self.budget}")
+        if self.workers < 1:
+            raise RunError(f"--workers must be at least 1, got {self.workers}")
+        if self.workers > 1 and not self.storage:
+            raise RunError("--workers needs a storage that several processes can share: "
+                           "SQLite (the default RUN/study.db) is not safe for that. Use "
+                           "--storage postgresql://USER@HOST/DB or --storage journal:FILE")
+        if not self.study or len(self.study) > 200:
+            raise RunError("--study must be a name of 1 to 200 characters")
         if self.supernet_steps < 1 or self.val_images < 1 or self.latency_repeats < 1:
             raise RunError("--supernet-steps, --val-images and --latency-repeats must be >= 1")
         if self.recalibration_batches < 0:
@@ -89,10 +107,24 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "SearchConfig":
+        """From a saved ``config.json`` (which anyone may have edited): names and types checked."""
+        if not isinstance(data, dict):
+            raise RunError("search settings must be a JSON object")
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise RunError(f"unknown search settings {sorted(unknown)}")
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            kind, value = _FIELD_TYPES[f.type], data[f.name]
+            ok = (isinstance(value, (int, float)) if kind is float else isinstance(value, kind))
+            if not ok or isinstance(value, bool):
+                raise RunError(f"search setting {f.name} must be a {kind.__name__}, "
+                               f"got {value!r}")
         return cls(**data).validate()
+
+
+_FIELD_TYPES = {"int": int, "float": float, "str": str}
 
 
 def reward(accuracy: float, flops: int, latency_ms: float, beta: float, gamma: float) -> float:
@@ -207,17 +239,35 @@ def warm_start(study: optuna.Study, space: SearchSpace, budget: int) -> List[str
     return queued
 
 
-def _study(config: SearchConfig, run_dir: Path) -> BufferedStudy:
-    storage = config.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+def _sampler(config: SearchConfig, seed: int):
     if config.objective == "pareto":
-        sampler = optuna.samplers.NSGAIISampler(seed=config.seed)
-        directions = ["maximize", "minimize", "minimize"]
-    else:
-        sampler = optuna.samplers.TPESampler(seed=config.seed, multivariate=True,
-                                             n_startup_trials=10)
-        directions = ["maximize"]
-    durable = optuna.create_study(storage=storage, study_name=STUDY_NAME, sampler=sampler,
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
+
+
+def _study(config: SearchConfig, run_dir: Path):
+    """A BufferedStudy on the run's own SQLite file, or a SharedStudy on ``--storage``."""
+    directions = ["maximize", "minimize", "minimize"] if config.objective == "pareto" else [
+        "maximize"]
+    if config.storage:  # possibly shared with other workers: every write goes through
+        try:
+            study = optuna.create_study(storage=open_storage(config.storage),
+                                        study_name=config.study, directions=directions,
+                                        load_if_exists=True)
+        except (SQLAlchemyError, ImportError, OSError, ValueError) as e:
+            raise RunError(f"cannot open storage {config.storage}: "
+                           f"{e.__class__.__name__}: {str(e).splitlines()[0]}") from None
+        # Seeded per process and resume: workers sharing a study must not draw the same
+        # suggestions, and a rerun must not replay the first run's.
+        study.sampler = _sampler(config, config.seed + len(study.trials) + os.getpid())
+        return SharedStudy(study)
+    storage = f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    durable = optuna.create_study(storage=storage, study_name=config.study,
                                   directions=directions, load_if_exists=True)
+    # A rerun continues with a sampler seeded past the trials done: the same seed would
+    # replay the first run's suggestions.
+    sampler = _sampler(config, config.seed + len(durable.trials))
+    durable.sampler = sampler
     return BufferedStudy(durable, sampler)
 
 
@@ -259,12 +309,8 @@ def write_outputs(study: optuna.Study, config: SearchConfig, run_dir: Path) -> N
     atomic_write_bytes(run_dir / "trials.csv", frame.to_csv(index=False).encode())
 
 
-def run_search(config: SearchConfig, run_dir, progress: bool = True,
-               log=print) -> Dict[str, Any]:
-    """Train or load the supernet, run (or continue) the study, write the run's files.
-
-    Returns a summary: trial counts, the feasible Pareto front and the best trial.
-    """
+def prepare_run(config: SearchConfig, run_dir) -> Path:
+    """Validate ``config`` against the space and the run directory; write ``config.json``."""
     from .space.loader import load_space
 
     config.validate()
@@ -277,7 +323,8 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
     saved = run_dir / "config.json"
     if saved.exists():
         old = SearchConfig.from_dict(json.loads(saved.read_text()))
-        keep = {"trials", "timeout"}  # may change between reruns: the rest defines the study
+        # may change between reruns: the rest defines the study
+        keep = {"trials", "timeout", "workers"}
         clash = [f.name for f in fields(SearchConfig)
                  if f.name not in keep and getattr(old, f.name) != getattr(config, f.name)]
         if clash:
@@ -286,9 +333,81 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
                            + "); use another -o or the same settings")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(saved, (json.dumps(asdict(config), indent=2) + "\n").encode())
+    return run_dir
 
+
+def supernet_file(config: SearchConfig, run_dir: Path) -> Path:
+    return Path(config.supernet) if config.supernet else run_dir / "supernet" / "supernet.pt"
+
+
+def _check_same_supernet(study, path: Path) -> None:
+    """Every worker of a study must score with the same supernet (checked by its hash)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    stored = study.memory.user_attrs.get("supernet_sha256")
+    if stored is None:
+        study.memory.set_user_attr("supernet_sha256", digest)
+    elif stored != digest:
+        raise RunError(f"study {study.memory.study_name!r} was started with another supernet "
+                       f"than {path} (sha256 differs); give every worker the same --supernet")
+
+
+def run_search(config: SearchConfig, run_dir, progress: bool = True,
+               log=print) -> Dict[str, Any]:
+    """Train or load the supernet, run (or continue) the study, write the run's files.
+
+    With ``config.workers > 1`` the trials run in that many worker processes
+    (:mod:`nas.workers`) sharing ``config.storage``.
+
+    Returns a summary: trial counts, the feasible Pareto front and the best trial.
+    """
+    run_dir = prepare_run(config, run_dir)
+    with _run_lock(run_dir):
+        return _run_search(config, run_dir, progress, log)
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path):
+    """One ``nas search`` per run directory: a second would fail the first's running trial."""
+    handle = (run_dir / ".lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise RunError(f"another nas search is running in {run_dir}; wait for it, or stop it "
+                       "and rerun to continue") from None
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def _run_search(config: SearchConfig, run_dir: Path, progress: bool, log) -> Dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run = _supernet(config, run_dir, progress)
+    started = time.perf_counter()
+    if config.workers > 1:
+        from .workers import run_workers
+
+        study = _study(config, run_dir)
+        _check_same_supernet(study, supernet_file(config, run_dir))
+        warm_start(study.memory, run.supernet.space, config.budget)
+        retried = run_workers(config, run_dir, study.memory, log)
+    else:
+        study, retried = run_trials(config, run_dir, run, log)
+    write_outputs(study.memory, config, run_dir)
+    rows = trial_rows(study.memory)
+    feasible = [r for r in rows if r["feasible"]]
+    best = max(feasible, key=lambda r: r["reward"]) if feasible else None
+    return {"trials": len(rows), "feasible": len(feasible), "front": pareto_front(feasible),
+            "best": best, "seconds": time.perf_counter() - started, "retried": retried}
+
+
+def run_trials(config: SearchConfig, run_dir: Path, run: SupernetRun, log=print,
+               prefix: str = ""):
+    """This process's share of the study: trials until it holds ``config.trials``."""
+    from .space.loader import load_space
+
+    space = load_space(config.space)
     if run.supernet.space.name != space.name or run.supernet.space.text != space.text:
         raise RunError(f"the supernet was trained on space {run.supernet.space.name}, "
                        f"not on {space.name}")
@@ -297,16 +416,19 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
                    256, run.mean, run.std, resolution=config.resolution or None,
                    device=valid.device, channels_last=run.config.channels_last)
     study = _study(config, run_dir)
+    if isinstance(study, SharedStudy):
+        _check_same_supernet(study, supernet_file(config, run_dir))
     retried = study.retried
     if retried:
-        log(f"retrying {retried} trial(s) interrupted by a previous run")
-    warm_start(study.memory, space, config.budget)
-    remaining = max(0, config.trials - study.completed())
+        log(f"{prefix}retrying {retried} trial(s) interrupted by a previous run")
+    if isinstance(study, BufferedStudy) or not study.memory.trials:
+        warm_start(study.memory, space, config.budget)
     objective = _Objective(config, space, run, calib, valid)
     objective.before_evaluation = study.mark_running
-    started = time.perf_counter()
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != optuna.trial.TrialState.COMPLETE:
+            return
         a = trial.user_attrs
         n = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         if not a.get("feasible"):
@@ -314,14 +436,8 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
         else:
             what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  acc {a['accuracy']:.2%}  "
                     f"{a['latency_ms']:.1f} ms  reward {a['reward']:.4f}")
-        log(f"trial {n}/{config.trials}: {what}")
+        log(f"{prefix}trial {n}/{config.trials}: {what}")
 
-    if remaining:
-        study.optimize(objective, n_trials=remaining, timeout=config.timeout or None,
-                       callbacks=[report])
-    write_outputs(study.memory, config, run_dir)
-    rows = trial_rows(study.memory)
-    feasible = [r for r in rows if r["feasible"]]
-    best = max(feasible, key=lambda r: r["reward"]) if feasible else None
-    return {"trials": len(rows), "feasible": len(feasible), "front": pareto_front(feasible),
-            "best": best, "seconds": time.perf_counter() - started, "retried": retried}
+    study.run_until(objective, config.trials, timeout=config.timeout or None,
+                    callbacks=[report])
+    return study, retried

@@ -8,6 +8,7 @@ is safe while the search still runs: only finished trials are listed.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -15,7 +16,8 @@ from typing import Any, Dict, List, Optional
 import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
-from .search import STUDY_NAME, SearchConfig, pareto_front, trial_rows
+from .search import SearchConfig, pareto_front, trial_rows
+from .shared_study import open_storage
 from .train import RunError
 
 __all__ = ["SearchRun", "open_run", "OBJECTIVES"]
@@ -46,6 +48,9 @@ class SearchRun:
     def trial(self, number: int) -> Dict[str, Any]:
         for row in self.rows:
             if row["trial"] == number:
+                if row.get("malformed"):
+                    raise RunError(f"trial {number} of {self.path} has malformed results "
+                                   "(missing or non-numeric accuracy, FLOPs or latency)")
                 if not row["feasible"]:
                     raise RunError(f"trial {number} of {self.path} is over budget and was "
                                    "never evaluated; pick one from `nas report`")
@@ -76,13 +81,34 @@ def open_run(run_dir) -> SearchRun:
     except (ValueError, TypeError) as e:
         raise RunError(f"{saved}: not a valid search configuration ({e})") from None
     storage = config.storage or f"sqlite:///{(path / 'study.db').resolve()}"
-    if not config.storage and not (path / "study.db").is_file():
-        raise RunError(f"{path} has no study.db yet: the search has not started its trials")
+    if storage.startswith("sqlite:///"):
+        # Optuna would create a missing or empty database: reading must not write.
+        db = Path(storage[len("sqlite:///"):])
+        if not db.is_file() or db.stat().st_size == 0:
+            raise RunError(f"{db} does not exist or is empty: the search has not started "
+                           "its trials")
     try:
-        study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+        study = optuna.load_study(study_name=config.study, storage=open_storage(storage))
     except KeyError:
-        raise RunError(f"{storage} holds no study named {STUDY_NAME!r}") from None
+        raise RunError(f"{storage} holds no study named {config.study!r}") from None
     except SQLAlchemyError as e:
         raise RunError(f"cannot read the study in {storage}: {e.__class__.__name__}: "
                        f"{str(e).splitlines()[0]}") from None
-    return SearchRun(path, config, trial_rows(study))
+    return SearchRun(path, config, [_checked(row) for row in trial_rows(study)])
+
+
+_NUMBERS = ("accuracy", "flops", "params", "latency_ms", "reward")
+
+
+def _checked(row: Dict[str, Any]) -> Dict[str, Any]:
+    """A feasible row needs finite numbers for what the report and exporter read; one that
+    lacks them (an edited or foreign study) is shown, but never ranked or exported."""
+    if row["feasible"] is not True:
+        row["feasible"] = False
+        return row
+    ok = all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
+             and math.isfinite(row[k]) for k in _NUMBERS)
+    if not ok:
+        row["feasible"] = False
+        row["malformed"] = True
+    return row

@@ -36,17 +36,24 @@ class BufferedStudy:
         self.durable = durable
         self.memory = optuna.create_study(sampler=sampler, directions=durable.directions)
         self._durable_ids: Dict[int, int] = {}  # memory trial number -> durable trial id
+        self._unfinished: Dict[int, int] = {}  # durable number -> id, of trials to retry
         self.retried = 0
+        retry = []
         for t in durable.get_trials(deepcopy=False):
             if t.state in _FINISHED:
                 self.memory.add_trial(t)
                 continue
-            # RUNNING: left by a killed process. WAITING: queued by someone else. Both are
-            # failed in place (keeping trial numbers equal in both studies) and run again.
-            durable._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            # RUNNING: left by a killed process. WAITING: queued by someone else. A FAIL
+            # copy here keeps the numbers of both studies equal; the durable row stays
+            # unfinished until its retry is written, so a run that stops before reaching
+            # the retry leaves it to the next one.
             self.memory.add_trial(_finished_copy(t, TrialState.FAIL))
-            self.memory.enqueue_trial(t.params, user_attrs=_queued_attrs(t),
+            retry.append(t)
+        for t in retry:  # queued after every copy, so they number after them in both studies
+            params = t.params or t.system_attrs.get("fixed_params", {})
+            self.memory.enqueue_trial(params, user_attrs={**_queued_attrs(t), "retry_of": t.number},
                                       skip_if_exists=False)
+            self._unfinished[t.number] = t._trial_id
             self.retried += t.state == TrialState.RUNNING
 
     @property
@@ -62,8 +69,15 @@ class BufferedStudy:
     def mark_running(self, trial: optuna.Trial) -> None:
         """Write ``trial`` (parameters, attributes so far) to the durable study as RUNNING."""
         frozen = self.memory._storage.get_trial(trial._trial_id)
+        self._close_original(frozen)
         self._durable_ids[trial.number] = self.durable._storage.create_new_trial(
             self.durable._study_id, template_trial=frozen)
+
+    def run_until(self, objective: Callable[[optuna.Trial], object], total: int,
+                  timeout: Optional[float] = None,
+                  callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
+        """Run trials until the study holds ``total`` complete ones (or ``timeout`` passes)."""
+        self.optimize(objective, max(0, total - self.completed()), timeout, callbacks)
 
     def optimize(self, objective: Callable[[optuna.Trial], object], n_trials: int,
                  timeout: Optional[float] = None,
@@ -93,6 +107,7 @@ class BufferedStudy:
         frozen = self.memory._storage.get_trial(trial._trial_id)
         durable_id = self._durable_ids.pop(trial.number, None)
         if durable_id is None:
+            self._close_original(frozen)
             self.durable.add_trial(frozen)  # one transaction
             return frozen
         storage = self.durable._storage
@@ -105,6 +120,13 @@ class BufferedStudy:
                 storage.set_trial_system_attr(durable_id, key, value)
         storage.set_trial_state_values(durable_id, frozen.state, frozen.values)
         return frozen
+
+
+    def _close_original(self, frozen: FrozenTrial) -> None:
+        """The retry of an unfinished durable trial is being written: fail the original."""
+        original = self._unfinished.pop(frozen.user_attrs.get("retry_of"), None)
+        if original is not None:
+            self.durable._storage.set_trial_state_values(original, TrialState.FAIL)
 
 
 _MISSING = object()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 import time
@@ -23,6 +24,7 @@ from .arch import Architecture
 from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
 from .cost import count_cost
 from .data import Dataset, Loader, image_stats, load_dataset, train_val_split
+from .distributed import setup
 from .evaluate import evaluate
 from .space.loader import load_space, parse_space
 from .space.search_space import SearchSpace
@@ -241,6 +243,13 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
                        "choose another -o")
     config.validate()
     device = _device(config.device)
+    ddp = setup(device)
+    if ddp.world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", ddp.local_rank)
+        if config.batch_size % ddp.world:
+            raise RunError(f"--batch-size {config.batch_size} must divide evenly over "
+                           f"{ddp.world} processes")
     space = _space_of(config, state["space_text"] if state else None)
     dataset = load_dataset(config.data)
     train, _ = _splits(dataset, config)
@@ -272,13 +281,17 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
         scheduler.load_state_dict(state["scheduler"])
         rng.setstate(_as_rng_state(state["sampler_rng"]))
         step = state["step"]
-    else:
+    elif ddp.main:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(run / "config.json",
                            (json.dumps(asdict(config), indent=2) + "\n").encode())
     space_text = space.text
 
     def checkpoint(at: int) -> None:
+        ddp.average_buffers(supernet)
+        if not ddp.main:  # rank 0 writes; the others wait until the file is complete
+            ddp.barrier()
+            return
         save_checkpoint({
             "format": CHECKPOINT_FORMAT, "config": asdict(config), "step": at,
             "model": supernet.state_dict(), "optimizer": optimizer.state_dict(),
@@ -286,15 +299,18 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
             "space_text": space_text, "classes": list(dataset.classes),
             "mean": mean, "std": std,
         }, ckpt_path)
+        ddp.barrier()
 
     bar = None
+    progress = progress and ddp.main
     if progress:
         from tqdm import tqdm
 
         # disable=None: a live bar on a terminal; logs get one line per checkpoint instead.
         bar = tqdm(total=total, initial=step, desc="supernet", unit="step", dynamic_ncols=True,
                    disable=None)
-    log = (run / "train_log.jsonl").open("a")
+    run.mkdir(parents=True, exist_ok=True)
+    log = (run / "train_log.jsonl").open("a") if ddp.main else open(os.devnull, "w")
     supernet.train()
     started, seen, done_here = time.perf_counter(), 0, 0
     saved = step
@@ -302,7 +318,8 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
         while step < total:
             epoch, index = divmod(step, len(loader))
             for x, y in loader.epoch(epoch, start=index):
-                loss = _train_step(supernet, sampler, x, y, config)
+                loss = _train_step(supernet, sampler, ddp.shard(x), ddp.shard(y), config)
+                ddp.average_gradients(supernet.parameters())
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(supernet.parameters(), config.grad_clip)
                 optimizer.step()
@@ -343,6 +360,7 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
         log.close()
         if bar is not None:
             bar.close()
+        ddp.close()
     return SupernetRun(supernet.eval(), config, dataset, mean, std, step)
 
 

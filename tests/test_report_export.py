@@ -20,6 +20,7 @@ from nas.evaluate import recalibrate
 from nas.export import ExportError, ExportForm, model_source
 from nas.export_trial import export_trial
 from nas.report import render_html, write_report
+from nas.search import SearchConfig, run_search
 from nas.search_run import open_run
 from nas.train import RunError, load_supernet
 from standalone import NO_NAS
@@ -224,3 +225,58 @@ def test_render_html_without_plot_says_how_to_get_it(run_dir):
     run = open_run(run_dir)
     page = render_html(run, run.front(), None)
     assert "nas[report]" in page and "<svg" not in page
+
+
+def test_export_with_recalibration_reproduces_the_search_accuracy(tmp_path):
+    """The exported network scores the accuracy the search stored for its trial."""
+    from nas.evaluate import accuracy
+    from nas.data import Loader
+
+    run_dir = tmp_path / "run"
+    run_search(SearchConfig(budget=8_000_000, space=TINY, trials=4, supernet_steps=8,
+                            val_images=300, recalibration_batches=2, latency_repeats=1),
+               run_dir, progress=False, log=lambda m: None)
+    row = open_run(run_dir).best()
+    export_trial(run_dir, tmp_path / "e", trial=row["trial"])
+    sn = load_supernet(run_dir / "supernet" / "supernet.pt", device="cpu")
+    _, valid = sn.loaders(device=torch.device("cpu"))
+    valid = Loader(valid.data.subset(torch.arange(300)), 256, sn.mean, sn.std)
+    net = nas.export.load_exported(tmp_path / "e", "recal_model").build_model()
+    net.load_state_dict(torch.load(tmp_path / "e" / "weights.pt", weights_only=True))
+    assert accuracy(net.eval(), valid) == pytest.approx(row["accuracy"], abs=1e-9)
+
+
+def test_hostile_config_with_a_valid_arch_never_reaches_model_py(run_dir, tmp_path):
+    dest = tmp_path / "h"
+    shutil.copytree(run_dir, dest)
+    config = json.loads((dest / "config.json").read_text())
+    config["data"] = HOSTILE[0]
+    (dest / "config.json").write_text(json.dumps(config))
+    result = export_trial(dest, tmp_path / "x")  # the supernet is found by path, not data
+    source = (tmp_path / "x" / "model.py").read_text()
+    assert "__import__" not in source and "pwned" not in source
+    x = torch.randn(1, 1, 28, 28)
+    standalone_logits(tmp_path / "x", x)  # runs model.py: it must not run the string
+    assert not Path("/tmp/nas-pwned").exists()
+    assert json.loads((tmp_path / "x" / "arch.json").read_text())["weights"]["data"] == HOSTILE[0]
+    assert result["deltas"]["supernet"] <= 1e-5
+
+
+def test_malformed_results_are_shown_but_never_ranked_or_exported(run_dir, tmp_path, capsys):
+    dest = tmp_path / "m"
+    shutil.copytree(run_dir, dest)
+    best = open_run(dest).best()["trial"]
+    con = sqlite3.connect(dest / "study.db")
+    con.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'accuracy' AND "
+                "trial_id = (SELECT trial_id FROM trials WHERE number = ?)",
+                (json.dumps("\x1b[31mNaN"), best))
+    con.commit()
+    con.close()
+    assert main(["report", str(dest)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert main(["report", str(dest), "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert best not in [r["trial"] for r in front]
+    assert main(["export", str(dest), "--trial", str(best), "-o", str(tmp_path / "e")]) == 2
+    assert "malformed" in capsys.readouterr().err

@@ -197,3 +197,79 @@ def test_a_run_directory_keeps_its_settings(tmp_path):
     with pytest.raises(RunError, match="other settings"):
         run_search(tiny_config(trials=2, beta=0.5), tmp_path / "r", progress=False,
                    log=lambda m: None)
+
+
+def test_unfinished_trials_keep_numbers_aligned_and_are_not_lost(tmp_path):
+    """Two unfinished trials (one queued, one RUNNING): their FAIL copies and retries keep
+    in-memory and SQLite numbers equal, a queued trial keeps its fixed parameters, and a
+    run that stops before reaching a retry leaves it for the next run."""
+    from nas.study_store import BufferedStudy
+
+    space = nas.load_space(TINY)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    durable = optuna.create_study(storage=url, study_name="s", direction="maximize")
+    t = durable.ask()
+    suggest_arch(t, space)
+    durable.tell(t, 0.5)
+    fixed = {d.name: d.labels[-1] for d in space.decisions}
+    durable.enqueue_trial(fixed, user_attrs={"preset": "mixnet_s"})  # WAITING
+    stale = durable.ask()  # pops the queued one: RUNNING with the fixed parameters...
+    durable.enqueue_trial(fixed)  # ...and a second queued one
+    durable.ask(fixed_distributions=None)
+    running = durable.ask()  # a third unfinished trial, RUNNING with sampled parameters
+    suggest_arch(running, space)
+
+    def objective(trial):
+        suggest_arch(trial, space)
+        return 0.1
+
+    study = BufferedStudy(durable, optuna.samplers.RandomSampler(0))
+    assert study.retried >= 1
+    study.optimize(objective, n_trials=0)  # stops before any retry
+    again = BufferedStudy(optuna.load_study(study_name="s", storage=url),
+                          optuna.samplers.RandomSampler(1))
+    assert again.retried == study.retried  # nothing was lost
+    again.optimize(objective, n_trials=6)
+    final = optuna.load_study(study_name="s", storage=url).trials
+    memory = again.memory.trials
+    assert [t.number for t in final] == [t.number for t in memory]
+    assert all(a.params == b.params for a, b in zip(final, memory))
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in final]
+    assert optuna.trial.TrialState.WAITING not in [t.state for t in final]
+    retries = [t for t in final if "retry_of" in t.user_attrs]
+    assert {t.user_attrs["retry_of"] for t in retries} == {stale.number, 2, running.number}
+    by_origin = {t.user_attrs["retry_of"]: t for t in retries}
+    assert by_origin[stale.number].params == fixed  # not a random architecture
+    assert by_origin[running.number].params == running.params
+
+
+def test_a_rerun_does_not_replay_the_first_runs_suggestions(tmp_path):
+    run_dir = tmp_path / "run"
+    run_search(tiny_config(trials=3), run_dir, progress=False, log=lambda m: None)
+    run_search(tiny_config(trials=6), run_dir, progress=False, log=lambda m: None)
+    study = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{run_dir / 'study.db'}")
+    archs = [t.user_attrs["arch"] for t in study.trials]
+    assert archs[3:] != archs[:3]
+
+
+def test_one_search_per_run_directory(tmp_path):
+    import fcntl
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with (run_dir / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RunError, match="another nas search is running"):
+            run_search(tiny_config(), run_dir, progress=False, log=lambda m: None)
+
+
+@pytest.mark.parametrize("bad", [{"budget": "300M"}, {"latency": 5}, {"supernet": 5},
+                                 {"trials": True}, {"budget": 0}])
+def test_edited_config_json_is_a_clear_error(tmp_path, bad, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = {"budget": 8_000_000, "space": TINY, **bad}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nas: error:") and "Traceback" not in err

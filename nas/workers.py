@@ -1,0 +1,83 @@
+"""``nas search --workers N``: N worker processes on this machine sharing one study.
+
+The parent has already trained or loaded the supernet and written ``RUN/config.json``;
+each worker (``python -m nas.workers RUN SUPERNET INDEX``) loads both and runs
+:func:`nas.search.run_trials` against the shared storage with ``cores // N`` torch
+threads. The parent waits, and when a worker dies (killed, out of memory) it fails that
+worker's running trial and queues it again, so another worker retries it; storages with
+heartbeats (RDB) would also notice on their own after the grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+import optuna
+import torch
+
+__all__ = ["run_workers"]
+
+
+def run_workers(config, run_dir: Path, study: optuna.Study, log=print) -> int:
+    """Start ``config.workers`` processes, wait for them; returns trials requeued."""
+    from .search import supernet_file
+    from .shared_study import fail_worker_trials
+
+    supernet = str(supernet_file(config, run_dir).resolve())
+    procs: List[subprocess.Popen] = [
+        subprocess.Popen([sys.executable, "-m", "nas.workers", str(run_dir), supernet, str(i)])
+        for i in range(config.workers)]
+    log(f"started {len(procs)} workers: pids {', '.join(str(p.pid) for p in procs)}")
+    requeued = 0
+    try:
+        alive = list(procs)
+        while alive:
+            time.sleep(0.5)
+            for proc in list(alive):
+                code = proc.poll()
+                if code is None:
+                    continue
+                alive.remove(proc)
+                if code != 0:
+                    n = fail_worker_trials(study, f"{socket.gethostname()}:{proc.pid}")
+                    requeued += n
+                    log(f"worker {proc.pid} exited with {code}; "
+                        f"{n} running trial(s) queued again for the other workers")
+    except KeyboardInterrupt:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            proc.wait()
+        raise
+    return requeued
+
+
+def main(argv=None) -> int:
+    from .search import SearchConfig, run_trials
+    from .train import load_supernet
+
+    run_dir, supernet, index = (argv or sys.argv[1:])[:3]
+    run_dir = Path(run_dir)
+    config = SearchConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run = load_supernet(supernet, config.device)
+    try:
+        run_trials(config, run_dir, run, log=lambda m: print(m, flush=True),
+                   prefix=f"[worker {index}] ")
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
