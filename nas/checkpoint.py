@@ -12,7 +12,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -78,3 +78,21 @@ def load_checkpoint(path, expected_format: str) -> Dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != expected_format:
         raise CheckpointError(f"{path}: not a {expected_format} checkpoint")
     return obj
+
+
+def resume_state(path, expected_format: str, resume: bool) -> Optional[Dict[str, Any]]:
+    """The checkpoint to continue from (``resume``), or None for a fresh run.
+
+    A fresh run refuses to overwrite a directory that already holds a checkpoint, and
+    ``resume`` without one is an error: either way the user's work is never lost.
+    """
+    path = Path(path)
+    if resume:
+        if not path.exists():
+            raise CheckpointError(f"{path.parent}: nothing to resume (no {path.name}); "
+                                  "run without --resume")
+        return load_checkpoint(path, expected_format)
+    if path.exists():
+        raise CheckpointError(f"{path.parent} already holds a run ({path.name}); pass "
+                              "--resume to continue it or choose another -o")
+    return None

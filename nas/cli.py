@@ -24,6 +24,7 @@ from .space.grammar import FIELD_BY_NAME, SAME, fields_of
 from .space.loader import SpaceError, available_spaces, load_space
 from .search import SearchConfig, run_search
 from .supernet import SupernetMismatch
+from .retrain import RetrainConfig
 from .train import RunError, TrainConfig, quick_report, train_supernet
 
 class UsageError(ValueError):
@@ -148,6 +149,28 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--calibrate", type=int, default=8,
                        help="whole networks measured to fit the table's scale (default 8)")
     build.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+    retrain_p = sub.add_parser(
+        "train", help="train one architecture standalone; test accuracy in OUT/metrics.json",
+        description="Train the static network of one architecture (an export, or --arch) on "
+                    "the training split less the validation carve, then evaluate it on the "
+                    "validation and test splits. Checkpoints are atomic; --resume continues.")
+    source = retrain_p.add_mutually_exclusive_group()
+    source.add_argument("--arch", help="canonical architecture string or an arch.json path")
+    source.add_argument("--from", dest="from_dir", help="an export directory (nas export)")
+    retrain_p.add_argument("-o", "--output", required=True, help="output directory")
+    retrain_p.add_argument("--init", choices=("scratch", "inherited"), default=None,
+                           help="start from fresh weights (default) or the export's weights.pt")
+    rd = RetrainConfig()
+    for flag, kind in (("--data", str), ("--epochs", float), ("--steps", int),
+                       ("--batch-size", int), ("--optimizer", str), ("--lr", float),
+                       ("--weight-decay", float), ("--resolution", int), ("--seed", int),
+                       ("--train-subset", int), ("--checkpoint-every", int), ("--device", str)):
+        name = flag[2:].replace("-", "_")
+        retrain_p.add_argument(flag, type=kind, default=None,
+                               help=f"default: {getattr(rd, name)!r}")
+    retrain_p.add_argument("--resume", action="store_true",
+                           help="continue the run in -o with its own settings")
 
     report = sub.add_parser(
         "report", help="the Pareto front of a search: table, RUN/report.html, RUN/pareto.png",
@@ -348,6 +371,35 @@ def _latency_build(args) -> None:
     print(f"use it: nas search --budget 300M --latency lut:{args.output}")
 
 
+def _train(args) -> None:
+    from .retrain import arch_from_export, retrain
+
+    given = {f.name: getattr(args, f.name) for f in fields(RetrainConfig)
+             if f.name not in ("arch", "weights") and getattr(args, f.name, None) is not None}
+    if args.resume:
+        if args.arch or args.from_dir or given:
+            raise UsageError("--resume continues with the run's own settings; give only -o")
+        config = None
+    else:
+        if args.from_dir:
+            arch, weights = arch_from_export(args.from_dir)
+        elif args.arch:
+            arch, weights = str(_read_arch(args.arch)), ""
+        else:
+            raise UsageError("give --arch ARCH or --from EXPORT_DIR (or -o RUN --resume)")
+        if given.get("init") == "inherited" and not weights:
+            raise UsageError("--init inherited needs --from an export that has weights.pt")
+        config = RetrainConfig(arch=arch, weights=weights, **given).validate()
+    m = retrain(config, args.output, resume=args.resume)
+    print(f"trained {m['id']} for {m['epochs']:g} epochs ({m['steps']} steps, init {m['init']}): "
+          f"test accuracy {m['test_accuracy']:.2%}, validation {m['val_accuracy']:.2%}; "
+          f"{_fmt_count(m['flops'])} FLOPs, {_fmt_count(m['params'])} params, "
+          f"{m['latency_ms']:.1f} ms")
+    if m["fresh_tensors"]:
+        print(f"  not inherited (shapes differ for this data): {', '.join(m['fresh_tensors'])}")
+    print(f"  {Path(args.output) / 'metrics.json'}")
+
+
 def _report(args) -> None:
     from .report import front_json, front_table, write_report
     from .search_run import open_run
@@ -412,6 +464,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ("search", None): _search,
         ("latency", "build"): _latency_build,
         ("report", None): _report,
+        ("train", None): _train,
         ("export", None): _export,
     }
     sub = (getattr(args, "space_command", None) or getattr(args, "supernet_command", None)

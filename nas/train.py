@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from .arch import Architecture
-from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, atomic_write_bytes, load_checkpoint, resume_state,
+                         save_checkpoint)
 from .cost import count_cost
 from .data import Dataset, Loader, image_stats, load_dataset, train_val_split
 from .distributed import setup
@@ -42,10 +43,9 @@ class RunError(ValueError):
 
 
 @dataclass
-class TrainConfig:
-    """Everything a supernet training run depends on (saved as ``config.json``)."""
+class LoopConfig:
+    """Data, optimiser and schedule settings shared by supernet and standalone training."""
 
-    space: str = "mixnet_300m"
     data: str = "fashion-mnist"
     steps: int = 0                   # 0: derived from epochs
     epochs: float = 1.0
@@ -58,10 +58,6 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup: float = 0.05             # fraction of steps with a linear warm-up
     label_smoothing: float = 0.1
-    sampler: str = "sandwich"        # uniform | sandwich | budget
-    sandwich_random: int = 2         # random archs per sandwich step besides largest/smallest
-    budget: float = 0.0              # FLOPs at the target input, for the budget sampler
-    band: float = 0.2                # budget sampler keeps archs within +-band of the budget
     resolution: int = 0              # proxy resolution; 0 keeps the data's own
     val_fraction: float = 0.1
     train_subset: int = 0            # use only this many training images (0: all)
@@ -71,21 +67,15 @@ class TrainConfig:
     grad_clip: float = 5.0
     channels_last: bool = True       # NHWC layout: 2-3x faster depthwise convs on CPU
 
-    def validate(self) -> "TrainConfig":
+    def validate(self):
         if self.optimizer not in ("sgd", "adamw"):
             raise RunError(f"--optimizer must be sgd or adamw, got {self.optimizer!r}")
-        if self.sampler not in SAMPLERS:
-            raise RunError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.sampler == "budget" and self.budget <= 0:
-            raise RunError("--sampler budget needs --budget (e.g. --budget 300M)")
         if self.steps < 0 or self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0:
             raise RunError("steps, epochs, batch size and learning rate must be positive")
-        if not 0 < self.band < 1:
-            raise RunError(f"--band must be in (0, 1), got {self.band}")
         if self.checkpoint_every < 1:
             raise RunError("--checkpoint-every must be at least 1")
-        for name in ("epochs", "lr", "weight_decay", "warmup", "label_smoothing", "budget",
-                     "band", "val_fraction", "grad_clip"):
+        for name in ("epochs", "lr", "weight_decay", "warmup", "label_smoothing",
+                     "val_fraction", "grad_clip"):
             if not math.isfinite(getattr(self, name)):
                 raise RunError(f"--{name.replace('_', '-')} must be a finite number")
         if self.weight_decay < 0 or self.grad_clip < 0 or not 0 <= self.warmup < 1:
@@ -94,8 +84,8 @@ class TrainConfig:
             raise RunError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 < self.val_fraction < 1:
             raise RunError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
-        if self.train_subset < 0 or self.sandwich_random < 0 or self.resolution < 0:
-            raise RunError("--train-subset, --sandwich-random and --resolution must be >= 0")
+        if self.train_subset < 0 or self.resolution < 0:
+            raise RunError("--train-subset and --resolution must be >= 0")
         if 0 < self.resolution < 8 or self.resolution > 4096:
             raise RunError(f"--resolution must be 0 (native) or 8..4096, got {self.resolution}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
@@ -103,12 +93,37 @@ class TrainConfig:
         return self
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: Dict[str, Any]):
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
             raise RunError(f"unknown training settings {sorted(unknown)}")
         return cls(**data).validate()
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Everything a supernet training run depends on (saved as ``config.json``)."""
+
+    space: str = "mixnet_300m"
+    sampler: str = "sandwich"        # uniform | sandwich | budget
+    sandwich_random: int = 2         # random archs per sandwich step besides largest/smallest
+    budget: float = 0.0              # FLOPs at the target input, for the budget sampler
+    band: float = 0.2                # budget sampler keeps archs within +-band of the budget
+
+    def validate(self) -> "TrainConfig":
+        super().validate()
+        if self.sampler not in SAMPLERS:
+            raise RunError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.sampler == "budget" and self.budget <= 0:
+            raise RunError("--sampler budget needs --budget (e.g. --budget 300M)")
+        if not 0 < self.band < 1:
+            raise RunError(f"--band must be in (0, 1), got {self.band}")
+        if self.sandwich_random < 0:
+            raise RunError("--sandwich-random must be >= 0")
+        if not math.isfinite(self.budget):
+            raise RunError("--budget must be a finite number")
+        return self
 
 
 class ArchSampler:
@@ -183,7 +198,7 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _splits(dataset: Dataset, config: TrainConfig):
+def _splits(dataset: Dataset, config: LoopConfig):
     train, val = train_val_split(dataset.train, config.val_fraction, config.seed)
     if config.train_subset:
         train = train.subset(torch.arange(min(config.train_subset, len(train))))
@@ -196,7 +211,7 @@ def _space_of(config: TrainConfig, space_text: Optional[str] = None) -> SearchSp
     return load_space(config.space)
 
 
-def _schedule(config: TrainConfig, total: int):
+def _schedule(config: LoopConfig, total: int):
     warm = max(1, int(total * config.warmup))
 
     def factor(step: int) -> float:
@@ -207,10 +222,10 @@ def _schedule(config: TrainConfig, total: int):
     return factor
 
 
-def _optimizer(config: TrainConfig, supernet: Supernet) -> torch.optim.Optimizer:
+def _optimizer(config: LoopConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     # No weight decay on BN affine parameters and biases (1-D tensors).
-    decay = [p for p in supernet.parameters() if p.ndim > 1]
-    rest = [p for p in supernet.parameters() if p.ndim <= 1]
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": rest, "weight_decay": 0.0}]
     if config.optimizer == "sgd":
@@ -232,15 +247,9 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
     """
     run = Path(run_dir)
     ckpt_path = run / "supernet.pt"
-    state = None
-    if resume:
-        if not ckpt_path.exists():
-            raise RunError(f"{run}: nothing to resume (no supernet.pt); run without --resume")
-        state = load_checkpoint(ckpt_path, CHECKPOINT_FORMAT)
+    state = resume_state(ckpt_path, CHECKPOINT_FORMAT, resume)
+    if state is not None:
         config = TrainConfig.from_dict(state["config"])
-    elif ckpt_path.exists():
-        raise RunError(f"{run} already holds a supernet; pass --resume to continue it or "
-                       "choose another -o")
     config.validate()
     device = _device(config.device)
     ddp = setup(device)

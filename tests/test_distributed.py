@@ -2,15 +2,14 @@
 batch; and a distributed run killed mid-way resumes to the uninterrupted result."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 import nas
+from processes import kill_after_file
 from nas.supernet import Supernet
 
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
@@ -58,14 +57,8 @@ def test_distributed_run_killed_and_resumed_matches_uninterrupted(tmp_path):
                           env=ENV, capture_output=True, text=True, timeout=300)
     assert full.returncode == 0, full.stderr[-3000:]
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*TORCHRUN, *train_args(out, 12, "--checkpoint-every", "3")],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 240
-    while not (out / "supernet.pt").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_file([*TORCHRUN, *train_args(out, 12, "--checkpoint-every", "3")],
+                    out / "supernet.pt", env=ENV)
     stopped_at = params(out)["step"]
     assert 3 <= stopped_at < 12
     resumed = subprocess.run([*TORCHRUN, *train_args(out, 12, "--checkpoint-every", "3"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.checkpoint import load_checkpoint
+from nas.checkpoint import CheckpointError, load_checkpoint
 from nas.cli import main
 from nas.train import CHECKPOINT_FORMAT, RunError, TrainConfig, load_supernet, train_supernet
 
@@ -90,9 +90,9 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 
 def test_run_directory_guards(tmp_path, capsys):
     train_supernet(config(steps=2), tmp_path / "r", progress=False)
-    with pytest.raises(RunError, match="--resume"):
+    with pytest.raises(CheckpointError, match="--resume"):
         train_supernet(config(steps=2), tmp_path / "r", progress=False)
-    with pytest.raises(RunError, match="nothing to resume"):
+    with pytest.raises(CheckpointError, match="nothing to resume"):
         train_supernet(None, tmp_path / "empty", resume=True, progress=False)
     code = main(["supernet", "train", "-o", str(tmp_path / "r"), "--resume", "--lr", "0.3"])
     assert code == 2 and "lr=0.002" in capsys.readouterr().err
