@@ -24,6 +24,7 @@ from .space.grammar import FIELD_BY_NAME, SAME, fields_of
 from .space.loader import SpaceError, available_spaces, load_space
 from .search import SearchConfig, run_search
 from .supernet import SupernetMismatch
+from .diagnose import DiagnoseConfig
 from .retrain import RetrainConfig
 from .train import RunError, TrainConfig, quick_report, train_supernet
 
@@ -171,6 +172,29 @@ def _parser() -> argparse.ArgumentParser:
                                help=f"default: {getattr(rd, name)!r}")
     retrain_p.add_argument("--resume", action="store_true",
                            help="continue the run in -o with its own settings")
+
+    diag = sub.add_parser(
+        "diagnose", help="rank correlation of supernet vs standalone accuracy (Kendall tau)",
+        description="Sample K architectures in a FLOPs band of a search run's space, score "
+                    "each with the supernet as the search does and train each standalone with "
+                    "a short fixed recipe (validation accuracy), and report Kendall tau and "
+                    "Spearman rho with bootstrap 95%% CIs, plus a scatter plot. Rerunning "
+                    "continues a killed diagnosis.")
+    diag.add_argument("run", help="run directory written by nas search")
+    diag.add_argument("-o", "--output", help="output directory (default RUN/diagnose)")
+    dd = DiagnoseConfig()
+    for flag, kind, text in (
+        ("--archs", int, "architectures K"),
+        ("--band-low", float, "band start, fraction of the budget"),
+        ("--band-high", float, "band end, fraction of the budget"),
+        ("--steps", int, "standalone training steps per architecture"),
+        ("--batch-size", int, "standalone batch size"),
+        ("--train-subset", int, "train on this many images (0: the whole training split)"),
+        ("--lr", float, "standalone learning rate"),
+        ("--seed", int, "seed of the sample and the training")):
+        name = flag[2:].replace("-", "_")
+        diag.add_argument(flag, type=kind, default=None,
+                          help=f"{text} (default {getattr(dd, name)!r})")
 
     report = sub.add_parser(
         "report", help="the Pareto front of a search: table, RUN/report.html, RUN/pareto.png",
@@ -400,6 +424,20 @@ def _train(args) -> None:
     print(f"  {Path(args.output) / 'metrics.json'}")
 
 
+def _diagnose(args) -> None:
+    from .diagnose import diagnose
+
+    given = {f.name: getattr(args, f.name) for f in fields(DiagnoseConfig)
+             if getattr(args, f.name, None) is not None}
+    out = Path(args.output or Path(args.run) / "diagnose")
+    s = diagnose(args.run, out, DiagnoseConfig(**given), log=lambda m: print(m, flush=True))
+    print(f"{s['n']} architectures, FLOPs {s['band'][0] / 1e6:.0f}M-{s['band'][1] / 1e6:.0f}M: "
+          f"Kendall tau {s['kendall']:.3f} [{s['kendall_ci'][0]:.2f}, {s['kendall_ci'][1]:.2f}], "
+          f"Spearman rho {s['spearman']:.3f} [{s['spearman_ci'][0]:.2f}, "
+          f"{s['spearman_ci'][1]:.2f}] (95% bootstrap CIs)")
+    print(f"  {out / 'diagnose.csv'}  {out / 'summary.json'}  {out / 'diagnose.png'}")
+
+
 def _report(args) -> None:
     from .report import front_json, front_table, write_report
     from .search_run import open_run
@@ -465,6 +503,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ("latency", "build"): _latency_build,
         ("report", None): _report,
         ("train", None): _train,
+        ("diagnose", None): _diagnose,
         ("export", None): _export,
     }
     sub = (getattr(args, "space_command", None) or getattr(args, "supernet_command", None)

@@ -92,11 +92,13 @@ def _inherit(model: torch.nn.Module, path: str) -> List[str]:
 
 
 def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
-            progress: bool = True, stop_after: Optional[int] = None) -> Dict[str, Any]:
+            progress: bool = True, stop_after: Optional[int] = None,
+            test: bool = True) -> Dict[str, Any]:
     """Train ``config.arch`` standalone into ``out_dir``; returns the metrics written.
 
     With ``resume`` the saved configuration wins (``config`` may be None). ``stop_after``
-    stops after that many steps in this call, with a checkpoint (tests).
+    stops after that many steps in this call, with a checkpoint (tests). ``test=False``
+    leaves the test split unread (``nas diagnose`` compares on validation accuracy).
     """
     out = Path(out_dir)
     ckpt_path = out / "checkpoint.pt"
@@ -190,14 +192,16 @@ def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
     eval_memory = dict(resolution=res, **memory)
     val_acc = accuracy(model, Loader(val, 256, mean, std, **eval_memory))
     # The test split is read here, once, for the finished network; search never reads it.
-    test_acc = accuracy(model, Loader(dataset.test, 256, mean, std, **eval_memory))
+    test_acc = (accuracy(model, Loader(dataset.test, 256, mean, std, **eval_memory))
+                if test else None)
     cost = count_cost(arch)
     metrics = {
         "test_accuracy": test_acc, "val_accuracy": val_acc, "arch": str(arch), "id": arch.id,
         "flops": cost.flops, "params": cost.params,
         "latency_ms": round(arch_latency(arch), 3), "epochs": round(step / len(loader), 4),
         "steps": step, "seed": config.seed, "init": config.init, "data": config.data,
-        "fresh_tensors": fresh, "train_images": len(train), "test_images": len(dataset.test),
+        "fresh_tensors": fresh, "train_images": len(train),
+        "test_images": len(dataset.test) if test else 0,
     }
     atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     atomic_write_bytes(out / "weights.pt", _state_bytes(model))

@@ -1,0 +1,175 @@
+"""Does the supernet rank architectures like standalone training does? (``nas diagnose``)
+
+Samples K architectures of the run's space whose FLOPs fall in one band, scores each with
+the supernet exactly as the search does (BN recalibration, the same validation images),
+trains each standalone with one short fixed recipe (:func:`nas.retrain.retrain`, validation
+accuracy; the test split is not read), and reports Kendall's tau and Spearman's rho
+between the two with bootstrap 95% confidence intervals, plus a scatter plot. Every
+architecture's result is written to ``OUT/diagnose.csv`` as it finishes, so a killed run
+continues where it stopped when rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .arch import Architecture
+from .checkpoint import atomic_write_bytes
+from .cost import count_cost
+from .search_run import open_run
+from .train import RunError
+
+__all__ = ["DiagnoseConfig", "diagnose", "rank_correlation"]
+
+
+@dataclass
+class DiagnoseConfig:
+    """The study's settings (saved as ``OUT/diagnose.json``; a rerun must match them)."""
+
+    archs: int = 30
+    band_low: float = 0.8            # FLOPs band as fractions of the run's budget
+    band_high: float = 1.0
+    steps: int = 300                 # standalone recipe: steps of batch `batch_size`
+    batch_size: int = 128
+    train_subset: int = 0
+    lr: float = 2e-3
+    seed: int = 0
+
+    def validate(self) -> "DiagnoseConfig":
+        if self.archs < 3:
+            raise RunError("--archs must be at least 3 (a rank correlation needs pairs)")
+        if not 0 < self.band_low < self.band_high:
+            raise RunError("the FLOPs band must satisfy 0 < low < high")
+        if self.steps < 1 or self.batch_size < 1 or self.train_subset < 0 or self.lr <= 0:
+            raise RunError("--steps, --batch-size and --lr must be positive")
+        return self
+
+
+def rank_correlation(x, y, resamples: int = 2000, seed: int = 0) -> Dict[str, float]:
+    """Kendall tau-b and Spearman rho of ``x`` vs ``y`` with percentile-bootstrap 95% CIs."""
+    from scipy import stats
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    rng = np.random.default_rng(seed)
+    boot = {"kendall": [], "spearman": []}
+    for _ in range(resamples):
+        i = rng.integers(0, len(x), len(x))
+        if np.ptp(x[i]) == 0 or np.ptp(y[i]) == 0:
+            continue  # a resample of one repeated point has no ranking
+        boot["kendall"].append(stats.kendalltau(x[i], y[i]).statistic)
+        boot["spearman"].append(stats.spearmanr(x[i], y[i]).statistic)
+    out = {"kendall": float(stats.kendalltau(x, y).statistic),
+           "spearman": float(stats.spearmanr(x, y).statistic), "n": int(len(x))}
+    for name, values in boot.items():
+        values = np.asarray(values)[np.isfinite(values)]
+        out[f"{name}_ci"] = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+    return out
+
+
+def sample_band(space, n: int, low: int, high: int, seed: int) -> List[Architecture]:
+    """``n`` distinct architectures with FLOPs in ``[low, high]`` (rejection sampling)."""
+    span = space.cost_range()
+    if high < span.flops_min or low > span.flops_max:
+        raise RunError(f"no architecture of {space.name} has FLOPs in [{low:,}, {high:,}]: "
+                       f"its range is {span.flops_min:,} to {span.flops_max:,}")
+    rng, found, seen = random.Random(seed), [], set()
+    for _ in range(50_000):  # a band that only rare architectures reach: say so, do not hang
+        arch = space.sample(rng)
+        if low <= count_cost(arch).flops <= high and arch.id not in seen:
+            seen.add(arch.id)
+            found.append(arch)
+            if len(found) == n:
+                return found
+    raise RunError(f"found only {len(found)} architectures of {space.name} with FLOPs in "
+                   f"[{low:,}, {high:,}]; widen the band or ask for fewer")
+
+
+def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
+             log=print) -> Dict[str, Any]:
+    """Run (or continue) the rank-correlation study; returns the summary written."""
+    import pandas as pd
+    import torch
+
+    from .data import Loader
+    from .evaluate import evaluate
+    from .retrain import RetrainConfig, retrain
+    from .train import load_supernet
+
+    config.validate()
+    run = open_run(run_dir)
+    out = Path(out_dir)
+    saved = out / "diagnose.json"
+    if saved.exists() and json.loads(saved.read_text()) != asdict(config):
+        raise RunError(f"{out} holds a diagnosis with other settings; use another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(saved, (json.dumps(asdict(config), indent=2) + "\n").encode())
+
+    sn = load_supernet(run.supernet_path(), device="cpu")
+    budget = run.config.budget
+    archs = sample_band(sn.supernet.space, config.archs, int(config.band_low * budget),
+                        int(config.band_high * budget), config.seed)
+    calib, valid = sn.loaders(device=torch.device("cpu"))
+    valid_n = min(run.config.val_images, len(valid.data))
+    scored = Loader(valid.data.subset(torch.arange(valid_n)), 256, sn.mean, sn.std,
+                    resolution=run.config.resolution or None, device=valid.device,
+                    channels_last=sn.config.channels_last)
+    csv = out / "diagnose.csv"
+    rows: List[Dict[str, Any]] = (pd.read_csv(csv).to_dict("records") if csv.exists() else [])
+    done = {r["id"] for r in rows}
+    for i, arch in enumerate(archs):
+        if arch.id in done:
+            continue
+        supernet_acc = evaluate(sn.supernet, arch, scored, calib,
+                                run.config.recalibration_batches)
+        recipe = RetrainConfig(arch=str(arch), data=run.config.data, steps=config.steps,
+                               batch_size=config.batch_size, train_subset=config.train_subset,
+                               lr=config.lr, seed=config.seed,
+                               resolution=run.config.resolution,
+                               checkpoint_every=max(50, config.steps // 4))
+        arch_dir = out / "archs" / arch.id
+        resume = (arch_dir / "checkpoint.pt").exists()
+        metrics = retrain(None if resume else recipe, arch_dir, resume=resume, progress=False,
+                          test=False)
+        cost = count_cost(arch)
+        rows.append({"id": arch.id, "flops": cost.flops, "params": cost.params,
+                     "supernet_acc": supernet_acc, "standalone_acc": metrics["val_accuracy"],
+                     "arch": str(arch)})
+        atomic_write_bytes(csv, pd.DataFrame(rows).to_csv(index=False).encode())
+        log(f"arch {i + 1}/{len(archs)}: {cost.flops / 1e6:.1f}M FLOPs, supernet "
+            f"{supernet_acc:.2%}, standalone {metrics['val_accuracy']:.2%}")
+    frame = pd.DataFrame(rows)
+    summary = {**rank_correlation(frame.supernet_acc, frame.standalone_acc, seed=config.seed),
+               "band": [int(config.band_low * budget), int(config.band_high * budget)],
+               "validation_images": valid_n, "bn_batches": run.config.recalibration_batches,
+               "supernet_step": int(sn.step), "recipe_steps": config.steps}
+    atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    _scatter(frame, summary, out / "diagnose.png")
+    return summary
+
+
+def _scatter(frame, summary: Dict[str, Any], path: Path) -> Optional[Path]:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    import io
+
+    fig = Figure(figsize=(5.5, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    ax.scatter(100 * frame.supernet_acc, 100 * frame.standalone_acc, s=24)
+    ax.set_xlabel("supernet validation accuracy (%)")
+    ax.set_ylabel("standalone validation accuracy (%)")
+    ax.set_title(f"n={summary['n']}  Kendall tau {summary['kendall']:.2f}  "
+                 f"Spearman rho {summary['spearman']:.2f}", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

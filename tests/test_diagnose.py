@@ -1,0 +1,51 @@
+"""`nas diagnose`: rank correlation arithmetic, the band, and a small resumable study."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nas.cli import main
+from nas.diagnose import DiagnoseConfig, rank_correlation, sample_band
+from nas.train import RunError
+
+
+def test_rank_correlation_against_hand_counts():
+    x = [1, 2, 3, 4, 5]
+    assert rank_correlation(x, x)["kendall"] == pytest.approx(1.0)
+    assert rank_correlation(x, x[::-1])["spearman"] == pytest.approx(-1.0)
+    # one discordant pair of 10: tau = (9 - 1) / 10
+    r = rank_correlation(x, [1, 2, 3, 5, 4], resamples=500)
+    assert r["kendall"] == pytest.approx(0.8)
+    assert r["kendall_ci"][0] <= r["kendall"] <= r["kendall_ci"][1]
+    noise = np.random.default_rng(0).random(40)
+    assert abs(rank_correlation(noise, np.random.default_rng(1).random(40))["kendall"]) < 0.3
+
+
+def test_band_sampling(spaces):
+    space = spaces["mixnet_300m"]
+    archs = sample_band(space, 5, 240_000_000, 300_000_000, seed=0)
+    from nas import count_cost
+    assert len({a.id for a in archs}) == 5
+    assert all(240_000_000 <= count_cost(a).flops <= 300_000_000 for a in archs)
+    with pytest.raises(RunError, match="its range is"):
+        sample_band(space, 3, 1, 2, seed=0)
+
+
+def test_small_diagnosis_resumes(search_run_dir, tmp_path, capsys):
+    out = tmp_path / "d"
+    argv = ["diagnose", str(search_run_dir), "-o", str(out), "--archs", "4", "--band-low",
+            "0.3", "--steps", "6", "--batch-size", "32", "--train-subset", "512"]
+    assert main(argv) == 0
+    assert "Kendall tau" in capsys.readouterr().out
+    frame = pd.read_csv(out / "diagnose.csv")
+    assert len(frame) == 4 and frame.supernet_acc.between(0, 1).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 4 and -1 <= summary["kendall"] <= 1
+    # a rerun with the same settings reuses every finished architecture
+    first = frame.standalone_acc.tolist()
+    assert main(argv) == 0
+    assert pd.read_csv(out / "diagnose.csv").standalone_acc.tolist() == first
+    assert main([*argv[:-2], "--train-subset", "256"]) == 2  # other settings: refused
+    assert "other settings" in capsys.readouterr().err
