@@ -56,6 +56,9 @@ def rank_correlation(x, y, resamples: int = 2000, seed: int = 0) -> Dict[str, fl
     from scipy import stats
 
     x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        raise RunError("no rank correlation: one of the accuracies is the same for every "
+                       "architecture (a collapsed supernet or recipe?)")
     rng = np.random.default_rng(seed)
     boot = {"kendall": [], "spearman": []}
     for _ in range(resamples):
@@ -120,7 +123,8 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
                     resolution=run.config.resolution or None, device=valid.device,
                     channels_last=sn.config.channels_last)
     csv = out / "diagnose.csv"
-    rows: List[Dict[str, Any]] = (pd.read_csv(csv).to_dict("records") if csv.exists() else [])
+    rows: List[Dict[str, Any]] = (pd.read_csv(csv, dtype={"id": str}).to_dict("records")
+                                  if csv.exists() else [])
     done = {r["id"] for r in rows}
     for i, arch in enumerate(archs):
         if arch.id in done:
@@ -129,13 +133,18 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
                                 run.config.recalibration_batches)
         recipe = RetrainConfig(arch=str(arch), data=run.config.data, steps=config.steps,
                                batch_size=config.batch_size, train_subset=config.train_subset,
-                               lr=config.lr, seed=config.seed,
-                               resolution=run.config.resolution,
+                               lr=config.lr, resolution=run.config.resolution,
+                               # the supernet's split: standalone nets never train on the
+                               # validation images both are scored on
+                               seed=sn.config.seed, val_fraction=sn.config.val_fraction,
                                checkpoint_every=max(50, config.steps // 4))
         arch_dir = out / "archs" / arch.id
-        resume = (arch_dir / "checkpoint.pt").exists()
-        metrics = retrain(None if resume else recipe, arch_dir, resume=resume, progress=False,
-                          test=False)
+        if (arch_dir / "metrics.json").exists():  # trained before the kill: reuse
+            metrics = json.loads((arch_dir / "metrics.json").read_text())
+        else:
+            resume = (arch_dir / "checkpoint.pt").exists()
+            metrics = retrain(None if resume else recipe, arch_dir, resume=resume,
+                              progress=False, test=False)
         cost = count_cost(arch)
         rows.append({"id": arch.id, "flops": cost.flops, "params": cost.params,
                      "supernet_acc": supernet_acc, "standalone_acc": metrics["val_accuracy"],

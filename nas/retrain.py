@@ -72,6 +72,9 @@ def arch_from_export(directory) -> tuple:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise RunError(f"{meta_path}: not an export's arch.json ({e.__class__.__name__})") \
             from None
+    if isinstance(meta.get("form"), dict) and meta["form"].get("fused"):
+        raise RunError(f"{directory} is a --fused export: its weights.pt holds fused MixConv "
+                       "kernels; export the trial again without --fused to train it")
     weights = directory / "weights.pt"
     return str(arch), str(weights) if weights.is_file() else ""
 
@@ -153,7 +156,7 @@ def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
 
         bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True,
                    disable=None)
-    started, seen, saved = time.perf_counter(), 0, step
+    started, seen, saved, first = time.perf_counter(), 0, step, step
     model.train()
     try:
         while step < total:
@@ -177,7 +180,7 @@ def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
                     saved = step
                 if step >= total:
                     break
-                if stop_after is not None and step >= stop_after:
+                if stop_after is not None and step - first >= stop_after:
                     if saved != step:
                         checkpoint(step)
                     return {"stopped_at": step}

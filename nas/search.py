@@ -91,7 +91,7 @@ class SearchConfig:
             raise RunError(f"the budget must be a positive number of FLOPs, got {self.budget}")
         if self.workers < 1:
             raise RunError(f"--workers must be at least 1, got {self.workers}")
-        if self.workers > 1 and not self.storage:
+        if self.workers > 1 and (not self.storage or self.storage.startswith("sqlite")):
             raise RunError("--workers needs a storage that several processes can share: "
                            "SQLite (the default RUN/study.db) is not safe for that. Use "
                            "--storage postgresql://USER@HOST/DB or --storage journal:FILE")
@@ -310,7 +310,7 @@ def write_outputs(study: optuna.Study, config: SearchConfig, run_dir: Path) -> N
 
 
 def prepare_run(config: SearchConfig, run_dir) -> Path:
-    """Validate ``config`` against the space and the run directory; write ``config.json``."""
+    """Validate ``config`` against the space and the run directory (writes nothing)."""
     from .space.loader import load_space
 
     config.validate()
@@ -331,8 +331,6 @@ def prepare_run(config: SearchConfig, run_dir) -> Path:
             raise RunError(f"{run_dir} holds a search with other settings ("
                            + ", ".join(f"{k}={getattr(old, k)!r}" for k in clash)
                            + "); use another -o or the same settings")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(saved, (json.dumps(asdict(config), indent=2) + "\n").encode())
     return run_dir
 
 
@@ -361,7 +359,11 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
     Returns a summary: trial counts, the feasible Pareto front and the best trial.
     """
     run_dir = prepare_run(config, run_dir)
-    with _run_lock(run_dir):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _run_lock(run_dir):  # before writing: a refused second search changes nothing
+        prepare_run(config, run_dir)  # again, under the lock
+        atomic_write_bytes(run_dir / "config.json",
+                           (json.dumps(asdict(config), indent=2) + "\n").encode())
         return _run_search(config, run_dir, progress, log)
 
 
@@ -391,7 +393,7 @@ def _run_search(config: SearchConfig, run_dir: Path, progress: bool, log) -> Dic
         study = _study(config, run_dir)
         _check_same_supernet(study, supernet_file(config, run_dir))
         warm_start(study.memory, run.supernet.space, config.budget)
-        retried = run_workers(config, run_dir, study.memory, log)
+        retried = run_workers(config, run_dir, study.memory, log, echo=progress)
     else:
         study, retried = run_trials(config, run_dir, run, log)
     write_outputs(study.memory, config, run_dir)

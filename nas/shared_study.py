@@ -25,7 +25,7 @@ import warnings
 from typing import Callable, Optional, Sequence
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
@@ -44,6 +44,8 @@ def worker_id() -> str:
 
 def open_storage(url: str):
     """An Optuna storage for ``url``: ``journal:PATH`` or an RDB URL (with heartbeats)."""
+    if url.startswith("postgresql://"):  # SQLAlchemy's default driver differs by version
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -57,15 +59,45 @@ def open_storage(url: str):
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
 
 
-def fail_worker_trials(study: optuna.Study, worker: str) -> int:
-    """Fail the RUNNING trials of a dead ``worker`` and queue their parameters again."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def fail_worker_trials(study: optuna.Study, worker: Optional[str] = None) -> int:
+    """Fail the RUNNING trials of a dead worker and queue their parameters again (up to
+    ``MAX_RETRY`` times per trial). ``worker=None``: every worker of this host whose
+    process is gone, which is how storages without heartbeats (a journal file, SQLite)
+    recover from a SIGKILL."""
+    host = socket.gethostname()
     count = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("worker") == worker:
+        owner = t.user_attrs.get("worker")
+        if not isinstance(owner, str):
+            continue
+        if worker is not None:
+            dead = owner == worker
+        else:
+            name, _, pid = owner.rpartition(":")
+            dead = name == host and pid.isdigit() and not _pid_alive(int(pid))
+        if not dead:
+            continue
+        try:
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
+        except UpdateFinishedTrialError:  # finished or failed meanwhile
+            continue
+        retries = t.user_attrs.get("retries", 0)
+        if isinstance(retries, int) and retries < MAX_RETRY:
+            params = t.params or t.system_attrs.get("fixed_params", {})
+            study.enqueue_trial(params, user_attrs={"retry_of": t.number,
+                                                    "retries": retries + 1},
                                 skip_if_exists=False)
-            count += 1
+        count += 1
     return count
 
 
@@ -84,11 +116,16 @@ class SharedStudy:
         """Nothing to do: every write already reaches the shared storage."""
 
     def _ahead(self, number: Optional[int] = None) -> int:
-        """Complete trials plus running trials numbered below ``number`` (all if None)."""
+        """Complete trials plus running (and queued) trials numbered below ``number``;
+        with None, complete plus all running ones."""
         count = 0
-        for t in self.memory.get_trials(deepcopy=False,
-                                        states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            if t.state == TrialState.COMPLETE or number is None or t.number < number:
+        states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        for t in self.memory.get_trials(deepcopy=False, states=states):
+            if t.state == TrialState.COMPLETE:
+                count += 1
+            elif number is None:
+                count += t.state == TrialState.RUNNING
+            elif t.number < number:
                 count += 1
         return count
 
@@ -98,20 +135,28 @@ class SharedStudy:
         start = time.monotonic()
 
         def guarded(trial: optuna.Trial):
-            # Another worker asked at the same moment with a lower number: this trial
-            # would overshoot the total. Pruned before any suggestion or evaluation.
+            # First: a worker killed from here on leaves a trial its host can attribute.
+            trial.set_user_attr("worker", worker_id())
+            # Another worker asked at the same moment with a lower number (or a queued
+            # retry sits below this one): this trial would overshoot the total. Pruned
+            # before any suggestion or evaluation.
             if self._ahead(trial.number) >= total:
                 raise optuna.TrialPruned("total reached by other workers")
-            trial.set_user_attr("worker", worker_id())
             return objective(trial)
 
         while timeout is None or time.monotonic() - start < timeout:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 fail_stale_trials(self.memory)  # no-op without heartbeats
+            self.retried += fail_worker_trials(self.memory)  # dead processes of this host
             if self.completed() >= total:
                 return
             if self._ahead() >= total:  # the rest are running elsewhere: wait for them
                 time.sleep(self.poll_s)
                 continue
-            self.memory.optimize(guarded, n_trials=1, callbacks=list(callbacks), catch=())
+            try:
+                self.memory.optimize(guarded, n_trials=1, callbacks=list(callbacks), catch=())
+            except UpdateFinishedTrialError:
+                # Our heartbeat went silent past the grace period and another worker failed
+                # (and requeued) this trial: carry on with the next one.
+                continue

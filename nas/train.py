@@ -361,8 +361,10 @@ def train_supernet(config: TrainConfig, run_dir, resume: bool = False,
                     checkpoint(step)
                 break
     except KeyboardInterrupt:
-        # Between optimiser steps the state is consistent: keep the work done so far.
-        if step > saved:
+        # Between optimiser steps the state is consistent: keep the work done so far. Not
+        # under torchrun: ranks are interrupted at different points, and the checkpoint's
+        # collectives would pair with the wrong calls; the last periodic one is kept.
+        if step > saved and ddp.world == 1:
             checkpoint(step)
         raise
     finally:

@@ -26,17 +26,25 @@ import torch
 __all__ = ["run_workers"]
 
 
-def run_workers(config, run_dir: Path, study: optuna.Study, log=print) -> int:
-    """Start ``config.workers`` processes, wait for them; returns trials requeued."""
+def run_workers(config, run_dir: Path, study: optuna.Study, log=print,
+                echo: bool = True) -> int:
+    """Start ``config.workers`` processes, wait for them; returns trials requeued.
+
+    ``echo=False`` keeps the workers' progress lines off stdout (``--json``).
+    """
     from .search import supernet_file
     from .shared_study import fail_worker_trials
+    from .train import RunError
 
     supernet = str(supernet_file(config, run_dir).resolve())
+    out = None if echo else subprocess.DEVNULL
     procs: List[subprocess.Popen] = [
-        subprocess.Popen([sys.executable, "-m", "nas.workers", str(run_dir), supernet, str(i)])
+        subprocess.Popen([sys.executable, "-m", "nas.workers", str(run_dir), supernet, str(i)],
+                         stdout=out)
         for i in range(config.workers)]
     log(f"started {len(procs)} workers: pids {', '.join(str(p.pid) for p in procs)}")
-    requeued = 0
+    requeued, failed = 0, 0
+    host = socket.gethostname()
     try:
         alive = list(procs)
         while alive:
@@ -47,7 +55,8 @@ def run_workers(config, run_dir: Path, study: optuna.Study, log=print) -> int:
                     continue
                 alive.remove(proc)
                 if code != 0:
-                    n = fail_worker_trials(study, f"{socket.gethostname()}:{proc.pid}")
+                    failed += 1
+                    n = fail_worker_trials(study, f"{host}:{proc.pid}")
                     requeued += n
                     log(f"worker {proc.pid} exited with {code}; "
                         f"{n} running trial(s) queued again for the other workers")
@@ -57,7 +66,13 @@ def run_workers(config, run_dir: Path, study: optuna.Study, log=print) -> int:
                 proc.send_signal(signal.SIGINT)
         for proc in procs:
             proc.wait()
+            fail_worker_trials(study, f"{host}:{proc.pid}")  # left to the next run
         raise
+    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if failed and done < config.trials:
+        raise RunError(f"{failed} of {len(procs)} workers failed and the study holds {done} of "
+                       f"{config.trials} trials (see the workers' errors above); rerun to "
+                       "continue")
     return requeued
 
 
@@ -70,12 +85,17 @@ def main(argv=None) -> int:
     config = SearchConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run = load_supernet(supernet, config.device)
+    from .cli import USER_ERRORS
+
     try:
+        run = load_supernet(supernet, config.device)
         run_trials(config, run_dir, run, log=lambda m: print(m, flush=True),
                    prefix=f"[worker {index}] ")
     except KeyboardInterrupt:
         return 130
+    except USER_ERRORS as e:
+        print(f"nas: error: [worker {index}] {e}", file=sys.stderr)
+        return 2
     return 0
 
 

