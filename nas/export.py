@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 import io
 import json
+import logging
 import re
 import warnings
 from dataclasses import dataclass
@@ -301,6 +302,9 @@ def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> List[Path]:
     """``model.onnx`` with a dynamic batch axis; a failure is a warning, not a lost export."""
     tmp = path.with_suffix(".onnx.tmp")
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed" warnings
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # the exporter's progress chatter
@@ -314,6 +318,8 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> List[Pat
         warnings.warn(f"model.onnx not written: {e.__class__.__name__}: "
                       f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}")
         return []
+    finally:
+        onnx_log.setLevel(level)
     tmp.replace(path)
     return [path]
 
