@@ -19,7 +19,7 @@ it are not seen by our sampler (multi-worker search uses the storage directly).
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -56,15 +56,8 @@ class BufferedStudy:
             self._unfinished[t.number] = t._trial_id
             self.retried += t.state == TrialState.RUNNING
 
-    @property
-    def trials(self) -> List[FrozenTrial]:
-        return self.memory.get_trials(deepcopy=False)
-
     def completed(self) -> int:
         return len(self.memory.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-
-    def enqueue(self, params: Dict[str, object], user_attrs: Optional[Dict] = None) -> None:
-        self.memory.enqueue_trial(params, user_attrs=user_attrs, skip_if_exists=False)
 
     def mark_running(self, trial: optuna.Trial) -> None:
         """Write ``trial`` (parameters, attributes so far) to the durable study as RUNNING."""
