@@ -28,6 +28,43 @@ __all__ = ["ACTIVATIONS", "DynamicPointwise", "DynamicMixConv", "DynamicBatchNor
 
 ACTIVATIONS = {"relu": F.relu, "swish": F.silu, "hswish": F.hardswish}
 
+Region = tuple  # a tuple of slices, one per leading dimension
+
+
+class _TakeRegions(torch.autograd.Function):
+    """Views of disjoint sub-blocks of one tensor, with a single backward.
+
+    Plain indexing records one slice op per sliced dimension, and each one's backward
+    allocates, zero-fills and copies a tensor of the full shape: for a 3-group MixConv
+    that is 6 full-size tensors per step for one weight. Here backward writes every
+    block's gradient into one zero tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, regions: Sequence[Region]):
+        ctx.regions = regions
+        ctx.shape = weight.shape
+        ctx.channels_last = weight.dim() == 4 and not weight.is_contiguous() and \
+            weight.is_contiguous(memory_format=torch.channels_last)
+        return tuple(weight[r] for r in regions)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        grad = grads[0].new_zeros(ctx.shape)
+        if ctx.channels_last:  # match the parameter's layout, as autograd's own grads do
+            grad = grad.contiguous(memory_format=torch.channels_last)
+        for region, g in zip(ctx.regions, grads):
+            if g is not None:
+                grad[region] = g
+        return grad, None
+
+
+def take_regions(weight: torch.Tensor, regions: Sequence[Region]) -> Sequence[torch.Tensor]:
+    """``[weight[r] for r in regions]`` for disjoint regions, cheaper to differentiate."""
+    if not torch.is_grad_enabled() or not weight.requires_grad:
+        return [weight[r] for r in regions]
+    return _TakeRegions.apply(weight, tuple(regions))
+
 
 class DynamicPointwise(nn.Module):
     """1x1 conv of up to ``in_max -> out_max`` channels; grouped forms are block-diagonal slices."""
@@ -47,11 +84,11 @@ class DynamicPointwise(nn.Module):
     def active_weight(self, cin: int, cout: int, groups: int = 1) -> torch.Tensor:
         """The ``[cout, cin // groups, 1, 1]`` weight nn.Conv2d(cin, cout, 1, groups=groups) has."""
         if groups == 1:
-            return self.weight[:cout, :cin]
+            return take_regions(self.weight, [(slice(0, cout), slice(0, cin))])[0]
         ci, co = cin // groups, cout // groups
-        return torch.cat(
-            [self.weight[g * co:(g + 1) * co, g * ci:(g + 1) * ci] for g in range(groups)], 0
-        )
+        return torch.cat(take_regions(self.weight, [
+            (slice(g * co, (g + 1) * co), slice(g * ci, (g + 1) * ci)) for g in range(groups)
+        ]), 0)
 
     def active_bias(self, cout: int):
         return None if self.bias is None else self.bias[:cout]
@@ -81,12 +118,13 @@ class DynamicMixConv(nn.Module):
 
     def active_weights(self, splits: Sequence[int], kernels: Sequence[int]) -> List[torch.Tensor]:
         """Per group, the ``[c, 1, k, k]`` weight: its channels, centre-cropped to ``k``."""
-        out, start = [], 0
+        regions, start = [], 0
         for c, k in zip(splits, kernels):
             p = (self.kernel_max - k) // 2
-            out.append(self.weight[start:start + c, :, p:p + k, p:p + k])
+            regions.append((slice(start, start + c), slice(None), slice(p, p + k),
+                            slice(p, p + k)))
             start += c
-        return out
+        return list(take_regions(self.weight, regions))
 
     def forward(self, x: torch.Tensor, splits: Sequence[int], kernels: Sequence[int],
                 stride: int) -> torch.Tensor:

@@ -154,3 +154,21 @@ def test_extract_in_channels_last_layout(spaces):
             assert static.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
             assert not static.stem[0].weight.is_contiguous()
             torch.testing.assert_close(static(x), supernet(x, arch), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_take_regions_gradient_equals_plain_indexing(layout):
+    from nas.ops.dynamic import take_regions
+
+    weight = torch.randn(12, 1, 7, 7).contiguous(memory_format=layout).requires_grad_()
+    regions = [(slice(0, 5), slice(None), slice(2, 5), slice(2, 5)),
+               (slice(5, 9), slice(None), slice(1, 6), slice(1, 6)),
+               (slice(9, 11), slice(None), slice(0, 7), slice(0, 7))]
+    upstream = [torch.randn(weight[r].shape) for r in regions]
+    for block, r in zip(take_regions(weight, regions), regions):
+        assert torch.equal(block, weight[r])
+    sum((b * u).sum() for b, u in zip(take_regions(weight, regions), upstream)).backward()
+    ours, weight.grad = weight.grad, None
+    sum((weight[r] * u).sum() for r, u in zip(regions, upstream)).backward()
+    assert torch.equal(ours, weight.grad)
+    assert ours.is_contiguous(memory_format=layout)
