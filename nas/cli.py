@@ -116,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
         ("--space", str, "search space (name or .yaml)"),
         ("--data", str, "fashion-mnist, an ImageFolder dir or a .tar.gz of one"),
         ("--objective", str, "reward (TPE on acc - beta ln FLOPs - gamma ms) or pareto (NSGA-II)"),
+        ("--sampler", str, "auto (TPE for reward, NSGA-II for pareto), tpe, nsga2, or random "
+                           "(the baseline)"),
         ("--trials", int, "total trials of the study (a rerun tops up to this)"),
         ("--timeout", float, "stop this invocation after this many seconds (0: no limit)"),
         ("--beta", float, "reward weight of ln(FLOPs)"),

@@ -51,6 +51,7 @@ DEFAULT_BETA = 0.02
 DEFAULT_GAMMA = 0.001
 STUDY_NAME = "nas-search"
 OBJECTIVES = ("reward", "pareto")
+SAMPLERS = ("auto", "tpe", "nsga2", "random")
 
 
 @dataclass
@@ -61,6 +62,7 @@ class SearchConfig:
     space: str = "mixnet_300m"
     data: str = "fashion-mnist"
     objective: str = "reward"
+    sampler: str = "auto"             # auto: TPE for reward, NSGA-II for pareto
     trials: int = 50
     timeout: float = 0.0              # seconds for this invocation; 0: none
     beta: float = DEFAULT_BETA
@@ -82,6 +84,9 @@ class SearchConfig:
     def validate(self) -> "SearchConfig":
         if self.objective not in OBJECTIVES:
             raise RunError(f"--objective must be reward or pareto, got {self.objective!r}")
+        if self.sampler not in SAMPLERS:
+            raise RunError(f"--sampler must be one of {', '.join(SAMPLERS)}, "
+                           f"got {self.sampler!r}")
         if self.trials < 1:
             raise RunError(f"--trials must be at least 1, got {self.trials}")
         for name in ("timeout", "beta", "gamma", "latency_budget_ms"):
@@ -241,7 +246,12 @@ def warm_start(study: optuna.Study, space: SearchSpace, budget: int) -> List[str
 
 
 def _sampler(config: SearchConfig, seed: int):
-    if config.objective == "pareto":
+    kind = config.sampler
+    if kind == "auto":
+        kind = "nsga2" if config.objective == "pareto" else "tpe"
+    if kind == "random":  # the baseline every controller has to beat
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
 

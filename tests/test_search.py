@@ -273,3 +273,19 @@ def test_edited_config_json_is_a_clear_error(tmp_path, bad, capsys):
     assert main(["report", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nas: error:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("objective, sampler, expected", [
+    ("reward", "auto", "TPESampler"), ("pareto", "auto", "NSGAIISampler"),
+    ("reward", "random", "RandomSampler"), ("pareto", "tpe", "TPESampler"),
+    ("reward", "nsga2", "NSGAIISampler")])
+def test_sampler_choice(objective, sampler, expected):
+    from nas.search import _sampler
+
+    config = SearchConfig(budget=300_000_000, objective=objective, sampler=sampler).validate()
+    assert type(_sampler(config, 0)).__name__ == expected
+
+
+def test_unknown_sampler_is_an_error():
+    with pytest.raises(RunError, match="--sampler must be one of"):
+        SearchConfig(budget=300_000_000, sampler="grid").validate()
