@@ -110,12 +110,14 @@ def _parser() -> argparse.ArgumentParser:
                     "print the Pareto front. Rerunning the same command continues the study.")
     search.add_argument("--budget", required=True,
                         help="FLOPs budget at the space's target input, e.g. 300M, 0.3G, 300e6")
-    search.add_argument("-o", "--output", help="run directory (default runs/SPACE-BUDGET-OBJECTIVE)")
+    search.add_argument("-o", "--output",
+                        help="run directory (default runs/SPACE-BUDGET-OBJECTIVE[-SAMPLER])")
     sd = SearchConfig(budget=1)
     for flag, kind, text in (
         ("--space", str, "search space (name or .yaml)"),
         ("--data", str, "fashion-mnist, an ImageFolder dir or a .tar.gz of one"),
-        ("--objective", str, "reward (TPE on acc - beta ln FLOPs - gamma ms) or pareto (NSGA-II)"),
+        ("--objective", str, "reward (acc - beta ln FLOPs - gamma ms) or pareto (acc, FLOPs, "
+                             "latency)"),
         ("--sampler", str, "auto (TPE for reward, NSGA-II for pareto), tpe, nsga2, or random "
                            "(the baseline)"),
         ("--trials", int, "total trials of the study (a rerun tops up to this)"),
@@ -149,8 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", required=True, help="the table (.json)")
     build.add_argument("--archs", type=int, default=40,
                        help="random architectures whose blocks are measured (default 40)")
-    build.add_argument("--calibrate", type=int, default=8,
-                       help="whole networks measured to fit the table's scale (default 8)")
+    build.add_argument("--calibrate", type=int, default=24,
+                       help="whole networks measured to fit the table's weights; from 16 on, "
+                            "one weight per operation kind (default 24)")
     build.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
     retrain_p = sub.add_parser(
@@ -359,7 +362,9 @@ def _search(args) -> None:
         given["latency_budget_ms"] = _parse_ms(args.latency_budget)
     config = SearchConfig(budget=budget, **given).validate()
     label = f"{budget / 1e6:g}M"
-    out = Path(args.output or f"runs/{Path(config.space).stem}-{label}-{config.objective}")
+    sampler = "" if config.sampler == "auto" else f"-{config.sampler}"
+    out = Path(args.output or
+               f"runs/{Path(config.space).stem}-{label}-{config.objective}{sampler}")
     log = (lambda *a, **k: None) if args.json else (lambda m: print(m, flush=True))
     log(f"nas search: {config.space}, budget {budget:,} FLOPs, {config.trials} trials, "
         f"run directory {out}")
@@ -393,7 +398,9 @@ def _latency_build(args) -> None:
         raise UsageError("--archs, --calibrate and --threads must be at least 1")
     table = build_table(load_space(args.space), args.archs, args.calibrate, args.threads)
     table.save(args.output)
-    print(f"{len(table.entries)} block shapes measured, scale {table.scale:.3f}: {args.output}")
+    weights = ", ".join(f"{k} {w:.2f}" for k, w in table.weights.items())
+    print(f"{len(table.entries)} operation shapes measured; weights {weights}, "
+          f"+{table.per_op:.3f} ms per op: {args.output}")
     print(f"use it: nas search --budget 300M --latency lut:{args.output}")
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
-import torch
+import numpy as np
 from torch import nn
 
 from .arch import Architecture, Layer
@@ -28,7 +28,9 @@ from .ops.static import ConvBNAct, SqueezeExcite, make_activation
 
 __all__ = ["LatencyTable", "build_table"]
 
-FORMAT = "nas-latency-lut/1"
+FORMAT = "nas-latency-lut/2"
+OLD_FORMAT = "nas-latency-lut/1"  # one scale for every kind; still loaded
+KINDS = ("stem", "pw", "dw", "bnact", "se", "pwl", "head")  # the key prefixes
 
 
 class _BNAct(nn.Sequential):
@@ -69,23 +71,25 @@ class _Head(nn.Module):
 class LatencyTable:
     """Operation latencies (ms) of one machine and thread count, keyed by shape."""
 
-    def __init__(self, entries: Optional[Dict[str, float]] = None, scale: float = 1.0,
-                 per_op: float = 0.0, threads: int = 1, repeats: int = 5,
-                 path: Optional[Path] = None):
+    def __init__(self, entries: Optional[Dict[str, float]] = None,
+                 weights: Optional[Dict[str, float]] = None, per_op: float = 0.0,
+                 threads: int = 1, repeats: int = 5, path: Optional[Path] = None):
         self.entries: Dict[str, float] = dict(entries or {})
-        self.scale, self.per_op = scale, per_op
+        self.weights: Dict[str, float] = {k: 1.0 for k in KINDS}
+        self.weights.update(weights or {})
+        self.per_op = per_op
         self.threads, self.repeats, self.path = threads, repeats, path
         self.misses = 0
 
     # ----------------------------------------------------------------- parts
-    def _time(self, key: str, make, shape) -> float:
+    def _time(self, key: str, make, shape) -> Tuple[str, float]:
         if key not in self.entries:
             self.misses += 1
             self.entries[key] = measure_latency(make(), shape, warmup=2, repeats=self.repeats,
                                                 num_threads=self.threads)
-        return self.entries[key]
+        return key.split("|", 1)[0], self.entries[key]
 
-    def _parts(self, arch: Architecture) -> Iterable[float]:
+    def _parts(self, arch: Architecture) -> Iterable[Tuple[str, float]]:
         inp, stem = arch.input, arch.stem
         yield self._time(
             f"stem|{inp.channels}|{stem.kernel}|{stem.stride}|{stem.out}|{stem.act}|{inp.resolution}",
@@ -102,20 +106,49 @@ class LatencyTable:
             lambda: _Head(arch.last_width, head.out, head.act, inp.classes),
             (1, arch.last_width, size, size))
 
-    def raw(self, arch: Architecture) -> Tuple[float, int]:
-        """(sum of the operations' ms, number of operations)."""
-        parts = list(self._parts(arch))
-        return sum(parts), len(parts)
+    def features(self, arch: Architecture) -> List[float]:
+        """Per kind (``KINDS``) the summed ms of ``arch``'s operations, then their number."""
+        sums = dict.fromkeys(KINDS, 0.0)
+        count = 0
+        for kind, ms in self._parts(arch):
+            sums[kind] += ms
+            count += 1
+        return [sums[k] for k in KINDS] + [float(count)]
 
     def predict(self, arch: Architecture) -> float:
         """Predicted ms of ``arch`` at batch 1 (measuring unseen operations once)."""
-        total, count = self.raw(arch)
-        return self.scale * total + self.per_op * count
+        f = self.features(arch)
+        return sum(self.weights[k] * v for k, v in zip(KINDS, f)) + self.per_op * f[-1]
+
+    def fit(self, features: List[List[float]], targets: List[float], per_kind: bool,
+            ridge: float = 0.1) -> None:
+        """Fit the weights to measured networks: one shared scale, or one per kind.
+
+        Both fits are non-negative least squares. Per kind, each weight is pulled toward
+        the shared scale (ridge, relative to that kind's feature energy): the kinds'
+        sums move together across networks, and an unpulled fit sets some weights to 0
+        and inflates others, which would make e.g. SE free for ``--latency-budget``.
+        """
+        from scipy.optimize import nnls
+
+        a = np.asarray(features, dtype=np.float64)
+        y = np.asarray(targets, dtype=np.float64)
+        shared, _ = nnls(np.stack([a[:, :-1].sum(1), a[:, -1]], 1), y)
+        if not per_kind:
+            self.weights = dict.fromkeys(KINDS, float(shared[0]))
+            self.per_op = float(shared[1])
+            return
+        k = len(KINDS)
+        pull = np.sqrt(ridge * (a[:, :k] ** 2).sum(0))  # per kind, scale-aware
+        rows = np.vstack([a, np.hstack([np.diag(pull), np.zeros((k, 1))])])
+        coef, _ = nnls(rows, np.concatenate([y, pull * shared[0]]))
+        self.weights = dict(zip(KINDS, map(float, coef[:-1])))
+        self.per_op = float(coef[-1])
 
     # ----------------------------------------------------------------- files
     def save(self, path) -> None:
         data = {"format": FORMAT, "threads": self.threads, "repeats": self.repeats,
-                "scale": self.scale, "per_op": self.per_op, "entries": self.entries}
+                "weights": self.weights, "per_op": self.per_op, "entries": self.entries}
         atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
     @classmethod
@@ -125,23 +158,34 @@ class LatencyTable:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: not a latency table ({e})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in (FORMAT, OLD_FORMAT):
             raise ValueError(f"{path}: not a {FORMAT} file")
-        entries = data["entries"]
-        if not all(isinstance(v, (int, float)) for v in entries.values()):
-            raise ValueError(f"{path}: latency entries must be numbers")
-        return cls(entries, float(data["scale"]), float(data.get("per_op", 0.0)),
-                   int(data["threads"]), int(data["repeats"]), path)
+        try:
+            entries = data["entries"]
+            weights = (dict.fromkeys(KINDS, data["scale"]) if data["format"] == OLD_FORMAT
+                       else data["weights"])
+            numbers = list(entries.values()) + [weights.get(k) for k in KINDS]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+                raise ValueError("latency entries and weights must be numbers")
+            return cls(entries, {k: float(weights[k]) for k in KINDS},
+                       float(data.get("per_op", 0.0)), int(data["threads"]),
+                       int(data["repeats"]), path)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise ValueError(f"{path}: malformed latency table ({e})") from None
 
 
-def build_table(space, archs: int = 40, calibrate: int = 12, threads: int = 1,
-                repeats: int = 5, seed: int = 0, progress: bool = True) -> LatencyTable:
+def build_table(space, archs: int = 40, calibrate: int = 24, threads: int = 1,
+                repeats: int = 5, seed: int = 0, progress: bool = True,
+                per_kind: Optional[bool] = None) -> LatencyTable:
     """Measure the operations of ``archs`` random architectures (plus the extremes), then
-    fit ``ms = scale * sum(op ms) + per_op * ops`` on ``calibrate`` more, measured whole.
+    fit the prediction on ``calibrate`` more, measured whole.
 
     The per-operation term is the fixed cost that timing operations one by one leaves
     out (module calls, split and concat, residual adds); it does not grow with compute,
-    so one scale factor alone cannot absorb it.
+    so a scale factor alone cannot absorb it. ``per_kind`` (default: when at least 16
+    networks calibrate) fits one weight per operation kind instead of one shared scale;
+    8 coefficients need that many networks not to fit noise. The calibration data stays
+    on the table as ``table.calibration`` (features, measured ms).
     """
     from tqdm import tqdm
 
@@ -152,17 +196,15 @@ def build_table(space, archs: int = 40, calibrate: int = 12, threads: int = 1,
     sample = [space.extreme_arch(True), space.extreme_arch(False)] + [
         space.sample(rng) for _ in range(archs)]
     for arch in tqdm(sample, desc="operations", unit="arch", disable=not progress or None):
-        table.raw(arch)
+        table.features(arch)
     rows, targets = [], []
     for arch in tqdm([space.sample(rng) for _ in range(calibrate)], desc="calibration",
                      unit="arch", disable=not progress or None):
-        total, count = table.raw(arch)
-        rows.append([total, count])
+        rows.append(table.features(arch))
         targets.append(arch_latency(arch, repeats=repeats, num_threads=threads))
-    solution = torch.linalg.lstsq(torch.tensor(rows, dtype=torch.float64),
-                                  torch.tensor(targets, dtype=torch.float64)[:, None]).solution
-    table.scale, table.per_op = float(solution[0]), float(solution[1])
-    if table.scale <= 0:  # degenerate fit (too few or too similar networks): scale only
-        table.scale = sum(targets) / sum(r[0] for r in rows)
+    table.fit(rows, targets, calibrate >= 16 if per_kind is None else per_kind)
+    if all(w == 0 for w in table.weights.values()):  # degenerate fit: the plain ratio
+        table.weights = dict.fromkeys(KINDS, sum(targets) / sum(sum(r[:-1]) for r in rows))
         table.per_op = 0.0
+    table.calibration = (rows, targets)
     return table

@@ -252,7 +252,10 @@ def _sampler(config: SearchConfig, seed: int):
     if kind == "random":  # the baseline every controller has to beat
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        # Optuna's default population (50) would make a default 50-trial search one random
+        # first generation; a quarter of the trials gives it ~4 generations to evolve.
+        population = max(8, min(50, config.trials // 4))
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
 
 

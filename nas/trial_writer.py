@@ -33,7 +33,8 @@ def insert_finished_trial(storage: RDBStorage, study_id: int, trial: FrozenTrial
     if not trial.state.is_finished():
         raise ValueError(f"trial {trial.number} is {trial.state.name}, not finished")
     with _create_scoped_session(storage.scoped_session) as session:
-        # Lock the study row as Optuna does, so the number below is race-free.
+        # Lock the study row as Optuna does (on PostgreSQL/MySQL; SQLite's single writer
+        # and the run lock serialise writers there), so the number below is race-free.
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
         row = models.TrialModel(study_id=study_id, number=None, state=trial.state,
                                 datetime_start=trial.datetime_start or datetime.now(),

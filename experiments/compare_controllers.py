@@ -1,0 +1,109 @@
+"""Experiment: the controllers (TPE on the reward, NSGA-II on the Pareto front) vs random search.
+
+    .venv/bin/python experiments/compare_controllers.py --supernet runs/sn-800/supernet.pt \
+        [--budget 300M] [--trials 50] [--seeds 0 1 2]
+
+Every controller runs ``nas search`` with the same supernet, budget, trial count and
+seeds (one run directory each under ``--runs``; rerunning the script continues them).
+All runs start with the same warm start (MixNet-S queued when it is within budget).
+Per run it reports:
+
+* best reward over the trials (``R = acc - beta ln FLOPs - gamma ms`` with the search's
+  defaults), at 10, 25 and all trials;
+* the hypervolume of the feasible trials in (1 - accuracy, FLOPs / budget,
+  latency / LAT_REF_MS), all minimised, against the reference point (1, 1, 1): accuracy 0,
+  FLOPs at the budget, latency LAT_REF_MS. Larger is better; 1 would be a perfect net
+  with no cost.
+
+Raw per-trial rows go to ``results/controllers_trials.csv``, the per-run summary to
+``results/controllers_summary.csv``; the table printed is mean +- std over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+# Optuna's own WFG hypervolume (what its multi-objective samplers use). Private module:
+# pyproject bounds optuna to 5.0.x.
+from optuna._hypervolume import compute_hypervolume
+
+from nas.budget import parse_flops
+from nas.search import SearchConfig, run_search
+
+LAT_REF_MS = 100.0  # above any feasible net of mixnet_300m at 224x224 on this machine
+CONTROLLERS = {  # name: (objective, sampler)
+    "tpe-reward": ("reward", "tpe"),
+    "nsga2-pareto": ("pareto", "nsga2"),
+    "random": ("reward", "random"),
+}
+RESULTS = Path(__file__).parent / "results"
+
+
+def hypervolume(rows: pd.DataFrame, budget: int) -> float:
+    ok = rows[rows.feasible & (rows.latency_ms < LAT_REF_MS)]
+    if ok.empty:
+        return 0.0
+    points = np.stack([1 - ok.accuracy, ok.flops / budget, ok.latency_ms / LAT_REF_MS], 1)
+    return float(compute_hypervolume(points, np.ones(3)))
+
+
+def best_reward(rows: pd.DataFrame, first: int) -> float:
+    """Best feasible reward among the first ``first`` finished trials (trial numbers can
+    have gaps where a trial failed and was retried)."""
+    head = rows.nsmallest(first, "trial")
+    return float(head[head.feasible].reward.max())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--supernet", required=True, help="a trained RUN/supernet.pt")
+    p.add_argument("--budget", default="300M")
+    p.add_argument("--trials", type=int, default=50)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--runs", default="runs/controllers", help="run directories go here")
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    budget = parse_flops(args.budget)
+    trials, summary = [], []
+    for seed in args.seeds:
+        for name, (objective, sampler) in CONTROLLERS.items():
+            run_dir = Path(args.runs) / f"{name}-seed{seed}"
+            start = time.perf_counter()
+            run_search(SearchConfig(budget=budget, objective=objective, sampler=sampler,
+                                    trials=args.trials, supernet=args.supernet, seed=seed),
+                       run_dir, progress=False, log=lambda m: None)
+            rows = pd.read_csv(run_dir / "trials.csv")
+            rows["feasible"] = rows.feasible.astype(bool)
+            trials.append(rows.assign(controller=name, seed=seed))
+            summary.append({
+                "controller": name, "seed": seed, "trials": len(rows),
+                "feasible": int(rows.feasible.sum()),
+                "best_reward_10": best_reward(rows, 10), "best_reward_25": best_reward(rows, 25),
+                "best_reward": best_reward(rows, len(rows)),
+                "hypervolume": hypervolume(rows, budget),
+                "best_acc": float(rows[rows.feasible].accuracy.max()),
+                "wall_s": round(time.perf_counter() - start, 1)})
+            print(summary[-1], flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    pd.concat(trials).to_csv(RESULTS / "controllers_trials.csv", index=False)
+    table = pd.DataFrame(summary)
+    table.to_csv(RESULTS / "controllers_summary.csv", index=False)
+    cols = ["best_reward_10", "best_reward_25", "best_reward", "hypervolume", "best_acc",
+            "feasible"]
+    agg = table.groupby("controller", sort=False)[cols].agg(["mean", "std"])
+    print(f"\nbudget {budget / 1e6:.0f}M, {args.trials} trials, seeds {args.seeds}; "
+          f"hypervolume reference (acc 0, FLOPs {budget / 1e6:.0f}M, {LAT_REF_MS:.0f} ms)")
+    print("| controller | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for name, row in agg.iterrows():
+        cells = [f"{row[(c, 'mean')]:.4f} ± {row[(c, 'std')]:.4f}" for c in cols]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
