@@ -15,8 +15,9 @@ Per run it reports:
   FLOPs at the budget, latency LAT_REF_MS. Larger is better; 1 would be a perfect net
   with no cost.
 
-Raw per-trial rows go to ``results/controllers_trials.csv``, the per-run summary to
-``results/controllers_summary.csv``; the table printed is mean +- std over seeds.
+Raw per-trial rows go to ``results/controllers[_DATA]_trials.csv``, the per-run summary to
+``results/controllers[_DATA]_summary.csv`` (``_DATA`` for other data than Fashion-MNIST);
+the table printed is mean +- std over seeds.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=50)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--runs", default="runs/controllers", help="run directories go here")
+    p.add_argument("--data", default="fashion-mnist", help="the supernet's data")
     args = p.parse_args()
     torch.set_num_threads(2)
     budget = parse_flops(args.budget)
@@ -75,7 +77,8 @@ def main() -> None:
             run_dir = Path(args.runs) / f"{name}-seed{seed}"
             start = time.perf_counter()
             run_search(SearchConfig(budget=budget, objective=objective, sampler=sampler,
-                                    trials=args.trials, supernet=args.supernet, seed=seed),
+                                    trials=args.trials, supernet=args.supernet, seed=seed,
+                                    data=args.data),
                        run_dir, progress=False, log=lambda m: None)
             rows = pd.read_csv(run_dir / "trials.csv")
             rows["feasible"] = rows.feasible.astype(bool)
@@ -90,9 +93,10 @@ def main() -> None:
                 "wall_s": round(time.perf_counter() - start, 1)})
             print(summary[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)
-    pd.concat(trials).to_csv(RESULTS / "controllers_trials.csv", index=False)
+    suffix = "" if args.data == "fashion-mnist" else "_" + Path(args.data).name.split(".")[0]
+    pd.concat(trials).to_csv(RESULTS / f"controllers{suffix}_trials.csv", index=False)
     table = pd.DataFrame(summary)
-    table.to_csv(RESULTS / "controllers_summary.csv", index=False)
+    table.to_csv(RESULTS / f"controllers{suffix}_summary.csv", index=False)
     cols = ["best_reward_10", "best_reward_25", "best_reward", "hypervolume", "best_acc",
             "feasible"]
     agg = table.groupby("controller", sort=False)[cols].agg(["mean", "std"])

@@ -422,6 +422,10 @@ def _run_lock(run_dir: Path):
 def _run_search(config: SearchConfig, run_dir: Path, progress: bool, log) -> Dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run = _supernet(config, run_dir, progress)
+    if config.supernet and run.config.data != config.data:
+        # the supernet's own splits score the trials: say so rather than mislead
+        log(f"note: the supernet was trained on {run.config.data}; the search scores on "
+            f"that data (--data {config.data} is not used with --supernet)")
     started = time.perf_counter()
     if config.workers > 1:
         from .workers import run_workers
