@@ -121,7 +121,7 @@ class LatencyTable:
         return sum(self.weights[k] * v for k, v in zip(KINDS, f)) + self.per_op * f[-1]
 
     def fit(self, features: List[List[float]], targets: List[float], per_kind: bool,
-            ridge: float = 0.1) -> None:
+            ridge: float = 1.0) -> None:
         """Fit the weights to measured networks: one shared scale, or one per kind.
 
         Both fits are non-negative least squares. Per kind, each weight is pulled toward

@@ -17,8 +17,12 @@ def test_fit_recovers_known_per_kind_weights():
     table.fit(rows, targets, per_kind=True, ridge=0.0)
     assert table.weights == pytest.approx(true, abs=1e-6)
     assert table.per_op == pytest.approx(0.01, abs=1e-6)
+    table.fit(rows, targets, per_kind=False)
+    scale = table.weights["dw"]
     table.fit(rows, targets, per_kind=True)  # the default pull toward the shared scale
-    assert table.weights == pytest.approx(true, abs=0.3)  # shrunk, not lost
+    for kind, w in table.weights.items():  # shrunk toward the shared scale, not past it
+        lo, hi = sorted((scale, true[kind]))
+        assert lo - 0.05 <= w <= hi + 0.05, kind
     table.fit(rows, targets, per_kind=False)  # one shared scale
     assert len(set(table.weights.values())) == 1
 
