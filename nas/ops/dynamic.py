@@ -53,9 +53,8 @@ class _TakeRegions(torch.autograd.Function):
         grad = grads[0].new_zeros(ctx.shape)
         if ctx.channels_last:  # match the parameter's layout, as autograd's own grads do
             grad = grad.contiguous(memory_format=torch.channels_last)
-        for region, g in zip(ctx.regions, grads):
-            if g is not None:
-                grad[region] = g
+        for region, g in zip(ctx.regions, grads):  # autograd passes zeros for unused ones
+            grad[region] = g
         return grad, None
 
 
