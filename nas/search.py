@@ -40,6 +40,7 @@ from .evaluate import evaluate
 from .latency import arch_latency
 from .space.search_space import SearchSpace
 from .shared_study import SharedStudy, open_storage
+from .static_tpe import StaticSpaceTPESampler
 from .study_store import BufferedStudy
 from .train import RunError, SupernetRun, TrainConfig, load_supernet, train_supernet
 
@@ -256,7 +257,12 @@ def _sampler(config: SearchConfig, seed: int):
         # first generation; a quarter of the trials gives it ~4 generations to evolve.
         population = max(8, min(50, config.trials // 4))
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
+    from .space.loader import load_space
+
+    # Multivariate TPE, told the space's decisions up front (see nas.static_tpe)
+    space = {d.name: optuna.distributions.CategoricalDistribution(list(d.labels))
+             for d in load_space(config.space).decisions}
+    return StaticSpaceTPESampler(space, seed=seed, n_startup_trials=10)
 
 
 def _study(config: SearchConfig, run_dir: Path):

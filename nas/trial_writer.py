@@ -3,12 +3,14 @@
 Why not ``study.add_trial``: Optuna's RDB storage writes a template trial row by row,
 and for every parameter it looks the trial up again and queries the study's earlier
 distribution of that name. A ``mixnet_300m`` trial has 70 parameters, so persisting one
-over-budget trial (which needs no evaluation) cost ~115 ms of ORM queries. Here the trial
-row is inserted, then each child table takes one multi-row insert, all in one
-transaction: the rows are exactly the ones ``add_trial`` writes (the test suite checks
-this against ``add_trial`` as the oracle), through Optuna's own table models.
+over-budget trial (which needs no evaluation) cost ~115 ms of ORM queries. Here one
+transaction locks the study row, counts its trials (the new trial's number, as Optuna
+numbers them), inserts the trial row, then gives each child table one multi-row insert.
+SQLAlchemy Core statements on Optuna's own tables, not ORM sessions: the session's unit
+of work cost more than the SQL itself. The rows are exactly the ones ``add_trial`` writes
+(the test suite checks this against ``add_trial`` as the oracle).
 
-Those models are private Optuna API, which is why pyproject bounds optuna to 5.0.x.
+Those table models are private Optuna API, which is why pyproject bounds optuna to 5.0.x.
 Distribution compatibility is not re-checked here: the caller's trials come from an
 in-memory copy of the same study, whose ``suggest_*`` calls already checked it.
 """
@@ -16,53 +18,63 @@ in-memory copy of the same study, whose ``suggest_*`` calls already checked it.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 import sqlalchemy
 from optuna.distributions import distribution_to_json
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial
 
 __all__ = ["insert_finished_trial"]
+
+_STUDIES = models.StudyModel.__table__
+_TRIALS = models.TrialModel.__table__
 
 
 def insert_finished_trial(storage: RDBStorage, study_id: int, trial: FrozenTrial) -> int:
     """Append finished ``trial`` to study ``study_id``; returns its trial id."""
     if not trial.state.is_finished():
         raise ValueError(f"trial {trial.number} is {trial.state.name}, not finished")
-    with _create_scoped_session(storage.scoped_session) as session:
-        # Lock the study row as Optuna does (on PostgreSQL/MySQL; SQLite's single writer
-        # and the run lock serialise writers there), so the number below is race-free.
-        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-        row = models.TrialModel(study_id=study_id, number=None, state=trial.state,
-                                datetime_start=trial.datetime_start or datetime.now(),
-                                datetime_complete=trial.datetime_complete or datetime.now())
-        session.add(row)
-        session.flush()  # assigns trial_id
-        row.number = row.count_past_trials(session)
-        tid = row.trial_id
-        _insert(session, models.TrialParamModel, [
+    now = datetime.now()
+    with storage.engine.begin() as conn:
+        # Lock the study row as Optuna does (FOR UPDATE on PostgreSQL/MySQL; SQLite's
+        # single writer serialises there), so the number counted below is race-free.
+        found = conn.execute(sqlalchemy.select(_STUDIES.c.study_id)
+                             .where(_STUDIES.c.study_id == study_id).with_for_update()).first()
+        if found is None:
+            raise KeyError(f"no study with study_id {study_id}")
+        number = conn.execute(sqlalchemy.select(sqlalchemy.func.count(_TRIALS.c.trial_id))
+                              .where(_TRIALS.c.study_id == study_id)).scalar()
+        tid = conn.execute(sqlalchemy.insert(_TRIALS).values(
+            study_id=study_id, number=number, state=trial.state,
+            datetime_start=_utc(trial.datetime_start or now),
+            datetime_complete=_utc(trial.datetime_complete or now))).inserted_primary_key[0]
+        _insert(conn, models.TrialParamModel, [
             {"trial_id": tid, "param_name": name,
              "param_value": trial.distributions[name].to_internal_repr(value),
              "distribution_json": distribution_to_json(trial.distributions[name])}
             for name, value in trial.params.items()])
         values = [] if trial.values is None else trial.values
-        _insert(session, models.TrialValueModel, [
+        _insert(conn, models.TrialValueModel, [
             dict(zip(("value", "value_type"), models.TrialValueModel.value_to_stored_repr(v)),
                  trial_id=tid, objective=i) for i, v in enumerate(values)])
         for model, attrs in ((models.TrialUserAttributeModel, trial.user_attrs),
                              (models.TrialSystemAttributeModel, trial.system_attrs)):
-            _insert(session, model, [{"trial_id": tid, "key": k, "value_json": json.dumps(v)}
-                                     for k, v in attrs.items()])
+            _insert(conn, model, [{"trial_id": tid, "key": k, "value_json": json.dumps(v)}
+                                  for k, v in attrs.items()])
         stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
-        _insert(session, models.TrialIntermediateValueModel, [
+        _insert(conn, models.TrialIntermediateValueModel, [
             dict(zip(("intermediate_value", "intermediate_value_type"), stored(v)),
                  trial_id=tid, step=step) for step, v in trial.intermediate_values.items()])
     return tid
 
 
-def _insert(session, model, rows) -> None:
+def _utc(value: datetime) -> datetime:
+    # Optuna stores naive UTC and reads it back as naive local time (TrialModel's setters).
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _insert(conn, model, rows) -> None:
     if rows:
-        session.execute(sqlalchemy.insert(model), rows)
+        conn.execute(sqlalchemy.insert(model.__table__), rows)

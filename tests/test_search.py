@@ -276,8 +276,8 @@ def test_edited_config_json_is_a_clear_error(tmp_path, bad, capsys):
 
 
 @pytest.mark.parametrize("objective, sampler, expected", [
-    ("reward", "auto", "TPESampler"), ("pareto", "auto", "NSGAIISampler"),
-    ("reward", "random", "RandomSampler"), ("pareto", "tpe", "TPESampler"),
+    ("reward", "auto", "StaticSpaceTPESampler"), ("pareto", "auto", "NSGAIISampler"),
+    ("reward", "random", "RandomSampler"), ("pareto", "tpe", "StaticSpaceTPESampler"),
     ("reward", "nsga2", "NSGAIISampler")])
 def test_sampler_choice(objective, sampler, expected):
     from nas.search import _sampler

@@ -1,6 +1,7 @@
 """The fast trial writer against its oracle, Optuna's own ``add_trial``."""
 
 import math
+import time
 
 import optuna
 import pytest
@@ -28,7 +29,17 @@ def _finished_trials(space, n):
     return study.get_trials()
 
 
-def test_insert_finished_trial_writes_what_add_trial_writes(tmp_path):
+@pytest.fixture(params=["UTC", "Asia/Kolkata"])
+def local_time(request, monkeypatch):
+    """Run in a time zone other than UTC too: Optuna stores naive UTC times."""
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_insert_finished_trial_writes_what_add_trial_writes(tmp_path, local_time):
     trials = _finished_trials(nas.load_space("mixnet_300m"), 5)
     rdb = run_storage(tmp_path / "fast.db")
     fast = optuna.create_study(storage=rdb, study_name="s", directions=["maximize", "minimize"])

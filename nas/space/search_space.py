@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -37,7 +38,7 @@ class Decision:
     field: str
     values: Tuple[Any, ...]
 
-    @property
+    @functools.cached_property  # a search formats them for every trial
     def labels(self) -> Tuple[str, ...]:
         fmt = FIELD_BY_NAME[self.field].fmt
         return tuple(fmt(v) for v in self.values)
