@@ -11,6 +11,7 @@ continues where it stopped when rerun.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -108,10 +109,21 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
     run = open_run(run_dir)
     out = Path(out_dir)
     saved = out / "diagnose.json"
-    if saved.exists() and json.loads(saved.read_text()) != asdict(config):
-        raise RunError(f"{out} holds a diagnosis with other settings; use another -o")
+    # The supernet scores saved in OUT/diagnose.csv are only valid for the supernet that
+    # made them: a rerun on another run's supernet must not mix its scores with them.
+    digest = hashlib.sha256(run.supernet_path().read_bytes()).hexdigest()
+    if saved.exists():
+        before = json.loads(saved.read_text())
+        if before.get("supernet_sha256", digest) != digest:
+            raise RunError(f"{out} holds a diagnosis scored with another supernet than "
+                           f"{run.supernet_path()}; use another -o (copying its archs/ "
+                           "folder there reuses the standalone trainings)")
+        before.pop("supernet_sha256", None)
+        if before != asdict(config):
+            raise RunError(f"{out} holds a diagnosis with other settings; use another -o")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(saved, (json.dumps(asdict(config), indent=2) + "\n").encode())
+    atomic_write_bytes(saved, (json.dumps({**asdict(config), "supernet_sha256": digest},
+                                          indent=2) + "\n").encode())
 
     sn = load_supernet(run.supernet_path(), device="cpu")
     budget = run.config.budget

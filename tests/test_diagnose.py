@@ -49,3 +49,20 @@ def test_small_diagnosis_resumes(search_run_dir, tmp_path, capsys):
     assert pd.read_csv(out / "diagnose.csv").standalone_acc.tolist() == first
     assert main([*argv[:-2], "--train-subset", "256"]) == 2  # other settings: refused
     assert "other settings" in capsys.readouterr().err
+
+
+def test_diagnosis_refuses_another_supernet(search_run_dir, tmp_path, capsys):
+    """Scores in OUT/diagnose.csv belong to one supernet: another run's must not mix in."""
+    import shutil
+
+    out = tmp_path / "d"
+    argv = ["--archs", "3", "--band-low", "0.3", "--steps", "2", "--batch-size", "16",
+            "--train-subset", "64"]
+    assert main(["diagnose", str(search_run_dir), "-o", str(out), *argv]) == 0
+    other = tmp_path / "other-run"
+    shutil.copytree(search_run_dir, other)
+    with (other / "supernet" / "supernet.pt").open("ab") as f:
+        f.write(b"another supernet")  # any other bytes: refused before it is loaded
+    capsys.readouterr()
+    assert main(["diagnose", str(other), "-o", str(out), *argv]) == 2
+    assert "another supernet" in capsys.readouterr().err
