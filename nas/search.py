@@ -42,7 +42,8 @@ from .space.search_space import SearchSpace
 from .shared_study import SharedStudy, open_storage
 from .static_tpe import StaticSpaceTPESampler
 from .study_store import BufferedStudy
-from .train import RunError, SupernetRun, TrainConfig, load_supernet, train_supernet
+from .train import (RunError, SupernetRun, TrainConfig, load_supernet, supernet_checkpoint,
+                    train_supernet)
 
 __all__ = ["SearchConfig", "run_search", "reward", "pareto_front", "suggest_arch", "warm_start",
            "DEFAULT_BETA", "DEFAULT_GAMMA"]
@@ -377,7 +378,8 @@ def prepare_run(config: SearchConfig, run_dir) -> Path:
 
 
 def supernet_file(config: SearchConfig, run_dir: Path) -> Path:
-    return Path(config.supernet) if config.supernet else run_dir / "supernet" / "supernet.pt"
+    return (supernet_checkpoint(config.supernet) if config.supernet
+            else run_dir / "supernet" / "supernet.pt")
 
 
 def _check_same_supernet(study, path: Path) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .search import SearchConfig, pareto_front, trial_rows
 from .shared_study import open_storage
-from .train import RunError
+from .train import RunError, supernet_checkpoint
 
 __all__ = ["SearchRun", "open_run", "OBJECTIVES"]
 
@@ -42,7 +42,7 @@ class SearchRun:
         return pareto_front(self.feasible)
 
     def supernet_path(self) -> Path:
-        return Path(self.config.supernet) if self.config.supernet else (
+        return supernet_checkpoint(self.config.supernet) if self.config.supernet else (
             self.path / "supernet" / "supernet.pt")
 
     def trial(self, number: int) -> Dict[str, Any]:

@@ -34,6 +34,10 @@ class StaticSpaceTPESampler(optuna.samplers.TPESampler):
     """``TPESampler(multivariate=True, **kwargs)`` over the fixed ``search_space``."""
 
     def __init__(self, search_space: Dict[str, BaseDistribution], **kwargs):
+        for option in ("multivariate", "group"):  # what the overrides below assume
+            if option in kwargs:
+                raise TypeError(f"StaticSpaceTPESampler is multivariate TPE without groups; "
+                                f"it takes no {option}= argument")
         super().__init__(multivariate=True, **kwargs)
         self._parzen_estimator_cls = CategoricalParzenEstimator
         # Sorted by name, single-choice decisions dropped: what Optuna's intersection
@@ -43,9 +47,15 @@ class StaticSpaceTPESampler(optuna.samplers.TPESampler):
         self._static = {name: d for name, d in sorted(search_space.items()) if not d.single()}
         self._rows: Dict[int, Tuple[float, ...]] = {}  # trial id -> internal values
         self._covering: Set[int] = set()  # ids of finished trials with every decision
+        self._study_key = None  # the study the two caches above belong to
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: FrozenTrial) -> Dict[str, BaseDistribution]:
+        key = (id(study._storage), study._study_id)
+        if key != self._study_key:  # trial ids are only unique within one storage
+            self._rows.clear()
+            self._covering.clear()
+            self._study_key = key
         finished = study._get_trials(deepcopy=False, use_cache=True, states=_FINISHED)
         if not finished:  # Optuna's intersection is empty then: random sampling
             return {}
@@ -57,11 +67,9 @@ class StaticSpaceTPESampler(optuna.samplers.TPESampler):
         """Whether ``t`` suggested exactly the decisions of the space (memoised)."""
         if t._trial_id in self._covering:
             return True
-        if t.params.keys() != self._names:
-            return False
-        # Optuna refuses a suggestion whose choices differ from the study's earlier ones
-        # under the same name, so checking the distributions of one trial checks all.
-        if not self._covering and t.distributions != self._given:
+        # Every trial's distributions, not just the first's: trials added with add_trial
+        # (a resumed study's copies) are not checked against the study's earlier ones.
+        if t.params.keys() != self._names or t.distributions != self._given:
             return False
         self._covering.add(t._trial_id)
         return True

@@ -403,11 +403,15 @@ def _as_rng_state(saved) -> tuple:
     return (version, tuple(internal), gauss)
 
 
+def supernet_checkpoint(path) -> Path:
+    """The checkpoint file a ``--supernet`` value names: ``RUN/supernet.pt`` or ``RUN``."""
+    path = Path(path)
+    return path / "supernet.pt" if path.is_dir() else path
+
+
 def load_supernet(path, device: str = "auto") -> SupernetRun:
     """Load ``RUN/supernet.pt`` (or a run directory) for evaluation and search."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "supernet.pt"
+    path = supernet_checkpoint(path)
     state = load_checkpoint(path, CHECKPOINT_FORMAT)
     config = TrainConfig.from_dict(state["config"])
     space = _space_of(config, state["space_text"])

@@ -66,3 +66,17 @@ def test_diagnosis_refuses_another_supernet(search_run_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["diagnose", str(other), "-o", str(out), *argv]) == 2
     assert "another supernet" in capsys.readouterr().err
+
+
+def test_a_supernet_given_as_a_directory_is_found(search_run_dir, tmp_path):
+    """`nas search --supernet RUN` (a directory) is accepted: diagnose must find its file."""
+    import shutil
+
+    from nas.search_run import open_run
+
+    run = tmp_path / "run"
+    shutil.copytree(search_run_dir, run)
+    config = json.loads((run / "config.json").read_text())
+    config["supernet"] = str(search_run_dir / "supernet")
+    (run / "config.json").write_text(json.dumps(config))
+    assert open_run(run).supernet_path() == search_run_dir / "supernet" / "supernet.pt"
