@@ -40,3 +40,11 @@ cp -R runs/diagnose-cifar-sn800/archs runs/diagnose-cifar-sn2400/
 $NAS diagnose runs/search-cifar-sn2400 -o runs/diagnose-cifar-sn2400 \
     --archs 30 --steps 150 --batch-size 64 --train-subset 10000
 cp runs/diagnose-cifar-sn2400/diagnose.csv experiments/results/diagnose_cifar10_sandwich-2400.csv
+# 6. steps 2 and 3 again on the 2400-step supernet (results tagged sn2400); MixNet-S/M do not
+#    depend on the supernet, so their trainings are copied from step 3
+$PY experiments/compare_controllers.py --supernet $SN3/supernet.pt --data "$DATA" \
+    --runs runs/controllers-cifar-sn2400 --tag sn2400
+mkdir -p runs/retrain-cifar-sn2400/cifar10-jpg-1ep-0px
+cp -R runs/retrain-cifar-sn800/cifar10-jpg-1ep-0px/mixnet_* runs/retrain-cifar-sn2400/cifar10-jpg-1ep-0px/
+$PY experiments/retrain_compare.py --run runs/controllers-cifar-sn2400/tpe-reward-seed0 \
+    --data "$DATA" --epochs 1 --out runs/retrain-cifar-sn2400 --tag sn2400

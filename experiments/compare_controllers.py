@@ -15,9 +15,9 @@ Per run it reports:
   FLOPs at the budget, latency LAT_REF_MS. Larger is better; 1 would be a perfect net
   with no cost.
 
-Raw per-trial rows go to ``results/controllers[_DATA]_trials.csv``, the per-run summary to
-``results/controllers[_DATA]_summary.csv`` (``_DATA`` for other data than Fashion-MNIST);
-the table printed is mean +- std over seeds.
+Raw per-trial rows go to ``results/controllers[_DATA][_TAG]_trials.csv``, the per-run
+summary to ``results/controllers[_DATA][_TAG]_summary.csv`` (``_DATA`` for other data than
+Fashion-MNIST, ``_TAG`` from ``--tag``); the table printed is mean +- std over seeds.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--runs", default="runs/controllers", help="run directories go here")
     p.add_argument("--data", default="fashion-mnist", help="the supernet's data")
+    p.add_argument("--tag", default="", help="appended to the results' file names, so "
+                   "a second supernet on the same data does not overwrite the first's")
     args = p.parse_args()
     torch.set_num_threads(2)
     budget = parse_flops(args.budget)
@@ -94,6 +96,7 @@ def main() -> None:
             print(summary[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if args.data == "fashion-mnist" else "_" + Path(args.data).name.split(".")[0]
+    suffix += f"_{args.tag}" if args.tag else ""
     pd.concat(trials).to_csv(RESULTS / f"controllers{suffix}_trials.csv", index=False)
     table = pd.DataFrame(summary)
     table.to_csv(RESULTS / f"controllers{suffix}_summary.csv", index=False)

@@ -13,7 +13,8 @@ smoothing, pad-crop + flip) for the same epochs and seeds, then scored once on t
 * ``mixnet_s``, ``mixnet_m``: the presets (the paper's layer tables).
 
 Each (network, seed) trains into ``--out``/DATA-EPOCHS-RES/NAME-seedS; a rerun skips
-finished ones and resumes a killed one. Raw rows: ``results/retrain_<data>.csv``; the table is mean +- std.
+finished ones and resumes a killed one. Raw rows: ``results/retrain_<data>[_<tag>].csv``;
+the table is mean +- std.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--resolution", type=int, default=0)
     p.add_argument("--out", default="runs/retrain")
+    p.add_argument("--tag", default="", help="appended to the results' file name, so a "
+                   "second search on the same data does not overwrite the first's")
     args = p.parse_args()
     torch.set_num_threads(2)
     data_name = Path(args.data).name.split(".")[0]
@@ -82,7 +85,8 @@ def main() -> None:
             print({k: v for k, v in rows[-1].items() if k != "arch"}, flush=True)
     RESULTS.mkdir(exist_ok=True)
     table = pd.DataFrame(rows)
-    table.to_csv(RESULTS / f"retrain_{data_name}.csv", index=False)
+    tag = f"_{args.tag}" if args.tag else ""
+    table.to_csv(RESULTS / f"retrain_{data_name}{tag}.csv", index=False)
     agg = table.groupby("network", sort=False).agg(
         acc_mean=("test_accuracy", "mean"), acc_std=("test_accuracy", "std"),
         flops=("flops", "first"), params=("params", "first"), latency_ms=("latency_ms", "mean"))
