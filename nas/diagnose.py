@@ -148,7 +148,8 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
                                lr=config.lr, resolution=run.config.resolution,
                                # the supernet's split: standalone nets never train on the
                                # validation images both are scored on
-                               seed=sn.config.seed, val_fraction=sn.config.val_fraction,
+                               seed=sn.config.seed, split_seed=sn.config.split_seed,
+                               val_fraction=sn.config.val_fraction,
                                checkpoint_every=max(50, config.steps // 4))
         arch_dir = out / "archs" / arch.id
         if (arch_dir / "metrics.json").exists():  # trained before the kill: reuse

@@ -60,6 +60,9 @@ class LoopConfig:
     label_smoothing: float = 0.1
     resolution: int = 0              # proxy resolution; 0 keeps the data's own
     val_fraction: float = 0.1
+    # The validation carve's seed, apart from the training seed: runs that differ only in
+    # `seed` are then scored on the same validation images.
+    split_seed: int = 0
     train_subset: int = 0            # use only this many training images (0: all)
     seed: int = 0
     checkpoint_every: int = 100
@@ -199,7 +202,7 @@ def _device(name: str) -> torch.device:
 
 
 def _splits(dataset: Dataset, config: LoopConfig):
-    train, val = train_val_split(dataset.train, config.val_fraction, config.seed)
+    train, val = train_val_split(dataset.train, config.val_fraction, config.split_seed)
     if config.train_subset:
         train = train.subset(torch.arange(min(config.train_subset, len(train))))
     return train, val

@@ -1,0 +1,208 @@
+"""A de-noised ranking reference: architectures of one FLOPs band, each trained standalone
+with several seeds (``nas reference``).
+
+Samples ``archs`` architectures of a space with FLOPs in a band of a budget (one fixed
+sampling seed: the list is written once to ``OUT/archs.csv`` and reused), trains each
+with :func:`nas.retrain.retrain` for a short fixed recipe once per training seed, always
+on the same validation carve (``split_seed``), and records the validation accuracy of
+every (architecture, seed) in ``OUT/rows.csv`` as it finishes. The reference accuracy of
+an architecture is its seed mean. Rerunning continues: finished rows are kept, a killed
+training resumes from its checkpoint. Seeds run outermost, so after the first pass every
+architecture has one label and after the second the reference's reliability is known.
+
+Its reliability is measured, not assumed (:func:`reliability`): Kendall's tau between
+the means of two disjoint halves of the seeds, stepped up to the full seed count with the
+Spearman-Brown formula after converting tau to a correlation (r = sin(pi tau / 2)); the
+attenuation ceiling of any ranker against the seed mean is then sqrt(reliability).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+
+from .arch import Architecture
+from .checkpoint import atomic_write_bytes
+from .cost import count_cost
+from .train import RunError
+
+__all__ = ["ReferenceConfig", "run_reference", "reliability", "load_reference"]
+
+
+@dataclass
+class ReferenceConfig:
+    """The reference's settings (saved as ``OUT/reference.json``; a rerun must match)."""
+
+    space: str = "mixnet_300m"
+    data: str = "fashion-mnist"
+    budget: int = 300_000_000
+    band_low: float = 0.8
+    band_high: float = 1.0
+    archs: int = 50
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    sample_seed: int = 0
+    epochs: float = 1.0
+    batch_size: int = 128
+    lr: float = 2e-3
+    resolution: int = 0
+    split_seed: int = 0
+    val_fraction: float = 0.1
+
+    def validate(self) -> "ReferenceConfig":
+        if self.archs < 3:
+            raise RunError("--archs must be at least 3")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise RunError("--seeds must be distinct")
+        if not 0 < self.band_low < self.band_high:
+            raise RunError("the FLOPs band must satisfy 0 < low < high")
+        if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0:
+            raise RunError("--epochs, --batch-size and --lr must be positive")
+        return self
+
+    def recipe_key(self) -> Dict[str, Any]:
+        """What a row's accuracy depends on besides its architecture and seed."""
+        return {k: v for k, v in asdict(self).items() if k not in ("archs", "seeds")}
+
+
+def _sample(config: ReferenceConfig) -> List[Architecture]:
+    from .diagnose import sample_band
+    from .space.loader import load_space
+
+    space = load_space(config.space)
+    return sample_band(space, config.archs, int(config.band_low * config.budget),
+                       int(config.band_high * config.budget), config.sample_seed)
+
+
+def _write_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
+    import pandas as pd
+
+    atomic_write_bytes(path, pd.DataFrame(rows).to_csv(index=False).encode())
+
+
+def _read_csv(path: Path) -> List[Dict[str, Any]]:
+    import pandas as pd
+
+    if not path.exists():
+        return []
+    return pd.read_csv(path, dtype={"id": str}).to_dict("records")
+
+
+def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]:
+    """Train (or continue training) every (architecture, seed) of the reference."""
+    from .retrain import RetrainConfig, retrain
+
+    config.validate()
+    out = Path(out_dir)
+    saved = out / "reference.json"
+    if saved.exists():
+        before = json.loads(saved.read_text())
+        known = {f.name for f in fields(ReferenceConfig)}
+        old = ReferenceConfig(**{k: v for k, v in before.items() if k in known})
+        if old.recipe_key() != config.recipe_key():
+            raise RunError(f"{out} holds a reference with another recipe; use another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(saved, (json.dumps(asdict(config), indent=2) + "\n").encode())
+
+    archs = _sample(config)
+    arch_rows = [{"index": i, "id": a.id, "flops": count_cost(a).flops,
+                  "params": count_cost(a).params, "arch": str(a)} for i, a in enumerate(archs)]
+    old_archs = _read_csv(out / "archs.csv")
+    # The sample is a prefix-stable stream: asking for more archs appends to the list.
+    for old, new in zip(old_archs, arch_rows):
+        if old["id"] != new["id"]:
+            raise RunError(f"{out / 'archs.csv'} lists other architectures than this sample")
+    if len(arch_rows) >= len(old_archs):
+        _write_csv(out / "archs.csv", arch_rows)
+    rows = _read_csv(out / "rows.csv")
+    done = {(r["id"], int(r["seed"])) for r in rows}
+    total = len(archs) * len(config.seeds)
+    for seed in config.seeds:
+        for i, arch in enumerate(archs):
+            if (arch.id, seed) in done:
+                continue
+            run_dir = out / "runs" / f"{arch.id}-s{seed}"
+            recipe = RetrainConfig(
+                arch=str(arch), data=config.data, epochs=config.epochs,
+                batch_size=config.batch_size, lr=config.lr, resolution=config.resolution,
+                seed=seed, split_seed=config.split_seed, val_fraction=config.val_fraction,
+                checkpoint_every=100)
+            resume = (run_dir / "checkpoint.pt").exists()
+            started = time.perf_counter()
+            metrics = retrain(None if resume else recipe, run_dir, resume=resume,
+                              progress=False, test=False)
+            rows.append({"id": arch.id, "seed": seed, "val_accuracy": metrics["val_accuracy"],
+                         "steps": metrics["steps"], "train_images": metrics["train_images"],
+                         "wall_s": round(time.perf_counter() - started, 1)})
+            _write_csv(out / "rows.csv", rows)
+            shutil.rmtree(run_dir, ignore_errors=True)  # the row is what the reference keeps
+            log(f"[{len(rows)}/{total}] seed {seed} arch {i + 1}/{len(archs)} "
+                f"{arch_rows[i]['flops'] / 1e6:.1f}M FLOPs: val {metrics['val_accuracy']:.2%}")
+    return summarize(out)
+
+
+def load_reference(out_dir):
+    """``(archs frame, per-arch seed-mean frame, rows frame)`` of a reference directory."""
+    import pandas as pd
+
+    out = Path(out_dir)
+    archs = pd.read_csv(out / "archs.csv", dtype={"id": str})
+    rows = pd.read_csv(out / "rows.csv", dtype={"id": str})
+    mean = rows.groupby("id").val_accuracy.agg(["mean", "std", "count"]).reset_index()
+    return archs, archs.merge(mean, on="id"), rows
+
+
+def _tau_to_r(tau: float) -> float:
+    return math.sin(math.pi * tau / 2)
+
+
+def _r_to_tau(r: float) -> float:
+    return 2 / math.pi * math.asin(max(-1.0, min(1.0, r)))
+
+
+def reliability(rows, seeds: List[int]) -> Dict[str, Any]:
+    """How far the seed mean can be trusted as a ranking.
+
+    ``pairwise_tau``: mean Kendall tau between two single-seed rankings. Converted to a
+    correlation (r = sin(pi tau / 2)) it is the reliability of one seed; the Spearman-Brown
+    formula steps it up to the mean of ``k`` seeds, and a perfect ranker can correlate with
+    that mean at most sqrt(reliability) (the attenuation ceiling, also given as a tau).
+    ``split_half_tau``: tau between the first seed and the mean of the others, measured.
+    """
+    import itertools
+
+    from scipy import stats
+
+    table = rows.pivot_table(index="id", columns="seed", values="val_accuracy")
+    table = table[[s for s in seeds if s in table.columns]].dropna()
+    k = table.shape[1]
+    if k < 2 or len(table) < 3:
+        return {"archs": int(len(table)), "seeds": k}
+    pairs = [stats.kendalltau(table[a], table[b]).statistic
+             for a, b in itertools.combinations(table.columns, 2)]
+    tau1 = float(np.mean(pairs))
+    r1 = _tau_to_r(tau1)
+    r_k = k * r1 / (1 + (k - 1) * r1) if r1 > 0 else r1
+    ceiling_r = math.sqrt(max(0.0, r_k))
+    first, rest = table.columns[0], list(table.columns[1:])
+    split = float(stats.kendalltau(table[first], table[rest].mean(1)).statistic)
+    return {"archs": int(len(table)), "seeds": k, "pairwise_tau": tau1,
+            "split_half_tau": split, "reliability_r": r_k, "ceiling_r": ceiling_r,
+            "ceiling_tau": _r_to_tau(ceiling_r)}
+
+
+def summarize(out_dir) -> Dict[str, Any]:
+    out = Path(out_dir)
+    config = json.loads((out / "reference.json").read_text())
+    _, per_arch, rows = load_reference(out)
+    summary = {"rows": int(len(rows)), **reliability(rows, config["seeds"]),
+               "accuracy_range": [float(per_arch["mean"].min()), float(per_arch["mean"].max())],
+               "mean_seed_std": float(per_arch["std"].mean()) if len(per_arch) else None}
+    atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    return summary
