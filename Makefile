@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test search bench clean data browser postgres
+.PHONY: install lint test search bench clean data browser postgres
 
 install: $(STAMP)
 
@@ -47,7 +47,13 @@ browser:
 postgres:
 	$(call apt_ensure,ls /usr/lib/postgresql/*/bin/initdb,postgresql,for the multi-worker test,that test is skipped)
 
-test: install browser postgres
+# Architecture rules (import-linter contracts in pyproject.toml) and style (ruff) first:
+# they take seconds, and a broken layer is worth knowing before the suite runs.
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/ruff check nas tests experiments
+
+test: install browser postgres lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The main job: default space (mixnet_300m), Fashion-MNIST, run directory under runs/.
@@ -57,12 +63,13 @@ search: install
 	$(BIN)/nas search --budget 300M $(SEARCH_ARGS)
 
 bench: install
-	$(BIN)/python experiments/bench_cost.py
-	$(BIN)/python experiments/bench_supernet.py
-	$(BIN)/python experiments/bench_search.py
-	$(BIN)/python experiments/bench_latency.py
-	$(BIN)/python experiments/bench_export.py
-	$(BIN)/python experiments/bench_workers.py
+	$(BIN)/python experiments/bench/cost.py
+	$(BIN)/python experiments/bench/supernet.py
+	$(BIN)/python experiments/bench/search.py
+	$(BIN)/python experiments/bench/latency.py
+	$(BIN)/python experiments/bench/export.py
+	$(BIN)/python experiments/bench/workers.py
+	$(BIN)/python experiments/bench/importtime.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

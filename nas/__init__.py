@@ -6,25 +6,41 @@
     cost = nas.count_cost(arch)                 # .flops, .params at the space's target input
     model = nas.build_model(arch)               # static torch.nn.Module
     supernet = nas.Supernet(space)              # supernet(x, arch); supernet.extract(arch)
+
+Importing nas imports neither torch nor Optuna: the names that need torch
+(``build_model``, ``Supernet``, the exporter) load it on first use.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .arch import Architecture, ArchError, Block, Head, InputSpec, Stem  # noqa: E402
+from .arch import Architecture, Block, Head, InputSpec, Stem  # noqa: E402
 from .cost import Cost, count_cost  # noqa: E402
-from .export import ExportError, export_arch, model_source  # noqa: E402
-from .model import build_model  # noqa: E402
-from .space.loader import SpaceError, available_spaces, load_space  # noqa: E402
-from .space.search_space import Decision, SearchSpace  # noqa: E402
-from .supernet import Supernet  # noqa: E402
+from .errors import ArchError, DataError, ExportError, NasError, RunError, SpaceError, UsageError  # noqa: E402
+from .space import Decision, SearchSpace, available_spaces, load_space  # noqa: E402
+
+# name -> module that defines it; imported when first asked for (PEP 562).
+_LAZY = {"build_model": "model", "Supernet": "supernet", "export_arch": "export",
+         "model_source": "export"}
 
 __all__ = [
     "__version__",
-    "Architecture", "ArchError", "Block", "Head", "InputSpec", "Stem",
+    "Architecture", "Block", "Head", "InputSpec", "Stem",
     "Cost", "count_cost",
-    "ExportError", "export_arch", "model_source",
-    "build_model",
-    "SpaceError", "available_spaces", "load_space",
-    "Decision", "SearchSpace",
-    "Supernet",
+    "NasError", "ArchError", "DataError", "ExportError", "RunError", "SpaceError", "UsageError",
+    "Decision", "SearchSpace", "available_spaces", "load_space",
+    "build_model", "Supernet", "export_arch", "model_source",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nas' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,6 +1,6 @@
 """Architecture: one point of a search space, as a frozen, validated value object.
 
-The canonical one-line form is the block grammar (:mod:`nas.space.grammar`) with one
+The canonical one-line form is the block grammar (:mod:`nas.grammar`) with one
 value per token, stages separated by ``/`` and rows of a stage by ``,``, preceded by
 the target input ``CxRxR-CLASSES``::
 
@@ -19,10 +19,10 @@ from dataclasses import dataclass, fields
 from typing import Any, Dict, Iterator, Mapping, Tuple
 
 from .channels import check_groups, conv_out_size, mid_channels, se_channels, split_channels
-from .space.grammar import (
+from .errors import ArchError, GrammarError
+from .grammar import (
     FIELD_BY_NAME,
     SAME,
-    GrammarError,
     fields_of,
     format_block,
     parse_block,
@@ -33,10 +33,6 @@ __all__ = [
     "ArchError", "InputSpec", "Stem", "Block", "Head", "Layer", "Architecture", "block_layers",
     "normalize_split",
 ]
-
-
-class ArchError(ValueError):
-    """An invalid architecture (bad string, JSON or values)."""
 
 
 def _check_value(kind: str, name: str, value: Any) -> Any:

@@ -1,4 +1,9 @@
-"""The ``nas`` command line: argument parsing and printing only."""
+"""The ``nas`` command line: parsing and printing only.
+
+Each command's flags come from its settings class (:mod:`nas.config`), and only the
+command being run has its parser built and its modules imported: ``nas --help`` and
+``nas space ...`` import neither torch nor Optuna.
+"""
 
 from __future__ import annotations
 
@@ -6,232 +11,180 @@ import argparse
 import json
 import os
 import random
-import re
+import shlex
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from . import __version__
-from dataclasses import fields
+from .errors import ArchError, NasError, RunError, UsageError
+from .units import fmt_count
 
-from .arch import Architecture, ArchError
-from .budget import BudgetError, parse_flops
-from .checkpoint import CheckpointError
-from .data import DataError
-from .cost import count_cost
-from .export import ExportError, ExportForm, export_arch
-from .space.grammar import FIELD_BY_NAME, SAME, fields_of
-from .space.loader import SpaceError, available_spaces, load_space
-from .search import SearchConfig, run_search
-from .supernet import SupernetMismatch
-from .diagnose import DiagnoseConfig
-from .retrain import RetrainConfig
-from .train import RunError, TrainConfig, quick_report, train_supernet
-
-class UsageError(ValueError):
-    """A bad argument combination the parser cannot catch."""
+__all__ = ["main"]
 
 
-# Errors a user can cause: printed as one line, exit code 2, never a traceback. Anything
-# else is a bug in nas and keeps its traceback.
-USER_ERRORS = (SpaceError, ArchError, ExportError, DataError, RunError, CheckpointError,
-               BudgetError, SupernetMismatch, UsageError)
+def _quote(path) -> str:
+    """A path as it must be typed into a shell."""
+    return shlex.quote(str(path))
 
 
-def _fmt_count(n: int) -> str:
-    return f"{n / 1e6:,.1f}M" if n < 1e9 else f"{n / 1e9:,.2f}G"
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="nas", description="Neural architecture search for mixed-kernel (MixConv) networks.")
-    p.add_argument("--version", action="version", version=f"nas {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    space = sub.add_parser("space", help="inspect search spaces")
-    space_sub = space.add_subparsers(dest="space_command", required=True, metavar="SUBCOMMAND")
-    ls = space_sub.add_parser("list", help="list registered spaces")
+# ---------------------------------------------------------------- parsers, per command
+def _space_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="space_command", required=True, metavar="SUBCOMMAND")
+    ls = sub.add_parser("list", help="list registered spaces")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
-    show = space_sub.add_parser("show", help="decisions, size and FLOPs range of a space")
+    show = sub.add_parser("show", help="decisions, size and FLOPs range of a space")
     show.add_argument("space", help="registered name (see `nas space list`) or path to a .yaml")
     show.add_argument("--json", action="store_true", help="machine-readable output")
-    sample = space_sub.add_parser("sample", help="random architectures with their cost")
+    sample = sub.add_parser("sample", help="random architectures with their cost")
     sample.add_argument("space", help="registered name or path to a .yaml")
     sample.add_argument("-n", type=int, default=5, help="how many (default 5)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("--json", action="store_true",
                         help='JSON lines {"arch", "flops", "params"}')
 
-    sn = sub.add_parser("supernet", help="train the weight-sharing supernet")
-    sn_sub = sn.add_subparsers(dest="supernet_command", required=True, metavar="SUBCOMMAND")
-    train = sn_sub.add_parser(
+
+def _supernet_args(p: argparse.ArgumentParser) -> None:
+    from .train import TrainConfig
+
+    sub = p.add_subparsers(dest="supernet_command", required=True, metavar="SUBCOMMAND")
+    train = sub.add_parser(
         "train", help="train a supernet into a run directory (resumable)",
         description="Train a weight-sharing supernet. Settings not given take the defaults "
                     "shown; with --resume the run's saved settings are used.")
     train.add_argument("-o", "--output", required=True, help="run directory")
     train.add_argument("--resume", action="store_true",
-                       help="continue RUN/supernet.pt exactly where it stopped")
-    d = TrainConfig()
-    for flag, kind, text in (
-        ("--space", str, "search space (name or .yaml)"),
-        ("--data", str, "fashion-mnist, an ImageFolder dir (train/ test/) or a .tar.gz of one"),
-        ("--steps", int, "optimisation steps (0: from --epochs)"),
-        ("--epochs", float, "epochs over the training split"),
-        ("--batch-size", int, "images per step"),
-        ("--optimizer", str, "adamw or sgd (Nesterov momentum)"),
-        ("--lr", float, "peak learning rate (cosine schedule, linear warm-up)"),
-        ("--weight-decay", float, "weight decay (not on BN and biases)"),
-        ("--label-smoothing", float, "label smoothing of the hard-label loss"),
-        ("--sampler", str, "uniform | sandwich (largest+smallest+random, in-place "
-                           "distillation) | budget (archs within --band of --budget)"),
-        ("--sandwich-random", int, "random archs per sandwich step"),
-        ("--budget", str, "FLOPs budget for --sampler budget, e.g. 300M"),
-        ("--band", float, "relative band around the budget"),
-        ("--resolution", int, "proxy resolution to resize images to (0: native)"),
-        ("--val-fraction", float, "share of training data held out for validation"),
-        ("--train-subset", int, "train on only this many images (0: all)"),
-        ("--seed", int, "seed of data order, augmentation, sampling and init"),
-        ("--checkpoint-every", int, "steps between checkpoints"),
-        ("--device", str, "auto | cpu | cuda"),
-    ):
-        name = flag[2:].replace("-", "_")
-        default = getattr(d, name)
-        train.add_argument(flag, type=kind, default=None,
-                           help=f"{text} (default: {default if default != '' else 'none'})")
+                       help="continue the run's checkpoint exactly where it stopped")
+    TrainConfig.add_arguments(train)
     train.add_argument("--no-eval", action="store_true",
                        help="skip the final validation of the largest and smallest subnets")
     train.add_argument("--recalibration-batches", type=int, default=20,
-                       help="BN recalibration batches for the final evaluation")
+                       help="BN recalibration batches for the final evaluation (default 20)")
 
-    search = sub.add_parser(
-        "search", help="the main job: search a space under a FLOPs budget",
-        description="Train a supernet (or reuse one), run an Optuna study over the space under "
-                    "a hard FLOPs budget, write RUN/study.db, trials.csv and config.json, and "
-                    "print the Pareto front. Rerunning the same command continues the study.")
-    search.add_argument("--budget", required=True,
-                        help="FLOPs budget at the space's target input, e.g. 300M, 0.3G, 300e6")
-    search.add_argument("-o", "--output",
-                        help="run directory (default runs/SPACE-BUDGET-OBJECTIVE[-SAMPLER])")
-    sd = SearchConfig(budget=1)
-    for flag, kind, text in (
-        ("--space", str, "search space (name or .yaml)"),
-        ("--data", str, "fashion-mnist, an ImageFolder dir or a .tar.gz of one"),
-        ("--objective", str, "reward (acc - beta ln FLOPs - gamma ms) or pareto (acc, FLOPs, "
-                             "latency)"),
-        ("--sampler", str, "auto (TPE for reward, NSGA-II for pareto), tpe, nsga2, or random "
-                           "(the baseline)"),
-        ("--trials", int, "total trials of the study (a rerun tops up to this)"),
-        ("--timeout", float, "stop this invocation after this many seconds (0: no limit)"),
-        ("--beta", float, "reward weight of ln(FLOPs)"),
-        ("--gamma", float, "reward weight of latency in ms"),
-        ("--supernet", str, "reuse a trained RUN/supernet.pt instead of training one"),
-        ("--supernet-steps", int, "steps of supernet training when none is given"),
-        ("--resolution", int, "proxy resolution (0: the data's own)"),
-        ("--recalibration-batches", int, "BN recalibration batches per trial"),
-        ("--val-images", int, "validation images scored per trial"),
-        ("--seed", int, "seed of the sampler and the supernet training"),
-        ("--device", str, "auto | cpu | cuda"),
-        ("--storage", str, "postgresql://USER@HOST/DB (any Optuna RDB URL) or journal:FILE; "
-                           "shared by all workers of a study (default sqlite:///RUN/study.db)"),
-        ("--study", str, "study name in the storage (workers with the same name cooperate)"),
-        ("--workers", int, "search processes on this machine (needs a shared --storage)"),
-        ("--latency", str, "measure, or lut:PATH to predict from `nas latency build`"),
-    ):
-        name = flag[2:].replace("-", "_")
-        search.add_argument(flag, type=kind, default=None,
-                            help=f"{text} (default: {getattr(sd, name)!r})")
-    search.add_argument("--latency-budget", help="hard latency limit, e.g. 25ms (batch 1, target "
-                                                 "input, this machine)")
-    search.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    lat = sub.add_parser("latency", help="latency lookup tables")
-    lat_sub = lat.add_subparsers(dest="latency_command", required=True, metavar="SUBCOMMAND")
-    build = lat_sub.add_parser("build", help="measure every block shape of a space once")
-    build.add_argument("--space", default="mixnet_300m", help="search space (name or .yaml)")
+def _search_args(p: argparse.ArgumentParser) -> None:
+    from .search import SearchConfig
+
+    p.add_argument("-o", "--output",
+                   help="run directory (default runs/SPACE-BUDGET-OBJECTIVE[-SAMPLER])")
+    SearchConfig.add_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _latency_args(p: argparse.ArgumentParser) -> None:
+    from .latency import TableConfig
+
+    sub = p.add_subparsers(dest="latency_command", required=True, metavar="SUBCOMMAND")
+    build = sub.add_parser("build", help="measure every operation shape of a space once")
     build.add_argument("-o", "--output", required=True, help="the table (.json)")
-    build.add_argument("--archs", type=int, default=40,
-                       help="random architectures whose blocks are measured (default 40)")
-    build.add_argument("--calibrate", type=int, default=24,
-                       help="whole networks measured to fit the table's weights; from 16 on, "
-                            "one weight per operation kind (default 24)")
-    build.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    TableConfig.add_arguments(build)
 
-    retrain_p = sub.add_parser(
-        "train", help="train one architecture standalone; test accuracy in OUT/metrics.json",
-        description="Train the static network of one architecture (an export, or --arch) on "
-                    "the training split less the validation carve, then evaluate it on the "
-                    "validation and test splits. Checkpoints are atomic; --resume continues.")
-    source = retrain_p.add_mutually_exclusive_group()
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from .train import RetrainConfig
+
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--arch", help="canonical architecture string or an arch.json path")
     source.add_argument("--from", dest="from_dir", help="an export directory (nas export)")
-    retrain_p.add_argument("-o", "--output", required=True, help="output directory")
-    retrain_p.add_argument("--init", choices=("scratch", "inherited"), default=None,
-                           help="start from fresh weights (default) or the export's weights.pt")
-    rd = RetrainConfig()
-    for flag, kind in (("--data", str), ("--epochs", float), ("--steps", int),
-                       ("--batch-size", int), ("--optimizer", str), ("--lr", float),
-                       ("--weight-decay", float), ("--resolution", int), ("--seed", int),
-                       ("--train-subset", int), ("--checkpoint-every", int), ("--device", str)):
-        name = flag[2:].replace("-", "_")
-        retrain_p.add_argument(flag, type=kind, default=None,
-                               help=f"default: {getattr(rd, name)!r}")
-    retrain_p.add_argument("--resume", action="store_true",
-                           help="continue the run in -o with its own settings")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in -o with its own settings")
+    RetrainConfig.add_arguments(p)
 
-    diag = sub.add_parser(
-        "diagnose", help="rank correlation of supernet vs standalone accuracy (Kendall tau)",
-        description="Sample K architectures in a FLOPs band of a search run's space, score "
-                    "each with the supernet as the search does and train each standalone with "
-                    "a short fixed recipe (validation accuracy), and report Kendall tau and "
-                    "Spearman rho with bootstrap 95%% CIs, plus a scatter plot. Rerunning "
-                    "continues a killed diagnosis.")
-    diag.add_argument("run", help="run directory written by nas search")
-    diag.add_argument("-o", "--output", help="output directory (default RUN/diagnose)")
-    dd = DiagnoseConfig()
-    for flag, kind, text in (
-        ("--archs", int, "architectures K"),
-        ("--band-low", float, "band start, fraction of the budget"),
-        ("--band-high", float, "band end, fraction of the budget"),
-        ("--steps", int, "standalone training steps per architecture"),
-        ("--batch-size", int, "standalone batch size"),
-        ("--train-subset", int, "train on this many images (0: the whole training split)"),
-        ("--lr", float, "standalone learning rate"),
-        ("--seed", int, "seed of the sample and the training")):
-        name = flag[2:].replace("-", "_")
-        diag.add_argument(flag, type=kind, default=None,
-                          help=f"{text} (default {getattr(dd, name)!r})")
 
-    report = sub.add_parser(
-        "report", help="the Pareto front of a search: table, RUN/report.html, RUN/pareto.png",
-        description="Print the Pareto front of a search run (finished trials; works while the "
-                    "search still runs) and write RUN/report.html and RUN/pareto.png.")
-    report.add_argument("run", help="run directory written by nas search")
-    report.add_argument("--json", action="store_true",
-                        help="print the front as JSON (nothing else, no files written)")
+def _diagnose_args(p: argparse.ArgumentParser) -> None:
+    from .diagnose import DiagnoseConfig
 
-    export = sub.add_parser(
-        "export", help="write a standalone model.py (+ weights.pt from a search run)",
-        description="Export a trial of a search run with the weights it inherits from the "
-                    "supernet (model.py, weights.pt, arch.json, model.ts, model.onnx when onnx "
-                    "is installed), or any architecture without weights (--arch).")
-    export.add_argument("run", nargs="?", help="run directory written by nas search")
-    which = export.add_mutually_exclusive_group(required=True)
+    p.add_argument("run", help="run directory written by nas search")
+    p.add_argument("-o", "--output", help="output directory (default RUN/diagnose)")
+    DiagnoseConfig.add_arguments(p)
+
+
+def _reference_args(p: argparse.ArgumentParser) -> None:
+    from .reference import ReferenceConfig
+
+    p.add_argument("-o", "--output", required=True, help="reference directory")
+    ReferenceConfig.add_arguments(p)
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory written by nas search")
+    p.add_argument("--json", action="store_true",
+                   help="print the front as JSON (nothing else, no files written)")
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", nargs="?", help="run directory written by nas search")
+    which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", type=int, help="trial number (see nas report RUN)")
     which.add_argument("--best", action="store_true", help="the best trial by --objective")
     which.add_argument("--arch", help="canonical architecture string, or a path to an "
                                       "arch.json (no weights)")
-    export.add_argument("--objective", default="reward", choices=("reward", "acc"),
-                        help="what --best maximises (default reward)")
-    export.add_argument("-o", "--output", required=True, help="output directory")
-    export.add_argument("--fused", action="store_true",
-                        help="each MixConv as one zero-padded depthwise conv (same outputs)")
-    export.add_argument("--channels-last", action="store_true",
-                        help="NHWC memory format (often faster on CPU)")
-    export.add_argument("--force", action="store_true", help="overwrite an earlier export")
+    p.add_argument("--objective", default="reward", choices=("reward", "acc"),
+                   help="what --best maximises (default reward)")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--fused", action="store_true",
+                   help="each MixConv as one zero-padded depthwise conv (same outputs)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="NHWC memory format (often faster on CPU)")
+    p.add_argument("--force", action="store_true", help="overwrite an earlier export")
+
+
+# name: (help, description, adds the command's arguments)
+_COMMANDS: Dict[str, Tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
+    "space": ("inspect search spaces", "", _space_args),
+    "supernet": ("train the weight-sharing supernet", "", _supernet_args),
+    "search": ("the main job: search a space under a FLOPs budget",
+               "Train a supernet (or reuse one), run an Optuna study over the space under a "
+               "hard FLOPs budget, write the run directory (config.json, study.db, "
+               "trials.csv) and print the Pareto front. Rerunning the same command continues "
+               "the study.", _search_args),
+    "latency": ("latency lookup tables", "", _latency_args),
+    "train": ("train one architecture standalone; test accuracy in OUT/metrics.json",
+              "Train the static network of one architecture (an export, or --arch) on the "
+              "training split less the validation carve, then evaluate it on the validation "
+              "and test splits. Checkpoints are atomic; --resume continues.", _train_args),
+    "diagnose": ("rank correlation of supernet vs standalone accuracy (Kendall tau)",
+                 "Sample K architectures in a FLOPs band of a search run's space, score each "
+                 "with the supernet as the search does and train each standalone with a short "
+                 "fixed recipe (validation accuracy), and report Kendall tau and Spearman rho "
+                 "with bootstrap 95% CIs, plus a scatter plot. Rerunning continues a killed "
+                 "diagnosis.", _diagnose_args),
+    "reference": ("a de-noised ranking reference: a FLOPs band, each arch trained with "
+                  "several seeds",
+                  "Sample architectures of a space in a FLOPs band (once, with a fixed seed), "
+                  "train each standalone once per seed on the same validation carve, and "
+                  "record every validation accuracy; report the reference's reliability. "
+                  "Rerunning continues.", _reference_args),
+    "report": ("the Pareto front of a search: table, RUN/report.html, RUN/pareto.png",
+               "Print the Pareto front of a search run (finished trials; works while the "
+               "search still runs) and write RUN/report.html and RUN/pareto.png.",
+               _report_args),
+    "export": ("write a standalone model.py (+ weights.pt from a search run)",
+               "Export a trial of a search run with the weights it inherits from the "
+               "supernet (model.py, weights.pt, arch.json, model.ts, model.onnx when onnx is "
+               "installed), or any architecture without weights (--arch).", _export_args),
+}
+
+
+def _parser(command: Optional[str]) -> argparse.ArgumentParser:
+    """The parser, with the arguments of ``command`` only (the others' modules unimported)."""
+    p = argparse.ArgumentParser(
+        prog="nas", description="Neural architecture search for mixed-kernel (MixConv) networks.")
+    p.add_argument("--version", action="version", version=f"nas {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, description, add) in _COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text,
+                            description=(description or help_text).replace("%", "%%"))
+        if name == command:
+            add(sp)
     return p
 
 
-def _read_arch(text: str) -> Architecture:
+# ---------------------------------------------------------------- handlers
+def _read_arch(text: str):
+    from .arch import Architecture
+
     path = Path(text)
     if text.endswith(".json") and path.is_file():
         try:
@@ -245,11 +198,13 @@ def _read_arch(text: str) -> Architecture:
 
 
 def _space_list(args) -> None:
+    from .space import available_spaces, load_space
+
     spaces = available_spaces()
     if args.json:
         print(json.dumps({name: str(path) for name, path in spaces.items()}))
         return
-    for name, path in spaces.items():
+    for name in spaces:
         space = load_space(name)
         summary = " ".join(space.description.split())
         summary = summary if len(summary) <= 72 else summary[:69] + "..."
@@ -257,6 +212,10 @@ def _space_list(args) -> None:
 
 
 def _space_show(args) -> None:
+    from .cost import count_cost
+    from .grammar import FIELD_BY_NAME, SAME, fields_of
+    from .space import load_space
+
     space = load_space(args.space)
     cr = space.cost_range()
     info = {
@@ -279,9 +238,9 @@ def _space_show(args) -> None:
         print(f"         {' '.join(space.description.split())}")
     print(f"input    {inp.channels}x{inp.resolution}x{inp.resolution}, {inp.classes} classes")
     print(f"size     {len(space.decisions)} decisions, 10^{space.size_log10:.1f} architectures")
-    print(f"FLOPs    {_fmt_count(cr.flops_min)} .. {_fmt_count(cr.flops_max)}"
+    print(f"FLOPs    {fmt_count(cr.flops_min)} .. {fmt_count(cr.flops_max)}"
           f"  ({cr.flops_min:,} .. {cr.flops_max:,})")
-    print(f"params   {_fmt_count(cr.params_min)} .. {_fmt_count(cr.params_max)}")
+    print(f"params   {fmt_count(cr.params_min)} .. {fmt_count(cr.params_max)}")
     if arch is not None:
         print(f"arch     {arch}")
     print()
@@ -304,6 +263,9 @@ def _space_show(args) -> None:
 
 
 def _space_sample(args) -> None:
+    from .cost import count_cost
+    from .space import load_space
+
     if args.n < 1:
         raise UsageError(f"-n must be at least 1, got {args.n}")
     space = load_space(args.space)
@@ -314,101 +276,101 @@ def _space_sample(args) -> None:
         if args.json:
             print(json.dumps({"arch": str(arch), "flops": cost.flops, "params": cost.params}))
         else:
-            print(f"{_fmt_count(cost.flops):>9s} FLOPs {_fmt_count(cost.params):>7s} params  "
+            print(f"{fmt_count(cost.flops):>9s} FLOPs {fmt_count(cost.params):>7s} params  "
                   f"{arch}")
 
 
+def _continue_or_new(cls, given: dict, saved_path: Path, resume: bool, what: str):
+    """The settings of a new run, or None to continue one (given flags must agree)."""
+    from .files import read_json
+
+    if not resume:
+        return cls(**given).validate()
+    if saved_path.exists():
+        old = cls.from_dict(read_json(saved_path, what), str(saved_path))
+        clash = {k: v for k, v in given.items() if getattr(old, k) != v}
+        if clash:
+            raise RunError(f"{saved_path.parent} was trained with "
+                           + ", ".join(f"{k}={getattr(old, k)!r}" for k in clash)
+                           + "; --resume continues it with its own settings")
+    return None
+
+
 def _supernet_train(args) -> None:
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
-    if "budget" in given:
-        given["budget"] = float(parse_flops(given["budget"]))
-    if args.resume:
-        saved = Path(args.output) / "config.json"
-        if saved.exists():
-            old = json.loads(saved.read_text())
-            clash = {k: v for k, v in given.items() if old.get(k) != v}
-            if clash:
-                raise RunError(f"{args.output} was trained with "
-                               + ", ".join(f"{k}={old.get(k)!r}" for k in clash)
-                               + "; --resume continues it with its own settings")
-        config = None
-    else:
-        config = TrainConfig(**given).validate()
-    run = train_supernet(config, args.output, resume=args.resume)
+    from .runs import SupernetDir
+    from .train import TrainConfig, quick_report, train_supernet
+
+    run = SupernetDir(args.output)
+    config = _continue_or_new(TrainConfig, TrainConfig.given(args), run.config, args.resume,
+                              "training configuration")
+    result = train_supernet(config, run.path, resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
         return
-    print(f"supernet: {run.step} steps, checkpoint {Path(args.output) / 'supernet.pt'}")
+    print(f"supernet: {result.step} steps, checkpoint {run.checkpoint}")
     if not args.no_eval:
-        acc = quick_report(run, args.recalibration_batches)
+        acc = quick_report(result, args.recalibration_batches)
         print(f"validation accuracy (BN recalibrated, {args.recalibration_batches} batches): "
               f"largest {acc['largest']:.2%}, smallest {acc['smallest']:.2%}")
 
 
-def _parse_ms(text: str) -> float:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(ms|s)?\s*", text or "")
-    value = float(m.group(1)) * (1000 if m.group(2) == "s" else 1) if m else 0.0
-    if not m or not 0 < value < 1e7:
-        raise UsageError(f"bad latency budget {text!r}: expected milliseconds such as 25ms, "
-                         "25 or 0.025s")
-    return value
-
-
 def _search(args) -> None:
-    budget = parse_flops(args.budget)
-    given = {f.name: getattr(args, f.name) for f in fields(SearchConfig)
-             if f.name != "budget" and getattr(args, f.name, None) is not None}
-    if args.latency_budget is not None:
-        given["latency_budget_ms"] = _parse_ms(args.latency_budget)
-    config = SearchConfig(budget=budget, **given).validate()
-    label = f"{budget / 1e6:g}M"
+    from .search import SearchConfig, run_search
+
+    config = SearchConfig(**SearchConfig.given(args)).validate()
     sampler = "" if config.sampler == "auto" else f"-{config.sampler}"
-    out = Path(args.output or
-               f"runs/{Path(config.space).stem}-{label}-{config.objective}{sampler}")
+    out = Path(args.output or f"runs/{Path(config.space).stem}-{config.budget / 1e6:g}M-"
+                              f"{config.objective}{sampler}")
     log = (lambda *a, **k: None) if args.json else (lambda m: print(m, flush=True))
-    log(f"nas search: {config.space}, budget {budget:,} FLOPs, {config.trials} trials, "
+    log(f"nas search: {config.space}, budget {config.budget:,} FLOPs, {config.trials} trials, "
         f"run directory {out}")
     result = run_search(config, out, progress=not args.json, log=log)
     if args.json:
-        print(json.dumps({k: result[k] for k in ("trials", "feasible", "front", "best")}))
+        print(json.dumps({"trials": result.trials, "feasible": result.feasible,
+                          "front": result.front, "best": result.best}))
         return
-    print(f"\n{result['trials']} trials, {result['feasible']} within budget "
-          f"({result['seconds'] / 60:.1f} min this run).")
-    if not result["front"]:
-        print(f"No trial is feasible: none fits {budget:,} FLOPs"
+    rejected = ", ".join(f"{n} over the {'FLOPs' if why == 'flops' else why} budget"
+                         for why, n in sorted(result.rejected.items()))
+    print(f"\n{result.trials} trials, {result.feasible} within budget"
+          + (f" ({rejected})" if rejected else "")
+          + f" ({result.seconds / 60:.1f} min this run).")
+    if not result.front:
+        print(f"No trial is feasible: none fits {config.budget:,} FLOPs"
               + (f" and {config.latency_budget_ms:g} ms" if config.latency_budget_ms else "")
               + ". Raise the budget or run more trials.")
         return
     from .report import front_table
+    from .runs import SearchDir
+    from .search.results import study_url
 
     print("Pareto front (accuracy up, FLOPs down, latency down):")
-    print(front_table(result["front"]))
-    best = result["best"]
+    print(front_table(result.front))
+    best = result.best
+    run = SearchDir(out)
     print(f"\nbest reward: trial {best['trial']} ({best['accuracy']:.2%}, "
           f"{best['flops'] / 1e6:.1f}M FLOPs, {best['latency_ms']:.1f} ms)")
-    print(f"all trials: {out / 'trials.csv'}   study: {out / 'study.db'}")
-    print(f"report:     nas report {out}")
-    print(f"export it:  nas export {out} --best -o {out / 'export'}")
+    print(f"all trials: {run.trials_csv}   study: {study_url(config, run)}")
+    print(f"report:     nas report {_quote(out)}")
+    print(f"export it:  nas export {_quote(out)} --best -o {_quote(run.export)}")
 
 
 def _latency_build(args) -> None:
-    from .latency_lut import build_table
+    from .latency import TableConfig, build_table
+    from .space import load_space
 
-    if args.archs < 1 or args.calibrate < 1 or args.threads < 1:
-        raise UsageError("--archs, --calibrate and --threads must be at least 1")
-    table = build_table(load_space(args.space), args.archs, args.calibrate, args.threads)
+    c = TableConfig(**TableConfig.given(args)).validate()
+    table = build_table(load_space(c.space), c.archs, c.calibrate, c.threads, c.repeats)
     table.save(args.output)
     weights = ", ".join(f"{k} {w:.2f}" for k, w in table.weights.items())
     print(f"{len(table.entries)} operation shapes measured; weights {weights}, "
           f"+{table.per_op:.3f} ms per op: {args.output}")
-    print(f"use it: nas search --budget 300M --latency lut:{args.output}")
+    print(f"use it: nas search --budget 300M --latency lut:{_quote(args.output)}")
 
 
 def _train(args) -> None:
-    from .retrain import arch_from_export, retrain
+    from .runs import TrainDir
+    from .train import RetrainConfig, arch_from_export, retrain
 
-    given = {f.name: getattr(args, f.name) for f in fields(RetrainConfig)
-             if f.name not in ("arch", "weights") and getattr(args, f.name, None) is not None}
+    given = RetrainConfig.given(args)
     if args.resume:
         if args.arch or args.from_dir or given:
             raise UsageError("--resume continues with the run's own settings; give only -o")
@@ -426,30 +388,44 @@ def _train(args) -> None:
     m = retrain(config, args.output, resume=args.resume)
     print(f"trained {m['id']} for {m['epochs']:g} epochs ({m['steps']} steps, init {m['init']}): "
           f"test accuracy {m['test_accuracy']:.2%}, validation {m['val_accuracy']:.2%}; "
-          f"{_fmt_count(m['flops'])} FLOPs, {_fmt_count(m['params'])} params, "
+          f"{fmt_count(m['flops'])} FLOPs, {fmt_count(m['params'])} params, "
           f"{m['latency_ms']:.1f} ms")
     if m["fresh_tensors"]:
         print(f"  not inherited (shapes differ for this data): {', '.join(m['fresh_tensors'])}")
-    print(f"  {Path(args.output) / 'metrics.json'}")
+    print(f"  {TrainDir(args.output).metrics}")
 
 
 def _diagnose(args) -> None:
-    from .diagnose import diagnose
+    from .diagnose import DiagnoseConfig, diagnose
+    from .runs import DiagnoseDir, SearchDir
 
-    given = {f.name: getattr(args, f.name) for f in fields(DiagnoseConfig)
-             if getattr(args, f.name, None) is not None}
-    out = Path(args.output or Path(args.run) / "diagnose")
-    s = diagnose(args.run, out, DiagnoseConfig(**given), log=lambda m: print(m, flush=True))
+    out = DiagnoseDir(args.output) if args.output else SearchDir(args.run).diagnose
+    s = diagnose(args.run, out.path, DiagnoseConfig(**DiagnoseConfig.given(args)),
+                 log=lambda m: print(m, flush=True))
     print(f"{s['n']} architectures, FLOPs {s['band'][0] / 1e6:.0f}M-{s['band'][1] / 1e6:.0f}M: "
           f"Kendall tau {s['kendall']:.3f} [{s['kendall_ci'][0]:.2f}, {s['kendall_ci'][1]:.2f}], "
           f"Spearman rho {s['spearman']:.3f} [{s['spearman_ci'][0]:.2f}, "
           f"{s['spearman_ci'][1]:.2f}] (95% bootstrap CIs)")
-    print(f"  {out / 'diagnose.csv'}  {out / 'summary.json'}  {out / 'diagnose.png'}")
+    print(f"  {out.rows}  {out.summary}  {out.plot}")
+
+
+def _reference(args) -> None:
+    from .reference import ReferenceConfig, run_reference
+    from .runs import ReferenceDir
+
+    config = ReferenceConfig(**ReferenceConfig.given(args)).validate()
+    s = run_reference(config, args.output, log=lambda m: print(m, flush=True))
+    print(f"{s['rows']} trainings of {s.get('archs', 0)} architectures x {s.get('seeds', 0)} "
+          "seeds" + (f": one seed ranks like another at Kendall tau {s['pairwise_tau']:.2f}; "
+                     f"the {s['seeds']}-seed mean caps any ranker at tau "
+                     f"{s['ceiling_tau']:.2f}" if "pairwise_tau" in s else ""))
+    out = ReferenceDir(args.output)
+    print(f"  {out.rows}  {out.summary}")
 
 
 def _report(args) -> None:
     from .report import front_json, front_table, write_report
-    from .search_run import open_run
+    from .search import open_run
 
     run = open_run(args.run)
     if args.json:
@@ -468,10 +444,13 @@ def _report(args) -> None:
     print(f"plot:   {result['png']}" if result["png"] else
           'plot:   not drawn (pip install "nas[report]" for matplotlib)')
     if front:
-        print(f"export: nas export {run.path} --best -o {run.path / 'export'}")
+        print(f"export: nas export {_quote(run.path)} --best -o {_quote(run.dir.export)}")
 
 
 def _export(args) -> None:
+    from .cost import count_cost
+    from .export import ExportForm, export_arch
+
     if args.arch is not None:
         if args.run:
             raise UsageError("give either a run directory (with --trial/--best) or --arch")
@@ -479,20 +458,20 @@ def _export(args) -> None:
         form = ExportForm(fused=args.fused, channels_last=args.channels_last)
         paths = export_arch(arch, args.output, force=args.force, form=form)
         cost = count_cost(arch)
-        print(f"exported {arch.id}: {_fmt_count(cost.flops)} FLOPs, "
-              f"{_fmt_count(cost.params)} params (no weights)")
+        print(f"exported {arch.id}: {fmt_count(cost.flops)} FLOPs, "
+              f"{fmt_count(cost.params)} params (no weights)")
         for path in paths:
             print(f"  {path}")
         return
     if not args.run:
         raise UsageError("--trial and --best need a run directory: nas export RUN --best -o DIR")
-    from .export_trial import export_trial
+    from .export import export_trial
 
     result = export_trial(args.run, args.output, trial=args.trial, objective=args.objective,
                           fused=args.fused, channels_last=args.channels_last, force=args.force)
     row, deltas = result["row"], result["deltas"]
     print(f"exported trial {row['trial']} ({result['arch'].id}): "
-          f"{_fmt_count(row['flops'])} FLOPs, {_fmt_count(row['params'])} params, "
+          f"{fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params, "
           f"search accuracy {row['accuracy']:.2%}")
     for path in result["paths"]:
         print(f"  {path}")
@@ -501,23 +480,32 @@ def _export(args) -> None:
           + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas else ""))
 
 
+_HANDLERS = {
+    ("space", "list"): _space_list,
+    ("space", "show"): _space_show,
+    ("space", "sample"): _space_sample,
+    ("supernet", "train"): _supernet_train,
+    ("search", None): _search,
+    ("latency", "build"): _latency_build,
+    ("report", None): _report,
+    ("train", None): _train,
+    ("diagnose", None): _diagnose,
+    ("reference", None): _reference,
+    ("export", None): _export,
+}
+
+
+def _command(argv: List[str]) -> Optional[str]:
+    """The command word of ``argv`` (the first argument that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    handlers = {
-        ("space", "list"): _space_list,
-        ("space", "show"): _space_show,
-        ("space", "sample"): _space_sample,
-        ("supernet", "train"): _supernet_train,
-        ("search", None): _search,
-        ("latency", "build"): _latency_build,
-        ("report", None): _report,
-        ("train", None): _train,
-        ("diagnose", None): _diagnose,
-        ("export", None): _export,
-    }
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(_command(argv)).parse_args(argv)
     sub = (getattr(args, "space_command", None) or getattr(args, "supernet_command", None)
            or getattr(args, "latency_command", None))
-    handler = handlers[(args.command, sub)]
+    handler = _HANDLERS[(args.command, sub)]
     try:
         handler(args)
     except BrokenPipeError:  # `nas space sample ... | head`: stop quietly
@@ -528,19 +516,28 @@ def main(argv: Optional[List[str]] = None) -> int:
         where = f": {e.filename}" if e.filename else ""
         print(f"nas: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
-    except USER_ERRORS as e:
+    except NasError as e:
         print(f"nas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        resumable = args.command == "supernet" and (Path(args.output) / "supernet.pt").exists()
-        if args.command == "search":
-            print("nas: interrupted; rerun the same command to continue the search",
-                  file=sys.stderr)
-        else:
-            print("nas: interrupted; the last checkpoint is kept: rerun with --resume to "
-                  "continue" if resumable else "nas: interrupted", file=sys.stderr)
+        print(_interrupted(args), file=sys.stderr)
         return 130
     return 0
+
+
+def _interrupted(args) -> str:
+    if args.command == "search":
+        return "nas: interrupted; rerun the same command to continue the search"
+    if args.command in ("supernet", "train") and getattr(args, "output", None):
+        from .runs import SupernetDir, TrainDir
+
+        run = SupernetDir(args.output) if args.command == "supernet" else TrainDir(args.output)
+        if run.checkpoint.exists():
+            return ("nas: interrupted; the last checkpoint is kept: rerun with --resume to "
+                    "continue")
+    if args.command in ("diagnose", "reference"):
+        return "nas: interrupted; rerun the same command to continue"
+    return "nas: interrupted"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,44 +12,41 @@ continues where it stopped when rerun.
 from __future__ import annotations
 
 import hashlib
-import json
-import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .arch import Architecture
-from .checkpoint import atomic_write_bytes
+from .config import Settings, setting
 from .cost import count_cost
-from .search_run import open_run
-from .train import RunError
+from .errors import RunError, UsageError
+from .files import atomic_write_bytes, read_json, write_json
+from .runs import DiagnoseDir
+from .search import open_run
+from .space import sample_band
 
 __all__ = ["DiagnoseConfig", "diagnose", "rank_correlation"]
 
 
 @dataclass
-class DiagnoseConfig:
+class DiagnoseConfig(Settings):
     """The study's settings (saved as ``OUT/diagnose.json``; a rerun must match them)."""
 
-    archs: int = 30
-    band_low: float = 0.8            # FLOPs band as fractions of the run's budget
-    band_high: float = 1.0
-    steps: int = 300                 # standalone recipe: steps of batch `batch_size`
-    batch_size: int = 128
-    train_subset: int = 0
-    lr: float = 2e-3
-    seed: int = 0
+    archs: int = setting(30, at_least=3, help="architectures K (a rank correlation needs "
+                                              "pairs)")
+    band_low: float = setting(0.8, above=0, help="band start, fraction of the budget")
+    band_high: float = setting(1.0, above=0, help="band end, fraction of the budget")
+    steps: int = setting(300, at_least=1, help="standalone training steps per architecture")
+    batch_size: int = setting(128, at_least=1, help="standalone batch size")
+    train_subset: int = setting(0, at_least=0,
+                                help="train on this many images (0: the whole training split)")
+    lr: float = setting(2e-3, above=0, help="standalone learning rate")
+    seed: int = setting(0, help="seed of the sample and the training")
 
-    def validate(self) -> "DiagnoseConfig":
-        if self.archs < 3:
-            raise RunError("--archs must be at least 3 (a rank correlation needs pairs)")
-        if not 0 < self.band_low < self.band_high:
-            raise RunError("the FLOPs band must satisfy 0 < low < high")
-        if self.steps < 1 or self.batch_size < 1 or self.train_subset < 0 or self.lr <= 0:
-            raise RunError("--steps, --batch-size and --lr must be positive")
-        return self
+    def check(self) -> None:
+        if not self.band_low < self.band_high:
+            raise UsageError("the FLOPs band must satisfy 0 < --band-low < --band-high")
 
 
 def rank_correlation(x, y, resamples: int = 2000, seed: int = 0) -> Dict[str, float]:
@@ -76,24 +73,6 @@ def rank_correlation(x, y, resamples: int = 2000, seed: int = 0) -> Dict[str, fl
     return out
 
 
-def sample_band(space, n: int, low: int, high: int, seed: int) -> List[Architecture]:
-    """``n`` distinct architectures with FLOPs in ``[low, high]`` (rejection sampling)."""
-    span = space.cost_range()
-    if high < span.flops_min or low > span.flops_max:
-        raise RunError(f"no architecture of {space.name} has FLOPs in [{low:,}, {high:,}]: "
-                       f"its range is {span.flops_min:,} to {span.flops_max:,}")
-    rng, found, seen = random.Random(seed), [], set()
-    for _ in range(50_000):  # a band that only rare architectures reach: say so, do not hang
-        arch = space.sample(rng)
-        if low <= count_cost(arch).flops <= high and arch.id not in seen:
-            seen.add(arch.id)
-            found.append(arch)
-            if len(found) == n:
-                return found
-    raise RunError(f"found only {len(found)} architectures of {space.name} with FLOPs in "
-                   f"[{low:,}, {high:,}]; widen the band or ask for fewer")
-
-
 def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
              log=print) -> Dict[str, Any]:
     """Run (or continue) the rank-correlation study; returns the summary written."""
@@ -102,28 +81,24 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
 
     from .data import Loader
     from .evaluate import evaluate
-    from .retrain import RetrainConfig, retrain
-    from .train import load_supernet
+    from .train import RetrainConfig, load_supernet, retrain
 
     config.validate()
     run = open_run(run_dir)
-    out = Path(out_dir)
-    saved = out / "diagnose.json"
+    out = DiagnoseDir(out_dir)
     # The supernet scores saved in OUT/diagnose.csv are only valid for the supernet that
     # made them: a rerun on another run's supernet must not mix its scores with them.
     digest = hashlib.sha256(run.supernet_path().read_bytes()).hexdigest()
-    if saved.exists():
-        before = json.loads(saved.read_text())
+    if out.settings.exists():
+        before = read_json(out.settings, "diagnosis settings")
         if before.get("supernet_sha256", digest) != digest:
             raise RunError(f"{out} holds a diagnosis scored with another supernet than "
                            f"{run.supernet_path()}; use another -o (copying its archs/ "
                            "folder there reuses the standalone trainings)")
         before.pop("supernet_sha256", None)
-        if before != asdict(config):
+        if before != config.to_dict():
             raise RunError(f"{out} holds a diagnosis with other settings; use another -o")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(saved, (json.dumps({**asdict(config), "supernet_sha256": digest},
-                                          indent=2) + "\n").encode())
+    write_json(out.settings, {**config.to_dict(), "supernet_sha256": digest})
 
     sn = load_supernet(run.supernet_path(), device="cpu")
     budget = run.config.budget
@@ -134,7 +109,7 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
     scored = Loader(valid.data.subset(torch.arange(valid_n)), 256, sn.mean, sn.std,
                     resolution=run.config.resolution or None, device=valid.device,
                     channels_last=sn.config.channels_last)
-    csv = out / "diagnose.csv"
+    csv = out.rows
     rows: List[Dict[str, Any]] = (pd.read_csv(csv, dtype={"id": str}).to_dict("records")
                                   if csv.exists() else [])
     done = {r["id"] for r in rows}
@@ -151,12 +126,12 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
                                seed=sn.config.seed, split_seed=sn.config.split_seed,
                                val_fraction=sn.config.val_fraction,
                                checkpoint_every=max(50, config.steps // 4))
-        arch_dir = out / "archs" / arch.id
-        if (arch_dir / "metrics.json").exists():  # trained before the kill: reuse
-            metrics = json.loads((arch_dir / "metrics.json").read_text())
+        arch_dir = out.arch(arch.id)
+        if arch_dir.metrics.exists():  # trained before the kill: reuse
+            metrics = read_json(arch_dir.metrics, "metrics file")
         else:
-            resume = (arch_dir / "checkpoint.pt").exists()
-            metrics = retrain(None if resume else recipe, arch_dir, resume=resume,
+            resume = arch_dir.checkpoint.exists()
+            metrics = retrain(None if resume else recipe, arch_dir.path, resume=resume,
                               progress=False, test=False)
         cost = count_cost(arch)
         rows.append({"id": arch.id, "flops": cost.flops, "params": cost.params,
@@ -170,8 +145,8 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
                "band": [int(config.band_low * budget), int(config.band_high * budget)],
                "validation_images": valid_n, "bn_batches": run.config.recalibration_batches,
                "supernet_step": int(sn.step), "recipe_steps": config.steps}
-    atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-    _scatter(frame, summary, out / "diagnose.png")
+    write_json(out.summary, summary)
+    _scatter(frame, summary, out.plot)
     return summary
 
 

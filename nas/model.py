@@ -18,9 +18,9 @@ def layer_table(arch: Architecture) -> Tuple[tuple, list, tuple]:
     """
     stem = (arch.stem.kernel, arch.stem.stride, arch.stem.out, arch.stem.act)
     blocks = [
-        (l.kind, l.in_ch, l.mid_ch, l.out_ch, l.kernels, l.dw_splits, l.stride, l.se_ch,
-         l.exp_groups, l.proj_groups, l.act, l.residual)
-        for l in arch.layers()
+        (b.kind, b.in_ch, b.mid_ch, b.out_ch, b.kernels, b.dw_splits, b.stride, b.se_ch,
+         b.exp_groups, b.proj_groups, b.act, b.residual)
+        for b in arch.layers()
     ]
     return stem, blocks, (arch.head.out, arch.head.act)
 

@@ -18,75 +18,70 @@ attenuation ceiling of any ranker against the seed mean is then sqrt(reliability
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Dict, List
 
 import numpy as np
 
 from .arch import Architecture
-from .checkpoint import atomic_write_bytes
+from .config import Settings, setting
 from .cost import count_cost
-from .train import RunError
+from .errors import RunError, UsageError
+from .files import atomic_write_bytes, read_json, write_json
+from .runs import ReferenceDir
+from .units import parse_flops
 
 __all__ = ["ReferenceConfig", "run_reference", "reliability", "load_reference"]
 
 
 @dataclass
-class ReferenceConfig:
+class ReferenceConfig(Settings):
     """The reference's settings (saved as ``OUT/reference.json``; a rerun must match)."""
 
-    space: str = "mixnet_300m"
-    data: str = "fashion-mnist"
-    budget: int = 300_000_000
-    band_low: float = 0.8
-    band_high: float = 1.0
-    archs: int = 50
-    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
-    sample_seed: int = 0
-    epochs: float = 1.0
-    batch_size: int = 128
-    lr: float = 2e-3
-    resolution: int = 0
-    split_seed: int = 0
-    val_fraction: float = 0.1
+    space: str = setting("mixnet_300m", help="search space (name or .yaml)")
+    data: str = setting("fashion-mnist",
+                        help="fashion-mnist, an ImageFolder dir or a .tar.gz of one")
+    budget: int = setting(300_000_000, at_least=1, parse=parse_flops,
+                          help="FLOPs budget the band is relative to, e.g. 300M")
+    band_low: float = setting(0.8, above=0, help="band start, fraction of the budget")
+    band_high: float = setting(1.0, above=0, help="band end, fraction of the budget")
+    archs: int = setting(50, at_least=3, rerun=True,
+                         help="architectures (asking for more later appends to the list)")
+    seeds: List[int] = setting([0, 1, 2], rerun=True, help="training seeds per architecture")
+    sample_seed: int = setting(0, help="seed of the architecture sample")
+    epochs: float = setting(1.0, above=0, help="epochs of standalone training")
+    batch_size: int = setting(128, at_least=1, help="standalone batch size")
+    lr: float = setting(2e-3, above=0, help="standalone peak learning rate")
+    resolution: int = setting(0, at_least=0, help="proxy resolution (0: the data's own)")
+    split_seed: int = setting(0, help="seed of the validation carve (the same for every run)")
+    val_fraction: float = setting(0.1, above=0, below=1,
+                                  help="share of the training data held out for validation")
 
-    def validate(self) -> "ReferenceConfig":
-        if self.archs < 3:
-            raise RunError("--archs must be at least 3")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise RunError("--seeds must be distinct")
-        if not 0 < self.band_low < self.band_high:
-            raise RunError("the FLOPs band must satisfy 0 < low < high")
-        if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0:
-            raise RunError("--epochs, --batch-size and --lr must be positive")
-        return self
-
-    def recipe_key(self) -> Dict[str, Any]:
-        """What a row's accuracy depends on besides its architecture and seed."""
-        return {k: v for k, v in asdict(self).items() if k not in ("archs", "seeds")}
+    def check(self) -> None:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UsageError("--seeds must be distinct")
+        if not self.band_low < self.band_high:
+            raise UsageError("the FLOPs band must satisfy 0 < --band-low < --band-high")
 
 
 def _sample(config: ReferenceConfig) -> List[Architecture]:
-    from .diagnose import sample_band
-    from .space.loader import load_space
+    from .space import load_space, sample_band
 
     space = load_space(config.space)
     return sample_band(space, config.archs, int(config.band_low * config.budget),
                        int(config.band_high * config.budget), config.sample_seed)
 
 
-def _write_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
+def _write_csv(path, rows: List[Dict[str, Any]]) -> None:
     import pandas as pd
 
     atomic_write_bytes(path, pd.DataFrame(rows).to_csv(index=False).encode())
 
 
-def _read_csv(path: Path) -> List[Dict[str, Any]]:
+def _read_csv(path) -> List[Dict[str, Any]]:
     import pandas as pd
 
     if not path.exists():
@@ -96,52 +91,51 @@ def _read_csv(path: Path) -> List[Dict[str, Any]]:
 
 def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]:
     """Train (or continue training) every (architecture, seed) of the reference."""
-    from .retrain import RetrainConfig, retrain
+    from .train import RetrainConfig, retrain
 
     config.validate()
-    out = Path(out_dir)
-    saved = out / "reference.json"
-    if saved.exists():
-        before = json.loads(saved.read_text())
-        known = {f.name for f in fields(ReferenceConfig)}
-        old = ReferenceConfig(**{k: v for k, v in before.items() if k in known})
-        if old.recipe_key() != config.recipe_key():
-            raise RunError(f"{out} holds a reference with another recipe; use another -o")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(saved, (json.dumps(asdict(config), indent=2) + "\n").encode())
+    out = ReferenceDir(out_dir)
+    if out.settings.exists():
+        old = ReferenceConfig.from_dict(read_json(out.settings, "reference settings"),
+                                        str(out.settings))
+        if config.differences(old):
+            raise RunError(f"{out} holds a reference with another recipe ("
+                           + ", ".join(f"{k}={v!r}" for k, v in config.differences(old).items())
+                           + "); use another -o")
+    write_json(out.settings, config.to_dict())
 
     archs = _sample(config)
     arch_rows = [{"index": i, "id": a.id, "flops": count_cost(a).flops,
                   "params": count_cost(a).params, "arch": str(a)} for i, a in enumerate(archs)]
-    old_archs = _read_csv(out / "archs.csv")
+    old_archs = _read_csv(out.archs)
     # The sample is a prefix-stable stream: asking for more archs appends to the list.
     for old, new in zip(old_archs, arch_rows):
         if old["id"] != new["id"]:
-            raise RunError(f"{out / 'archs.csv'} lists other architectures than this sample")
+            raise RunError(f"{out.archs} lists other architectures than this sample")
     if len(arch_rows) >= len(old_archs):
-        _write_csv(out / "archs.csv", arch_rows)
-    rows = _read_csv(out / "rows.csv")
+        _write_csv(out.archs, arch_rows)
+    rows = _read_csv(out.rows)
     done = {(r["id"], int(r["seed"])) for r in rows}
     total = len(archs) * len(config.seeds)
     for seed in config.seeds:
         for i, arch in enumerate(archs):
             if (arch.id, seed) in done:
                 continue
-            run_dir = out / "runs" / f"{arch.id}-s{seed}"
+            run_dir = out.run(arch.id, seed)
             recipe = RetrainConfig(
                 arch=str(arch), data=config.data, epochs=config.epochs,
                 batch_size=config.batch_size, lr=config.lr, resolution=config.resolution,
                 seed=seed, split_seed=config.split_seed, val_fraction=config.val_fraction,
                 checkpoint_every=100)
-            resume = (run_dir / "checkpoint.pt").exists()
+            resume = run_dir.checkpoint.exists()
             started = time.perf_counter()
-            metrics = retrain(None if resume else recipe, run_dir, resume=resume,
+            metrics = retrain(None if resume else recipe, run_dir.path, resume=resume,
                               progress=False, test=False)
             rows.append({"id": arch.id, "seed": seed, "val_accuracy": metrics["val_accuracy"],
                          "steps": metrics["steps"], "train_images": metrics["train_images"],
                          "wall_s": round(time.perf_counter() - started, 1)})
-            _write_csv(out / "rows.csv", rows)
-            shutil.rmtree(run_dir, ignore_errors=True)  # the row is what the reference keeps
+            _write_csv(out.rows, rows)
+            shutil.rmtree(run_dir.path, ignore_errors=True)  # the row is what the reference keeps
             log(f"[{len(rows)}/{total}] seed {seed} arch {i + 1}/{len(archs)} "
                 f"{arch_rows[i]['flops'] / 1e6:.1f}M FLOPs: val {metrics['val_accuracy']:.2%}")
     return summarize(out)
@@ -151,9 +145,9 @@ def load_reference(out_dir):
     """``(archs frame, per-arch seed-mean frame, rows frame)`` of a reference directory."""
     import pandas as pd
 
-    out = Path(out_dir)
-    archs = pd.read_csv(out / "archs.csv", dtype={"id": str})
-    rows = pd.read_csv(out / "rows.csv", dtype={"id": str})
+    out = ReferenceDir(out_dir)
+    archs = pd.read_csv(out.archs, dtype={"id": str})
+    rows = pd.read_csv(out.rows, dtype={"id": str})
     mean = rows.groupby("id").val_accuracy.agg(["mean", "std", "count"]).reset_index()
     return archs, archs.merge(mean, on="id"), rows
 
@@ -198,11 +192,11 @@ def reliability(rows, seeds: List[int]) -> Dict[str, Any]:
 
 
 def summarize(out_dir) -> Dict[str, Any]:
-    out = Path(out_dir)
-    config = json.loads((out / "reference.json").read_text())
-    _, per_arch, rows = load_reference(out)
+    out = ReferenceDir(out_dir)
+    config = read_json(out.settings, "reference settings")
+    _, per_arch, rows = load_reference(out.path)
     summary = {"rows": int(len(rows)), **reliability(rows, config["seeds"]),
                "accuracy_range": [float(per_arch["mean"].min()), float(per_arch["mean"].max())],
                "mean_seed_std": float(per_arch["std"].mean()) if len(per_arch) else None}
-    atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    write_json(out.summary, summary)
     return summary

@@ -1,6 +1,6 @@
 """The Pareto-front report of a search: terminal table, self-contained HTML, PNG.
 
-``nas report RUN`` reads the run's finished trials (:mod:`nas.search_run`), prints the
+``nas report RUN`` reads the run's finished trials (:func:`nas.search.open_run`), prints the
 front, and writes ``RUN/report.html`` (inline SVG plot, trial table, configuration; no
 network fetches) and ``RUN/pareto.png``. The plot needs matplotlib (``pip install
 nas[report]``); without it the table and the HTML page (minus its plot) are still written.
@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .arch import Architecture
-from .checkpoint import atomic_write_bytes
-from .search_run import SearchRun
+from .files import atomic_write_bytes
+from .runs import SearchDir
+from .search import SearchRun
+from .search.objective import PRESETS
 
 __all__ = ["arch_summary", "front_table", "front_json", "plot_front", "render_html",
            "write_report"]
-
-PRESETS = ("mixnet_s", "mixnet_m")
 
 
 def arch_summary(arch: Architecture) -> str:
@@ -172,7 +172,8 @@ def render_html(run: SearchRun, front: List[Dict[str, Any]], svg: Optional[str])
     title = f"nas search report: {run.config.space}, budget {run.config.budget / 1e6:g}M FLOPs"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy"
+ content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <title>{e(title)}</title><style>{_STYLE}</style></head>
 <body>
 <h1>{e(title)}</h1>
@@ -196,7 +197,7 @@ def write_report(run: SearchRun, out_dir: Optional[Path] = None) -> Dict[str, An
     Returns:
         ``{"front", "html", "png"}``; ``png`` is None without matplotlib.
     """
-    out = Path(out_dir or run.path)
+    out = SearchDir(out_dir or run.path)
     front = run.front()
     svg = png = None
     try:
@@ -207,9 +208,9 @@ def write_report(run: SearchRun, out_dir: Optional[Path] = None) -> Dict[str, An
         svg = _svg(fig)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", metadata={"Software": None})
-        png = out / "pareto.png"
+        png = out.pareto_png
         atomic_write_bytes(png, buffer.getvalue())
-    page = out / "report.html"
+    page = out.report_html
     atomic_write_bytes(page, render_html(run, front, svg).encode())
     return {"front": front, "html": page, "png": png}
 

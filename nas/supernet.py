@@ -16,17 +16,14 @@ from torch import nn
 
 from .arch import Architecture, Layer
 from .channels import mid_channels, se_channels
+from .errors import SupernetMismatch
+from .grammar import SAME
 from .model import build_model
 from .ops.dynamic import ACTIVATIONS, DynamicBatchNorm, DynamicBlock, DynamicPointwise, init_linear
 from .ops.static import MixNet
-from .space.grammar import SAME
 from .space.search_space import SearchSpace
 
 __all__ = ["Supernet", "SupernetMismatch"]
-
-
-class SupernetMismatch(ValueError):
-    """The architecture is not a point of the supernet's space."""
 
 
 @lru_cache(maxsize=2048)

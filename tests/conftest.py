@@ -24,6 +24,29 @@ def space(request, spaces):
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server for the session (skipped without Debian's package)."""
+    from servers import INITDB, start_postgres
+
+    if not INITDB:
+        pytest.skip("Debian postgresql is not installed")
+    url, stop = start_postgres()
+    yield url
+    stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_supernet(tmp_path_factory):
+    """A briefly trained supernet of tests/spaces/tiny.yaml (its checkpoint path)."""
+    from nas.train import TrainConfig, train_supernet
+
+    path = tmp_path_factory.mktemp("tiny-sn")
+    train_supernet(TrainConfig(space=str(TESTS / "spaces" / "tiny.yaml"), steps=8,
+                               checkpoint_every=10**6), path, progress=False)
+    return str(path / "supernet.pt")
+
+
+@pytest.fixture(scope="session")
 def search_run_dir(tmp_path_factory):
     """A finished tiny search (Fashion-MNIST) whose trials used the supernet's own BN
     statistics, for the report and export tests."""

@@ -7,7 +7,7 @@ import time
 
 import optuna
 
-from nas.shared_study import open_storage
+from nas.search import open_storage
 
 
 def kill_after_file(cmd, path, env=None, timeout=240) -> None:
@@ -26,6 +26,9 @@ def kill_mid_evaluation(storage, study_name, deadline_s=180):
     """SIGKILL the worker of a trial that is being evaluated; returns (pid, trial number)."""
     deadline = time.time() + deadline_s
     while time.time() < deadline:
+        if storage.startswith("sqlite:///") and not os.path.exists(storage[len("sqlite:///"):]):
+            time.sleep(0.2)  # not yet created by the search (and not to be created here)
+            continue
         try:
             study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
         except KeyError:
@@ -47,7 +50,10 @@ def check_study(storage, study_name, total, killed):
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == total  # exact
     assert optuna.trial.TrialState.RUNNING not in states
+    assert optuna.trial.TrialState.WAITING not in states
     assert len({t.number for t in trials}) == len(trials)
+    if killed is None:
+        return
     assert trials[killed].state == optuna.trial.TrialState.FAIL
     retries = [t for t in complete if t.user_attrs.get("retry_of") == killed
                or t.system_attrs.get("failed_trial") == killed]

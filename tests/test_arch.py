@@ -115,7 +115,7 @@ def test_layers_resolve_widths(spaces):
     assert (first_ir.in_ch, first_ir.mid_ch, first_ir.out_ch, first_ir.stride) == (16, 96, 24, 2)
     mix = layers[3]  # ir_r1_k3.5.7_s2_e6_se0.5_c40: 144 channels over 3 kernels
     assert mix.dw_splits == (48, 48, 48) and mix.se_ch == 12 and mix.out_size == 28
-    assert [l.residual for l in layers[:3]] == [True, False, True]
+    assert [layer.residual for layer in layers[:3]] == [True, False, True]
     last = layers[-1]
     assert (last.in_ch, last.out_ch, last.out_size, last.residual) == (200, 200, 7, True)
 

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import nas
 from nas.cli import main
 
@@ -97,3 +99,19 @@ def test_closed_stdout_pipe_is_quiet():
                          shell=True, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.count("\n") == 1
     assert "Traceback" not in run.stderr and "Exception" not in run.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["space", "show", "mixnet_s"],
+                                  ["space", "sample", "mixnet_300m", "-n", "2"],
+                                  ["space", "list"], ["search", "--budget", "1", "--help"]])
+def test_light_commands_import_neither_torch_nor_optuna(argv):
+    """`nas --help` and `nas space ...` start in a fraction of torch's import time."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "nas", *argv],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    heavy = {m for m in imported if m.split(".")[0] in ("torch", "optuna", "sqlalchemy")}
+    if argv[0] == "search":  # its flags come from the search settings: heavy is fine here
+        return
+    assert not heavy, sorted(heavy)[:5]

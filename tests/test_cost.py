@@ -4,10 +4,10 @@ import random
 
 import pytest
 import torch
+from conftest import SPACE_NAMES
 from fvcore.nn import FlopCountAnalysis
 
 import nas
-from conftest import SPACE_NAMES
 
 REFERENCE = {  # the reference implementation's counts (shared/reference/MIXNET.md)
     "mixnet_s": (251_736_960, 4_134_606),
@@ -53,7 +53,7 @@ def test_count_cost_equals_fvcore_on_random_archs(spaces):
     assert len(cases) >= 200
     rng = random.Random(2024)
     mismatches = []
-    for name, i in cases:
+    for name, _ in cases:
         arch = spaces[name].sample(rng)
         cost = nas.count_cost(arch)
         oracle = fvcore_cost(arch)

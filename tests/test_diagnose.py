@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from nas.cli import main
-from nas.diagnose import DiagnoseConfig, rank_correlation, sample_band
-from nas.train import RunError
+from nas.diagnose import rank_correlation
+from nas.errors import RunError
+from nas.space import sample_band
 
 
 def test_rank_correlation_against_hand_counts():
@@ -72,7 +73,7 @@ def test_a_supernet_given_as_a_directory_is_found(search_run_dir, tmp_path):
     """`nas search --supernet RUN` (a directory) is accepted: diagnose must find its file."""
     import shutil
 
-    from nas.search_run import open_run
+    from nas.search import open_run
 
     run = tmp_path / "run"
     shutil.copytree(search_run_dir, run)

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from nas.report import write_report
-from nas.search_run import open_run
+from nas.search import open_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")

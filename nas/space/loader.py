@@ -27,7 +27,8 @@ import yaml
 
 from ..arch import INPUT_LIMITS, InputSpec
 from ..channels import mid_channels, split_channels
-from .grammar import SAME, GrammarError, format_split, parse_block
+from ..errors import GrammarError, SpaceError
+from ..grammar import SAME, format_split, parse_block
 from .search_space import RowSpace, SearchSpace
 
 __all__ = ["SpaceError", "load_space", "available_spaces"]
@@ -35,15 +36,6 @@ __all__ = ["SpaceError", "load_space", "available_spaces"]
 SPACES_ENV = "NAS_SPACES_PATH"
 _TOP_KEYS = ("description", "input", "stem", "stages", "head")
 _INPUT_KEYS = ("channels", "resolution", "classes")
-
-
-class SpaceError(ValueError):
-    """A malformed space file: ``FILE:LINE:COL: message``, always on one line."""
-
-    def __init__(self, file: str, line: int, column: int, message: str):
-        self.file, self.line, self.column = file, line, column
-        self.message = " ".join(message.split())
-        super().__init__(f"{file}:{line}:{column}: {self.message}")
 
 
 @dataclass

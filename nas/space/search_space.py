@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..arch import Architecture, Block, Head, InputSpec, Stem, normalize_split
-from .grammar import FIELD_BY_NAME, SAME, fields_of
+from ..errors import UsageError
+from ..grammar import FIELD_BY_NAME, SAME, fields_of
 
-__all__ = ["Decision", "RowSpace", "SearchSpace", "CostRange"]
+__all__ = ["Decision", "RowSpace", "SearchSpace", "CostRange", "sample_band"]
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ class SearchSpace:
             return False
         values = self._values_of(arch)
         width = arch.stem.out
-        for where, row, f, alts in self._slots:
+        for where, _row, f, alts in self._slots:
             value = values[_slot(where, FIELD_BY_NAME[f].key)]
             if f == "split":
                 kernels = values[_slot(where, "k")]
@@ -194,7 +195,7 @@ class SearchSpace:
     def _assemble(self, pick) -> Architecture:
         values: Dict[str, Dict[str, Any]] = {}
         width = None
-        for where, row, f, alts in self._slots:
+        for where, _row, f, alts in self._slots:
             value = width if alts == (SAME,) else pick(where, f, alts)
             values.setdefault(where, {})[f] = value
             if f == "out":
@@ -316,3 +317,31 @@ def _row_extremes(row: RowSpace, width: int, size: int):
                         max(old[3], hi_p)]
             result[out] = (cand, out_size)
     return result
+
+
+def sample_band(space: SearchSpace, n: int, low: int, high: int,
+                seed: int) -> List[Architecture]:
+    """``n`` distinct architectures with FLOPs in ``[low, high]``, by rejection sampling.
+
+    The draw is a stream: asking for more architectures with the same seed returns the
+    same ones first, then more.
+
+    Raises:
+        UsageError: no architecture of the space lies in the band, or too few were found.
+    """
+    from ..cost import count_cost
+
+    span = space.cost_range()
+    if high < span.flops_min or low > span.flops_max:
+        raise UsageError(f"no architecture of {space.name} has FLOPs in [{low:,}, {high:,}]: "
+                         f"its range is {span.flops_min:,} to {span.flops_max:,}")
+    rng, found, seen = random.Random(seed), [], set()
+    for _ in range(50_000 + 1_000 * n):  # a band only rare architectures reach: say so
+        arch = space.sample(rng)
+        if low <= count_cost(arch).flops <= high and arch.id not in seen:
+            seen.add(arch.id)
+            found.append(arch)
+            if len(found) == n:
+                return found
+    raise UsageError(f"found only {len(found)} architectures of {space.name} with FLOPs in "
+                     f"[{low:,}, {high:,}]; widen the band or ask for fewer")

@@ -4,7 +4,7 @@ import random
 import pytest
 
 import nas
-from nas.space.grammar import SAME
+from nas.grammar import SAME
 
 
 def test_sampling_is_deterministic_and_in_space(space):

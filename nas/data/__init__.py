@@ -1,0 +1,39 @@
+"""Datasets without torchvision, and the loader that batches them.
+
+Images live in memory as uint8 tensors ``[N, C, H, W]``; :class:`Loader` turns them into
+augmented, normalised float batches on the fly. Data sources, by the ``--data`` value:
+
+* ``fashion-mnist`` (default): IDX files from ``$NAS_DATA_DIR``, the Debian package path
+  ``/usr/share/datasets/fashion-mnist``, or the cache ``~/.cache/nas/fashion-mnist``, where
+  they are downloaded (checksummed) when online;
+* a directory with ``train/`` and ``test/`` subfolders, each with one folder per class of
+  JPEG/PNG images (ImageFolder layout), decoded once into a uint8 cache;
+* a ``.tar.gz`` of such a directory, extracted once into the cache first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DataError
+from .dataset import Dataset, ImageSet, cache_dir, image_stats, train_val_split
+from .fashion_mnist import load_fashion_mnist, read_idx
+from .image_folder import load_image_folder
+from .loader import Loader
+
+__all__ = ["DataError", "Dataset", "ImageSet", "Loader", "cache_dir", "image_stats",
+           "load_dataset", "load_fashion_mnist", "load_image_folder", "read_idx",
+           "train_val_split"]
+
+FASHION_MNIST_NAMES = ("fashion-mnist", "fmnist", "fashion_mnist")
+
+
+def load_dataset(spec: str = "fashion-mnist") -> Dataset:
+    """``fashion-mnist``, an ImageFolder directory, or a ``.tar.gz`` of one."""
+    if spec in FASHION_MNIST_NAMES:
+        return load_fashion_mnist()
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"no dataset '{spec}': use fashion-mnist, a folder with train/ and "
+                        "test/ class folders, or a .tar.gz of one")
+    return load_image_folder(path)

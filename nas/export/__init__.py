@@ -1,0 +1,13 @@
+"""Export: a found network as a standalone ``model.py`` (torch + standard library) with its
+weights, TorchScript and ONNX.
+
+    export_arch(arch, "out/")                            # model.py + arch.json, no weights
+    export_trial("runs/RUN", "mynet", trial=None)        # the best trial, supernet weights
+"""
+
+from .source import ExportForm, model_source
+from .trial import export_trial
+from .write import export_arch, export_network, fuse_state_dict, load_exported
+
+__all__ = ["ExportForm", "model_source", "export_trial", "export_arch", "export_network",
+           "fuse_state_dict", "load_exported"]

@@ -1,0 +1,88 @@
+"""Export a searched architecture with the weights it inherits from the supernet.
+
+``nas export RUN --trial N`` (or ``--best``) takes the trial's architecture, extracts its
+subnet from the run's supernet, recalibrates BatchNorm exactly as the search did (same
+batches), and writes it with :func:`nas.export.export_network`: ``model.py``,
+``weights.pt``, ``arch.json``, ``model.ts`` (and ``model.onnx`` with ``onnx`` installed).
+The weights are for the run's dataset (its channels, classes and resolution), so
+``model.py``'s ``build_model()`` defaults to those.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from ..arch import Architecture
+from ..errors import RunError
+from ..evaluate import recalibrate
+from ..runs import ExportDir
+from ..search import open_run
+from ..train import load_supernet
+from .source import ExportForm
+from .write import export_network, load_exported
+
+__all__ = ["export_trial"]
+
+
+def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str = "reward",
+                 fused: bool = False, channels_last: bool = False,
+                 force: bool = False) -> Dict[str, Any]:
+    """Export trial ``trial`` of ``run_dir`` (the best by ``objective`` when None).
+
+    Returns:
+        ``{"paths", "deltas", "row", "arch", "out"}``: the files written, the largest
+        absolute logit differences of the written network and of its TorchScript file
+        from the subnet nas extracted from the supernet, the trial's stored results, its
+        architecture and the output directory.
+    """
+    run = open_run(run_dir)
+    row = run.best(objective) if trial is None else run.trial(trial)
+    try:
+        arch = Architecture.parse(str(row.get("arch", "")))
+    except ValueError as e:
+        raise RunError(f"trial {row['trial']} of {run.path} stores a malformed "
+                       f"architecture: {e}") from None
+    sn = load_supernet(run.supernet_path(), device="cpu")
+    if not sn.supernet.space.contains(arch):
+        raise RunError(f"trial {row['trial']}'s architecture is not a point of the "
+                       f"supernet's space {sn.supernet.space.name}")
+    calib, valid = sn.loaders(device=torch.device("cpu"))
+    bn_batches = row.get("bn_batches", run.config.recalibration_batches)
+    if not isinstance(bn_batches, int) or isinstance(bn_batches, bool) or bn_batches < 0:
+        raise RunError(f"trial {row['trial']} stores a bad bn_batches {bn_batches!r}")
+    model = recalibrate(sn.supernet, arch, calib, bn_batches)
+    model = model.to(memory_format=torch.contiguous_format)
+    example = next(iter(valid.epoch(0)))[0][:8].contiguous()
+    channels, classes = sn.supernet.in_chans, sn.supernet.num_classes
+    resolution = int(example.shape[-1])
+    form = ExportForm(num_classes=classes, in_chans=channels, fused=fused,
+                      channels_last=channels_last)
+    note = (f"{ExportDir(out_dir).weights.name}: inherited from the supernet "
+            f"(step {int(sn.step)}), BatchNorm "
+            f"recalibrated on {bn_batches} batches; input {channels}x{resolution}x"
+            f"{resolution} normalised with the mean and std in arch.json, {classes} classes.")
+    extra = {
+        "trial": int(row["trial"]),
+        "search": {k: row.get(k) for k in ("accuracy", "reward", "latency_ms", "flops",
+                                            "params", "proxy_flops")},
+        "weights": {"source": "supernet", "supernet_step": int(sn.step),
+                    "bn_batches": bn_batches, "data": run.config.data,
+                    "classes": list(sn.dataset.classes), "in_chans": channels,
+                    "num_classes": classes, "resolution": resolution,
+                    "mean": [float(m) for m in sn.mean], "std": [float(s) for s in sn.std]},
+    }
+    paths, deltas = export_network(model, arch, out_dir, example, form, force=force,
+                                  weights_note=note, extra=extra)
+    if bn_batches == 0:
+        # The weights are the supernet's own, statistics included: the written network must
+        # give the supernet's logits for this architecture.
+        exported = load_exported(out_dir).build_model().eval()
+        exported.load_state_dict(torch.load(ExportDir(out_dir).weights, weights_only=True))
+        with torch.no_grad():
+            deltas["supernet"] = (exported(example) - sn.supernet(
+                example.contiguous(memory_format=sn.supernet.memory_format), arch)
+            ).abs().max().item()
+    return {"paths": paths, "deltas": deltas, "row": row, "arch": arch, "out": Path(out_dir)}

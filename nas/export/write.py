@@ -1,0 +1,195 @@
+"""Writing an export: ``model.py``, ``arch.json`` and, with weights, ``weights.pt``,
+TorchScript and ONNX, each checked by loading it back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import __version__
+from ..arch import Architecture
+from ..cost import count_cost
+from ..errors import ExportError
+from ..files import atomic_write_bytes, tensor_bytes
+from ..runs import ExportDir
+from .source import ExportForm, model_source
+
+__all__ = ["export_arch", "export_network", "fuse_state_dict", "load_exported"]
+
+
+def export_arch(arch: Architecture, out_dir, force: bool = False,
+                extra: Optional[Dict] = None, form: ExportForm = ExportForm()) -> List[Path]:
+    """Write ``model.py`` and ``arch.json`` for ``arch`` into ``out_dir`` (no weights).
+
+    Args:
+        arch: the architecture.
+        out_dir: target directory (created if needed).
+        force: overwrite files of an earlier export; otherwise that is an error.
+        extra: more JSON-serialisable metadata for ``arch.json`` (e.g. the trial).
+        form: split or fused MixConv, memory format.
+
+    Returns:
+        The paths written.
+    """
+    return _write_source(arch, _prepare(out_dir, force), form, "", extra)
+
+
+def _prepare(out_dir, force: bool) -> ExportDir:
+    out = ExportDir(out_dir)
+    if out.path.exists() and not out.path.is_dir():
+        raise ExportError(f"{out} exists and is not a directory")
+    existing = [path for path in out.files() if path.exists()]
+    if existing and not force:
+        raise ExportError(
+            f"{out} already holds an export ({', '.join(p.name for p in existing)}); "
+            "choose another -o or pass --force to overwrite"
+        )
+    out.path.mkdir(parents=True, exist_ok=True)
+    for path in existing:  # an overwritten export's files belong to another network
+        path.unlink()
+    return out
+
+
+def _write_source(arch: Architecture, out: ExportDir, form: ExportForm, weights_note: str,
+                  extra: Optional[Dict]) -> List[Path]:
+    cost = count_cost(arch)
+    meta = {
+        "format": "nas-export/1",
+        "nas_version": __version__,
+        "arch": str(arch),
+        "id": arch.id,
+        "flops": cost.flops,
+        "params": cost.params,
+        "input": arch.to_dict()["input"],
+        "form": {"fused": form.fused, "channels_last": form.channels_last},
+        "structure": arch.to_dict(),
+    }
+    if extra:
+        meta.update(extra)
+    written = []
+    for path, data in (
+        (out.model_py, model_source(arch, form, weights_note).encode()),
+        (out.arch_json, (json.dumps(meta, indent=2) + "\n").encode()),
+    ):
+        atomic_write_bytes(path, data)
+        written.append(path)
+    return written
+
+
+def fuse_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """``model``'s state dict with every MixConv's group weights in :class:`FusedMixConv` form.
+
+    Each group's ``k x k`` kernel is centred in a ``max(kernels)`` square of zeros, and
+    the groups are stacked in channel order (the order MixConv concatenates them in).
+    """
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    for name, module in model.named_modules():
+        # By name, not isinstance: the model may come from an exported model.py, whose
+        # MixConv is a copy of nas.ops.static.MixConv in another module.
+        if type(module).__name__ != "MixConv" or not hasattr(module, "convs"):
+            continue
+        big = max(module.kernels)
+        padded = []
+        for i, k in enumerate(module.kernels):
+            pad = (big - k) // 2
+            padded.append(F.pad(state.pop(f"{name}.convs.{i}.weight"), [pad] * 4))
+        state[f"{name}.conv.weight"] = torch.cat(padded, 0)
+    return state
+
+
+def load_exported(out_dir, name: str = "exported_model"):
+    """Import ``out_dir/model.py`` as a module (it needs only torch)."""
+    spec = importlib.util.spec_from_file_location(name, ExportDir(out_dir).model_py)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch.Tensor,
+                   form: ExportForm, force: bool = False, weights_note: str = "",
+                   extra: Optional[Dict] = None,
+                   onnx: bool = True) -> Tuple[List[Path], Dict[str, float]]:
+    """Write ``model.py``, ``weights.pt``, ``arch.json``, ``model.ts`` (and ``model.onnx``).
+
+    Args:
+        model: the static network whose weights to export, in split form (as nas builds it).
+        arch: its architecture.
+        out_dir: target directory.
+        example: an input batch, for tracing and for checking the export.
+        form: how to write it; ``num_classes``/``in_chans`` must match ``model``.
+        force: overwrite an earlier export.
+        weights_note: a validated line for model.py's docstring.
+        extra: more metadata for arch.json.
+        onnx: also write ONNX when ``onnx`` and ``onnxscript`` (torch's ONNX exporter) are
+            installed (``pip install "nas[onnx]"``).
+
+    Returns:
+        The paths written, and the largest absolute difference between ``model``'s logits
+        on ``example`` and those of the written network (model.py + weights.pt loaded
+        back: key ``model``) and of the TorchScript file (``torchscript``).
+    """
+    out = _prepare(out_dir, force)
+    model = model.cpu().eval()
+    state = fuse_state_dict(model) if form.fused else model.state_dict()
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    written = _write_source(arch, out, form, weights_note, extra)
+    atomic_write_bytes(out.weights, tensor_bytes(state))
+    written.append(out.weights)
+    exported = load_exported(out).build_model()
+    exported.load_state_dict(torch.load(out.weights, weights_only=True))
+    exported.eval()
+    example = example.cpu()
+    with torch.no_grad():
+        reference = model(example)
+        delta = (exported(example) - reference).abs().max().item()
+        with warnings.catch_warnings():
+            # torch.jit is deprecated in favour of torch.export, but TorchScript is still
+            # what C++ (libtorch) and mobile runtimes load.
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(exported, example)
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer)
+            atomic_write_bytes(out.torchscript, buffer.getvalue())
+            written.append(out.torchscript)
+            scripted = torch.jit.load(str(out.torchscript))
+            ts_delta = (scripted(example) - reference).abs().max().item()
+    if onnx and all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript")):
+        written += _write_onnx(exported, example, out.onnx)
+    return written, {"model": delta, "torchscript": ts_delta}
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> List[Path]:
+    """``model.onnx`` with a dynamic batch axis; a failure is a warning, not a lost export."""
+    tmp = path.with_suffix(".onnx.tmp")
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed" warnings
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # the exporter's progress chatter
+            program = torch.onnx.export(model, (example,), input_names=["input"],
+                                        output_names=["logits"], dynamo=True,
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},))
+            program.save(str(tmp))
+    # torch.onnx's coverage varies between versions; the other files are already written.
+    except Exception as e:  # noqa: BLE001
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"{path.name} not written: {e.__class__.__name__}: "
+                      f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+                      stacklevel=2)
+        return []
+    finally:
+        onnx_log.setLevel(level)
+    tmp.replace(path)
+    return [path]

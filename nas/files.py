@@ -1,0 +1,123 @@
+"""Atomic files and checkpoints.
+
+Every file nas writes that a killed process could leave half-written goes through
+:func:`atomic_write_bytes` (temp file in the same directory, fsync, rename), so a reader
+sees the old file or the new one, never a torn one. Checkpoints are read with
+``torch.load(weights_only=True)``: tensors and plain containers only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from .errors import CheckpointError
+
+__all__ = ["atomic_write_bytes", "write_json", "read_json", "tensor_bytes", "save_checkpoint",
+           "load_checkpoint", "resume_state"]
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)  # make the rename itself durable
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, data: Any) -> None:
+    """``data`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def read_json(path, what: str = "JSON file") -> Any:
+    """Parse ``path``; a missing or malformed file is a :class:`CheckpointError` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such {what}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a valid {what} ({e})") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some filesystems do not allow opening directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def tensor_bytes(obj: Any) -> bytes:
+    """``torch.save(obj)`` into bytes (for :func:`atomic_write_bytes`)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(obj: Dict[str, Any], path) -> None:
+    atomic_write_bytes(path, tensor_bytes(obj))
+
+
+def load_checkpoint(path, expected_format: str) -> Dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint` whose ``format`` is ``expected_format``."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(obj, dict) or obj.get("format") != expected_format:
+        raise CheckpointError(f"{path}: not a {expected_format} checkpoint")
+    return obj
+
+
+def resume_state(path, expected_format: str, resume: bool) -> Optional[Dict[str, Any]]:
+    """The checkpoint to continue from (``resume``), or None for a fresh run.
+
+    A fresh run refuses to overwrite a directory that already holds a checkpoint, and
+    ``resume`` without one is an error: either way the user's work is never lost.
+    """
+    path = Path(path)
+    if resume:
+        if not path.exists():
+            raise CheckpointError(f"{path.parent}: nothing to resume (no {path.name}); "
+                                  "run without --resume")
+        return load_checkpoint(path, expected_format)
+    if path.exists():
+        raise CheckpointError(f"{path.parent} already holds a run ({path.name}); pass "
+                              "--resume to continue it or choose another -o")
+    return None

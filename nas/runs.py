@@ -1,0 +1,193 @@
+"""The directories nas writes, and every file name in them (the one place they are spelled).
+
+* :class:`SearchDir` (``nas search -o RUN``): settings, the study, the trial table, the
+  report, and the supernet the search trained (a :class:`SupernetDir`);
+* :class:`SupernetDir` (``nas supernet train -o DIR``) and :class:`TrainDir` (``nas train
+  -o DIR``): settings, checkpoint, log, and for a finished standalone run its metrics and
+  weights;
+* :class:`ExportDir` (``nas export -o DIR``): ``model.py`` and what goes with it;
+* :class:`DiagnoseDir` and :class:`ReferenceDir`: rank-correlation studies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Tuple
+
+__all__ = ["SearchDir", "SupernetDir", "TrainDir", "ExportDir", "DiagnoseDir", "ReferenceDir",
+           "supernet_checkpoint"]
+
+CONFIG = "config.json"
+
+
+@dataclass(frozen=True)
+class _Dir:
+    path: Path
+
+    def __init__(self, path):
+        object.__setattr__(self, "path", Path(path))
+
+    def __fspath__(self) -> str:  # usable wherever a path is
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+class TrainDir(_Dir):
+    """A training run: settings, the latest checkpoint, the log, and (standalone) results."""
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train_log.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def weights(self) -> Path:
+        return self.path / "weights.pt"
+
+
+class SupernetDir(TrainDir):
+    """A supernet training run; its checkpoint is what ``--supernet`` names."""
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "supernet.pt"
+
+
+def supernet_checkpoint(path) -> Path:
+    """The checkpoint file a ``--supernet`` value names: the file itself or its directory."""
+    path = Path(path)
+    return SupernetDir(path).checkpoint if path.is_dir() else path
+
+
+class SearchDir(_Dir):
+    """A search run (``nas search -o RUN``)."""
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def study_db(self) -> Path:
+        return self.path / "study.db"
+
+    def study_files(self) -> Tuple[Path, ...]:
+        """The SQLite database and the write-ahead log that belongs with it."""
+        return self.study_db, self.path / "study.db-wal"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.path / "trials.csv"
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def pareto_png(self) -> Path:
+        return self.path / "pareto.png"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / ".lock"
+
+    @property
+    def supernet(self) -> SupernetDir:
+        """Where the search trains its supernet when none is given."""
+        return SupernetDir(self.path / "supernet")
+
+    @property
+    def export(self) -> Path:
+        """The export directory the search's closing lines suggest."""
+        return self.path / "export"
+
+    @property
+    def diagnose(self) -> "DiagnoseDir":
+        return DiagnoseDir(self.path / "diagnose")
+
+
+class ExportDir(_Dir):
+    """An export (``nas export -o DIR``)."""
+
+    @property
+    def model_py(self) -> Path:
+        return self.path / "model.py"
+
+    @property
+    def arch_json(self) -> Path:
+        return self.path / "arch.json"
+
+    @property
+    def weights(self) -> Path:
+        return self.path / "weights.pt"
+
+    @property
+    def torchscript(self) -> Path:
+        return self.path / "model.ts"
+
+    @property
+    def onnx(self) -> Path:
+        return self.path / "model.onnx"
+
+    def files(self) -> Tuple[Path, ...]:
+        """Every file an export may write (an overwrite removes them all first)."""
+        return self.model_py, self.arch_json, self.weights, self.torchscript, self.onnx
+
+
+class DiagnoseDir(_Dir):
+    """A rank-correlation study of a search's supernet (``nas diagnose``)."""
+
+    @property
+    def settings(self) -> Path:
+        return self.path / "diagnose.json"
+
+    @property
+    def rows(self) -> Path:
+        return self.path / "diagnose.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def plot(self) -> Path:
+        return self.path / "diagnose.png"
+
+    def arch(self, arch_id: str) -> TrainDir:
+        return TrainDir(self.path / "archs" / arch_id)
+
+
+class ReferenceDir(_Dir):
+    """A multi-seed standalone reference (``nas reference``)."""
+
+    @property
+    def settings(self) -> Path:
+        return self.path / "reference.json"
+
+    @property
+    def archs(self) -> Path:
+        return self.path / "archs.csv"
+
+    @property
+    def rows(self) -> Path:
+        return self.path / "rows.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    def run(self, arch_id: str, seed: int) -> TrainDir:
+        return TrainDir(self.path / "runs" / f"{arch_id}-s{seed}")

@@ -1,0 +1,85 @@
+"""What a search depends on: :class:`SearchConfig`, saved as ``RUN/config.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Settings, setting
+from ..errors import UsageError
+from ..latency import LATENCY_SPEC
+from ..units import parse_flops, parse_ms
+
+__all__ = ["SearchConfig", "OBJECTIVES", "SAMPLERS", "STUDY_NAME", "DEFAULT_BETA",
+           "DEFAULT_GAMMA"]
+
+# Doubling FLOPs costs beta * ln 2 = 1.39 accuracy points; +1 ms of latency costs 0.1.
+DEFAULT_BETA = 0.02
+DEFAULT_GAMMA = 0.001
+STUDY_NAME = "nas-search"
+OBJECTIVES = ("reward", "pareto")
+SAMPLERS = ("auto", "tpe", "nsga2", "random")
+
+
+@dataclass
+class SearchConfig(Settings):
+    """Everything a search depends on. Settings marked ``rerun`` may change when the same
+    run is continued; the others define the study, and a rerun must repeat them."""
+
+    budget: int = setting(help="FLOPs budget at the space's target input, e.g. 300M, 0.3G, "
+                               "300e6", parse=parse_flops, at_least=1, metavar="FLOPS")
+    space: str = setting("mixnet_300m", help="search space (name or .yaml)")
+    data: str = setting("fashion-mnist",
+                        help="fashion-mnist, an ImageFolder dir or a .tar.gz of one")
+    objective: str = setting("reward", choices=OBJECTIVES,
+                             help="reward (acc - beta ln FLOPs - gamma ms) or pareto (acc, "
+                                  "FLOPs, latency)")
+    sampler: str = setting("auto", choices=SAMPLERS,
+                           help="auto (TPE for reward, NSGA-II for pareto), tpe, nsga2, or "
+                                "random (the baseline)")
+    trials: int = setting(50, at_least=1, rerun=True,
+                          help="total trials of the study (a rerun tops up to this)")
+    timeout: float = setting(0.0, at_least=0, rerun=True,
+                             help="stop this invocation after this many seconds (0: no limit)")
+    beta: float = setting(DEFAULT_BETA, at_least=0, help="reward weight of ln(FLOPs)")
+    gamma: float = setting(DEFAULT_GAMMA, at_least=0, help="reward weight of latency in ms")
+    latency_budget_ms: float = setting(0.0, at_least=0, parse=parse_ms, flag="--latency-budget",
+                                       metavar="MS", help="hard latency limit, e.g. 25ms (batch "
+                                                          "1, target input, this machine; 0: none)")
+    supernet: str = setting("", help="reuse a trained supernet (its .pt or run directory) "
+                                     "instead of training one")
+    supernet_steps: int = setting(200, at_least=1,
+                                  help="steps of supernet training when none is given")
+    resolution: int = setting(0, at_least=0, help="proxy resolution (0: the data's own)")
+    recalibration_batches: int = setting(4, at_least=0,
+                                         help="BN recalibration batches per trial")
+    val_images: int = setting(1000, at_least=1, help="validation images scored per trial")
+    latency_repeats: int = setting(3, at_least=1, help="timed runs per measured latency "
+                                                       "(the median is kept)")
+    latency: str = setting("measure", pattern=LATENCY_SPEC, metavar="{measure,lut:PATH}",
+                           expected="measure or lut:PATH",
+                           help="measure, or lut:PATH to predict from `nas latency build`")
+    seed: int = setting(0, help="seed of the sampler and the supernet training")
+    device: str = setting("auto", pattern=r"auto|cpu|cuda(:\d+)?", metavar="{auto,cpu,cuda}",
+                          expected="auto, cpu, cuda or cuda:N",
+                          help="auto (CUDA when present), cpu, cuda or cuda:N")
+    storage: str = setting("", help="postgresql://USER@HOST/DB (any Optuna RDB URL) or "
+                                    "journal:FILE, shared by all workers of a study (default "
+                                    "sqlite:///RUN/study.db)")
+    study: str = setting(STUDY_NAME, pattern=r".{1,200}", expected="a name of 1 to 200 characters",
+                         help="study name in the storage (workers with the same name "
+                              "cooperate)")
+    workers: int = setting(1, at_least=1, rerun=True,
+                           help="search processes on this machine (needs a shared --storage)")
+
+    def check(self) -> None:
+        if self.workers > 1 and (not self.storage or self.storage.startswith("sqlite")):
+            raise UsageError("--workers needs a storage that several processes can share: "
+                             "SQLite (the default RUN/study.db) is not safe for that. Use "
+                             "--storage postgresql://USER@HOST/DB or --storage journal:FILE")
+
+    @property
+    def sampler_kind(self) -> str:
+        """The sampler ``auto`` stands for: TPE for the reward, NSGA-II for the front."""
+        if self.sampler != "auto":
+            return self.sampler
+        return "nsga2" if self.objective == "pareto" else "tpe"

@@ -1,0 +1,241 @@
+"""``nas search``: validate, lock the run directory, provide the supernet, run the trials,
+write the run's files.
+
+The run directory (:class:`nas.runs.SearchDir`) holds ``config.json``, the study (its own
+``study.db`` unless ``--storage`` names a shared one), ``trials.csv`` and, unless
+``--supernet`` gives one, the supernet the search trained. Rerunning the same command
+continues the study: ``--trials`` is a total, and trials a killed process left unfinished
+are retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import optuna
+
+from ..errors import RunError
+from ..files import read_json, write_json
+from ..runs import SearchDir
+from ..space import load_space
+from .config import SearchConfig
+from .loop import completed, run_until
+from .objective import Objective, warm_start
+from .results import pareto_front, study_url, trial_rows, write_trials_csv
+from .samplers import make_sampler
+from .storage import open_storage
+
+__all__ = ["SearchResult", "run_search", "prepare_run", "run_trials", "open_study",
+           "supernet_file"]
+
+
+@dataclass
+class SearchResult:
+    """What a search invocation reports."""
+
+    trials: int
+    feasible: int
+    front: List[Dict[str, Any]]
+    best: Optional[Dict[str, Any]]
+    seconds: float
+    retried: int
+    rejected: Dict[str, int] = field(default_factory=dict)  # reason -> trials
+
+    def __getitem__(self, key: str):  # result["front"], as scripts have used it
+        return getattr(self, key)
+
+
+def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
+    """Validate ``config`` against the space and the run directory (writes nothing)."""
+    config.validate()
+    run = SearchDir(run_dir)
+    space = load_space(config.space)
+    smallest = space.cost_range().flops_min
+    if config.budget < smallest:
+        raise RunError(f"budget {config.budget:,} FLOPs is below the smallest architecture of "
+                       f"{space.name}: {smallest:,} FLOPs ({smallest / 1e6:.1f}M)")
+    if run.config.exists():
+        old = SearchConfig.from_dict(read_json(run.config, "search configuration"),
+                                     str(run.config))
+        clash = config.differences(old)
+        if clash:
+            raise RunError(f"{run} holds a search with other settings ("
+                           + ", ".join(f"{k}={v!r}" for k, v in clash.items())
+                           + "); use another -o or the same settings")
+    return run
+
+
+@contextlib.contextmanager
+def _run_lock(run: SearchDir):
+    """One ``nas search`` per run directory: a second would fail the first's running trial."""
+    handle = run.lock.open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise RunError(f"another nas search is running in {run}; wait for it, or stop it "
+                       "and rerun to continue") from None
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def supernet_file(config: SearchConfig, run: SearchDir) -> Path:
+    from ..runs import supernet_checkpoint
+
+    return supernet_checkpoint(config.supernet) if config.supernet else run.supernet.checkpoint
+
+
+def _supernet(config: SearchConfig, run: SearchDir, progress: bool):
+    """The supernet the trials are scored with: given, resumed, or trained here."""
+    from ..train import TrainConfig, load_supernet, train_supernet
+
+    if config.supernet:
+        return load_supernet(config.supernet, config.device)
+    sn = run.supernet
+    if sn.checkpoint.exists():
+        import torch
+
+        step = torch.load(sn.checkpoint, map_location="cpu", weights_only=True)["step"]
+        saved = TrainConfig.from_dict(read_json(sn.config, "training configuration"),
+                                      str(sn.config))
+        if step >= saved.steps:
+            return load_supernet(sn.checkpoint, config.device)
+        return train_supernet(None, sn.path, resume=True, progress=progress)
+    train_config = TrainConfig(space=config.space, data=config.data,
+                               steps=config.supernet_steps, resolution=config.resolution,
+                               seed=config.seed, device=config.device,
+                               checkpoint_every=max(10, config.supernet_steps // 5))
+    return train_supernet(train_config, sn.path, progress=progress)
+
+
+def open_study(config: SearchConfig, run: SearchDir, seed_offset: int = 0) -> optuna.Study:
+    """The run's study (created on first use) with the configured sampler."""
+    directions = (["maximize", "minimize", "minimize"] if config.objective == "pareto"
+                  else ["maximize"])
+    url = study_url(config, run)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        study = optuna.create_study(storage=open_storage(url), study_name=config.study,
+                                    directions=directions, load_if_exists=True)
+    except (SQLAlchemyError, ImportError, OSError, ValueError) as e:
+        raise RunError(f"cannot open storage {url}: "
+                       f"{e.__class__.__name__}: {str(e).splitlines()[0]}") from None
+    # A rerun continues with a sampler seeded past the trials done (the same seed would
+    # replay the first run's suggestions); workers sharing a study add their own offset.
+    study.sampler = make_sampler(config, config.seed + len(study.trials) + seed_offset)
+    return study
+
+
+def _check_same_supernet(study: optuna.Study, path: Path) -> None:
+    """Every worker of a study must score with the same supernet (checked by its hash)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    stored = study.user_attrs.get("supernet_sha256")
+    if stored is None:
+        study.set_user_attr("supernet_sha256", digest)
+    elif stored != digest:
+        raise RunError(f"study {study.study_name!r} was started with another supernet "
+                       f"than {path} (sha256 differs); give every worker the same --supernet")
+
+
+def run_search(config: SearchConfig, run_dir, progress: bool = True,
+               log: Callable[[str], None] = print) -> SearchResult:
+    """Train or load the supernet, run (or continue) the study, write the run's files.
+
+    With ``config.workers > 1`` the trials run in that many worker processes
+    (:mod:`nas.search.workers`) sharing ``config.storage``.
+    """
+    run = prepare_run(config, run_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
+    with _run_lock(run):  # before writing: a refused second search changes nothing
+        prepare_run(config, run.path)  # again, under the lock
+        write_json(run.config, config.to_dict())
+        return _run_search(config, run, progress, log)
+
+
+def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log) -> SearchResult:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sn = _supernet(config, run, progress)
+    if config.supernet and sn.config.data != config.data:
+        # the supernet's own splits score the trials: say so rather than mislead
+        log(f"note: the supernet was trained on {sn.config.data}; the search scores on "
+            f"that data (--data {config.data} is not used with --supernet)")
+    started = time.perf_counter()
+    if config.workers > 1:
+        from .workers import run_workers
+
+        study = open_study(config, run)
+        _check_same_supernet(study, supernet_file(config, run))
+        warm_start(study, sn.supernet.space, config.budget)
+        retried = run_workers(config, run, study, log, echo=progress)
+    else:
+        study, retried = run_trials(config, run, sn, log)
+    write_trials_csv(study, run)
+    rows = trial_rows(study)
+    feasible = [r for r in rows if r["feasible"]]
+    best = max(feasible, key=lambda r: r["reward"]) if feasible else None
+    rejected: Dict[str, int] = {}
+    for r in rows:
+        if not r["feasible"]:
+            reason = r.get("rejected", "flops")
+            rejected[reason] = rejected.get(reason, 0) + 1
+    return SearchResult(len(rows), len(feasible), pareto_front(feasible), best,
+                        time.perf_counter() - started, retried, rejected)
+
+
+def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str = ""):
+    """This process's share of the study: trials until it holds ``config.trials``.
+
+    Returns ``(study, trials of dead processes retried)``.
+    """
+    import torch
+
+    from ..data import Loader
+    from ..latency import make_latency_model
+
+    space = load_space(config.space)
+    if sn.supernet.space.name != space.name or sn.supernet.space.text != space.text:
+        raise RunError(f"the supernet was trained on space {sn.supernet.space.name}, "
+                       f"not on {space.name}")
+    calib, valid = sn.loaders()
+    valid = Loader(valid.data.subset(torch.arange(min(config.val_images, len(valid.data)))),
+                   256, sn.mean, sn.std, resolution=config.resolution or None,
+                   device=valid.device, channels_last=sn.config.channels_last)
+    shared = bool(config.storage)
+    study = open_study(config, run, seed_offset=os.getpid() if shared else 0)
+    if shared:
+        _check_same_supernet(study, supernet_file(config, run))
+    if not shared or not study.trials:
+        warm_start(study, space, config.budget)
+    latency = make_latency_model(config.latency, repeats=config.latency_repeats)
+    objective = Objective(config, space, sn, calib, valid, latency)
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != optuna.trial.TrialState.COMPLETE:
+            return
+        a = trial.user_attrs
+        if not a.get("feasible"):
+            if a.get("rejected") == "latency":
+                what = (f"over the latency budget ({a.get('latency_ms', 0):.1f} ms > "
+                        f"{config.latency_budget_ms:g} ms), not evaluated")
+            else:
+                what = f"over budget ({a.get('flops', 0) / 1e6:.1f}M FLOPs), not evaluated"
+        else:
+            what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  acc {a['accuracy']:.2%}  "
+                    f"{a['latency_ms']:.1f} ms  reward {a['reward']:.4f}")
+        log(f"{prefix}trial {completed(study)}/{config.trials}: {what}")
+
+    retried = run_until(study, objective, config.trials, timeout=config.timeout or None,
+                        callbacks=[report], owns_study=not shared)
+    if retried:
+        log(f"{prefix}retried {retried} trial(s) interrupted by a previous run")
+    return study, retried

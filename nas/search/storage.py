@@ -1,0 +1,154 @@
+"""Where a study lives, and how trials left unfinished by a dead process are recovered.
+
+* ``RUN/study.db`` (default): SQLite in write-ahead-log mode, one search at a time (the
+  run lock);
+* ``postgresql://...`` or any Optuna RDB URL: several workers on several hosts, with
+  Optuna's heartbeats (a trial silent for ``NAS_HEARTBEAT_GRACE_S`` seconds is failed by the
+  next worker that looks, and queued again);
+* ``journal:FILE``: several workers on one machine, through Optuna's journal file.
+
+A process killed mid-trial leaves it RUNNING. :func:`recover` fails such trials once
+their process is known to be gone (the run lock says so for the default storage; for
+shared ones, the trial's ``worker`` attribute names a dead process of this host, or its
+heartbeat went stale) and queues their parameters again, up to ``MAX_RETRY`` times. All
+through Optuna's public API: ``Study.tell`` on a trial number, ``enqueue_trial``,
+``fail_stale_trials``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["open_storage", "sqlite_storage", "worker_id", "recover", "requeue", "MAX_RETRY",
+           "HEARTBEAT_S", "GRACE_S"]
+
+# No heartbeat for GRACE_S seconds: the worker is dead. NAS_HEARTBEAT_GRACE_S overrides it
+# (tests shorten it; on a busy cluster lengthen it).
+GRACE_S = max(2, int(os.environ.get("NAS_HEARTBEAT_GRACE_S", "20")))
+HEARTBEAT_S = max(1, GRACE_S // 4)  # seconds between a running trial's heartbeats
+MAX_RETRY = 3
+WORKER_ATTR = "worker"
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, stored on every trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def sqlite_storage(path) -> optuna.storages.RDBStorage:
+    """A run's own SQLite study, in write-ahead-log mode with ``synchronous=NORMAL``.
+
+    Why: in SQLite's default mode every commit waits for two fsyncs, and Optuna commits
+    every suggestion and attribute on its own (about 90 per trial here): 330 ms of a trial
+    against 140 ms in WAL mode (``experiments/bench/search.py``). A commit still survives
+    the process being killed (what resume needs); only an OS crash can lose the last
+    commits, and it never corrupts the file. Readers (``nas report``, optuna-dashboard)
+    open it as usual.
+    """
+    path = Path(path).resolve()
+
+    def connect():  # SQLAlchemy's `creator`: every pooled connection gets the pragmas
+        connection = sqlite3.connect(str(path), check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
+
+
+def open_storage(url: str):
+    """An Optuna storage for ``url``: ``journal:PATH``, ``sqlite:///PATH`` or an RDB URL
+    (PostgreSQL and the like, with heartbeats)."""
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    if url.startswith("sqlite:///"):
+        return sqlite_storage(url[len("sqlite:///"):])
+    if url.startswith("postgresql://"):  # SQLAlchemy's default driver differs by version
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        # Optuna 5 names the heartbeat callback apart from failed trials; Optuna 4 does not.
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):
+            retry = {"heartbeat_stale_trial_callback":
+                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
+        else:
+            retry = {"failed_trial_callback":
+                     optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
+                                          grace_period=GRACE_S, **retry)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _is_dead(trial: FrozenTrial, host: str, worker: Optional[str]) -> bool:
+    owner = trial.user_attrs.get(WORKER_ATTR)
+    if not isinstance(owner, str):
+        return False
+    if worker is not None:
+        return owner == worker
+    name, _, pid = owner.rpartition(":")
+    return name == host and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Queue ``trial``'s parameters again (with ``retry_of``), unless it has been retried
+    ``MAX_RETRY`` times or never got as far as its parameters. Returns whether it was."""
+    retries = trial.user_attrs.get("retries", 0)
+    # A trial popped from the queue and killed before its suggestions has its parameters
+    # only as the fixed values it was queued with.
+    params = trial.params or trial.system_attrs.get("fixed_params") or {}
+    if not params or not isinstance(retries, int) or retries >= MAX_RETRY:
+        return False
+    attrs = {"retry_of": trial.number, "retries": retries + 1}
+    if "preset" in trial.user_attrs:
+        attrs["preset"] = trial.user_attrs["preset"]
+    study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+    return True
+
+
+def recover(study: optuna.Study, all_running: bool = False,
+            worker: Optional[str] = None) -> int:
+    """Fail the RUNNING trials of dead workers and queue them again; returns how many.
+
+    Args:
+        study: the study.
+        all_running: every RUNNING trial is a dead process's (the caller holds the run
+            lock of a storage only it uses).
+        worker: only this worker's trials (``host:pid``), known to be dead (the parent of
+            local workers saw it exit). Otherwise: workers of this host whose process is
+            gone, and, on storages with heartbeats, trials whose heartbeat is stale.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # no-op without heartbeats
+    host = socket.gethostname()
+    count = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not (all_running or _is_dead(t, host, worker)):
+            continue
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+        except (RuntimeError, ValueError):  # finished or failed meanwhile by its owner
+            continue
+        requeue(study, t)
+        count += 1
+    return count

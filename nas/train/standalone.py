@@ -1,0 +1,180 @@
+"""Standalone training of one architecture: the exported network, not the supernet.
+
+``nas train (--arch ARCH | --from DIR) --data D -o OUT`` builds the static network
+(:func:`nas.build_model`, the classes ``nas export`` writes), trains it on the training
+split less the validation carve (the same seeded carve as the supernet's), and at the end
+evaluates it on the validation split and, once, on the **test** split, writing
+``OUT/metrics.json``. ``--init inherited`` starts from an export's ``weights.pt`` (the
+supernet's weights); tensors whose shapes do not fit the data (another number of input
+channels or classes) start fresh and are listed. Checkpoints are atomic, read with
+``weights_only=True``, and ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..arch import Architecture
+from ..config import inherit, setting
+from ..cost import count_cost
+from ..data import Loader, image_stats, load_dataset
+from ..errors import ArchError, RunError, UsageError
+from ..evaluate import accuracy
+from ..files import (
+    atomic_write_bytes,
+    read_json,
+    resume_state,
+    save_checkpoint,
+    tensor_bytes,
+    write_json,
+)
+from ..latency import arch_latency
+from ..model import build_model
+from ..runs import ExportDir, TrainDir
+from .loop import LoopConfig, data_splits, fit, resolve_device, total_steps, train_loader
+from .optim import create_optimizer, create_schedule
+
+__all__ = ["RetrainConfig", "retrain", "arch_from_export"]
+
+CHECKPOINT_FORMAT = "nas-retrain/1"
+INITS = ("scratch", "inherited")
+
+
+@dataclass
+class RetrainConfig(LoopConfig):
+    """Everything a standalone training run depends on (saved as ``config.json``)."""
+
+    arch: str = setting("", cli=False, help="canonical architecture string")
+    init: str = setting("scratch", choices=INITS,
+                        help="start from fresh weights, or from the export's weights.pt")
+    weights: str = setting("", cli=False, help="an export's weights.pt, for --init inherited")
+    epochs: float = inherit(5.0)
+    batch_size: int = inherit(128)
+    checkpoint_every: int = inherit(200)
+
+    def check(self) -> None:
+        super().check()
+        if self.init == "inherited" and not self.weights:
+            raise UsageError("--init inherited needs weights: use --from DIR (an export with "
+                             "weights.pt)")
+        try:
+            Architecture.parse(self.arch)
+        except ArchError as e:
+            raise UsageError(f"bad architecture: {e}") from None
+
+
+def arch_from_export(directory) -> tuple:
+    """``(canonical arch, weights.pt path or "")`` of an export directory."""
+    export = ExportDir(directory)
+    try:
+        meta = read_json(export.arch_json, "export's arch.json")
+        arch = Architecture.parse(str(meta["arch"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{export.arch_json}: not an export's arch.json "
+                       f"({e.__class__.__name__})") from None
+    if isinstance(meta.get("form"), dict) and meta["form"].get("fused"):
+        raise RunError(f"{export} is a --fused export: its weights.pt holds fused MixConv "
+                       "kernels; export the trial again without --fused to train it")
+    return str(arch), str(export.weights) if export.weights.is_file() else ""
+
+
+def _inherit(model: torch.nn.Module, path: str) -> List[str]:
+    """Copy the tensors of ``path`` whose names and shapes fit; returns those that did not."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        raise RunError(f"{path}: not a readable weights file ({type(e).__name__})") from None
+    if not isinstance(state, dict):
+        raise RunError(f"{path}: not a state dict")
+    own = model.state_dict()
+    fresh = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in fresh},
+                          strict=False)
+    return fresh
+
+
+def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
+            progress: bool = True, stop_after: Optional[int] = None,
+            test: bool = True) -> Dict[str, Any]:
+    """Train ``config.arch`` standalone into ``out_dir``; returns the metrics written.
+
+    With ``resume`` the saved configuration wins (``config`` may be None). ``stop_after``
+    stops after that many steps in this call, with a checkpoint, and returns
+    ``{"stopped_at": step}`` (tests). ``test=False`` leaves the test split unread (rank
+    studies compare on validation accuracy).
+    """
+    out = TrainDir(out_dir)
+    state = resume_state(out.checkpoint, CHECKPOINT_FORMAT, resume)
+    if state is not None:
+        config = RetrainConfig.from_dict(state["config"], str(out.checkpoint))
+    config.validate()
+    arch = Architecture.parse(config.arch)
+    device = resolve_device(config.device)
+    dataset = load_dataset(config.data)
+    train, val = data_splits(dataset, config)
+    mean, std = image_stats(train)
+    loader = train_loader(train, dataset, mean, std, config, device)
+    total = total_steps(config, loader)
+
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    model = build_model(arch, num_classes=len(dataset.classes), in_chans=dataset.channels)
+    fresh: List[str] = []
+    if config.init == "inherited" and state is None:
+        fresh = _inherit(model, config.weights)
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer(model, config.optimizer, config.lr, config.weight_decay)
+    scheduler = create_schedule(optimizer, total, config.warmup)
+    step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, fresh = state["step"], state["fresh"]
+    else:
+        write_json(out.config, config.to_dict())
+
+    def save(at: int) -> None:
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "step": at,
+                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "fresh": fresh,
+                         "mean": mean, "std": std}, out.checkpoint)
+
+    def step_fn(x, y) -> float:
+        loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+        loss.backward()
+        return loss.item()
+
+    model.train()
+    step = fit(step_fn, model.parameters(), optimizer, scheduler, loader, total, step,
+               grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every, save=save,
+               log_path=out.log, desc="train", progress=progress, stop_after=stop_after)
+    if step < total:
+        return {"stopped_at": step}
+    model.eval()
+    res = config.resolution or None
+    memory = dict(resolution=res, device=device, channels_last=config.channels_last)
+    val_acc = accuracy(model, Loader(val, 256, mean, std, **memory))
+    # The test split is read here, once, for the finished network; search never reads it.
+    test_acc = (accuracy(model, Loader(dataset.test, 256, mean, std, **memory))
+                if test else None)
+    cost = count_cost(arch)
+    metrics = {
+        "test_accuracy": test_acc, "val_accuracy": val_acc, "arch": str(arch), "id": arch.id,
+        "flops": cost.flops, "params": cost.params,
+        "latency_ms": round(arch_latency(arch), 3), "epochs": round(step / len(loader), 4),
+        "steps": step, "seed": config.seed, "init": config.init, "data": config.data,
+        "fresh_tensors": fresh, "train_images": len(train),
+        "test_images": len(dataset.test) if test else 0,
+    }
+    write_json(out.metrics, metrics)
+    atomic_write_bytes(out.weights, tensor_bytes(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
+    return metrics

@@ -1,0 +1,265 @@
+"""Supernet training: which architectures a step trains, and with which targets.
+
+``nas supernet train -o DIR`` trains every architecture of a space on one set of shared
+weights (:class:`nas.Supernet`) with :func:`nas.train.loop.fit`. A step runs the
+architectures :class:`ArchSampler` draws: the sandwich rule (largest on the labels,
+smallest and random ones distilled from it; Yu et al., "BigNAS", 2020, and OFA's in-place
+distillation), one random architecture (single path), or architectures within a FLOPs band.
+The directory holds ``config.json``, ``supernet.pt`` (model, optimiser, schedule, sampler
+state, the space's text; written atomically) and ``train_log.jsonl``
+(:class:`nas.runs.SupernetDir`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..arch import Architecture
+from ..config import setting
+from ..cost import count_cost
+from ..data import Dataset, Loader, image_stats, load_dataset
+from ..errors import CheckpointError, RunError, UsageError
+from ..evaluate import evaluate
+from ..files import load_checkpoint, resume_state, save_checkpoint, write_json
+from ..runs import SupernetDir, supernet_checkpoint
+from ..space import SearchSpace, load_space, parse_space
+from ..supernet import Supernet
+from ..units import parse_flops
+from .distributed import setup
+from .loop import LoopConfig, data_splits, fit, resolve_device, total_steps, train_loader
+from .optim import create_optimizer, create_schedule
+
+__all__ = ["TrainConfig", "ArchSampler", "SupernetRun", "train_supernet", "load_supernet",
+           "quick_report", "SAMPLERS", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "nas-supernet/1"
+SAMPLERS = ("uniform", "sandwich", "budget")
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Everything a supernet training run depends on (saved as ``config.json``)."""
+
+    space: str = setting("mixnet_300m", help="search space (name or .yaml)")
+    sampler: str = setting("sandwich", choices=SAMPLERS,
+                           help="uniform | sandwich (largest + smallest + random, in-place "
+                                "distillation) | budget (archs within --band of --budget)")
+    sandwich_random: int = setting(2, at_least=0, help="random archs per sandwich step")
+    budget: float = setting(0.0, at_least=0, parse=parse_flops,
+                            help="FLOPs budget for --sampler budget, e.g. 300M")
+    band: float = setting(0.2, above=0, below=1, help="relative band around the budget")
+
+    def check(self) -> None:
+        super().check()
+        if self.sampler == "budget" and self.budget <= 0:
+            raise UsageError("--sampler budget needs --budget (e.g. --budget 300M)")
+
+
+class ArchSampler:
+    """Which architectures a training step trains, and with which targets.
+
+    ``uniform``: one random architecture on the labels (single path).
+    ``sandwich``: the largest on the labels, then the smallest and ``n`` random ones
+    distilled from the largest's outputs (in-place distillation).
+    ``budget``: one random architecture whose FLOPs lie within ``band`` of the budget.
+    """
+
+    def __init__(self, space: SearchSpace, rule: str, rng: random.Random, n_random: int = 2,
+                 budget: float = 0.0, band: float = 0.2):
+        self.space, self.rule, self.rng = space, rule, rng
+        self.n_random, self.budget, self.band = n_random, budget, band
+        self.largest = space.extreme_arch(largest=True)
+        self.smallest = space.extreme_arch(largest=False)
+        if rule == "budget":
+            lo, hi = budget * (1 - band), budget * (1 + band)
+            r = space.cost_range()
+            if hi < r.flops_min or lo > r.flops_max:
+                raise RunError(f"no architecture of {space.name} lies within {band:.0%} of the "
+                               f"budget: its FLOPs run {r.flops_min:,} .. {r.flops_max:,}")
+
+    def _in_band(self) -> Architecture:
+        lo, hi = self.budget * (1 - self.band), self.budget * (1 + self.band)
+        for _ in range(10_000):
+            arch = self.space.sample(self.rng)
+            if lo <= count_cost(arch).flops <= hi:
+                return arch
+        raise RunError(f"could not sample an architecture within {self.band:.0%} of the budget")
+
+    def step(self) -> List[Tuple[Architecture, bool]]:
+        """``[(arch, distilled)]`` for one step; the teacher (if any) comes first."""
+        if self.rule == "uniform":
+            return [(self.space.sample(self.rng), False)]
+        if self.rule == "budget":
+            return [(self._in_band(), False)]
+        archs = [(self.largest, False), (self.smallest, True)]
+        return archs + [(self.space.sample(self.rng), True) for _ in range(self.n_random)]
+
+
+@dataclass
+class SupernetRun:
+    """A loaded (or freshly trained) supernet with what is needed to evaluate it."""
+
+    supernet: Supernet
+    config: TrainConfig
+    dataset: Dataset
+    mean: List[float]
+    std: List[float]
+    step: int
+
+    def loaders(self, batch_size: int = 256, device=None):
+        """``(calibration, validation)`` loaders over the train/val split the run used."""
+        train, val = data_splits(self.dataset, self.config)
+        device = device or self.supernet.stem_weight.device
+        res = self.config.resolution or None
+        cl = self.config.channels_last
+        calib = Loader(train, self.config.batch_size, self.mean, self.std, train=True,
+                       resolution=res, seed=self.config.seed + 1, device=device, channels_last=cl)
+        valid = Loader(val, batch_size, self.mean, self.std, resolution=res, device=device,
+                       channels_last=cl)
+        return calib, valid
+
+
+def _space_of(config: TrainConfig, space_text: Optional[str] = None) -> SearchSpace:
+    if space_text is not None:  # the exact space the checkpoint was trained on
+        return parse_space(space_text, Path(config.space).stem, config.space)
+    return load_space(config.space)
+
+
+def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
+                   progress: bool = True, stop_after: Optional[int] = None) -> SupernetRun:
+    """Train (or resume training) a supernet into ``run_dir``.
+
+    Args:
+        config: the settings; with ``resume`` the saved ones win and this may be None.
+        run_dir: the run directory.
+        resume: continue from its checkpoint.
+        progress: show a progress bar.
+        stop_after: stop (with a checkpoint) after this many steps in this call (tests).
+    """
+    run = SupernetDir(run_dir)
+    state = resume_state(run.checkpoint, CHECKPOINT_FORMAT, resume)
+    if state is not None:
+        config = TrainConfig.from_dict(state["config"], f"{run.checkpoint}")
+    config.validate()
+    device = resolve_device(config.device)
+    dist = setup(device)
+    if dist.world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+        if config.batch_size % dist.world:
+            raise UsageError(f"--batch-size {config.batch_size} must divide evenly over "
+                             f"{dist.world} processes")
+    space = _space_of(config, state["space_text"] if state else None)
+    dataset = load_dataset(config.data)
+    train, _ = data_splits(dataset, config)
+    mean, std = image_stats(train)  # normalisation from the training split only
+    loader = train_loader(train, dataset, mean, std, config, device)
+    total = total_steps(config, loader)
+
+    torch.manual_seed(config.seed)
+    supernet = Supernet(space, num_classes=len(dataset.classes),
+                        in_chans=dataset.channels).to(device)
+    if config.channels_last:
+        supernet.use_memory_format(torch.channels_last)
+    optimizer = create_optimizer(supernet, config.optimizer, config.lr, config.weight_decay)
+    scheduler = create_schedule(optimizer, total, config.warmup)
+    rng = random.Random(config.seed)
+    # Built before anything is written: it checks the budget band is reachable.
+    sampler = ArchSampler(space, config.sampler, rng, config.sandwich_random, config.budget,
+                          config.band)
+    step = 0
+    if state is not None:
+        supernet.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.setstate(_as_rng_state(state["sampler_rng"]))
+        step = state["step"]
+    elif dist.main:
+        write_json(run.config, config.to_dict())
+
+    def save(at: int) -> None:
+        dist.average_buffers(supernet)
+        if not dist.main:  # rank 0 writes; the others wait until the file is complete
+            dist.barrier()
+            return
+        save_checkpoint({
+            "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "step": at,
+            "model": supernet.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "sampler_rng": list_rng(rng.getstate()),
+            "space_text": space.text, "classes": list(dataset.classes),
+            "mean": mean, "std": std,
+        }, run.checkpoint)
+        dist.barrier()
+
+    supernet.train()
+    try:
+        step = fit(lambda x, y: _train_step(supernet, sampler, x, y, config),
+                   supernet.parameters(), optimizer, scheduler, loader, total, step,
+                   grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every,
+                   save=save, log_path=run.log, desc="supernet", progress=progress,
+                   dist=dist, stop_after=stop_after)
+    finally:
+        dist.close()
+    return SupernetRun(supernet.eval(), config, dataset, mean, std, step)
+
+
+def _train_step(supernet: Supernet, sampler: ArchSampler, x, y, config: TrainConfig) -> float:
+    """Forward/backward every arch of the step; gradients accumulate. Returns the first loss."""
+    teacher = None
+    first = None
+    for arch, distilled in sampler.step():
+        logits = supernet(x, arch)
+        if distilled and teacher is not None:
+            loss = -(teacher * F.log_softmax(logits, 1)).sum(1).mean()
+        else:
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            teacher = F.softmax(logits.detach(), 1)
+        loss.backward()
+        if first is None:
+            first = loss.item()
+    return first
+
+
+def list_rng(state) -> list:
+    """random.Random state as nested lists (plain data for weights_only loading)."""
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _as_rng_state(saved) -> tuple:
+    version, internal, gauss = saved
+    return (version, tuple(internal), gauss)
+
+
+def load_supernet(path, device: str = "auto") -> SupernetRun:
+    """Load a supernet checkpoint (or its run directory) for evaluation and search."""
+    path = supernet_checkpoint(path)
+    state = load_checkpoint(path, CHECKPOINT_FORMAT)
+    config = TrainConfig.from_dict(state["config"], str(path))
+    space = _space_of(config, state["space_text"])
+    dataset = load_dataset(config.data)
+    if list(dataset.classes) != list(state["classes"]):
+        raise CheckpointError(f"{path}: trained on classes {state['classes']}, but "
+                              f"{config.data} has {dataset.classes}")
+    supernet = Supernet(space, num_classes=len(state["classes"]), in_chans=dataset.channels)
+    supernet.load_state_dict(state["model"])
+    supernet.to(resolve_device(device)).eval()
+    if config.channels_last:
+        supernet.use_memory_format(torch.channels_last)
+    return SupernetRun(supernet, config, dataset, state["mean"], state["std"], state["step"])
+
+
+def quick_report(run: SupernetRun, batches: int = 20) -> Dict[str, float]:
+    """Validation accuracy of the largest and smallest subnets (after BN recalibration)."""
+    calib, valid = run.loaders()
+    space = run.supernet.space
+    return {
+        "largest": evaluate(run.supernet, space.extreme_arch(True), valid, calib, batches),
+        "smallest": evaluate(run.supernet, space.extreme_arch(False), valid, calib, batches),
+    }

@@ -1,0 +1,236 @@
+"""The search controller: reward, budget constraint, warm start, storage and resume."""
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from fvcore.nn import FlopCountAnalysis
+
+import nas
+from nas.cli import main
+from nas.errors import RunError
+from nas.latency import measure as latency_module
+from nas.search import SearchConfig, pareto_front, reward, run_search, suggest_arch, warm_start
+from nas.search import objective as search_module
+
+TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def tiny_config(**kw):
+    base = dict(budget=8_000_000, space=TINY, trials=6, supernet_steps=8, val_images=200,
+                recalibration_batches=2, latency_repeats=1)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_reward_arithmetic():
+    r = reward(0.75, 300_000_000, 20.0, beta=0.02, gamma=0.001)
+    assert r == pytest.approx(0.75 - 0.02 * math.log(3e8) - 0.02)
+    # what the defaults mean: doubling FLOPs costs beta*ln2, +1 ms costs gamma
+    assert reward(0.75, 2 * 300_000_000, 20.0, 0.02, 0.001) == pytest.approx(r - 0.02 * math.log(2))
+    assert reward(0.75, 300_000_000, 21.0, 0.02, 0.001) == pytest.approx(r - 0.001)
+
+
+def test_pareto_front():
+    rows = [dict(trial=i, accuracy=a, flops=f, latency_ms=ms) for i, (a, f, ms) in enumerate(
+        [(0.8, 300, 10), (0.7, 200, 10), (0.7, 300, 10), (0.9, 400, 5), (0.6, 250, 20)])]
+    assert [r["trial"] for r in pareto_front(rows)] == [1, 0, 3]
+
+
+def test_every_decision_is_one_categorical_parameter(spaces):
+    space = spaces["mixnet_300m"]
+    study = optuna.create_study()
+    trial = study.ask()
+    arch = suggest_arch(trial, space)
+    assert space.contains(arch)
+    assert set(trial.params) == {d.name for d in space.decisions}
+    assert all(isinstance(d, optuna.distributions.CategoricalDistribution)
+               for d in trial.distributions.values())
+
+
+def test_warm_start_queues_presets_within_budget(spaces):
+    study = optuna.create_study(direction="maximize")
+    assert warm_start(study, spaces["mixnet_300m"], 300_000_000) == ["mixnet_s"]  # M is 356M
+    trial = study.ask()
+    assert suggest_arch(trial, spaces["mixnet_300m"]) == spaces["mixnet_s"].sample(0)
+    assert warm_start(optuna.create_study(), spaces["mixnet_300m"], 400_000_000) == \
+        ["mixnet_s", "mixnet_m"]
+    assert warm_start(optuna.create_study(), spaces["tiny"], 10**12) == []  # not points of tiny
+
+
+def test_over_budget_trials_are_infeasible_and_never_evaluated(tmp_path, monkeypatch):
+    calls = {"evaluate": 0, "latency": 0}
+    real_eval, real_lat = search_module.evaluate, latency_module.arch_latency
+
+    def counting_eval(*a, **k):
+        calls["evaluate"] += 1
+        return real_eval(*a, **k)
+
+    def counting_latency(arch, **k):
+        calls["latency"] += 1
+        assert nas.count_cost(arch).flops <= 4_000_000, "an over-budget arch was timed"
+        return real_lat(arch, **k)
+
+    monkeypatch.setattr(search_module, "evaluate", counting_eval)
+    monkeypatch.setattr(latency_module, "arch_latency", counting_latency)
+    result = run_search(tiny_config(budget=4_000_000, trials=10), tmp_path / "run",
+                        progress=False, log=lambda m: None)
+    study = optuna.load_study(study_name="nas-search",
+                              storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    infeasible = [t for t in study.trials if t.user_attrs["flops"] > 4_000_000]
+    assert infeasible, "the budget should cut some of the tiny space"
+    for t in infeasible:
+        assert t.system_attrs["constraints:flops"] > 0
+        assert "accuracy" not in t.user_attrs and "latency_ms" not in t.user_attrs
+    assert calls["evaluate"] == calls["latency"] == result["feasible"] == 10 - len(infeasible)
+
+
+def test_search_end_to_end_writes_its_files_and_respects_the_budget(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_search(tiny_config(), run_dir, progress=False, log=lambda m: None)
+    assert result["trials"] == 6 and result["front"]
+    for name in ("study.db", "trials.csv", "config.json", "supernet/supernet.pt"):
+        assert (run_dir / name).exists(), name
+    frame = pd.read_csv(run_dir / "trials.csv")
+    assert len(frame) == 6
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["budget"] == 8_000_000 and cfg["space"] == TINY
+    for row in frame[frame.feasible].itertuples():
+        arch = nas.Architecture.parse(row.arch)
+        model = nas.build_model(arch).eval()
+        counter = FlopCountAnalysis(model, torch.zeros(1, 3, 64, 64))
+        counter.unsupported_ops_warnings(False)
+        assert counter.total() == row.flops <= 8_000_000
+        assert 0 <= row.accuracy <= 1 and row.latency_ms > 0 and row.bn_batches == 2
+    # every trial stores what the issue lists
+    study = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{run_dir / 'study.db'}")
+    feasible = [t for t in study.trials if t.user_attrs.get("feasible")]
+    assert {"arch", "flops", "params", "proxy_flops", "latency_ms", "accuracy", "reward",
+            "bn_batches"} <= set(feasible[0].user_attrs)
+    # a rerun with more trials tops up to the new total; the same total does nothing
+    assert run_search(tiny_config(trials=8), run_dir, progress=False,
+                      log=lambda m: None)["trials"] == 8
+    assert run_search(tiny_config(trials=8), run_dir, progress=False,
+                      log=lambda m: None)["trials"] == 8
+
+
+def test_interrupted_trials_are_failed_and_retried(tmp_path):
+    run_dir = tmp_path / "run"
+    run_search(tiny_config(trials=3), run_dir, progress=False, log=lambda m: None)
+    storage = f"sqlite:///{run_dir / 'study.db'}"
+    study = optuna.load_study(study_name="nas-search", storage=storage)
+    stale = study.ask()  # what a killed process leaves: a RUNNING trial with its params
+    arch = suggest_arch(stale, nas.load_space(TINY))
+    result = run_search(tiny_config(trials=5), run_dir, progress=False, log=lambda m: None)
+    assert result["retried"] == 1 and result["trials"] == 5
+    study = optuna.load_study(study_name="nas-search", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1
+    assert optuna.trial.TrialState.RUNNING not in states
+    retried = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+               and t.user_attrs["arch"] == str(arch)]
+    assert retried
+
+
+def test_pareto_mode_and_no_feasible_trial(tmp_path, capsys):
+    result = run_search(tiny_config(objective="pareto", trials=4), tmp_path / "p",
+                        progress=False, log=lambda m: None)
+    assert result["trials"] == 4
+    code = main(["search", "--budget", "3M", "--space", TINY, "-o", str(tmp_path / "none"),
+                 "--trials", "3", "--supernet-steps", "4", "--val-images", "100"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "No trial is feasible" in out or "within budget" in out
+
+
+@pytest.mark.parametrize("budget, fragment", [
+    ("3OOM", "bad budget '3OOM'"), ("-1", "bad budget"), ("0", "bad budget"),
+    ("1M", "smallest architecture of tiny: 2,936,320"),
+])
+def test_bad_budgets_exit_2_and_write_nothing(tmp_path, capsys, budget, fragment):
+    out = tmp_path / "run"
+    assert main(["search", "--budget", budget, "--space", TINY, "-o", str(out)]) == 2
+    assert fragment in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_run_directory_keeps_its_settings(tmp_path):
+    run_search(tiny_config(trials=2), tmp_path / "r", progress=False, log=lambda m: None)
+    with pytest.raises(RunError, match="other settings"):
+        run_search(tiny_config(trials=2, beta=0.5), tmp_path / "r", progress=False,
+                   log=lambda m: None)
+
+
+def test_a_rerun_does_not_replay_the_first_runs_suggestions(tmp_path):
+    run_dir = tmp_path / "run"
+    run_search(tiny_config(trials=3), run_dir, progress=False, log=lambda m: None)
+    run_search(tiny_config(trials=6), run_dir, progress=False, log=lambda m: None)
+    study = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{run_dir / 'study.db'}")
+    archs = [t.user_attrs["arch"] for t in study.trials]
+    assert archs[3:] != archs[:3]
+
+
+def test_one_search_per_run_directory(tmp_path):
+    import fcntl
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with (run_dir / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RunError, match="another nas search is running"):
+            run_search(tiny_config(), run_dir, progress=False, log=lambda m: None)
+
+
+@pytest.mark.parametrize("bad", [{"budget": "300M"}, {"latency": 5}, {"supernet": 5},
+                                 {"trials": True}, {"budget": 0}])
+def test_edited_config_json_is_a_clear_error(tmp_path, bad, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = {"budget": 8_000_000, "space": TINY, **bad}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nas: error:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("objective, sampler, expected", [
+    ("reward", "auto", "TPESampler"), ("pareto", "auto", "NSGAIISampler"),
+    ("reward", "random", "RandomSampler"), ("pareto", "tpe", "TPESampler"),
+    ("reward", "nsga2", "NSGAIISampler")])
+def test_sampler_choice(objective, sampler, expected):
+    from nas.search import make_sampler as _sampler
+
+    config = SearchConfig(budget=300_000_000, objective=objective, sampler=sampler).validate()
+    assert type(_sampler(config, 0)).__name__ == expected
+
+
+def test_unknown_sampler_is_an_error():
+    with pytest.raises(RunError, match="--sampler must be one of"):
+        SearchConfig(budget=300_000_000, sampler="grid").validate()
+
+
+def test_hypervolume_is_exact():
+    """Against inclusion-exclusion over the boxes each point dominates."""
+    import itertools
+
+    import numpy as np
+
+    from nas.search.results import hypervolume
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 8):
+        points = rng.uniform(0, 1.2, (n, 3))  # some beyond the reference: they add nothing
+        ref = np.ones(3)
+        inside = points[np.all(points < ref, axis=1)]
+        exact = 0.0
+        for k in range(1, len(inside) + 1):
+            for subset in itertools.combinations(inside, k):
+                corner = np.max(subset, axis=0)  # the intersection of the boxes
+                exact += (-1) ** (k + 1) * np.prod(ref - corner)
+        assert hypervolume(points, ref) == pytest.approx(exact, abs=1e-12)
+    assert hypervolume(np.empty((0, 3)), np.ones(3)) == 0.0

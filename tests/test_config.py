@@ -1,0 +1,135 @@
+"""Settings declared once: flags, help, checks and strict loading derived from the field;
+and every file name of a run directory spelled in one module."""
+
+import argparse
+import ast
+import dataclasses
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from nas.config import Settings, inherit, setting
+from nas.diagnose import DiagnoseConfig
+from nas.errors import UsageError
+from nas.latency import TableConfig
+from nas.reference import ReferenceConfig
+from nas.search import SearchConfig
+from nas.train import RetrainConfig, TrainConfig
+from nas.units import parse_flops
+
+NAS = Path(__file__).parents[1] / "nas"
+ALL_SETTINGS = [SearchConfig, TrainConfig, RetrainConfig, DiagnoseConfig, ReferenceConfig,
+                TableConfig]
+
+
+@dataclasses.dataclass
+class Base(Settings):
+    budget: int = setting(help="a budget", parse=parse_flops, at_least=1)
+    epochs: float = setting(1.0, above=0, help="epochs")
+    mode: str = setting("a", choices=("a", "b"), help="a or b")
+    seeds: List[int] = setting([0, 1], rerun=True, help="seeds")
+    fast: bool = setting(True, help="go fast")
+    hidden: str = setting("", cli=False, help="not a flag")
+
+
+@dataclasses.dataclass
+class Child(Base):
+    epochs: float = inherit(5.0)
+
+
+def _parse(cls, argv):
+    p = argparse.ArgumentParser()
+    cls.add_arguments(p)
+    return p, p.parse_args(argv)
+
+
+def test_flags_help_and_values_come_from_the_fields():
+    p, args = _parse(Base, ["--budget", "300M", "--seeds", "3", "4", "--no-fast"])
+    assert Base.given(args) == {"budget": 300_000_000, "seeds": [3, 4], "fast": False}
+    text = p.format_help()
+    assert "--epochs EPOCHS  epochs (default: 1.0)" in " ".join(text.split()).replace(
+        "EPOCHS epochs", "EPOCHS  epochs") or "(default: 1.0)" in text
+    assert "--hidden" not in text and "{a,b}" in text
+    with pytest.raises(SystemExit):  # required: no default
+        _parse(Base, [])
+
+
+def test_inherit_keeps_the_declaration_and_changes_the_default():
+    assert Child(budget=1).epochs == 5.0
+    with pytest.raises(UsageError, match="--epochs must be > 0"):
+        Child(budget=1, epochs=0.0).validate()
+    p, _ = _parse(Child, ["--budget", "1"])
+    assert "(default: 5.0)" in p.format_help()
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    ({"budget": 0}, "--budget must be >= 1"), ({"mode": "c"}, "--mode must be a or b"),
+    ({"epochs": float("nan")}, "finite"), ({"fast": 1}, "true or false"),
+    ({"seeds": [1, "2"]}, "list of whole numbers")])
+def test_checks_name_the_flag(bad, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        Base(**{"budget": 1, **bad}).validate()
+
+
+def test_strict_loading_of_saved_settings():
+    assert Base.from_dict({"budget": 5, "epochs": 2}).epochs == 2.0
+    with pytest.raises(UsageError, match="x.json: unknown settings"):
+        Base.from_dict({"budget": 5, "typo": 1}, "x.json")
+    with pytest.raises(UsageError, match="budget must be a whole number"):
+        Base.from_dict({"budget": "300M"})
+    with pytest.raises(UsageError, match="budget must be a whole number"):
+        Base.from_dict({"budget": True})
+    old, new = Base(budget=1), Base(budget=1, seeds=[7])
+    assert new.differences(old) == {}  # seeds may change between reruns
+    assert Base(budget=2).differences(old) == {"budget": 1}
+
+
+@pytest.mark.parametrize("cls", ALL_SETTINGS)
+def test_every_command_setting_round_trips_and_has_help(cls):
+    required = {n: 1 for n, f in cls.settings().items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    extra = {"arch": "3x32x32-10/stem_c8/ds_r1_k3_c8/head_c16"} if cls is RetrainConfig else {}
+    config = cls(**required, **extra).validate()
+    assert cls.from_dict(config.to_dict()) == config
+    assert all(f.metadata["nas_setting"]["help"] for f in cls.settings().values())
+
+
+def test_the_cli_declares_no_setting_flag_by_hand():
+    import inspect
+
+    from nas import cli
+
+    builders = {SearchConfig: cli._search_args, TrainConfig: cli._supernet_args,
+                RetrainConfig: cli._train_args, DiagnoseConfig: cli._diagnose_args,
+                ReferenceConfig: cli._reference_args, TableConfig: cli._latency_args}
+    for cls, builder in builders.items():
+        source = inspect.getsource(builder)
+        assert f"{cls.__name__}.add_arguments(" in source
+        for name, f in cls.settings().items():
+            if f.metadata["nas_setting"]["cli"]:
+                assert f'"{cls.flag(name)}"' not in source, cls.flag(name)
+
+
+def _literals(path: Path):
+    """String constants of a module that are not docstrings."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  and n.body and isinstance(n.body[0], ast.Expr)
+                  and isinstance(n.body[0].value, ast.Constant)}
+    return [n.value for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docstrings]
+
+
+def test_every_run_file_name_is_spelled_once():
+    """Paths into run directories are built only by nas.runs (prose, such as help text,
+    may still name the files)."""
+    names = {s for s in _literals(NAS / "runs.py") if "." in s and "/" not in s and " " not in s}
+    assert {"study.db", "trials.csv", "config.json", "supernet.pt", "weights.pt"} <= names
+    for path in NAS.rglob("*.py"):
+        if path.name == "runs.py":
+            continue
+        found = {n for n in names for s in _literals(path) if n in s and " " not in s}
+        assert not found, f"{path.relative_to(NAS.parent)} spells {sorted(found)}"
