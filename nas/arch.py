@@ -15,13 +15,24 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
+from functools import lru_cache
 from typing import Any, Dict, Iterator, Mapping, Tuple
 
-from .channels import check_groups, conv_out_size, mid_channels, se_channels, split_channels
+from .channels import (
+    adown_out_size,
+    check_groups,
+    conv_out_size,
+    hard_se_channels,
+    mid_channels,
+    se_channels,
+    split_channels,
+)
 from .errors import ArchError, GrammarError
 from .grammar import (
-    FIELD_BY_NAME,
+    _REQUIRED,
+    FIELDS_BY_KIND,
+    ROW_KINDS,
     SAME,
     fields_of,
     format_block,
@@ -35,6 +46,12 @@ __all__ = [
 ]
 
 
+# What a field that does not apply to a block kind holds (a ds block has no expansion).
+NEUTRAL = {"split": "equal", "exp_groups": 1, "proj_groups": 1, "stride": 1, "expansion": 1.0,
+           "se": 0.0, "hse": 0.0, "start": (), "div": 4, "skip": True, "kernels": (3,),
+           "patch": 0}
+
+
 def _check_value(kind: str, name: str, value: Any) -> Any:
     """Validate one field value with the grammar's own rules; return it normalised.
 
@@ -42,15 +59,26 @@ def _check_value(kind: str, name: str, value: Any) -> Any:
     (a width that is not a multiple of 8, a kernel of 4, text where a number belongs)
     is rejected here too, whether the object came from a string, JSON or code.
     """
-    if name == "skip":
+    grammar_field = FIELDS_BY_KIND[kind].get(name)
+    if grammar_field is None:  # not a field of this kind: only its neutral value
+        neutral = NEUTRAL[name]
+        if isinstance(value, bool) != isinstance(neutral, bool) or value != neutral:
+            raise ArchError(f"a {kind} block has no {name}: it must be {neutral!r}, "
+                            f"got {value!r}")
+        return neutral
+    default = grammar_field.default.get(kind, SAME)
+    if default is not SAME and value == default and \
+            isinstance(value, bool) == isinstance(default, bool) and \
+            isinstance(value, tuple) == isinstance(default, tuple):
+        return default  # a kind's defaults are valid (and a patch stem's 0 means none)
+    if grammar_field.flag:
         if not isinstance(value, bool):
-            raise ArchError(f"{kind}: skip must be true or false, got {value!r}")
+            raise ArchError(f"{kind}: {name} must be true or false, got {value!r}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float, str, tuple)):
         raise ArchError(f"{kind}: bad {name} {value!r}")
     if isinstance(value, tuple) and not all(type(v) is int for v in value):
         raise ArchError(f"{kind}: bad {name} {value!r}")
-    grammar_field = FIELD_BY_NAME[name]
     try:
         parsed = grammar_field.parse(grammar_field.fmt(value))
     except (ValueError, TypeError) as e:
@@ -66,7 +94,10 @@ def _check_fields(obj, kind: str) -> None:
         if f.name == "kind":
             continue
         if f.name == "kernel":  # the stem stores its single kernel as an int
-            _check_value(kind, "kernels", (obj.kernel,))
+            if not obj.patch:  # a patch stem's kernel and stride are its patch size
+                _check_value(kind, "kernels", (obj.kernel,))
+            continue
+        if f.name == "stride" and kind == "stem" and obj.patch:
             continue
         object.__setattr__(obj, f.name, _check_value(kind, f.name, getattr(obj, f.name)))
 
@@ -110,24 +141,39 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class Stem:
-    """``kernel``x``kernel`` conv, stride ``stride`` -> BN -> act."""
+    """``kernel``x``kernel`` conv, stride ``stride`` -> BN -> act; or, when ``patch`` is set,
+    ConvMixer's patch embedding: ``patch``x``patch`` conv with bias, stride ``patch``, no
+    padding -> act -> BN (``kernel`` and ``stride`` are then ``patch``)."""
 
     kernel: int
     stride: int
     out: int
     act: str
+    patch: int = 0
 
     def __post_init__(self):
         _check_fields(self, "stem")
+        if self.patch:
+            object.__setattr__(self, "kernel", self.patch)
+            object.__setattr__(self, "stride", self.patch)
 
     def __str__(self) -> str:
+        if self.patch:
+            return format_block("stem", {"kernels": None, "stride": 2, "patch": self.patch,
+                                         "out": self.out, "act": self.act})
         return format_block("stem", {"kernels": (self.kernel,), "stride": self.stride,
-                                     "out": self.out, "act": self.act})
+                                     "patch": 0, "out": self.out, "act": self.act})
+
 
 
 @dataclass(frozen=True)
 class Block:
-    """One row of a stage: ``repeats`` identical blocks, the first with ``stride``."""
+    """One row of a stage: ``repeats`` identical blocks, the first with ``stride``.
+
+    Fields a kind does not have hold their neutral value (``NEUTRAL``). A row with
+    ``repeats == 0`` is absent: every field but ``out`` (which the architecture sets to
+    the row's input width) takes one fixed value, so absent rows compare equal.
+    """
 
     kind: str
     repeats: int
@@ -141,53 +187,89 @@ class Block:
     out: int
     act: str
     skip: bool
+    start: Tuple[int, ...] = ()
+    hse: float = 0.0
+    div: int = 4
 
     def __post_init__(self):
-        if self.kind not in ("ds", "ir"):
-            raise ArchError(f"block kind must be ds or ir, got {self.kind!r}")
-        if isinstance(self.kernels, list):
-            object.__setattr__(self, "kernels", tuple(self.kernels))
-        if isinstance(self.split, list):
-            object.__setattr__(self, "split", tuple(self.split))
-        if self.kind == "ds" and (self.expansion != 1 or self.exp_groups != 1):
-            raise ArchError("a ds block has no expand conv: expansion and exp_groups must be 1")
+        if self.kind not in ROW_FIELDS:
+            raise ArchError(f"block kind must be one of {', '.join(ROW_FIELDS)}, "
+                            f"got {self.kind!r}")
+        for name in ("kernels", "split", "start"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.repeats == 0:
+            for name, value in _absent_values(self.kind).items():
+                object.__setattr__(self, name, value)
         _check_fields(self, self.kind)
-        object.__setattr__(self, "split", normalize_split(self.split, len(self.kernels)))
-        if not isinstance(self.split, str) and len(self.split) != len(self.kernels):
-            raise ArchError(
-                f"split {':'.join(map(str, self.split))} has {len(self.split)} parts "
-                f"but kernel set {'.'.join(map(str, self.kernels))} has {len(self.kernels)}"
-            )
+        if self.se and self.hse:
+            raise ArchError(f"{self.kind}: a block has one SE, se or hse, not both")
+        if self.kind == "uir" and self.stride == 2 and not self.kernels and not self.start:
+            raise ArchError("a stride-2 uir block needs a depthwise conv (a or k not 0)")
+        object.__setattr__(self, "split", normalize_split(
+            self.split, max(len(self.kernels), len(self.start))))
+        for kernels in (self.kernels, self.start):
+            if not isinstance(self.split, str) and len(kernels) > 1 and \
+                    len(self.split) != len(kernels):
+                raise ArchError(
+                    f"split {':'.join(map(str, self.split))} has {len(self.split)} parts "
+                    f"but kernel set {'.'.join(map(str, kernels))} has {len(kernels)}"
+                )
 
     def values(self) -> Dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields_of(self.kind)}
+        return {name: getattr(self, name) for name in ROW_FIELDS[self.kind]}
 
     def __str__(self) -> str:
         return format_block(self.kind, self.values())
 
     @classmethod
     def from_values(cls, kind: str, values: Mapping[str, Any]) -> "Block":
-        return cls(
-            kind=kind, repeats=values["repeats"], kernels=values["kernels"],
-            split=values["split"], exp_groups=values.get("exp_groups", 1),
-            proj_groups=values["proj_groups"], stride=values["stride"],
-            expansion=values.get("expansion", 1.0), se=values["se"], out=values["out"],
-            act=values["act"], skip=values["skip"],
-        )
+        return cls(kind=kind, **{name: values.get(name, neutral)
+                                 for name, neutral in _BLOCK_NEUTRAL.items()})
+
+
+ROW_FIELDS: Dict[str, Tuple[str, ...]] = {
+    kind: tuple(f.name for f in fields_of(kind)) for kind in ROW_KINDS}
+_BLOCK_NEUTRAL = {f.name: NEUTRAL.get(f.name) for f in fields(Block) if f.name != "kind"}
+
+
+@lru_cache(maxsize=None)
+def _absent_values(kind: str) -> Dict[str, Any]:
+    """What an absent (r0) row of ``kind`` holds, but for its width."""
+    values = {}
+    for name in _BLOCK_NEUTRAL:
+        if name in ("repeats", "out"):
+            continue
+        f = FIELDS_BY_KIND[kind].get(name)
+        if f is None:
+            values[name] = NEUTRAL[name]
+        else:
+            default = f.default_for(kind)
+            values[name] = f.absent if default is _REQUIRED else default
+    return values
 
 
 @dataclass(frozen=True)
 class Head:
-    """1x1 conv to ``out`` -> BN -> act -> global average pool -> linear."""
+    """[1x1 conv to ``out`` -> BN -> act] -> global average pool -> [1x1 conv to ``post``
+    (with bias, or with ``post_bn`` a BN) -> act] -> linear. ``out`` or ``post`` 0: no
+    such conv (MobileNetV1 and ConvMixer have neither; MobileNetV3/V4 only ``post``)."""
 
     out: int
     act: str
+    post: int = 0
+    post_bn: bool = False
 
     def __post_init__(self):
         _check_fields(self, "head")
 
     def __str__(self) -> str:
-        return format_block("head", {"out": self.out, "act": self.act})
+        return format_block("head", {"out": self.out, "post": self.post,
+                                     "post_bn": self.post_bn, "act": self.act})
+
+    def features(self, in_ch: int) -> int:
+        """Width of what the classifier sees, fed ``in_ch`` channels."""
+        return self.post or self.out or in_ch
 
 
 @dataclass(frozen=True)
@@ -215,23 +297,59 @@ class Layer:
     residual: bool
     in_size: int
     out_size: int
+    # uir: the depthwise conv before the expansion (empty: none) and its channel groups
+    start_kernels: Tuple[int, ...] = ()
+    start_splits: Tuple[int, ...] = ()
+    se_hard: bool = False  # MobileNetV3's SE: ReLU inside, hard-sigmoid gate
+    part_ch: int = 0  # pc: the channels PConv convolves
+
+
+# Per kind, what the expanded ("mid") width is: the input's, the output's, or expanded.
+_MID_IS_IN = ("ds", "dsa", "cm")
+
+
+def out_size_of(kind: str, size: int, stride: int) -> int:
+    """Spatial output size of a block of ``kind`` with ``stride`` fed ``size`` pixels
+    (per side; 'same' padding keeps ceil(size / stride) whatever the odd kernel)."""
+    if kind == "adown":
+        return adown_out_size(size)
+    return conv_out_size(size, 3, stride) if stride > 1 else size
 
 
 def block_layers(block: Block, in_ch: int, size: int, stage: int = 0, row: int = 0):
     """The concrete layers of one block row fed ``in_ch`` channels at ``size``x``size``."""
     layers = []
+    kind = block.kind
     for i in range(block.repeats):
-        stride = block.stride if i == 0 else 1
-        mid = in_ch if block.kind == "ds" else mid_channels(in_ch, block.expansion)
-        out_size = conv_out_size(size, max(block.kernels), stride)
+        stride = 2 if kind == "adown" else (block.stride if i == 0 else 1)
+        if kind in _MID_IS_IN:
+            mid = in_ch
+        elif kind in ("cn", "adown"):
+            mid = block.out
+        else:
+            mid = mid_channels(in_ch, block.expansion)
+        out_size = out_size_of(kind, size, stride)
+        n = len(block.kernels)
+        if block.hse:
+            se_ch, se_hard = hard_se_channels(mid, block.hse), True
+        else:
+            se_ch, se_hard = se_channels(in_ch, block.se), False
+        if kind in ("ds", "ir", "uir"):
+            residual = block.skip and stride == 1 and in_ch == block.out
+        else:  # dsa, cn, adown never; cm always, around its depthwise conv only
+            residual = kind == "cm" or (kind == "pc" and in_ch == block.out)
         layers.append(Layer(
-            stage=stage, row=row, repeat=i, kind=block.kind, in_ch=in_ch, mid_ch=mid,
+            stage=stage, row=row, repeat=i, kind=kind, in_ch=in_ch, mid_ch=mid,
             out_ch=block.out, stride=stride, kernels=block.kernels,
-            dw_splits=split_channels(mid, len(block.kernels), block.split),
-            se_ch=se_channels(in_ch, block.se), exp_groups=block.exp_groups,
+            dw_splits=(split_channels(mid, n, block.split)
+                       if n and kind not in ("cn", "pc", "adown") else ()),
+            se_ch=se_ch, exp_groups=block.exp_groups,
             proj_groups=block.proj_groups, act=block.act,
-            residual=block.skip and stride == 1 and in_ch == block.out,
-            in_size=size, out_size=out_size,
+            residual=residual, in_size=size, out_size=out_size,
+            start_kernels=block.start,
+            start_splits=(split_channels(in_ch, len(block.start), block.split)
+                          if block.start else ()),
+            se_hard=se_hard, part_ch=in_ch // block.div if kind == "pc" else 0,
         ))
         size, in_ch = out_size, block.out
     return layers
@@ -248,27 +366,55 @@ class Architecture:
 
     def __post_init__(self):
         stages = tuple(tuple(rows) for rows in self.stages)
+        if any(b.repeats == 0 for rows in stages for b in rows):
+            stages = self._pass_absent_rows(stages)
         object.__setattr__(self, "stages", stages)
         if not stages or any(not rows for rows in stages):
             raise ArchError("an architecture needs at least one stage, and no stage may be empty")
         for layer in self.layers():
-            if not check_groups(layer.dw_splits):
+            if not check_groups(layer.dw_splits) or not check_groups(layer.start_splits):
                 raise ArchError(
                     f"stage {layer.stage} row {layer.row}: splitting {layer.mid_ch} channels "
                     f"over kernels {'.'.join(map(str, layer.kernels))} leaves a group empty "
                     f"({'+'.join(map(str, layer.dw_splits))})"
                 )
+            if layer.kind == "pc" and layer.part_ch < 1:
+                raise ArchError(f"stage {layer.stage} row {layer.row}: PConv over "
+                                f"{layer.in_ch} // d channels convolves none")
+            if layer.out_size < 1:
+                raise ArchError(f"stage {layer.stage} row {layer.row}: the feature map "
+                                f"vanishes at {self.input.resolution}x{self.input.resolution}")
+
+    def _pass_absent_rows(self, stages):
+        """Absent (r0) rows pass their input on: their width is their input width."""
+        width, out = self.stem.out, []
+        for rows in stages:
+            kept = []
+            for block in rows:
+                if block.repeats == 0 and block.out != width:
+                    block = replace(block, out=width)
+                kept.append(block)
+                width = block.out
+            out.append(tuple(kept))
+        return tuple(out)
 
     # ----------------------------------------------------------- derived structure
     def layers(self) -> Iterator[Layer]:
         """Every block of the network in order, with widths and sizes resolved."""
-        size = conv_out_size(self.input.resolution, self.stem.kernel, self.stem.stride)
+        size = self.stem_size()
         width = self.stem.out
         for s, rows in enumerate(self.stages):
             for r, block in enumerate(rows):
                 layers = block_layers(block, width, size, stage=s, row=r)
                 yield from layers
-                size, width = layers[-1].out_size, block.out
+                if layers:
+                    size, width = layers[-1].out_size, block.out
+
+    def stem_size(self, resolution: int = 0) -> int:
+        """Side of the stem's output map at ``resolution`` (default: the target's)."""
+        stem = self.stem
+        return conv_out_size(resolution or self.input.resolution, stem.kernel, stem.stride,
+                             0 if stem.patch else None)
 
     @property
     def last_width(self) -> int:
@@ -319,8 +465,12 @@ class Architecture:
         _, v = block(parts[1], ("stem",), offset)
         if len(v["kernels"]) != 1:
             raise ArchError(f"column {offset + 1}: the stem takes a single kernel size")
+        if v["patch"] and (parts[1].count("_k") or parts[1].count("_s")):
+            raise ArchError(f"column {offset + 1}: a patch stem's kernel and stride are its "
+                            "patch size (p): leave out k and s")
         try:
-            stem = Stem(kernel=v["kernels"][0], stride=v["stride"], out=v["out"], act=v["act"])
+            stem = Stem(kernel=v["kernels"][0], stride=v["stride"], out=v["out"], act=v["act"],
+                        patch=v["patch"])
         except ArchError as e:
             raise ArchError(f"column {offset + 1}: {e}") from None
         offset += len(parts[1]) + 1
@@ -329,8 +479,8 @@ class Architecture:
         for stage_text in parts[2:-1]:
             rows = []
             for row_text in stage_text.split(","):
-                kind, v = block(row_text, ("ds", "ir"), offset)
-                if v["out"] is SAME:
+                kind, v = block(row_text, ROW_KINDS, offset)
+                if v["out"] is SAME or v["repeats"] == 0:
                     v["out"] = width
                 width = v["out"]
                 try:
@@ -340,7 +490,11 @@ class Architecture:
                 offset += len(row_text) + 1
             stages.append(tuple(rows))
         _, v = block(parts[-1], ("head",), offset)
-        return cls(spec, stem, tuple(stages), Head(out=v["out"], act=v["act"]))
+        try:
+            head = Head(out=v["out"], act=v["act"], post=v["post"], post_bn=v["post_bn"])
+        except ArchError as e:
+            raise ArchError(f"column {offset + 1}: {e}") from None
+        return cls(spec, stem, tuple(stages), head)
 
     # ----------------------------------------------------------- JSON
     def to_dict(self) -> Dict[str, Any]:
@@ -349,6 +503,7 @@ class Architecture:
         def block_dict(b: Block) -> Dict[str, Any]:
             d = {f.name: getattr(b, f.name) for f in fields(b)}
             d["kernels"] = list(b.kernels)
+            d["start"] = list(b.start)
             d["split"] = b.split if isinstance(b.split, str) else list(b.split)
             return d
 
@@ -356,9 +511,10 @@ class Architecture:
             "input": {"channels": self.input.channels, "resolution": self.input.resolution,
                       "classes": self.input.classes},
             "stem": {"kernel": self.stem.kernel, "stride": self.stem.stride,
-                     "out": self.stem.out, "act": self.stem.act},
+                     "out": self.stem.out, "act": self.stem.act, "patch": self.stem.patch},
             "stages": [[block_dict(b) for b in rows] for rows in self.stages],
-            "head": {"out": self.head.out, "act": self.head.act},
+            "head": {"out": self.head.out, "act": self.head.act, "post": self.head.post,
+                     "post_bn": self.head.post_bn},
         }
 
     @classmethod
@@ -369,7 +525,9 @@ class Architecture:
             if not isinstance(d, Mapping):
                 raise ArchError(f"{where}: expected an object, got {type(d).__name__}")
             names = {f.name for f in fields(klass)}
-            extra, missing = set(d) - names, names - set(d)
+            # Fields added later (with defaults) may be missing from older files.
+            required = {f.name for f in fields(klass) if f.default is MISSING}
+            extra, missing = set(d) - names, required - set(d)
             if extra or missing:
                 raise ArchError(
                     f"{where}: unknown keys {sorted(extra)}" if extra

@@ -6,7 +6,7 @@ modules it must agree with can never drift apart.
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 Split = Union[str, Tuple[int, ...]]
 
@@ -35,6 +35,22 @@ def se_channels(in_channels: int, se_ratio: float) -> int:
     if se_ratio <= 0:
         return 0
     return max(1, int(in_channels * se_ratio + 0.5))
+
+
+def make_divisible(value: float, divisor: int = WIDTH_DIVISOR, round_limit: float = 0.9) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor``, never below ``divisor`` nor
+    more than 10% below ``value`` (timm's ``make_divisible``, TensorFlow's ``_make_divisible``
+    in the MobileNet reference code)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < round_limit * value else rounded
+
+
+def hard_se_channels(mid_channels_: int, ratio: float) -> int:
+    """MobileNetV3's SE width: *expanded* channels x ratio, :func:`make_divisible` by 8;
+    0 when the ratio is 0 (no SE)."""
+    if ratio <= 0:
+        return 0
+    return make_divisible(mid_channels_ * ratio)
 
 
 def split_channels(total: int, groups: int, rule: Split = "equal") -> Tuple[int, ...]:
@@ -70,9 +86,16 @@ def split_channels(total: int, groups: int, rule: Split = "equal") -> Tuple[int,
     return tuple(sizes)
 
 
-def conv_out_size(size: int, kernel: int, stride: int) -> int:
-    """Spatial output size of a 'same'-padded (padding = kernel // 2) convolution."""
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+def conv_out_size(size: int, kernel: int, stride: int, padding: Optional[int] = None) -> int:
+    """Spatial output size of a convolution, 'same'-padded (padding = kernel // 2) unless
+    ``padding`` is given (ConvMixer's patch embedding has none)."""
+    pad = kernel // 2 if padding is None else padding
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def adown_out_size(size: int) -> int:
+    """Output size of ADown: a 2x2 stride-1 average pool, then 3x3 stride-2 (padding 1)."""
+    return (size - 1 + 2 - 3) // 2 + 1
 
 
 def check_groups(sizes: Sequence[int]) -> bool:

@@ -3,8 +3,8 @@
 FLOPs follow fvcore's convention (DESIGN.md §3): multiply-accumulates of convs and
 linears (bias adds not counted), 2 per element for an eval-mode affine BatchNorm,
 1 per input element for the head's global average pool; activations, the SE gate
-multiply, residual adds, split and concat count 0, and so does the SE squeeze (a
-``mean``, which fvcore does not count). ``tests/test_cost.py`` holds this to fvcore
+multiply, residual adds, split and concat count 0, and so do the SE squeeze (a
+``mean``) and ADown's average and max pools, which fvcore does not count. ``tests/test_cost.py`` holds this to fvcore
 exactly on random architectures of every shipped space.
 
 The arithmetic is plain integer code per block row (repeats after the first are
@@ -17,8 +17,14 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Optional, Tuple
 
-from .arch import Architecture, Block, InputSpec
-from .channels import conv_out_size, mid_channels, se_channels, split_channels
+from .arch import Architecture, Block, InputSpec, out_size_of
+from .channels import (
+    conv_out_size,
+    hard_se_channels,
+    mid_channels,
+    se_channels,
+    split_channels,
+)
 
 __all__ = ["Cost", "count_cost", "block_cost", "stem_cost", "head_cost"]
 
@@ -39,17 +45,58 @@ def _dw_weights(mid: int, kernels: Tuple[int, ...], split) -> int:
 
 def _layer(kind: str, in_ch: int, out: int, block: Block, size_in: int, size_out: int):
     """FLOPs and params of one block of a row."""
-    mid = in_ch if kind == "ds" else mid_channels(in_ch, block.expansion)
     px_in, px_out = size_in * size_in, size_out * size_out
-    dw = _dw_weights(mid, block.kernels, block.split)
-    project = mid * out // block.proj_groups
-    params = dw + project + 2 * mid + 2 * out
-    flops = (dw + project + 2 * mid + 2 * out) * px_out
-    if kind == "ir":
-        expand = in_ch * mid // block.exp_groups
-        params += expand + 2 * mid
-        flops += (expand + 2 * mid) * px_in
-    se = se_channels(in_ch, block.se)
+    if kind in ("ds", "dsa", "ir"):
+        mid = in_ch if kind != "ir" else mid_channels(in_ch, block.expansion)
+        dw = _dw_weights(mid, block.kernels, block.split)
+        project = mid * out // block.proj_groups
+        params = dw + project + 2 * mid + 2 * out
+        flops = params * px_out
+        if kind == "ir":
+            expand = in_ch * mid // block.exp_groups
+            params += expand + 2 * mid
+            flops += (expand + 2 * mid) * px_in
+    elif kind == "uir":
+        mid = mid_channels(in_ch, block.expansion)
+        # Without a middle depthwise conv, the first one strides (timm's UIB).
+        px_start = px_in if block.kernels else px_out
+        params = flops = 0
+        if block.start:
+            start = _dw_weights(in_ch, block.start, block.split) + 2 * in_ch
+            params, flops = start, start * px_start
+        expand = in_ch * mid + 2 * mid
+        params += expand
+        flops += expand * px_start
+        if block.kernels:
+            dw = _dw_weights(mid, block.kernels, block.split) + 2 * mid
+            params += dw
+            flops += dw * px_out
+        project = mid * out + 2 * out
+        params += project
+        flops += project * px_out
+    elif kind == "cn":
+        mid = out
+        params = in_ch * out * block.kernels[0] ** 2 + 2 * out
+        flops = params * px_out
+    elif kind == "cm":  # conv biases are parameters, not FLOPs (fvcore counts MACs)
+        mid = in_ch
+        dw = _dw_weights(in_ch, block.kernels, block.split)
+        flops = (dw + 2 * in_ch + in_ch * out + 2 * out) * px_out
+        params = dw + 3 * in_ch + in_ch * out + 3 * out
+    elif kind == "pc":
+        mid = mid_channels(in_ch, block.expansion)
+        part = in_ch // block.div
+        params = part * part * block.kernels[0] ** 2 + in_ch * mid + 2 * mid + mid * out
+        flops = params * px_out
+    else:  # adown: the pools count nothing, as in fvcore
+        mid = 0
+        half_in, half_out = in_ch // 2, out // 2
+        params = half_in * half_out * 10 + 4 * half_out
+        flops = params * px_out
+    if block.hse:
+        se = hard_se_channels(mid, block.hse)
+    else:
+        se = se_channels(in_ch, block.se)
     if se:
         flops += 2 * mid * se
         params += 2 * mid * se + se + mid
@@ -58,28 +105,44 @@ def _layer(kind: str, in_ch: int, out: int, block: Block, size_in: int, size_out
 
 def block_cost(block: Block, in_ch: int, size: int) -> Tuple[int, int, int]:
     """``(flops, params, out_size)`` of a block row fed ``in_ch`` channels at ``size``."""
-    out_size = conv_out_size(size, block.kernels[-1], block.stride)
-    flops, params = _layer(block.kind, in_ch, block.out, block, size, out_size)
+    if block.repeats == 0:
+        return 0, 0, size
+    kind = block.kind
+    stride = 2 if kind == "adown" else block.stride
+    out_size = out_size_of(kind, size, stride)
+    flops, params = _layer(kind, in_ch, block.out, block, size, out_size)
     if block.repeats > 1:
-        f, p = _layer(block.kind, block.out, block.out, block, out_size, out_size)
+        f, p = _layer(kind, block.out, block.out, block, out_size, out_size)
         flops += f * (block.repeats - 1)
         params += p * (block.repeats - 1)
     return flops, params, out_size
 
 
-def stem_cost(spec: InputSpec, kernel: int, stride: int, out: int) -> Tuple[int, int, int]:
-    """``(flops, params, out_size)`` of the stem conv + BN."""
-    size = conv_out_size(spec.resolution, kernel, stride)
+def stem_cost(spec: InputSpec, kernel: int, stride: int, out: int,
+              patch: int = 0) -> Tuple[int, int, int]:
+    """``(flops, params, out_size)`` of the stem conv + BN (a patch stem's conv has a bias)."""
+    size = conv_out_size(spec.resolution, kernel, stride, 0 if patch else None)
     weights = out * spec.channels * kernel * kernel
-    return (weights + 2 * out) * size * size, weights + 2 * out, size
+    return (weights + 2 * out) * size * size, weights + (3 if patch else 2) * out, size
 
 
-def head_cost(in_ch: int, size: int, out: int, classes: int) -> Tuple[int, int]:
-    """``(flops, params)`` of 1x1 conv + BN + global average pool + linear classifier."""
+def head_cost(in_ch: int, size: int, out: int, classes: int, post: int = 0,
+              post_bn: bool = False) -> Tuple[int, int]:
+    """``(flops, params)`` of the head: [1x1 conv + BN] -> global average pool (1 FLOP per
+    input element, as fvcore counts it) -> [1x1 conv + bias or BN] -> linear classifier."""
     px = size * size
-    flops = (in_ch * out + 2 * out + out) * px + out * classes
-    params = in_ch * out + 2 * out + out * classes + classes
-    return flops, params
+    flops = params = 0
+    width = in_ch
+    if out:
+        params = in_ch * out + 2 * out
+        flops = params * px
+        width = out
+    flops += width * px
+    if post:
+        flops += width * post + (2 * post if post_bn else 0)
+        params += width * post + (2 * post if post_bn else post)
+        width = post
+    return flops + width * classes, params + width * classes + classes
 
 
 def count_cost(arch: Architecture, input: Optional[InputSpec] = None) -> Cost:
@@ -90,7 +153,7 @@ def count_cost(arch: Architecture, input: Optional[InputSpec] = None) -> Cost:
     if input is not None and input != arch.input:
         arch = replace(arch, input=input)
     stem = arch.stem
-    flops, params, size = stem_cost(arch.input, stem.kernel, stem.stride, stem.out)
+    flops, params, size = stem_cost(arch.input, stem.kernel, stem.stride, stem.out, stem.patch)
     width = stem.out
     for rows in arch.stages:
         for block in rows:
@@ -98,5 +161,6 @@ def count_cost(arch: Architecture, input: Optional[InputSpec] = None) -> Cost:
             flops += f
             params += p
             width = block.out
-    f, p = head_cost(width, size, arch.head.out, arch.input.classes)
+    head = arch.head
+    f, p = head_cost(width, size, head.out, arch.input.classes, head.post, head.post_bn)
     return Cost(flops + f, params + p)

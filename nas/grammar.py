@@ -1,47 +1,83 @@
 """The block grammar: one compact string per stem, block row or head.
 
-In the spirit of timm's ``ir_r2_k3.5.7_e6_c40_se0.5`` strings, with two differences:
-any value may be a set of alternatives separated by ``|``, and unknown, repeated or
-misplaced tokens are errors (timm ignores them).
+In the spirit of timm's ``ir_r2_k3.5.7_e6_c40_se0.5`` strings (block kinds and tokens
+carry timm's names where timm has them), with two differences: any value may be a set
+of alternatives separated by ``|``, and unknown, repeated or misplaced tokens are errors
+(timm ignores them).
 
 Grammar (``_`` separates tokens, ``|`` separates alternatives)::
 
     block    := KIND ( "_" token )*
-    KIND     := "stem" | "ds" | "ir" | "head"
-    token    := KEY value ( "|" value )*  |  "noskip"
+    token    := KEY value ( "|" value )*  |  FLAG
 
-    key  meaning                                  value                 kinds          default
-    r    repeats of the row (stage depth)         int in 1..32          ds ir          1
-    k    depthwise kernel set, increasing         k(.k)*, k in          stem ds ir     stem: 3;
-                                                  {3,5,7,9,11}                         else required
-    x    channel split across the kernel set     equal | exp | n:n(:n)* ds ir        equal
-    a    groups of the 1x1 expand conv            1 | 2                 ir             1
-    p    groups of the 1x1 project conv           1 | 2                 ds ir          1
-    s    stride of the first repeat (fixed)       1 | 2                 stem ds ir     stem: 2; 1
-    e    expansion ratio                          number in (0, 32]     ir             required
-    se   squeeze-excitation ratio of the block's  number in [0, 1],     ds ir          0
-         *input* channels (0 = no SE)             0 = off
-    c    output channels, a multiple of 8         int, 8..8192          all            stem/head:
-                                                                                       required;
-                                                                                       ds/ir: same
-                                                                                       as its input
-    act  activation                               relu | swish | hswish all            relu
-    noskip  no residual connection (no value)     flag                  ds ir          off
+Block kinds (a stage row is any kind but ``stem`` and ``head``)::
+
+    stem   k x k conv, stride s -> BN -> act; or, with p, ConvMixer's patch embedding:
+           p x p conv with bias, stride p -> act -> BN
+    ds     depthwise-separable: MixConv -> BN -> act -> [SE] -> 1x1 -> BN [+ input]
+    dsa    ds with an activation after the 1x1's BN and no residual (timm's dsa; MobileNetV1)
+    ir     inverted residual: 1x1 expand -> BN -> act -> MixConv -> BN -> act -> [SE]
+           -> 1x1 project -> BN [+ input]
+    cn     dense k x k conv -> BN -> act (timm's cn; MobileNetV3/V4's 1x1 and 3x3 conv rows)
+    uir    MobileNetV4's Universal Inverted Bottleneck (timm's uir): [MixConv a -> BN] ->
+           1x1 expand -> BN -> act -> [MixConv k -> BN -> act] -> [SE] -> 1x1 -> BN [+ input];
+           a0 and k0 leave a depthwise conv out: IB (a0), ExtraDW (a, k), ConvNext-like (k0),
+           FFN (a0_k0)
+    cm     ConvMixer layer: (MixConv with bias -> act -> BN) + input -> 1x1 with bias -> act -> BN
+    pc     FasterNet block: PConv (dense k x k conv on the first C/d channels, identity on the
+           rest) -> 1x1 expand -> BN -> act -> 1x1 project, + input
+    adown  YOLOv9's ADown: 2x2 average pool (stride 1), then half the channels through a
+           3x3 stride-2 conv -> BN -> act, half through a 3x3 stride-2 max pool and a
+           1x1 conv -> BN -> act, concatenated (always stride 2)
+    head   [1x1 conv c -> BN -> act] -> global average pool -> [1x1 conv f with bias -> act,
+           or with fbn: 1x1 conv f -> BN -> act] -> linear
+
+Tokens (canonical order)::
+
+    key  meaning                                   value                    kinds
+    r    repeats of the row; 0 = the row is absent int in 0..32            rows (default 1)
+    a    uir: depthwise kernel set before the      kernel set or 0          uir (default 0)
+         expansion (0 = none)
+    k    depthwise kernel set, increasing          k(.k)*, k in 3..11 odd   stem (3) ds dsa ir cm
+         uir: the middle depthwise conv, 0 = none  kernel set or 0          uir (required)
+         a dense conv's kernel                     1, 3, 5, 7, 9 or 11      cn pc (cn: required)
+    x    channel split across the kernel set       equal | exp | n:n(:n)*   ds dsa ir uir cm
+    a    groups of the 1x1 expand conv             1 | 2                    ir
+    p    groups of the 1x1 project conv            1 | 2                    ds dsa ir
+         stem: patch size (kernel = stride = p)    int in 1..32             stem
+    s    stride of the first repeat (fixed)        1 | 2                    stem ds dsa ir cn uir
+    e    expansion ratio                           number in (0, 32]        ir uir pc (pc: 2)
+    d    PConv divisor: the conv sees C/d channels int in 1..16             pc (default 4)
+    se   SE, width = block *input* channels x se,  number in [0, 1]         ds dsa ir
+         block act inside, sigmoid gate (MixNet)
+    hse  SE, width = *expanded* channels x hse     number in [0, 1]         ds dsa ir uir
+         rounded to a multiple of 8, ReLU inside,
+         hard-sigmoid gate (MobileNetV3)
+    c    output channels, a multiple of 8          int, 8..8192             all (head: 0 = no
+                                                                            conv before pooling)
+    f    1x1 conv after pooling, 0 = none          0 or a multiple of 8     head
+    fbn  that conv has BN instead of a bias (V4)   flag                     head
+    act  activation                                relu | relu6 | swish |   all (default relu)
+                                                   hswish | gelu
+    noskip  no residual connection                 flag                     ds ir uir
 
 A row without ``c`` keeps the width it is fed, so its width is the same decision as
 the row before it (the stem's, for the first row): ``ir_r1_k3_s2_e6_c24|32`` followed
 by ``ir_r1|2_k3_e3`` gives a stage with one width choice and residuals throughout.
-Numbers are written plainly (``6``, ``0.25``; at most 4 decimals). ``s`` and
-``noskip`` are fixed: they cannot take alternatives. Examples::
+A row whose repeats include 0 is optional; absent, it passes its input on unchanged.
+Numbers are written plainly (``6``, ``0.25``; at most 4 decimals). ``s``, ``noskip``
+and ``fbn`` are fixed: they cannot take alternatives. Examples::
 
     stem_c16|24                             stem: 3x3 stride-2 conv, 16 or 24 channels
     ds_r1_k3_c16                            MixNet-S's first block
     ir_r1|2|3_k3|3.5|3.5.7_e3|6_se0|0.5_c40_actswish
+    uir_r0|1_a0|3.5_k0|3.5.7_e4_c96         an optional UIB row, variant and kernels chosen
     head_c1536
 
 An architecture uses the same grammar with exactly one value per token; its
 canonical form (:func:`format_block`) writes the tokens in the order of the table
-above and leaves out values equal to their defaults, except ``r``, ``k``, ``e``, ``c``.
+above and leaves out values equal to their defaults, except ``r``, ``k``, ``e`` and a
+row's ``c``; an absent row is written ``KIND_r0``.
 """
 
 from __future__ import annotations
@@ -49,17 +85,19 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .errors import GrammarError
 
-KINDS = ("stem", "ds", "ir", "head")
+KINDS = ("stem", "ds", "dsa", "ir", "cn", "uir", "cm", "pc", "adown", "head")
+ROW_KINDS = ("ds", "dsa", "ir", "cn", "uir", "cm", "pc", "adown")
 KERNELS = (3, 5, 7, 9, 11)
-ACTIVATIONS = ("relu", "swish", "hswish")
+DENSE_KERNELS = (1, 3, 5, 7, 9, 11)
+ACTIVATIONS = ("relu", "relu6", "swish", "hswish", "gelu")
 MAX_DECIMALS = 4
 # Bounds keep one hostile or mistyped string from allocating a network that cannot fit
 # in memory (r100000000 would build 1e8 layers); they are far above any MixNet.
-MAX_REPEATS, MAX_WIDTH, MAX_EXPANSION = 32, 8192, 32
+MAX_REPEATS, MAX_WIDTH, MAX_EXPANSION, MAX_PATCH, MAX_DIV = 32, 8192, 32, 32, 16
 _REQUIRED = object()
 
 
@@ -99,8 +137,8 @@ def format_number(value: float) -> str:
 
 def _parse_repeats(text: str) -> int:
     value = _int(text, "repeats (r)")
-    if not 1 <= value <= MAX_REPEATS:
-        raise ValueError(f"repeats (r) must be between 1 and {MAX_REPEATS}, got {value}")
+    if not 0 <= value <= MAX_REPEATS:
+        raise ValueError(f"repeats (r) must be between 0 and {MAX_REPEATS}, got {value}")
     return value
 
 
@@ -125,8 +163,21 @@ def _parse_kernels(text: str) -> Tuple[int, ...]:
     return tuple(kernels)
 
 
+def _parse_optional_kernels(text: str) -> Tuple[int, ...]:
+    """A kernel set, or ``0``: no depthwise conv (the empty tuple)."""
+    return () if text == "0" else _parse_kernels(text)
+
+
+def _parse_dense_kernel(text: str) -> Tuple[int, ...]:
+    value = _int(text, "kernel (k)")
+    if value not in DENSE_KERNELS:
+        raise ValueError(f"kernel {value} is not allowed: a dense conv's kernel is 1, 3, 5, "
+                         "7, 9 or 11")
+    return (value,)
+
+
 def _format_kernels(kernels: Tuple[int, ...]) -> str:
-    return ".".join(str(k) for k in kernels)
+    return ".".join(str(k) for k in kernels) if kernels else "0"
 
 
 def _parse_split(text: str):
@@ -159,6 +210,16 @@ def _parse_groups(what: str) -> Callable[[str], int]:
     return parse
 
 
+def _parse_bounded(what: str, low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _int(text, what)
+        if not low <= value <= high:
+            raise ValueError(f"{what} must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
 def _parse_stride(text: str) -> int:
     value = _int(text, "stride (s)")
     if value not in (1, 2):
@@ -174,11 +235,14 @@ def _parse_expansion(text: str) -> float:
     return value
 
 
-def _parse_se(text: str) -> float:
-    value = _number(text, "SE ratio (se)")
-    if value > 1:
-        raise ValueError(f"SE ratio (se) must be between 0 and 1, got '{text}'")
-    return value
+def _parse_ratio(what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = _number(text, what)
+        if value > 1:
+            raise ValueError(f"{what} must be between 0 and 1, got '{text}'")
+        return value
+
+    return parse
 
 
 def _parse_width(text: str) -> int:
@@ -189,64 +253,140 @@ def _parse_width(text: str) -> int:
     return value
 
 
+def _parse_optional_width(what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _int(text, what)
+        if value % 8 or value > MAX_WIDTH:
+            raise ValueError(f"{what} must be 0 (none) or a multiple of 8 up to {MAX_WIDTH}, "
+                             f"got {value}")
+        return value
+
+    return parse
+
+
 def _parse_act(text: str) -> str:
     if text not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got '{text}'")
     return text
 
 
-def _parse_flag(text: str) -> bool:
-    if text:
-        raise ValueError("noskip takes no value")
-    return False
+def _flag(value: bool) -> Callable[[str], bool]:
+    def parse(text: str) -> bool:
+        if text:
+            raise ValueError("a flag takes no value")
+        return value
+
+    return parse
+
+
+_DIGIT = re.compile(r"\d")
+_WORD = re.compile(r"[a-z]")
+_WORD_OR_DIGIT = re.compile(r"[a-z\d]")
 
 
 @dataclass(frozen=True)
 class Field:
-    """One token kind of the grammar."""
+    """One token kind of the grammar.
+
+    ``start`` matches the first character of a value: a token whose value starts
+    otherwise is not this key's token but an unknown one (``pwact`` is not ``p`` = "wact").
+    ``flag`` fields take no value: the token alone sets ``default``'s opposite.
+    """
 
     key: str
     name: str
+    what: str
     kinds: Tuple[str, ...]
     parse: Callable[[str], Any]
     fmt: Callable[[Any], str] = str
     default: Mapping[str, Any] = field(default_factory=dict)  # kind -> default
     choosable: bool = True
-    always_print: bool = False
+    always_print: Tuple[str, ...] = ()  # kinds whose canonical form always shows it
+    start: Optional[re.Pattern] = _DIGIT
+    absent: Any = None  # the value an absent (r0) row stores
+
+    @property
+    def flag(self) -> bool:
+        return self.start is None
 
     def default_for(self, kind: str):
         return self.default.get(kind, _REQUIRED)
 
 
-# Canonical token order.
+_MIX = ("ds", "dsa", "ir", "cm")
+_MIX_STEM = ("stem",) + _MIX
+_STRIDED = ("stem", "ds", "dsa", "ir", "cn", "uir")
+_SE = ("ds", "dsa", "ir")
+
+# Canonical token order. One key may mean different things in different kinds (``a`` is
+# the expand groups of an ir block but the first depthwise kernel of a uir block, as in
+# timm); within one kind, keys and names are unique.
 FIELDS: Tuple[Field, ...] = (
-    Field("r", "repeats", ("ds", "ir"), _parse_repeats, default={"ds": 1, "ir": 1},
-          always_print=True),
-    Field("k", "kernels", ("stem", "ds", "ir"), _parse_kernels, _format_kernels,
-          default={"stem": (3,)}, always_print=True),
-    Field("x", "split", ("ds", "ir"), _parse_split, format_split,
-          default={"ds": "equal", "ir": "equal"}),
-    Field("a", "exp_groups", ("ir",), _parse_groups("expand groups (a)"), default={"ir": 1}),
-    Field("p", "proj_groups", ("ds", "ir"), _parse_groups("project groups (p)"),
-          default={"ds": 1, "ir": 1}),
-    Field("s", "stride", ("stem", "ds", "ir"), _parse_stride,
-          default={"stem": 2, "ds": 1, "ir": 1}, choosable=False),
-    Field("e", "expansion", ("ir",), _parse_expansion, format_number, always_print=True),
-    Field("se", "se", ("ds", "ir"), _parse_se, format_number, default={"ds": 0.0, "ir": 0.0}),
-    Field("c", "out", KINDS, _parse_width, default={"ds": SAME, "ir": SAME},
-          always_print=True),
-    Field("act", "act", KINDS, _parse_act, default={k: "relu" for k in KINDS}),
-    Field("noskip", "skip", ("ds", "ir"), _parse_flag, default={"ds": True, "ir": True},
-          choosable=False),
+    Field("r", "repeats", "repeats", ROW_KINDS, _parse_repeats,
+          default={k: 1 for k in ROW_KINDS}, always_print=ROW_KINDS),
+    Field("a", "start", "depthwise kernel set before the expansion", ("uir",),
+          _parse_optional_kernels, _format_kernels, default={"uir": ()}, absent=()),
+    Field("k", "kernels", "kernel set", _MIX_STEM, _parse_kernels, _format_kernels,
+          default={"stem": (3,)}, always_print=_MIX_STEM, absent=(3,)),
+    Field("k", "kernels", "middle depthwise kernel set", ("uir",), _parse_optional_kernels,
+          _format_kernels, always_print=("uir",), absent=(3,)),
+    Field("k", "kernels", "kernel", ("cn", "pc"), _parse_dense_kernel, _format_kernels,
+          default={"pc": (3,)}, always_print=("cn", "pc"), absent=(3,)),
+    Field("x", "split", "channel split", ("ds", "dsa", "ir", "uir", "cm"), _parse_split,
+          format_split, default={k: "equal" for k in ("ds", "dsa", "ir", "uir", "cm")},
+          start=_WORD_OR_DIGIT),
+    Field("a", "exp_groups", "expand groups", ("ir",), _parse_groups("expand groups (a)"),
+          default={"ir": 1}),
+    Field("p", "proj_groups", "project groups", ("ds", "dsa", "ir"),
+          _parse_groups("project groups (p)"), default={"ds": 1, "dsa": 1, "ir": 1}),
+    Field("p", "patch", "patch size", ("stem",), _parse_bounded("patch size (p)", 1, MAX_PATCH),
+          default={"stem": 0}),
+    Field("s", "stride", "stride", _STRIDED, _parse_stride,
+          default={"stem": 2, **{k: 1 for k in _STRIDED[1:]}}, choosable=False),
+    Field("e", "expansion", "expansion ratio", ("ir", "uir", "pc"), _parse_expansion,
+          format_number, default={"pc": 2.0}, always_print=("ir", "uir"), absent=1.0),
+    Field("d", "div", "PConv divisor", ("pc",), _parse_bounded("PConv divisor (d)", 1, MAX_DIV),
+          default={"pc": 4}),
+    Field("se", "se", "SE ratio", _SE, _parse_ratio("SE ratio (se)"), format_number,
+          default={k: 0.0 for k in _SE}),
+    Field("hse", "hse", "hard SE ratio", _SE + ("uir",), _parse_ratio("hard SE ratio (hse)"),
+          format_number, default={k: 0.0 for k in _SE + ("uir",)}),
+    Field("c", "out", "output channels", ("stem",) + ROW_KINDS, _parse_width,
+          default={k: SAME for k in ROW_KINDS}, always_print=("stem",) + ROW_KINDS,
+          absent=SAME),
+    Field("c", "out", "conv width before pooling", ("head",),
+          _parse_optional_width("head width (c)"), default={"head": 0}),
+    Field("f", "post", "conv width after pooling", ("head",),
+          _parse_optional_width("head width after pooling (f)"), default={"head": 0}),
+    Field("fbn", "post_bn", "BN after the pooled conv", ("head",), _flag(True),
+          default={"head": False}, choosable=False, start=None),
+    Field("act", "act", "activation", KINDS, _parse_act, default={k: "relu" for k in KINDS},
+          start=_WORD),
+    Field("noskip", "skip", "residual", ("ds", "ir", "uir"), _flag(False),
+          default={"ds": True, "ir": True, "uir": True}, choosable=False, start=None),
 )
-FIELD_BY_NAME: Dict[str, Field] = {f.name: f for f in FIELDS}
+# name -> a field of that name (fields that share a name share its value's format).
+FIELD_BY_NAME: Dict[str, Field] = {}
+for _f in FIELDS:
+    FIELD_BY_NAME.setdefault(_f.name, _f)
+_FIELDS_OF: Dict[str, Tuple[Field, ...]] = {
+    kind: tuple(f for f in FIELDS if kind in f.kinds) for kind in KINDS}
+FIELDS_BY_KIND: Dict[str, Dict[str, Field]] = {
+    kind: {f.name: f for f in fs} for kind, fs in _FIELDS_OF.items()}
 # Longest keys first so that "se" is not read as "s" + "e...", "act" not as "a" + "ct".
-_KEYS = sorted(FIELDS, key=lambda f: -len(f.key))
+_KEYS_OF: Dict[str, List[Field]] = {
+    kind: sorted(fs, key=lambda f: -len(f.key)) for kind, fs in _FIELDS_OF.items()}
+_ALL_KEYS = sorted(FIELDS, key=lambda f: -len(f.key))
 
 
 def fields_of(kind: str) -> Tuple[Field, ...]:
     """The fields a block of ``kind`` has, in canonical order."""
-    return tuple(f for f in FIELDS if kind in f.kinds)
+    return _FIELDS_OF[kind]
+
+
+def field_of(kind: str, name: str) -> Field:
+    """The field ``name`` of blocks of ``kind``."""
+    return FIELDS_BY_KIND[kind][name]
 
 
 @dataclass(frozen=True)
@@ -281,58 +421,70 @@ def parse_block(text: str, kinds: Tuple[str, ...] = KINDS) -> ParsedBlock:
     kind = tokens[0]
     if kind not in kinds:
         raise GrammarError(
-            f"unknown block kind '{kind}': expected {' or '.join(kinds)}", 0, kind
-        )
-    allowed = fields_of(kind)
+            f"unknown block kind '{kind}': expected {', '.join(kinds[:-1])} or {kinds[-1]}"
+            if len(kinds) > 1 else f"unknown block kind '{kind}': expected {kinds[0]}",
+            0, kind)
     values: Dict[str, Tuple[Any, ...]] = {}
     where: Dict[str, Tuple[int, str]] = {}
     offset = len(kind) + 1
     for token in tokens[1:]:
-        _parse_token(token, offset, kind, allowed, values, where)
+        _parse_token(token, offset, kind, values, where)
         offset += len(token) + 1
-    for f in allowed:
+    absent = values.get("repeats") == (0,)  # an absent row: nothing else is required
+    for f in _FIELDS_OF[kind]:
         if f.name not in values:
             default = f.default_for(kind)
             if default is _REQUIRED:
-                raise GrammarError(
-                    f"{kind} block needs a '{f.key}' token ({_describe(f)})", 0, text
-                )
+                if not absent:
+                    raise GrammarError(
+                        f"{kind} block needs a '{f.key}' token ({f.what})", 0, text)
+                default = f.absent
             values[f.name] = (default,)
             where[f.name] = (0, kind)
     return ParsedBlock(kind, values, where)
 
 
-def _describe(f: Field) -> str:
-    return {
-        "repeats": "repeats", "kernels": "kernel set", "split": "channel split",
-        "exp_groups": "expand groups", "proj_groups": "project groups", "stride": "stride",
-        "expansion": "expansion ratio", "se": "SE ratio", "out": "output channels",
-        "act": "activation", "skip": "residual",
-    }[f.name]
+def _match(token: str, candidates) -> Tuple[Optional[Field], Optional[Field]]:
+    """``(field, prefix_only)``: the field whose key and value start ``token``; else the
+    longest field whose key merely prefixes it (for "has no value" messages)."""
+    prefix = None
+    for f in candidates:
+        if not token.startswith(f.key):
+            continue
+        body = token[len(f.key):]
+        if f.flag:
+            if not body or body.startswith("|"):  # "noskip|noskip" is refused as fixed
+                return f, None
+        elif body and f.start.match(body):
+            return f, None
+        elif not body and prefix is None:
+            prefix = f
+    return None, prefix
 
 
-def _parse_token(token, offset, kind, allowed, values, where) -> None:
+def _parse_token(token, offset, kind, values, where) -> None:
     if not token:
         raise GrammarError("empty token (two '_' in a row, or a trailing '_')", offset, token)
-    f = next((f for f in _KEYS if token.startswith(f.key)), None)
+    f, prefix = _match(token, _KEYS_OF[kind])
     if f is None:
+        if prefix is not None:
+            raise GrammarError(f"token '{token}' has no value", offset, token)
+        other, _ = _match(token, _ALL_KEYS)
+        if other is not None:
+            raise GrammarError(
+                f"token '{token}' ({other.what}) does not apply to a {kind} block",
+                offset, token)
         raise GrammarError(f"unknown token '{token}'", offset, token)
-    if f not in allowed:
-        raise GrammarError(
-            f"token '{token}' ({_describe(f)}) does not apply to a {kind} block", offset, token
-        )
     if f.name in values:
         raise GrammarError(
-            f"repeated token '{token}': {_describe(f)} is already set by "
+            f"repeated token '{token}': {f.what} is already set by "
             f"'{where[f.name][1]}'", offset, token
         )
     body = token[len(f.key):]
-    if f.key != "noskip" and not body:
-        raise GrammarError(f"token '{token}' has no value", offset, token)
     alternatives = body.split("|")
     if len(alternatives) > 1 and not f.choosable:
         raise GrammarError(
-            f"{_describe(f)} is fixed: '{token}' cannot list alternatives", offset, token
+            f"{f.what} is fixed: '{token}' cannot list alternatives", offset, token
         )
     parsed = []
     alt_offset = offset + len(f.key)
@@ -340,7 +492,7 @@ def _parse_token(token, offset, kind, allowed, values, where) -> None:
         try:
             value = f.parse(alt)
         except ValueError as e:
-            raise GrammarError(str(e), alt_offset, alt or token) from None
+            raise GrammarError(f"{e} (in token '{token}')", alt_offset, alt or token) from None
         if value in parsed:
             raise GrammarError(f"alternative '{alt}' repeated in '{token}'", alt_offset, alt)
         parsed.append(value)
@@ -350,13 +502,17 @@ def _parse_token(token, offset, kind, allowed, values, where) -> None:
 
 
 def format_block(kind: str, values: Mapping[str, Any]) -> str:
-    """Canonical string of a block with one value per field."""
+    """Canonical string of a block with one value per field (``KIND_r0`` when absent;
+    a field whose value is None is left out)."""
+    if values.get("repeats", 1) == 0:
+        return f"{kind}_r0"
     parts = [kind]
-    for f in fields_of(kind):
+    for f in _FIELDS_OF[kind]:
         value = values[f.name]
-        if not f.always_print and value == f.default_for(kind):
+        if value is None or (kind not in f.always_print
+                             and value == f.default.get(kind, _REQUIRED)):
             continue
-        parts.append(f.key if f.key == "noskip" else f.key + f.fmt(value))
+        parts.append(f.key if f.flag else f.key + f.fmt(value))
     return "_".join(parts)
 
 

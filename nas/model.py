@@ -2,35 +2,73 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from .arch import Architecture
+from .arch import Architecture, Layer
 from .ops.static import MixNet
 
-__all__ = ["build_model", "layer_table"]
+__all__ = ["build_model", "layer_table", "block_args"]
 
 
-def layer_table(arch: Architecture) -> Tuple[tuple, list, tuple]:
+def block_args(layer: Layer) -> Dict[str, object]:
+    """The keyword arguments of ``layer``'s static block class (:func:`make_block`)."""
+    kind = layer.kind
+    if kind in ("ds", "dsa"):
+        return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, kernels=layer.kernels,
+                    splits=layer.dw_splits, stride=layer.stride, se_ch=layer.se_ch,
+                    proj_groups=layer.proj_groups, act=layer.act, residual=layer.residual,
+                    se_hard=layer.se_hard)
+    if kind == "ir":
+        return dict(in_ch=layer.in_ch, mid_ch=layer.mid_ch, out_ch=layer.out_ch,
+                    kernels=layer.kernels, splits=layer.dw_splits, stride=layer.stride,
+                    se_ch=layer.se_ch, exp_groups=layer.exp_groups,
+                    proj_groups=layer.proj_groups, act=layer.act, residual=layer.residual,
+                    se_hard=layer.se_hard)
+    if kind == "uir":
+        return dict(in_ch=layer.in_ch, mid_ch=layer.mid_ch, out_ch=layer.out_ch,
+                    start_kernels=layer.start_kernels, start_splits=layer.start_splits,
+                    kernels=layer.kernels, splits=layer.dw_splits, stride=layer.stride,
+                    se_ch=layer.se_ch, se_hard=layer.se_hard, act=layer.act,
+                    residual=layer.residual)
+    if kind == "cm":
+        return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, kernels=layer.kernels,
+                    splits=layer.dw_splits, act=layer.act)
+    if kind == "cn":
+        return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, kernel=layer.kernels[0],
+                    stride=layer.stride, act=layer.act)
+    if kind == "pc":
+        return dict(in_ch=layer.in_ch, mid_ch=layer.mid_ch, out_ch=layer.out_ch,
+                    part_ch=layer.part_ch, kernel=layer.kernels[0], act=layer.act,
+                    residual=layer.residual)
+    if kind == "adown":
+        return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, act=layer.act)
+    raise ValueError(f"unknown block kind {kind!r}")
+
+
+def layer_table(arch: Architecture) -> Tuple[tuple, List[tuple], tuple]:
     """``(stem, blocks, head)`` rows as :class:`nas.ops.static.MixNet` takes them.
 
     Every value is an int, a str, a bool or a tuple of ints, all validated by
     :class:`Architecture`; the exporter writes this table literally into model.py.
     """
-    stem = (arch.stem.kernel, arch.stem.stride, arch.stem.out, arch.stem.act)
-    blocks = [
-        (b.kind, b.in_ch, b.mid_ch, b.out_ch, b.kernels, b.dw_splits, b.stride, b.se_ch,
-         b.exp_groups, b.proj_groups, b.act, b.residual)
-        for b in arch.layers()
-    ]
-    return stem, blocks, (arch.head.out, arch.head.act)
+    stem = (arch.stem.kernel, arch.stem.stride, arch.stem.out, arch.stem.act, arch.stem.patch)
+    blocks = [(layer.kind, block_args(layer)) for layer in arch.layers()]
+    head = arch.head
+    return stem, blocks, (head.out, head.act, head.post, head.post_bn)
 
 
 def build_model(arch: Architecture, num_classes: Optional[int] = None,
-                in_chans: Optional[int] = None) -> MixNet:
-    """Static network for ``arch``; classes and input channels default to the space's target."""
+                in_chans: Optional[int] = None, features_only: bool = False,
+                out_indices: Optional[Sequence[int]] = None) -> MixNet:
+    """Static network for ``arch``; classes and input channels default to the space's target.
+
+    With ``features_only`` it is a backbone: ``forward`` returns the feature maps of the
+    reduction levels ``out_indices`` (default: strides 8, 16, 32), timm's convention.
+    """
     stem, blocks, head = layer_table(arch)
     return MixNet(
         stem, blocks, head,
         num_classes=arch.input.classes if num_classes is None else num_classes,
         in_chans=arch.input.channels if in_chans is None else in_chans,
+        features_only=features_only, out_indices=out_indices,
     )

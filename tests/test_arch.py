@@ -87,7 +87,7 @@ def test_bad_strings_give_clear_errors(text, fragment):
 @pytest.mark.parametrize("field, value", [
     ("out", "16; import os"), ("out", 16.0), ("out", True), ("act", 'relu"); import os; ("'),
     ("act", "relu\nimport os"), ("kernels", (3, "5")), ("kernels", (4,)), ("expansion", -1),
-    ("se", 0.123456), ("split", "__import__('os')"), ("repeats", 0), ("skip", "yes"),
+    ("se", 0.123456), ("split", "__import__('os')"), ("repeats", -1), ("skip", "yes"),
 ])
 def test_hostile_or_wrong_values_are_rejected(spaces, field, value):
     block = spaces["mixnet_s"].sample(0).stages[1][0]

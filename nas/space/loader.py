@@ -28,7 +28,7 @@ import yaml
 from ..arch import INPUT_LIMITS, InputSpec
 from ..channels import mid_channels, split_channels
 from ..errors import GrammarError, SpaceError
-from ..grammar import SAME, format_split, parse_block
+from ..grammar import ROW_KINDS, SAME, format_split, parse_block
 from .search_space import RowSpace, SearchSpace
 
 __all__ = ["SpaceError", "load_space", "available_spaces"]
@@ -117,6 +117,12 @@ def parse_space(text: str, name: str, file: str) -> SearchSpace:
     kernels = stem.alternatives["kernels"]
     if len(kernels) != 1 or len(kernels[0]) != 1:
         raise loc.error(stem_node, "the stem takes one fixed kernel size, e.g. stem_k3_c16")
+    patches = stem.alternatives["patch"]
+    if (0 in patches and len(patches) > 1) or (patches != (0,) and (
+            stem.where["kernels"][1] != "stem" or stem.where["stride"][1] != "stem")):
+        raise loc.error(stem_node, "a patch stem (p) has kernel = stride = patch size: leave "
+                                   "out k and s, and do not mix it with a plain stem",
+                        stem.where["patch"][0])
 
     stages_key, stages_node = top["stages"]
     if not isinstance(stages_node, yaml.SequenceNode) or not stages_node.value:
@@ -131,13 +137,18 @@ def parse_space(text: str, name: str, file: str) -> SearchSpace:
             raise loc.error(stage_node, f"stage {s} is empty: a stage needs at least one row")
         rows = []
         for row_node in stage_node.value:
-            row = _row(loc, row_node, ("ds", "ir"))
+            row = _row(loc, row_node, ROW_KINDS)
             _check_row(loc, row_node, row, width_alts)
             if row.alternatives["out"] != (SAME,):
-                width_alts = set(row.alternatives["out"])
+                outs = set(row.alternatives["out"])
+                width_alts = outs | width_alts if 0 in row.alternatives["repeats"] else outs
             rows.append(row)
         stages.append(tuple(rows))
     head = _row(loc, top["head"][1], ("head",))
+    if 0 in head.alternatives["out"] and len(head.alternatives["out"]) > 1:
+        raise loc.error(top["head"][1], "the head's conv before pooling is there or not: c0 "
+                                        "cannot be one of its alternatives",
+                        head.where["out"][0])
     return SearchSpace(name, description, input_spec, stem, stages, head, source=file, text=text)
 
 
@@ -196,11 +207,27 @@ def _check_row(loc: _Loc, node, row: RowSpace, in_widths) -> None:
     """Rules that span tokens: split arity and non-empty channel groups for every combination."""
     alts = row.alternatives
     where = row.where
+    if 0 in alts["repeats"] and alts["stride"] != (1,):
+        raise loc.error(node, "a stride-2 row cannot be optional (r0): the network's "
+                              "reductions would change", where["repeats"][0])
+    if row.kind == "uir" and alts["stride"] != (1,) and () in alts["kernels"] and \
+            () in alts["start"]:
+        raise loc.error(node, "a stride-2 uir row needs a depthwise conv: a0 and k0 cannot "
+                              "both be alternatives", where["kernels"][0])
+    if any(alts.get("se", (0,))) and any(alts.get("hse", (0,))):
+        raise loc.error(node, "a block has one SE: se and hse cannot both be non-zero",
+                        where["hse"][0])
+    if row.kind == "pc" and min(in_widths) // max(alts["div"]) < 1:
+        raise loc.error(node, f"PConv over {min(in_widths)} channels with d{max(alts['div'])} "
+                              "convolves none", where["div"][0])
+    if "split" not in alts:
+        return
     x_offset, x_token = where["split"]
+    kernel_sets = list(alts["kernels"]) + list(alts.get("start", ()))
     for split in alts["split"]:
         if isinstance(split, str):
             continue
-        for kernels in alts["kernels"]:
+        for kernels in kernel_sets:
             if len(kernels) > 1 and len(kernels) != len(split):
                 raise loc.error(node, f"split {format_split(split)} has {len(split)} parts but "
                                       f"kernel set {'.'.join(map(str, kernels))} has "
@@ -210,12 +237,20 @@ def _check_row(loc: _Loc, node, row: RowSpace, in_widths) -> None:
     widths = set(in_widths)
     if max(alts["repeats"]) > 1 and alts["out"] != (SAME,):
         widths |= set(alts["out"])
-    mids = {w if row.kind == "ds" else mid_channels(w, e)
+    mids = {w if row.kind in ("ds", "dsa", "cm") else mid_channels(w, e)
             for w in widths for e in alts.get("expansion", (1.0,))}
-    for mid in sorted(mids):
-        for kernels in alts["kernels"]:
+    if row.kind == "uir":  # the first depthwise conv runs on the input widths
+        _check_splits(loc, node, row, sorted(widths), alts["start"])
+    _check_splits(loc, node, row, sorted(mids), alts["kernels"])
+
+
+def _check_splits(loc: _Loc, node, row: RowSpace, mids, kernel_sets) -> None:
+    alts, where = row.alternatives, row.where
+    x_offset, x_token = where["split"]
+    for mid in mids:
+        for kernels in kernel_sets:
             for split in alts["split"]:
-                if len(kernels) == 1:
+                if len(kernels) <= 1:
                     continue
                 sizes = split_channels(mid, len(kernels), split)
                 if min(sizes) < 1:

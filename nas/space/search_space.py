@@ -148,8 +148,12 @@ class SearchSpace:
         choices = {}
         for d in self.decisions:
             value = values[d.name]
-            if d.field == "split" and value not in d.values:  # a normalised spelling
-                n = len(values[d.name[:-len("x")] + "k"])
+            where = d.name[:-len(".x")] if d.field == "split" else d.name.rsplit(".", 1)[0]
+            if values.get(f"{where}.r") == 0:  # an absent row: its other choices are moot
+                value = d.values[0] if d.field != "repeats" else 0
+            elif d.field == "split" and value not in d.values:  # a normalised spelling
+                start = values.get(f"{where}.a", ())
+                n = max(len(values[f"{where}.k"]), len(start) if isinstance(start, tuple) else 0)
                 value = next(v for v in d.values if normalize_split(v, n) == value)
             choices[d.name] = value
         return choices
@@ -167,12 +171,18 @@ class SearchSpace:
             return False
         values = self._values_of(arch)
         width = arch.stem.out
+        absent = False
         for where, _row, f, alts in self._slots:
             value = values[_slot(where, FIELD_BY_NAME[f].key)]
+            if f == "repeats":
+                absent = value == 0
+            elif absent:  # an absent row's other fields are fixed, and it keeps the width
+                continue
             if f == "split":
-                kernels = values[_slot(where, "k")]
-                alts = {normalize_split(a, len(kernels)) for a in alts
-                        if isinstance(a, str) or len(a) == len(kernels)}
+                n = max(len(values[_slot(where, "k")]),
+                        len(values[_slot(where, "a")]) if _row.kind == "uir" else 0)
+                alts = {normalize_split(a, n) for a in alts
+                        if isinstance(a, str) or n <= 1 or len(a) == n}
             if f == "out" and alts == (SAME,):
                 if value != width:
                     return False
@@ -183,9 +193,12 @@ class SearchSpace:
         return True
 
     def _values_of(self, arch: Architecture) -> Dict[str, Any]:
-        out = {"stem.k": (arch.stem.kernel,), "stem.s": arch.stem.stride,
-               "stem.c": arch.stem.out, "stem.act": arch.stem.act,
-               "head.c": arch.head.out, "head.act": arch.head.act}
+        stem, head = arch.stem, arch.head
+        out = {"stem.k": (3,) if stem.patch else (stem.kernel,),
+               "stem.s": 2 if stem.patch else stem.stride, "stem.p": stem.patch,
+               "stem.c": stem.out, "stem.act": stem.act,
+               "head.c": head.out, "head.f": head.post, "head.fbn": head.post_bn,
+               "head.act": head.act}
         for s, rows in enumerate(arch.stages):
             for r, block in enumerate(rows):
                 for name, value in block.values().items():
@@ -195,12 +208,20 @@ class SearchSpace:
     def _assemble(self, pick) -> Architecture:
         values: Dict[str, Dict[str, Any]] = {}
         width = None
+        absent = False
         for where, _row, f, alts in self._slots:
             value = width if alts == (SAME,) else pick(where, f, alts)
+            if f == "repeats":
+                absent = value == 0
             values.setdefault(where, {})[f] = value
             if f == "out":
-                width = value
+                if absent and where != "head":
+                    values[where][f] = width  # an absent row passes its input on
+                else:
+                    width = value
+                absent = False
         stem = values["stem"]
+        head = values["head"]
         stages = tuple(
             tuple(Block.from_values(row.kind, values[f"s{s}.b{r}"]) for r, row in enumerate(rows))
             for s, rows in enumerate(self.stages)
@@ -208,9 +229,9 @@ class SearchSpace:
         return Architecture(
             self.input,
             Stem(kernel=stem["kernels"][0], stride=stem["stride"], out=stem["out"],
-                 act=stem["act"]),
+                 act=stem["act"], patch=stem["patch"]),
             stages,
-            Head(out=values["head"]["out"], act=values["head"]["act"]),
+            Head(out=head["out"], act=head["act"], post=head["post"], post_bn=head["post_bn"]),
         )
 
     def extreme_arch(self, largest: bool = True) -> Architecture:
@@ -257,46 +278,58 @@ class SearchSpace:
 
         # Four independent programmes share one enumeration: min/max FLOPs, min/max params.
         pick = (min, max, min, max)
-        state: Dict[int, Tuple[List[int], int]] = {}  # width -> (four totals, size)
-        for c in self.stem.alternatives["out"]:
-            f, p, size = stem_cost(self.input, self.stem.alternatives["kernels"][0][0],
-                                   self.stem.alternatives["stride"][0], c)
-            state[c] = ([f, f, p, p], size)
+        state: Dict[Tuple[int, int], List[int]] = {}  # (width, size) -> four totals
+        stem = self.stem.alternatives
+        for c, patch in itertools.product(stem["out"], stem["patch"]):
+            kernel, stride = (patch, patch) if patch else (stem["kernels"][0][0],
+                                                           stem["stride"][0])
+            f, p, size = stem_cost(self.input, kernel, stride, c, patch)
+            _keep(state, (c, size), [f, f, p, p], pick)
         for rows in self.stages:
             for row in rows:
-                new_state: Dict[int, Tuple[List[int], int]] = {}
-                for width, (totals, size) in state.items():
-                    for out, (row_best, out_size) in _row_extremes(row, width, size).items():
-                        cand = [t + b for t, b in zip(totals, row_best)]
-                        if out in new_state:
-                            old = new_state[out][0]
-                            cand = [best(a, b) for best, a, b in zip(pick, old, cand)]
-                        new_state[out] = (cand, out_size)
+                new_state: Dict[Tuple[int, int], List[int]] = {}
+                for (width, size), totals in state.items():
+                    for key, row_best in _row_extremes(row, width, size).items():
+                        _keep(new_state, key, [t + b for t, b in zip(totals, row_best)], pick)
                 state = new_state
         finals = [[] for _ in pick]
-        for width, (totals, size) in state.items():
-            for c in self.head.alternatives["out"]:
-                f, p = head_cost(width, size, c, self.input.classes)
+        head = self.head.alternatives
+        for (width, size), totals in state.items():
+            for c, post in itertools.product(head["out"], head["post"]):
+                f, p = head_cost(width, size, c, self.input.classes, post, head["post_bn"][0])
                 for i, extra in enumerate((f, f, p, p)):
                     finals[i].append(totals[i] + extra)
         return CostRange(*(best(v) for best, v in zip(pick, finals)))
 
 
-_SEPARABLE_GROUPS = (("kernels", "split"), ("exp_groups",), ("proj_groups",), ("se",))
+def _keep(state, key, cand, pick) -> None:
+    if key in state:
+        cand = [best(a, b) for best, a, b in zip(pick, state[key], cand)]
+    state[key] = cand
+
+
+# Decisions whose cost terms do not interact, for a fixed width, repeats and expansion.
+_SEPARABLE_GROUPS = (("start", "kernels", "split"), ("exp_groups",), ("proj_groups",), ("se",),
+                     ("hse",), ("div",))
 
 
 def _row_extremes(row: RowSpace, width: int, size: int):
-    """``{out: ([flops_min, flops_max, params_min, params_max], out_size)}`` of one row."""
+    """``{(out, out_size): [flops_min, flops_max, params_min, params_max]}`` of one row."""
     from ..cost import block_cost
 
     alts = row.alternatives
     outer = [f for f in ("repeats", "expansion") if f in alts]
-    groups = [g for g in _SEPARABLE_GROUPS if g[0] in alts]
-    result: Dict[int, Tuple[List[int], int]] = {}
+    groups = [tuple(f for f in g if f in alts) for g in _SEPARABLE_GROUPS]
+    groups = [g for g in groups if g and any(len(alts[f]) > 1 for f in g)]
+    result: Dict[Tuple[int, int], List[int]] = {}
+    pick = (min, max, min, max)
     for out in ((width,) if alts["out"] == (SAME,) else alts["out"]):
         for combo in itertools.product(*(alts[f] for f in outer)):
             ref = {f: v[0] for f, v in alts.items()}
             ref.update(zip(outer, combo), out=out)
+            if ref["repeats"] == 0:  # absent: costs nothing, passes its input on
+                _keep(result, (width, size), [0, 0, 0, 0], pick)
+                continue
             ref_f, ref_p, out_size = block_cost(Block.from_values(row.kind, ref), width, size)
             lo_f = hi_f = ref_f
             lo_p = hi_p = ref_p
@@ -310,12 +343,7 @@ def _row_extremes(row: RowSpace, width: int, size: int):
                 hi_f += max(d[0] for d in deltas)
                 lo_p += min(d[1] for d in deltas)
                 hi_p += max(d[1] for d in deltas)
-            cand = [lo_f, hi_f, lo_p, hi_p]
-            if out in result:
-                old = result[out][0]
-                cand = [min(old[0], lo_f), max(old[1], hi_f), min(old[2], lo_p),
-                        max(old[3], hi_p)]
-            result[out] = (cand, out_size)
+            _keep(result, (out, out_size), [lo_f, hi_f, lo_p, hi_p], pick)
     return result
 
 
