@@ -23,10 +23,11 @@ from torch import nn
 
 from ..arch import Layer
 
-__all__ = ["ACTIVATIONS", "DynamicPointwise", "DynamicMixConv", "DynamicBatchNorm",
-           "DynamicSqueezeExcite", "DynamicBlock"]
+__all__ = ["ACTIVATIONS", "DynamicPointwise", "DynamicConv", "DynamicMixConv",
+           "DynamicBatchNorm", "DynamicSqueezeExcite", "DynamicBlock"]
 
-ACTIVATIONS = {"relu": F.relu, "swish": F.silu, "hswish": F.hardswish}
+ACTIVATIONS = {"relu": F.relu, "relu6": F.relu6, "swish": F.silu, "hswish": F.hardswish,
+               "gelu": F.gelu}
 
 Region = tuple  # a tuple of slices, one per leading dimension
 
@@ -101,12 +102,14 @@ class DynamicPointwise(nn.Module):
 
 
 class DynamicMixConv(nn.Module):
-    """MixConv over up to ``channels_max`` channels; one depthwise weight at ``kernel_max``."""
+    """MixConv over up to ``channels_max`` channels; one depthwise weight at ``kernel_max``
+    (and, with ``bias``, one bias per channel)."""
 
-    def __init__(self, channels_max: int, kernel_max: int):
+    def __init__(self, channels_max: int, kernel_max: int, bias: bool = False):
         super().__init__()
         self.channels_max, self.kernel_max = channels_max, kernel_max
         self.weight = nn.Parameter(torch.empty(channels_max, 1, kernel_max, kernel_max))
+        self.bias = nn.Parameter(torch.empty(channels_max)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -114,6 +117,18 @@ class DynamicMixConv(nn.Module):
         # would take C*k*k, ignoring groups: std 0.003 for 1440 channels at 11x11, and
         # behind BatchNorm gradients grow as the weights shrink.)
         nn.init.normal_(self.weight, 0.0, (2.0 / self.kernel_max ** 2) ** 0.5)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def active_biases(self, splits: Sequence[int]) -> List[torch.Tensor]:
+        """Per group, its channels' biases (empty without a bias)."""
+        if self.bias is None:
+            return []
+        out, start = [], 0
+        for c in splits:
+            out.append(self.bias[start:start + c])
+            start += c
+        return out
 
     def active_weights(self, splits: Sequence[int], kernels: Sequence[int]) -> List[torch.Tensor]:
         """Per group, the ``[c, 1, k, k]`` weight: its channels, centre-cropped to ``k``."""
@@ -128,16 +143,60 @@ class DynamicMixConv(nn.Module):
     def forward(self, x: torch.Tensor, splits: Sequence[int], kernels: Sequence[int],
                 stride: int) -> torch.Tensor:
         weights = self.active_weights(splits, kernels)
+        biases = self.active_biases(splits) or [None] * len(weights)
         if len(weights) == 1:
-            return F.conv2d(x, weights[0], None, stride, kernels[0] // 2, 1, splits[0])
+            return F.conv2d(x, weights[0], biases[0], stride, kernels[0] // 2, 1, splits[0])
         chunks = torch.split(x, list(splits), dim=1)
         return torch.cat([
-            F.conv2d(chunk, w, None, stride, k // 2, 1, c)
-            for chunk, w, c, k in zip(chunks, weights, splits, kernels)
+            F.conv2d(chunk, w, b, stride, k // 2, 1, c)
+            for chunk, w, b, c, k in zip(chunks, weights, biases, splits, kernels)
         ], dim=1)
+
+    def active_state(self, splits: Sequence[int], kernels: Sequence[int],
+                     prefix: str) -> Dict[str, torch.Tensor]:
+        """The state of the static :class:`~nas.ops.static.MixConv` (``prefix.convs.i.*``)."""
+        state = {f"{prefix}.convs.{i}.weight": w
+                 for i, w in enumerate(self.active_weights(splits, kernels))}
+        state.update({f"{prefix}.convs.{i}.bias": b
+                      for i, b in enumerate(self.active_biases(splits))})
+        return state
 
     def extra_repr(self) -> str:
         return f"channels_max={self.channels_max}, kernel_max={self.kernel_max}"
+
+
+class DynamicConv(nn.Module):
+    """Dense k x k conv of up to ``in_max -> out_max`` channels at up to ``kernel_max``:
+    prefix slices of the channels, the centre crop of the kernel."""
+
+    def __init__(self, in_max: int, out_max: int, kernel_max: int, bias: bool = False):
+        super().__init__()
+        self.in_max, self.out_max, self.kernel_max = in_max, out_max, kernel_max
+        self.weight = nn.Parameter(torch.empty(out_max, in_max, kernel_max, kernel_max))
+        self.bias = nn.Parameter(torch.empty(out_max)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def active_weight(self, cin: int, cout: int, kernel: int) -> torch.Tensor:
+        p = (self.kernel_max - kernel) // 2
+        return take_regions(self.weight, [(slice(0, cout), slice(0, cin), slice(p, p + kernel),
+                                           slice(p, p + kernel))])[0]
+
+    def active_bias(self, cout: int):
+        return None if self.bias is None else self.bias[:cout]
+
+    def forward(self, x: torch.Tensor, cout: int, kernel: int, stride: int = 1,
+                padding: int = -1) -> torch.Tensor:
+        return F.conv2d(x, self.active_weight(x.shape[1], cout, kernel), self.active_bias(cout),
+                        stride, kernel // 2 if padding < 0 else padding)
+
+    def extra_repr(self) -> str:
+        return (f"in_max={self.in_max}, out_max={self.out_max}, kernel_max={self.kernel_max}, "
+                f"bias={self.bias is not None}")
 
 
 class DynamicBatchNorm(nn.BatchNorm2d):
@@ -168,10 +227,11 @@ class DynamicSqueezeExcite(nn.Module):
         self.conv_reduce = DynamicPointwise(channels_max, reduced_max, bias=True)
         self.conv_expand = DynamicPointwise(reduced_max, channels_max, bias=True)
 
-    def forward(self, x: torch.Tensor, reduced: int, act) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, reduced: int, act, hard: bool = False) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)
-        s = self.conv_expand(act(self.conv_reduce(s, reduced)), x.shape[1])
-        return x * torch.sigmoid(s)
+        inner = F.relu if hard else act  # MobileNetV3's SE: ReLU inside, hard-sigmoid gate
+        s = self.conv_expand(inner(self.conv_reduce(s, reduced)), x.shape[1])
+        return x * (F.hardsigmoid(s) if hard else torch.sigmoid(s))
 
     def active_state(self, channels: int, reduced: int) -> Dict[str, torch.Tensor]:
         return {
@@ -183,44 +243,96 @@ class DynamicSqueezeExcite(nn.Module):
 
 
 class DynamicBlock(nn.Module):
-    """A ds or ir block slot of the supernet, at its largest widths.
+    """A block slot of the supernet (any row kind), at its largest widths and kernels.
 
-    Module names mirror :class:`nas.ops.static.InvertedResidual` and
-    :class:`~nas.ops.static.DepthwiseSeparable`, so :meth:`active_state` returns a
-    state dict the static block loads as is.
+    Module names mirror the static classes of :mod:`nas.ops.static`, so
+    :meth:`active_state` returns a state dict the static block loads as is.
+
+    Args:
+        kind: the row's block kind.
+        in_max, mid_max, out_max: the largest input, expanded and output widths.
+        kernel_max: the largest (middle) depthwise or dense kernel (0: none in any choice).
+        se_max: the largest SE width (0: no SE in any choice).
+        start_max: uir: the largest first depthwise kernel (0: none in any choice).
+        part_max: pc: the most channels PConv convolves.
     """
 
     def __init__(self, kind: str, in_max: int, mid_max: int, out_max: int, kernel_max: int,
-                 se_max: int):
+                 se_max: int, start_max: int = 0, part_max: int = 0):
         super().__init__()
         self.kind = kind
-        if kind == "ir":
+        if kind in ("ir", "uir"):
+            if start_max:
+                self.conv_dw_start = DynamicMixConv(in_max, start_max)
+                self.bn_start = DynamicBatchNorm(in_max)
             self.conv_pw = DynamicPointwise(in_max, mid_max)
             self.bn1 = DynamicBatchNorm(mid_max)
-            self.conv_dw = DynamicMixConv(mid_max, kernel_max)
-            self.bn2 = DynamicBatchNorm(mid_max)
+            if kernel_max:
+                self.conv_dw = DynamicMixConv(mid_max, kernel_max)
+                self.bn2 = DynamicBatchNorm(mid_max)
             self.conv_pwl = DynamicPointwise(mid_max, out_max)
             self.bn3 = DynamicBatchNorm(out_max)
-        else:
-            self.conv_dw = DynamicMixConv(in_max, kernel_max)
+        elif kind in ("ds", "dsa", "cm"):
+            self.conv_dw = DynamicMixConv(in_max, kernel_max, bias=kind == "cm")
             self.bn1 = DynamicBatchNorm(in_max)
-            self.conv_pw = DynamicPointwise(in_max, out_max)
+            self.conv_pw = DynamicPointwise(in_max, out_max, bias=kind == "cm")
             self.bn2 = DynamicBatchNorm(out_max)
+        elif kind == "cn":
+            self.conv = DynamicConv(in_max, out_max, kernel_max)
+            self.bn = DynamicBatchNorm(out_max)
+        elif kind == "pc":
+            self.conv_partial = DynamicConv(part_max, part_max, kernel_max)
+            self.conv_pw = DynamicPointwise(in_max, mid_max)
+            self.bn1 = DynamicBatchNorm(mid_max)
+            self.conv_pwl = DynamicPointwise(mid_max, out_max)
+        elif kind == "adown":
+            self.cv1 = DynamicConv(in_max // 2, out_max // 2, 3)
+            self.bn_cv1 = DynamicBatchNorm(out_max // 2)
+            self.cv2 = DynamicPointwise(in_max // 2, out_max // 2)
+            self.bn_cv2 = DynamicBatchNorm(out_max // 2)
+        else:
+            raise ValueError(f"unknown block kind {kind!r}")
         self.se = DynamicSqueezeExcite(mid_max, se_max) if se_max else None
+
+    def _se(self, y: torch.Tensor, layer: Layer, act) -> torch.Tensor:
+        return self.se(y, layer.se_ch, act, layer.se_hard) if layer.se_ch else y
 
     def forward(self, x: torch.Tensor, layer: Layer) -> torch.Tensor:
         act = ACTIVATIONS[layer.act]
-        if self.kind == "ir":
-            y = act(self.bn1(self.conv_pw(x, layer.mid_ch, layer.exp_groups)))
-            y = act(self.bn2(self.conv_dw(y, layer.dw_splits, layer.kernels, layer.stride)))
-            if layer.se_ch:
-                y = self.se(y, layer.se_ch, act)
+        kind = self.kind
+        if kind in ("ir", "uir"):
+            y = x
+            if layer.start_kernels:
+                stride = 1 if layer.kernels else layer.stride
+                y = self.bn_start(self.conv_dw_start(y, layer.start_splits, layer.start_kernels,
+                                                     stride))
+            y = act(self.bn1(self.conv_pw(y, layer.mid_ch, layer.exp_groups)))
+            if layer.kernels:
+                y = act(self.bn2(self.conv_dw(y, layer.dw_splits, layer.kernels, layer.stride)))
+            y = self._se(y, layer, act)
             y = self.bn3(self.conv_pwl(y, layer.out_ch, layer.proj_groups))
-        else:
+        elif kind in ("ds", "dsa"):
             y = act(self.bn1(self.conv_dw(x, layer.dw_splits, layer.kernels, layer.stride)))
-            if layer.se_ch:
-                y = self.se(y, layer.se_ch, act)
+            y = self._se(y, layer, act)
             y = self.bn2(self.conv_pw(y, layer.out_ch, layer.proj_groups))
+            if kind == "dsa":
+                y = act(y)
+        elif kind == "cm":
+            x = x + self.bn1(act(self.conv_dw(x, layer.dw_splits, layer.kernels, 1)))
+            return self.bn2(act(self.conv_pw(x, layer.out_ch)))
+        elif kind == "cn":
+            return act(self.bn(self.conv(x, layer.out_ch, layer.kernels[0], layer.stride)))
+        elif kind == "pc":
+            p = layer.part_ch
+            y = self.conv_partial(x[:, :p], p, layer.kernels[0])
+            y = torch.cat([y, x[:, p:]], 1) if p < x.shape[1] else y
+            y = self.conv_pwl(act(self.bn1(self.conv_pw(y, layer.mid_ch))), layer.out_ch)
+        else:  # adown
+            x1, x2 = F.avg_pool2d(x, 2, 1, 0, False, True).chunk(2, 1)
+            half = layer.out_ch // 2
+            y1 = act(self.bn_cv1(self.cv1(x1, half, 3, 2)))
+            y2 = act(self.bn_cv2(self.cv2(F.max_pool2d(x2, 3, 2, 1), half)))
+            return torch.cat([y1, y2], 1)
         return x + y if layer.residual else y
 
     def active_state(self, layer: Layer) -> Dict[str, torch.Tensor]:
@@ -230,21 +342,46 @@ class DynamicBlock(nn.Module):
         def bn(name: str, module: DynamicBatchNorm, c: int) -> None:
             state.update({f"{name}.{k}": v for k, v in module.active_state(c).items()})
 
-        dw = self.conv_dw.active_weights(layer.dw_splits, layer.kernels)
-        state.update({f"conv_dw.convs.{i}.weight": w for i, w in enumerate(dw)})
-        if self.kind == "ir":
+        kind = self.kind
+        if kind in ("ir", "uir"):
+            if layer.start_kernels:
+                state.update(self.conv_dw_start.active_state(
+                    layer.start_splits, layer.start_kernels, "conv_dw_start"))
+                bn("bn_start", self.bn_start, layer.in_ch)
             state["conv_pw.weight"] = self.conv_pw.active_weight(
                 layer.in_ch, layer.mid_ch, layer.exp_groups)
             bn("bn1", self.bn1, layer.mid_ch)
-            bn("bn2", self.bn2, layer.mid_ch)
+            if layer.kernels:
+                state.update(self.conv_dw.active_state(layer.dw_splits, layer.kernels,
+                                                       "conv_dw"))
+                bn("bn2", self.bn2, layer.mid_ch)
             state["conv_pwl.weight"] = self.conv_pwl.active_weight(
                 layer.mid_ch, layer.out_ch, layer.proj_groups)
             bn("bn3", self.bn3, layer.out_ch)
-        else:
+        elif kind in ("ds", "dsa", "cm"):
+            state.update(self.conv_dw.active_state(layer.dw_splits, layer.kernels, "conv_dw"))
             bn("bn1", self.bn1, layer.in_ch)
             state["conv_pw.weight"] = self.conv_pw.active_weight(
                 layer.in_ch, layer.out_ch, layer.proj_groups)
+            if kind == "cm":
+                state["conv_pw.bias"] = self.conv_pw.active_bias(layer.out_ch)
             bn("bn2", self.bn2, layer.out_ch)
+        elif kind == "cn":
+            state["0.weight"] = self.conv.active_weight(layer.in_ch, layer.out_ch,
+                                                        layer.kernels[0])
+            bn("1", self.bn, layer.out_ch)
+        elif kind == "pc":
+            p = layer.part_ch
+            state["conv_partial.weight"] = self.conv_partial.active_weight(p, p, layer.kernels[0])
+            state["conv_pw.weight"] = self.conv_pw.active_weight(layer.in_ch, layer.mid_ch)
+            bn("bn1", self.bn1, layer.mid_ch)
+            state["conv_pwl.weight"] = self.conv_pwl.active_weight(layer.mid_ch, layer.out_ch)
+        else:  # adown
+            half_in, half = layer.in_ch // 2, layer.out_ch // 2
+            state["cv1.0.weight"] = self.cv1.active_weight(half_in, half, 3)
+            bn("cv1.1", self.bn_cv1, half)
+            state["cv2.0.weight"] = self.cv2.active_weight(half_in, half)
+            bn("cv2.1", self.bn_cv2, half)
         if layer.se_ch:
             state.update({f"se.{k}": v for k, v in
                           self.se.active_state(layer.mid_ch, layer.se_ch).items()})

@@ -207,7 +207,8 @@ def _check_row(loc: _Loc, node, row: RowSpace, in_widths) -> None:
     """Rules that span tokens: split arity and non-empty channel groups for every combination."""
     alts = row.alternatives
     where = row.where
-    if 0 in alts["repeats"] and alts["stride"] != (1,):
+    if 0 in alts["repeats"] and alts.get("stride", (1,)) != (1,) or (
+            0 in alts["repeats"] and row.kind == "adown"):
         raise loc.error(node, "a stride-2 row cannot be optional (r0): the network's "
                               "reductions would change", where["repeats"][0])
     if row.kind == "uir" and alts["stride"] != (1,) and () in alts["kernels"] and \
