@@ -455,7 +455,8 @@ def _export(args) -> None:
         if args.run:
             raise UsageError("give either a run directory (with --trial/--best) or --arch")
         arch = _read_arch(args.arch)
-        form = ExportForm(fused=args.fused, channels_last=args.channels_last)
+        form = ExportForm(fused=args.fused, channels_last=args.channels_last,
+                          backbone=args.backbone, out_indices=args.out_indices)
         paths = export_arch(arch, args.output, force=args.force, form=form)
         cost = count_cost(arch)
         print(f"exported {arch.id}: {fmt_count(cost.flops)} FLOPs, "
@@ -468,14 +469,16 @@ def _export(args) -> None:
     from .export import export_trial
 
     result = export_trial(args.run, args.output, trial=args.trial, objective=args.objective,
-                          fused=args.fused, channels_last=args.channels_last, force=args.force)
+                          fused=args.fused, channels_last=args.channels_last, force=args.force,
+                          backbone=args.backbone, out_indices=args.out_indices)
     row, deltas = result["row"], result["deltas"]
     print(f"exported trial {row['trial']} ({result['arch'].id}): "
           f"{fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params, "
           f"search accuracy {row['accuracy']:.2%}")
     for path in result["paths"]:
         print(f"  {path}")
-    print(f"check: max |logits - supernet subnet| = {deltas['model']:.2e} (model.py + "
+    print(f"check: max |{'features' if args.backbone else 'logits'} - supernet subnet| = "
+          f"{deltas['model']:.2e} (model.py + "
           f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"
           + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas else ""))
 

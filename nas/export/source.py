@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from .. import __version__
 from ..arch import Architecture
@@ -20,17 +20,17 @@ from ..cost import count_cost
 from ..errors import ExportError
 from ..model import layer_table
 from ..ops import static
+from ..ops.static import default_out_indices, feature_levels
 from ..runs import ExportDir
 
 __all__ = ["ExportForm", "model_source"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+_KEY = re.compile(r"^[a-z][a-z_]{0,15}$")  # a block argument's name
 # A free-text line in the docstring: letters, digits, spaces and a little punctuation.
 _NOTE = re.compile(r"^[A-Za-z0-9 ,.:;()x%+/=_-]{1,300}$")
 _ARCH_CHARS = re.compile(r"^[0-9a-z_.,/:-]+$")
 _WEIGHTS = ExportDir(".").weights.name
-_BLOCK_COLUMNS = ("kind, in_ch, mid_ch, out_ch, kernels, splits, stride, se_ch, "
-                  "exp_groups, proj_groups, act, residual")
 
 
 def _literal(value) -> str:
@@ -43,6 +43,8 @@ def _literal(value) -> str:
         return f'"{value}"'
     if isinstance(value, tuple) and all(type(v) is int for v in value):
         return "(" + ", ".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, dict) and all(isinstance(k, str) and _KEY.fullmatch(k) for k in value):
+        return "{" + ", ".join(f'"{k}": {_literal(v)}' for k, v in value.items()) + "}"
     raise ExportError(f"refusing to write unvalidated value {value!r} into model.py")
 
 
@@ -63,12 +65,17 @@ class ExportForm:
         in_chans: ``build_model``'s default input channels.
         fused: MixConv as one zero-padded depthwise conv (more FLOPs, often faster).
         channels_last: NHWC weights and activations.
+        backbone: ``build_model()`` defaults to ``features_only=True``: the feature maps of
+            ``out_indices`` (default: the levels at strides 8, 16, 32), no head.
+        out_indices: the backbone's feature levels (indices into ``FEATURE_LEVELS``).
     """
 
     num_classes: Optional[int] = None
     in_chans: Optional[int] = None
     fused: bool = False
     channels_last: bool = False
+    backbone: bool = False
+    out_indices: Optional[Tuple[int, ...]] = None
 
 
 def model_source(arch: Architecture, form: ExportForm = ExportForm(),
@@ -87,22 +94,32 @@ def model_source(arch: Architecture, form: ExportForm = ExportForm(),
     chans = arch.input.channels if form.in_chans is None else form.in_chans
     cost = count_cost(arch)
     stem, blocks, head = layer_table(arch)
-    rows = "\n".join(
-        "    (" + ", ".join(_literal(v) for v in row) + ")," for row in blocks
-    )
+    rows = "\n".join(f"    ({_literal(kind)}, {_literal(args)})," for kind, args in blocks)
+    levels = feature_levels(stem[1], stem[2], blocks)
+    out_indices = tuple(default_out_indices(levels) if form.out_indices is None
+                        else sorted(set(form.out_indices)))
+    if not out_indices or any(not 0 <= i < len(levels) for i in out_indices):
+        raise ExportError(f"out_indices must be feature levels 0 to {len(levels) - 1} "
+                          f"(reductions {', '.join(map(str, levels.reduction()))})")
+    level_rows = "\n".join(f"    ({i}, {f['num_chs']}, {f['reduction']}),"
+                           for i, f in enumerate(levels))
     form_note = ("MixConv fused into one zero-padded depthwise conv per layer (same outputs, "
                  "more FLOPs than the count above)." if form.fused else
                  "MixConv in its split form (the FLOPs below are this network's).")
     if form.channels_last:
         form_note += " Channels-last (NHWC) memory format."
+    if form.backbone:
+        form_note += (" A backbone: build_model() returns the feature maps of OUT_INDICES "
+                      "(net.feature_info.channels(), .reduction()).")
     usage = (f'    net.load_state_dict(torch.load("{_WEIGHTS}", weights_only=True))\n\n'
              + weights_note + "\n") if weights_note else ""
-    return f'''"""Standalone MixNet exported by nas {_literal_version()}.
+    return f'''"""Standalone network exported by nas {_literal_version()}.
 
 Needs only torch and the Python standard library.
 
     from model import build_model
     net = build_model()                 # num_classes={classes}, in_chans={chans}
+    backbone = build_model(features_only=True, out_indices=(2, 3, 4))  # timm's convention
 {usage}
 Architecture (nas canonical form, id {arch.id}):
     {text}
@@ -120,20 +137,34 @@ IN_CHANS = {_literal(chans)}
 FUSED = {_literal(form.fused)}
 CHANNELS_LAST = {_literal(form.channels_last)}
 
-# kernel, stride, out_ch, act
+FEATURES_ONLY = {_literal(form.backbone)}
+OUT_INDICES = {_literal(out_indices)}
+
+# kernel, stride, out_ch, act, patch
 STEM = ({", ".join(_literal(v) for v in stem)})
-# {_BLOCK_COLUMNS}
+# (kind, arguments of its block class), one per block
 BLOCKS = [
 {rows}
 ]
-# out_ch, act
+# out_ch (conv before pooling, 0: none), act, post (conv after pooling, 0: none), post_bn
 HEAD = ({", ".join(_literal(v) for v in head)})
+# feature level: index, channels, reduction (stride) relative to the input
+FEATURE_LEVELS = [
+{level_rows}
+]
 
 
-def build_model(num_classes: int = NUM_CLASSES, in_chans: int = IN_CHANS) -> MixNet:
-    """The network; the defaults are those of weights.pt when it exists."""
+def build_model(num_classes: int = NUM_CLASSES, in_chans: int = IN_CHANS,
+                features_only: bool = FEATURES_ONLY,
+                out_indices: Sequence[int] = OUT_INDICES) -> MixNet:
+    """The network; the defaults are those of weights.pt when it exists.
+
+    With ``features_only`` it returns the list of feature maps of ``out_indices``
+    (indices into FEATURE_LEVELS) instead of logits, and builds no head.
+    """
     return MixNet(STEM, BLOCKS, HEAD, num_classes=num_classes, in_chans=in_chans,
-                  fused=FUSED, channels_last=CHANNELS_LAST)
+                  fused=FUSED, channels_last=CHANNELS_LAST, features_only=features_only,
+                  out_indices=out_indices)
 '''
 
 

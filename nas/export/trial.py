@@ -11,7 +11,7 @@ The weights are for the run's dataset (its channels, classes and resolution), so
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -29,7 +29,8 @@ __all__ = ["export_trial"]
 
 def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str = "reward",
                  fused: bool = False, channels_last: bool = False,
-                 force: bool = False) -> Dict[str, Any]:
+                 force: bool = False, backbone: bool = False,
+                 out_indices: Optional[Tuple[int, ...]] = None) -> Dict[str, Any]:
     """Export trial ``trial`` of ``run_dir`` (the best by ``objective`` when None).
 
     Returns:
@@ -59,7 +60,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
     channels, classes = sn.supernet.in_chans, sn.supernet.num_classes
     resolution = int(example.shape[-1])
     form = ExportForm(num_classes=classes, in_chans=channels, fused=fused,
-                      channels_last=channels_last)
+                      channels_last=channels_last, backbone=backbone, out_indices=out_indices)
     note = (f"{ExportDir(out_dir).weights.name}: inherited from the supernet "
             f"(step {int(sn.step)}), BatchNorm "
             f"recalibrated on {bn_batches} batches; input {channels}x{resolution}x"
@@ -76,7 +77,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
     }
     paths, deltas = export_network(model, arch, out_dir, example, form, force=force,
                                   weights_note=note, extra=extra)
-    if bn_batches == 0:
+    if bn_batches == 0 and not backbone:
         # The weights are the supernet's own, statistics included: the written network must
         # give the supernet's logits for this architecture.
         exported = load_exported(out_dir).build_model().eval()

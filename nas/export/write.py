@@ -11,7 +11,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +22,13 @@ from ..arch import Architecture
 from ..cost import count_cost
 from ..errors import ExportError
 from ..files import atomic_write_bytes, tensor_bytes
+from ..model import build_model, layer_table
+from ..ops.static import default_out_indices, feature_levels
 from ..runs import ExportDir
 from .source import ExportForm, model_source
 
-__all__ = ["export_arch", "export_network", "fuse_state_dict", "load_exported"]
+__all__ = ["export_arch", "export_network", "fuse_state_dict", "load_exported",
+           "max_difference"]
 
 
 def export_arch(arch: Architecture, out_dir, force: bool = False,
@@ -64,6 +67,11 @@ def _prepare(out_dir, force: bool) -> ExportDir:
 def _write_source(arch: Architecture, out: ExportDir, form: ExportForm, weights_note: str,
                   extra: Optional[Dict]) -> List[Path]:
     cost = count_cost(arch)
+    _, blocks, _ = layer_table(arch)
+    levels = feature_levels(arch.stem.stride, arch.stem.out, blocks)
+    sizes = [layer.out_size for layer in arch.layers()]
+    out_indices = (default_out_indices(levels) if form.out_indices is None
+                   else sorted(set(form.out_indices)))
     meta = {
         "format": "nas-export/1",
         "nas_version": __version__,
@@ -72,7 +80,15 @@ def _write_source(arch: Architecture, out: ExportDir, form: ExportForm, weights_
         "flops": cost.flops,
         "params": cost.params,
         "input": arch.to_dict()["input"],
-        "form": {"fused": form.fused, "channels_last": form.channels_last},
+        "form": {"fused": form.fused, "channels_last": form.channels_last,
+                 "backbone": form.backbone},
+        # timm's feature_info: every reduction level, with its shape at the target input
+        "features": [
+            {"level": i, "channels": f["num_chs"], "reduction": f["reduction"],
+             "shape": [f["num_chs"]] + [arch.stem_size() if f["index"] < 0
+                                        else sizes[f["index"]]] * 2}
+            for i, f in enumerate(levels)],
+        "out_indices": list(out_indices),
         "structure": arch.to_dict(),
     }
     if extra:
@@ -100,11 +116,15 @@ def fuse_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
         if type(module).__name__ != "MixConv" or not hasattr(module, "convs"):
             continue
         big = max(module.kernels)
-        padded = []
+        padded, biases = [], []
         for i, k in enumerate(module.kernels):
             pad = (big - k) // 2
             padded.append(F.pad(state.pop(f"{name}.convs.{i}.weight"), [pad] * 4))
+            if f"{name}.convs.{i}.bias" in state:  # ConvMixer's depthwise conv
+                biases.append(state.pop(f"{name}.convs.{i}.bias"))
         state[f"{name}.conv.weight"] = torch.cat(padded, 0)
+        if biases:
+            state[f"{name}.conv.bias"] = torch.cat(biases, 0)
     return state
 
 
@@ -141,6 +161,12 @@ def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch
     """
     out = _prepare(out_dir, force)
     model = model.cpu().eval()
+    if form.backbone:  # the same weights, without the head
+        backbone = build_model(arch, num_classes=form.num_classes, in_chans=form.in_chans,
+                               features_only=True, out_indices=form.out_indices)
+        own = model.state_dict()
+        backbone.load_state_dict({k: own[k] for k in backbone.state_dict()})
+        model = backbone.eval()
     state = fuse_state_dict(model) if form.fused else model.state_dict()
     state = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     written = _write_source(arch, out, form, weights_note, extra)
@@ -152,25 +178,38 @@ def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch
     example = example.cpu()
     with torch.no_grad():
         reference = model(example)
-        delta = (exported(example) - reference).abs().max().item()
+        delta = max_difference(exported(example), reference)
         with warnings.catch_warnings():
             # torch.jit is deprecated in favour of torch.export, but TorchScript is still
             # what C++ (libtorch) and mobile runtimes load.
             warnings.simplefilter("ignore")
-            traced = torch.jit.trace(exported, example)
+            traced = torch.jit.trace(exported, example, strict=not form.backbone)
             buffer = io.BytesIO()
             torch.jit.save(traced, buffer)
             atomic_write_bytes(out.torchscript, buffer.getvalue())
             written.append(out.torchscript)
             scripted = torch.jit.load(str(out.torchscript))
-            ts_delta = (scripted(example) - reference).abs().max().item()
+            ts_delta = max_difference(scripted(example), reference)
     if onnx and all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript")):
-        written += _write_onnx(exported, example, out.onnx)
+        names = ([f"stride{f['reduction']}" for f in exported.feature_info]
+                 if form.backbone else ["logits"])
+        written += _write_onnx(exported, example, out.onnx, names, spatial=form.backbone)
     return written, {"model": delta, "torchscript": ts_delta}
 
 
-def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> List[Path]:
-    """``model.onnx`` with a dynamic batch axis; a failure is a warning, not a lost export."""
+def max_difference(a, b) -> float:
+    """Largest absolute difference between two outputs (tensors or lists of tensors)."""
+    if isinstance(a, torch.Tensor):
+        return (a - b).abs().max().item()
+    if len(a) != len(b):
+        raise ExportError(f"{len(a)} outputs where {len(b)} were expected")
+    return max(max_difference(x, y) for x, y in zip(a, b))
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path,
+                output_names: Sequence[str] = ("logits",), spatial: bool = False) -> List[Path]:
+    """``model.onnx`` with a dynamic batch axis (and, with ``spatial``, dynamic height and
+    width, one output per feature level); a failure is a warning, not a lost export."""
     tmp = path.with_suffix(".onnx.tmp")
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
@@ -178,9 +217,13 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> List[Pat
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # the exporter's progress chatter
+            axes = {0: torch.export.Dim("batch")}
+            if spatial:  # a detector feeds its own image sizes
+                axes.update({2: torch.export.Dim("height", min=32, max=4096),
+                             3: torch.export.Dim("width", min=32, max=4096)})
             program = torch.onnx.export(model, (example,), input_names=["input"],
-                                        output_names=["logits"], dynamo=True,
-                                        dynamic_shapes=({0: torch.export.Dim("batch")},))
+                                        output_names=list(output_names), dynamo=True,
+                                        dynamic_shapes=(axes,))
             program.save(str(tmp))
     # torch.onnx's coverage varies between versions; the other files are already written.
     except Exception as e:  # noqa: BLE001
