@@ -4,8 +4,9 @@ FLOPs follow fvcore's convention (DESIGN.md §3): multiply-accumulates of convs 
 linears (bias adds not counted), 2 per element for an eval-mode affine BatchNorm,
 1 per input element for the head's global average pool; activations, the SE gate
 multiply, residual adds, split and concat count 0, and so do the SE squeeze (a
-``mean``) and ADown's average and max pools, which fvcore does not count. ``tests/test_cost.py`` holds this to fvcore
-exactly on random architectures of every shipped space.
+``mean``) and ADown's average and max pools, which fvcore does not count.
+``tests/test_cost.py`` holds this to fvcore exactly on random architectures of every
+shipped space.
 
 The arithmetic is plain integer code per block row (repeats after the first are
 identical, so they are counted once and multiplied): it runs in a search's inner loop.

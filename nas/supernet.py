@@ -20,9 +20,8 @@ from .errors import SupernetMismatch
 from .grammar import SAME
 from .model import build_model
 from .ops.dynamic import ACTIVATIONS, DynamicBatchNorm, DynamicBlock, DynamicPointwise, init_linear
-from .space.search_space import RowSpace
 from .ops.static import MixNet
-from .space.search_space import SearchSpace
+from .space.search_space import RowSpace, SearchSpace
 
 __all__ = ["Supernet", "SupernetMismatch"]
 
