@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+from conftest import SPACE_NAMES
 from standalone import NO_NAS
 
 import nas
@@ -44,20 +45,20 @@ def run_standalone(directory, **kwargs):
     return json.loads(run.stdout)
 
 
-def test_exported_model_stands_alone(spaces, tmp_path):
-    for name in ("mixnet_s", "mixnet_300m", "edge_cases"):
-        arch = spaces[name].sample(random.Random(3))
-        out = tmp_path / name
-        nas.export_arch(arch, out)
-        result = run_standalone(out)
-        model = nas.build_model(arch)
-        assert result["params"] == sum(p.numel() for p in model.parameters())
-        assert result["shape"] == [2, arch.input.classes]
-        assert result["nas_loaded"] is False
-        meta = json.loads((out / "arch.json").read_text())
-        assert nas.Architecture.parse(meta["arch"]) == arch
-        assert nas.Architecture.from_dict(meta["structure"]) == arch
-        assert (meta["flops"], meta["params"]) == tuple(vars(nas.count_cost(arch)).values())
+@pytest.mark.parametrize("name", SPACE_NAMES)
+def test_exported_model_stands_alone(spaces, tmp_path, name):
+    arch = spaces[name].sample(random.Random(3))
+    out = tmp_path / name
+    nas.export_arch(arch, out)
+    result = run_standalone(out)
+    model = nas.build_model(arch)
+    assert result["params"] == sum(p.numel() for p in model.parameters())
+    assert result["shape"] == [2, arch.input.classes]
+    assert result["nas_loaded"] is False
+    meta = json.loads((out / "arch.json").read_text())
+    assert nas.Architecture.parse(meta["arch"]) == arch
+    assert nas.Architecture.from_dict(meta["structure"]) == arch
+    assert (meta["flops"], meta["params"]) == tuple(vars(nas.count_cost(arch)).values())
 
 
 def test_exported_model_reproduces_nas_outputs_with_its_weights(spaces, tmp_path):
@@ -104,4 +105,80 @@ def test_generated_code_is_only_the_table_and_the_library(spaces):
     imports = {line.strip() for line in source.splitlines()
                if line.startswith(("import ", "from "))}
     assert imports == {"import torch", "from torch import nn",
-                       "from typing import List, Sequence"}
+                       "from typing import Dict, List, Optional, Sequence"}
+
+
+def _expected_levels(arch, height, width):
+    """Per reduction level ``(channels, H, W)``, from each layer's size arithmetic."""
+    from nas.arch import out_size_of
+    from nas.channels import conv_out_size
+
+    stem = arch.stem
+    h, w = (conv_out_size(n, stem.kernel, stem.stride, 0 if stem.patch else None)
+            for n in (height, width))
+    levels = [(stem.out, h, w)]
+    for layer in arch.layers():
+        h, w = out_size_of(layer.kind, h, layer.stride), out_size_of(layer.kind, w, layer.stride)
+        if layer.stride > 1:
+            levels.append((layer.out_ch, h, w))
+        else:
+            levels[-1] = (layer.out_ch, h, w)
+    return levels
+
+
+# Found networks (random points of the new spaces) and presets, as detection backbones.
+BACKBONES = [("mobilenetv4_uib", 1), ("mobilenetv3_mixconv", 2), ("convmixer_mix", 0),
+             ("mobilenetv4_conv_small", 0), ("mobilenetv3_large_100", 0), ("mixnet_s", 0)]
+
+
+@pytest.mark.parametrize("name, seed", BACKBONES)
+def test_backbone_returns_the_advertised_levels(spaces, name, seed):
+    arch = spaces[name].sample(seed)
+    net = nas.build_model(arch, features_only=True).eval()
+    reductions = net.feature_info.reduction()
+    if name != "convmixer_mix":  # ConvMixer has one level (its patch size)
+        assert reductions == [8, 16, 32]
+    for height, width in ((224, 224), (256, 320)):
+        levels = _expected_levels(arch, height, width)
+        with torch.no_grad():
+            out = net(torch.randn(1, 3, height, width))
+        assert [tuple(t.shape[1:]) for t in out] == [levels[i] for i in net.out_indices]
+        assert net.feature_info.channels() == [t.shape[1] for t in out]
+        if name != "convmixer_mix":
+            assert [height // r for r in reductions] == [t.shape[2] for t in out]
+
+
+def test_backbone_export_and_its_onnx(tmp_path):
+    """nas export --backbone: model.py's feature maps equal nas's, and so do ONNX's (at
+    the export's size and at another, non-square one)."""
+    ort = pytest.importorskip("onnxruntime")
+    arch = nas.Architecture.parse(
+        "3x64x64-10/stem_c16/ds_r1_k3.5_c16/ir_r1_k3_s2_e3_c24/ir_r1_k3.5_s2_e3_hse0.25_c32/"
+        "uir_r1_a3_k0_s2_e2_c40/adown_c48/head_f64")
+    torch.manual_seed(0)
+    model = nas.build_model(arch).eval()
+    from nas.export import ExportForm, export_network, load_exported
+
+    form = ExportForm(backbone=True, out_indices=(2, 3, 4))
+    paths, deltas = export_network(model, arch, tmp_path, torch.randn(2, 3, 64, 64),
+                                              form)
+    assert deltas == {"model": 0.0, "torchscript": 0.0}
+    meta = json.loads((tmp_path / "arch.json").read_text())
+    assert meta["out_indices"] == [2, 3, 4]
+    assert [f["reduction"] for f in meta["features"]] == [2, 4, 8, 16, 32]
+    assert [f["shape"] for f in meta["features"]][2:] == [[32, 8, 8], [40, 4, 4], [48, 2, 2]]
+    exported = load_exported(tmp_path, "backbone_model").build_model()
+    exported.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    exported.eval()
+    if not (tmp_path / "model.onnx").exists():
+        pytest.skip("torch's ONNX exporter could not write model.onnx here")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    assert [o.name for o in session.get_outputs()] == ["stride8", "stride16", "stride32"]
+    for shape in ((1, 3, 64, 64), (2, 3, 96, 128)):
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            expected = exported(x)
+        got = session.run(None, {"input": x.numpy()})
+        for e, g in zip(expected, got):
+            assert tuple(g.shape) == tuple(e.shape)
+            torch.testing.assert_close(torch.from_numpy(g), e, rtol=1e-4, atol=1e-4)
