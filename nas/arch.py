@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import MISSING, dataclass, fields, replace
 from functools import lru_cache
-from typing import Any, Dict, Iterator, Mapping, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from .channels import (
     adown_out_size,
@@ -42,7 +42,7 @@ from .grammar import (
 
 __all__ = [
     "ArchError", "InputSpec", "Stem", "Block", "Head", "Layer", "Architecture", "block_layers",
-    "normalize_split",
+    "normalize_split", "out_size_of", "size_problem",
 ]
 
 
@@ -308,6 +308,19 @@ class Layer:
 _MID_IS_IN = ("ds", "dsa", "cm")
 
 
+def size_problem(kind: str, size: int) -> Optional[str]:
+    """Why a block of ``kind`` cannot take a ``size`` x ``size`` map, or None.
+
+    Strided convs are 'same'-padded, so they never shrink a map below 1x1; ADown's
+    2x2 average pool (stride 1, no padding, as in ultralytics' ``ADown``) needs 2x2:
+    torch refuses a 1x1 input ("Output size is too small").
+    """
+    if kind == "adown" and size < 2:
+        return (f"ADown needs a feature map of at least 2x2 (its 2x2 average pool), "
+                f"it is fed {size}x{size}")
+    return None
+
+
 def out_size_of(kind: str, size: int, stride: int) -> int:
     """Spatial output size of a block of ``kind`` with ``stride`` fed ``size`` pixels
     (per side; 'same' padding keeps ceil(size / stride) whatever the odd kernel)."""
@@ -371,7 +384,14 @@ class Architecture:
         object.__setattr__(self, "stages", stages)
         if not stages or any(not rows for rows in stages):
             raise ArchError("an architecture needs at least one stage, and no stage may be empty")
+        if self.stem_size() < 1:
+            raise ArchError(f"the patch stem's {self.stem.patch}x{self.stem.patch} patches do "
+                            f"not fit a {self.input.resolution}x{self.input.resolution} input")
         for layer in self.layers():
+            problem = size_problem(layer.kind, layer.in_size)
+            if problem:
+                raise ArchError(f"stage {layer.stage} row {layer.row}: {problem} at "
+                                f"{self.input.resolution}x{self.input.resolution}")
             if not check_groups(layer.dw_splits) or not check_groups(layer.start_splits):
                 raise ArchError(
                     f"stage {layer.stage} row {layer.row}: splitting {layer.mid_ch} channels "

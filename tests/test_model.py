@@ -68,3 +68,20 @@ def test_module_structure_mirrors_layers(spaces):
         assert block.residual == layer.residual
         assert block.conv_dw.kernels == list(layer.kernels)
         assert block.conv_dw.splits == list(layer.dw_splits)
+
+
+@pytest.mark.parametrize("size", range(1, 10))
+def test_adown_size_arithmetic_equals_torch(size):
+    # ultralytics' ADown refuses a 1x1 map (its 2x2 average pool has no output): the
+    # architecture refuses it too, and every other size is what torch computes.
+    from nas.channels import adown_out_size
+    from nas.ops.static import ADown
+
+    x = torch.randn(1, 16, size, size)
+    if size == 1:
+        with pytest.raises(RuntimeError):
+            ADown(16, 16, "relu").eval()(x)
+        with pytest.raises(nas.ArchError, match="ADown needs a feature map of at least 2x2"):
+            nas.Architecture.parse("3x4x4-10/stem_c16/adown_c16,adown_c16/head")
+    else:
+        assert ADown(16, 16, "relu").eval()(x).shape[-1] == adown_out_size(size)

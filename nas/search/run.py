@@ -61,6 +61,11 @@ def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
     if config.budget < smallest:
         raise RunError(f"budget {config.budget:,} FLOPs is below the smallest architecture of "
                        f"{space.name}: {smallest:,} FLOPs ({smallest / 1e6:.1f}M)")
+    if not config.supernet and space.size_problem(1):  # some resolutions are too small
+        from ..data import load_dataset
+        from ..train import check_resolution
+
+        check_resolution(space, config.resolution or load_dataset(config.data).resolution)
     if run.config.exists():
         old = SearchConfig.from_dict(read_json(run.config, "search configuration"),
                                      str(run.config))

@@ -128,6 +128,7 @@ def parse_space(text: str, name: str, file: str) -> SearchSpace:
     if not isinstance(stages_node, yaml.SequenceNode) or not stages_node.value:
         raise loc.error(stages_node, "stages must be a non-empty list of stages")
     stages: List[Tuple[RowSpace, ...]] = []
+    row_nodes = {"stem": stem_node}
     width_alts = set(stem.alternatives["out"])
     for s, stage_node in enumerate(stages_node.value):
         if not isinstance(stage_node, yaml.SequenceNode):
@@ -136,7 +137,8 @@ def parse_space(text: str, name: str, file: str) -> SearchSpace:
         if not stage_node.value:
             raise loc.error(stage_node, f"stage {s} is empty: a stage needs at least one row")
         rows = []
-        for row_node in stage_node.value:
+        for r, row_node in enumerate(stage_node.value):
+            row_nodes[f"s{s}.b{r}"] = row_node
             row = _row(loc, row_node, ROW_KINDS)
             _check_row(loc, row_node, row, width_alts)
             if row.alternatives["out"] != (SAME,):
@@ -149,7 +151,13 @@ def parse_space(text: str, name: str, file: str) -> SearchSpace:
         raise loc.error(top["head"][1], "the head's conv before pooling is there or not: c0 "
                                         "cannot be one of its alternatives",
                         head.where["out"][0])
-    return SearchSpace(name, description, input_spec, stem, stages, head, source=file, text=text)
+    space = SearchSpace(name, description, input_spec, stem, stages, head, source=file, text=text)
+    problem = space.size_problem(input_spec.resolution)
+    if problem:
+        where, why = problem
+        raise loc.error(row_nodes[where], f"{why} at the target input "
+                                          f"{input_spec.resolution}x{input_spec.resolution}")
+    return space
 
 
 def _mapping(loc: _Loc, node, what: str, allowed, required=()) -> Dict[str, tuple]:

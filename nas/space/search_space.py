@@ -9,7 +9,17 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..arch import Architecture, Block, Head, InputSpec, Stem, normalize_split
+from ..arch import (
+    Architecture,
+    Block,
+    Head,
+    InputSpec,
+    Stem,
+    normalize_split,
+    out_size_of,
+    size_problem,
+)
+from ..channels import conv_out_size
 from ..errors import UsageError
 from ..grammar import FIELD_BY_NAME, SAME, fields_of
 
@@ -256,6 +266,29 @@ class SearchSpace:
                     if flops > best:
                         best, choices, improved = flops, trial, True
         return self.arch_from_choices(choices)
+
+    def size_problem(self, resolution: int) -> Optional[Tuple[str, str]]:
+        """``(place, why)`` of the first stem or row (``"stem"``, ``"s3.b0"``) that cannot
+        run on a ``resolution`` x ``resolution`` input; None when every architecture can.
+
+        Strides are fixed and stride-2 rows cannot be optional, so every architecture of
+        the space has the same map sizes but for the patch size; the largest patch gives
+        the smallest maps.
+        """
+        stem = self.stem.alternatives
+        patch = max(stem["patch"])
+        kernel, stride = (patch, patch) if patch else (stem["kernels"][0][0], stem["stride"][0])
+        size = conv_out_size(resolution, kernel, stride, 0 if patch else None)
+        if size < 1:
+            return "stem", (f"the patch stem's {patch}x{patch} patches do not fit a "
+                            f"{resolution}x{resolution} input")
+        for s, rows in enumerate(self.stages):
+            for r, row in enumerate(rows):
+                why = size_problem(row.kind, size)
+                if why:
+                    return f"s{s}.b{r}", why
+                size = out_size_of(row.kind, size, row.alternatives.get("stride", (1,))[0])
+        return None
 
     # ------------------------------------------------------------------ cost range
     def cost_range(self) -> CostRange:

@@ -15,6 +15,7 @@ from .supernet import (
                        ArchSampler,
                        SupernetRun,
                        TrainConfig,
+                       check_resolution,
                        load_supernet,
                        quick_report,
                        train_supernet,
@@ -23,4 +24,4 @@ from .supernet import (
 __all__ = ["Dist", "LoopConfig", "data_splits", "fit", "resolve_device", "create_optimizer",
            "create_schedule", "RetrainConfig", "arch_from_export", "retrain",
            "CHECKPOINT_FORMAT", "SAMPLERS", "ArchSampler", "SupernetRun", "TrainConfig",
-           "load_supernet", "quick_report", "train_supernet"]
+           "check_resolution", "load_supernet", "quick_report", "train_supernet"]

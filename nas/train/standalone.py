@@ -13,13 +13,13 @@ channels or classes) start fresh and are listed. Checkpoints are atomic, read wi
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 
-from ..arch import Architecture
+from ..arch import Architecture, InputSpec
 from ..config import inherit, setting
 from ..cost import count_cost
 from ..data import Loader, image_stats, load_dataset
@@ -116,6 +116,9 @@ def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
     arch = Architecture.parse(config.arch)
     device = resolve_device(config.device)
     dataset = load_dataset(config.data)
+    # Validates the network at the training resolution (an ADown fed 1x1 is an ArchError).
+    replace(arch, input=InputSpec(arch.input.channels, config.resolution or dataset.resolution,
+                                  arch.input.classes))
     train, val = data_splits(dataset, config)
     mean, std = image_stats(train)
     loader = train_loader(train, dataset, mean, std, config, device)

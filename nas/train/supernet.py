@@ -131,6 +131,20 @@ def _space_of(config: TrainConfig, space_text: Optional[str] = None) -> SearchSp
     return load_space(config.space)
 
 
+def check_resolution(space: SearchSpace, resolution: int) -> None:
+    """Refuse, before anything is trained or written, a training resolution at which some
+    architecture of ``space`` cannot run (a patch larger than the image, an ADown fed 1x1).
+
+    Raises:
+        UsageError: naming the row, the reason and the resolution.
+    """
+    problem = space.size_problem(resolution)
+    if problem:
+        where, why = problem
+        raise UsageError(f"{space.name} cannot train at {resolution}x{resolution}: {where}: "
+                         f"{why}; train at a larger --resolution")
+
+
 def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
                    progress: bool = True, stop_after: Optional[int] = None) -> SupernetRun:
     """Train (or resume training) a supernet into ``run_dir``.
@@ -157,6 +171,7 @@ def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
                              f"{dist.world} processes")
     space = _space_of(config, state["space_text"] if state else None)
     dataset = load_dataset(config.data)
+    check_resolution(space, config.resolution or dataset.resolution)
     train, _ = data_splits(dataset, config)
     mean, std = image_stats(train)  # normalisation from the training split only
     loader = train_loader(train, dataset, mean, std, config, device)

@@ -16,6 +16,7 @@ from nas.errors import RunError
 from nas.latency import measure as latency_module
 from nas.search import SearchConfig, pareto_front, reward, run_search, suggest_arch, warm_start
 from nas.search import objective as search_module
+from nas.search.run import prepare_run
 
 TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -157,6 +158,26 @@ def test_bad_budgets_exit_2_and_write_nothing(tmp_path, capsys, budget, fragment
     assert main(["search", "--budget", budget, "--space", TINY, "-o", str(out)]) == 2
     assert fragment in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_space_too_deep_for_the_training_resolution_exits_2_and_writes_nothing(
+        tmp_path, capsys):
+    # At its 64x64 target the last ADown is fed 2x2; on Fashion-MNIST's 28x28 it would be
+    # fed 1x1 (torch: "Output size is too small") after the supernet run had begun.
+    space = tmp_path / "deep.yaml"
+    space.write_text("input: {channels: 3, resolution: 64, classes: 10}\nstem: stem_c16\n"
+                     "stages:\n  - [ir_r1_k3_s2_e2_c24, adown_c32, adown_c48|64, adown_c64]\n"
+                     "head: head\n")
+    out = tmp_path / "run"
+    args = ["search", "--budget", "1G", "--space", str(space), "-o", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["nas: error: deep cannot train at 28x28: s0.b3: ADown needs a feature map "
+                   "of at least 2x2 (its 2x2 average pool), it is fed 1x1; train at a larger "
+                   "--resolution"]
+    assert not out.exists()
+    # at a proxy resolution of 32 it is fed 2x2: accepted
+    prepare_run(SearchConfig(budget=10**9, space=str(space), resolution=32), out)
 
 
 def test_a_run_directory_keeps_its_settings(tmp_path):
