@@ -3,12 +3,15 @@
 ``nas latency build --space S -o LUT.json`` times, on this machine, at batch 1 and the
 space's target input, every distinct operation that random architectures of the space
 use: the stem, each block's 1x1 expand (conv+BN+act), each MixConv group's depthwise
-conv, the depthwise BN+act, the SE module, the 1x1 project (conv+BN), and the head.
-Operations, unlike whole blocks, recur across architectures, so a table built from a
-few dozen networks covers nearly every new one. A network's latency is the sum over its
-operations times a scale fitted on fully measured networks when the table is built
-(the sum misses split, concat, residual adds and cache effects between operations).
-Operations missing from the table are measured on first use and added.
+conv, the depthwise BN+act, the SE module, the 1x1 project (conv+BN[+act]), and the
+head. Operations, unlike whole blocks, recur across architectures, so a table built from
+a few dozen networks covers nearly every new one. The other block kinds (cn, uir, cm, pc,
+adown) are timed whole, one entry per distinct block (kind ``block``): exact for what
+they are, but they recur less, so more of them are measured on first use. A network's
+latency is the sum over its operations times a weight per kind fitted on fully measured
+networks when the table is built (the sum misses split, concat, residual adds and cache
+effects between operations). Operations missing from the table are measured on first
+use and added.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 from torch import nn
@@ -26,15 +29,26 @@ from ..arch import Architecture, Layer
 from ..config import Settings, setting
 from ..errors import CheckpointError
 from ..files import atomic_write_bytes
-from ..ops.static import ConvBNAct, SqueezeExcite, make_activation
+from ..model import block_args
+from ..ops.static import (
+    ConvBNAct,
+    PatchStem,
+    SqueezeExcite,
+    make_activation,
+    make_block,
+    make_head,
+)
 from .base import LatencyModel
 from .measure import arch_latency, measure_latency
 
 __all__ = ["LatencyTable", "TableConfig", "build_table"]
 
-FORMAT = "nas-latency-lut/2"
+FORMAT = "nas-latency-lut/3"
 OLD_FORMAT = "nas-latency-lut/1"  # one scale for every kind; still loaded
-KINDS = ("stem", "pw", "dw", "bnact", "se", "pwl", "head")  # the key prefixes
+NO_BLOCK_FORMAT = "nas-latency-lut/2"  # before whole blocks were timed; still loaded
+KINDS = ("stem", "pw", "dw", "bnact", "se", "pwl", "head", "block")  # the key prefixes
+# Block kinds split into operations; the others are timed whole.
+_SPLIT_KINDS = ("ds", "dsa", "ir")
 
 
 @dataclass
@@ -58,8 +72,18 @@ class _BNAct(nn.Sequential):
 
 
 def _ops(layer: Layer):
-    """``(key, module factory, input shape)`` of each timed operation of a block."""
+    """``(key, module factory, input shape)`` of each timed operation of a block.
+
+    The keys of ds and ir blocks without MobileNetV3's SE are those of format 2 tables,
+    so their measurements stay valid.
+    """
     s_in, s_out, mid = layer.in_size, layer.out_size, layer.mid_ch
+    if layer.kind not in _SPLIT_KINDS:
+        args = block_args(layer)
+        yield (f"block|{layer.kind}|{s_in}|"
+               + "|".join(f"{name}={args[name]}" for name in sorted(args)),
+               lambda: make_block(layer.kind, args), (1, layer.in_ch, s_in, s_in))
+        return
     if layer.kind == "ir":
         yield (f"pw|{layer.in_ch}|{mid}|{layer.exp_groups}|{layer.act}|{s_in}",
                lambda: ConvBNAct(layer.in_ch, mid, 1, groups=layer.exp_groups, act=layer.act),
@@ -69,22 +93,21 @@ def _ops(layer: Layer):
                lambda c=c, k=k: nn.Conv2d(c, c, k, layer.stride, k // 2, groups=c, bias=False),
                (1, c, s_in, s_in))
     yield f"bnact|{mid}|{layer.act}|{s_out}", lambda: _BNAct(mid, layer.act), (1, mid, s_out, s_out)
-    if layer.se_ch:
-        yield (f"se|{mid}|{layer.se_ch}|{layer.act}|{s_out}",
-               lambda: SqueezeExcite(mid, layer.se_ch, layer.act), (1, mid, s_out, s_out))
-    yield (f"pwl|{mid}|{layer.out_ch}|{layer.proj_groups}|{s_out}",
-           lambda: ConvBNAct(mid, layer.out_ch, 1, groups=layer.proj_groups),
+    if layer.se_ch:  # MobileNetV3's SE has ReLU inside whatever the block's activation
+        act = "hard" if layer.se_hard else layer.act
+        yield (f"se|{mid}|{layer.se_ch}|{act}|{s_out}",
+               lambda: SqueezeExcite(mid, layer.se_ch, layer.act, layer.se_hard),
+               (1, mid, s_out, s_out))
+    pw_act = layer.act if layer.kind == "dsa" else ""  # MobileNetV1's activated pointwise
+    yield (f"pwl|{mid}|{layer.out_ch}|{layer.proj_groups}|{s_out}"
+           + (f"|{pw_act}" if pw_act else ""),
+           lambda: ConvBNAct(mid, layer.out_ch, 1, groups=layer.proj_groups, act=pw_act),
            (1, mid, s_out, s_out))
 
 
-class _Head(nn.Module):
-    def __init__(self, in_ch: int, out: int, act: str, classes: int):
-        super().__init__()
-        self.conv = ConvBNAct(in_ch, out, 1, act=act)
-        self.fc = nn.Linear(out, classes)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).mean((2, 3)))
+def _head(in_ch: int, head, classes: int) -> nn.Module:
+    conv, pool, post, classifier = make_head(in_ch, head, classes)
+    return nn.Sequential(conv, pool, post, nn.Flatten(), classifier)
 
 
 class LatencyTable(LatencyModel):
@@ -114,21 +137,33 @@ class LatencyTable(LatencyModel):
         return key.split("|", 1)[0], self.entries[key]
 
     def _parts(self, arch: Architecture) -> Iterable[Tuple[str, float]]:
+        for key, make, shape in self.operations(arch):
+            yield self._time(key, make, shape)
+
+    @staticmethod
+    def operations(arch: Architecture) -> Iterable[Tuple[str, Callable[[], nn.Module], tuple]]:
+        """``(key, module factory, input shape)`` of every operation the table times for
+        ``arch``, in network order; the key's prefix (up to ``|``) is its kind (``KINDS``)."""
         inp, stem = arch.input, arch.stem
-        yield self._time(
-            f"stem|{inp.channels}|{stem.kernel}|{stem.stride}|{stem.out}|{stem.act}|{inp.resolution}",
-            lambda: ConvBNAct(inp.channels, stem.out, stem.kernel, stem.stride, act=stem.act),
-            (1, inp.channels, inp.resolution, inp.resolution))
-        size = None
+        shape = (1, inp.channels, inp.resolution, inp.resolution)
+        if stem.patch:
+            yield (f"stem|{inp.channels}|p{stem.patch}|{stem.out}|{stem.act}|{inp.resolution}",
+                   lambda: PatchStem(inp.channels, stem.out, stem.patch, stem.act), shape)
+        else:
+            yield (f"stem|{inp.channels}|{stem.kernel}|{stem.stride}|{stem.out}|{stem.act}|"
+                   f"{inp.resolution}",
+                   lambda: ConvBNAct(inp.channels, stem.out, stem.kernel, stem.stride,
+                                     act=stem.act), shape)
+        size = arch.stem_size()
         for layer in arch.layers():
-            for key, make, shape in _ops(layer):
-                yield self._time(key, make, shape)
+            yield from _ops(layer)
             size = layer.out_size
         head = arch.head
-        yield self._time(
-            f"head|{arch.last_width}|{head.out}|{head.act}|{inp.classes}|{size}",
-            lambda: _Head(arch.last_width, head.out, head.act, inp.classes),
-            (1, arch.last_width, size, size))
+        post = f"|f{head.post}{'bn' if head.post_bn else ''}" if head.post else ""
+        yield (f"head|{arch.last_width}|{head.out}|{head.act}|{inp.classes}|{size}{post}",
+               lambda: _head(arch.last_width, (head.out, head.act, head.post, head.post_bn),
+                             inp.classes),
+               (1, arch.last_width, size, size))
 
     def features(self, arch: Architecture) -> List[float]:
         """Per kind (``KINDS``) the summed ms of ``arch``'s operations, then their number."""
@@ -166,6 +201,9 @@ class LatencyTable(LatencyModel):
         pull = np.sqrt(ridge * (a[:, :k] ** 2).sum(0))  # per kind, scale-aware
         rows = np.vstack([a, np.hstack([np.diag(pull), np.zeros((k, 1))])])
         coef, _ = nnls(rows, np.concatenate([y, pull * shared[0]]))
+        # A kind no calibration network has (whole blocks in a MixNet space) has no signal:
+        # it keeps the shared scale, not an arbitrary 0 that would make it free.
+        coef[:k][~(a[:, :k] != 0).any(0)] = shared[0]
         self.weights = dict(zip(KINDS, map(float, coef[:-1])))
         self.per_op = float(coef[-1])
 
@@ -182,12 +220,17 @@ class LatencyTable(LatencyModel):
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{path}: not a latency table ({e})") from None
-        if not isinstance(data, dict) or data.get("format") not in (FORMAT, OLD_FORMAT):
+        formats = (FORMAT, NO_BLOCK_FORMAT, OLD_FORMAT)
+        if not isinstance(data, dict) or data.get("format") not in formats:
             raise CheckpointError(f"{path}: not a {FORMAT} file")
         try:
             entries = data["entries"]
-            weights = (dict.fromkeys(KINDS, data["scale"]) if data["format"] == OLD_FORMAT
-                       else data["weights"])
+            weights = dict(dict.fromkeys(KINDS[:-1], data["scale"])
+                           if data["format"] == OLD_FORMAT else data["weights"])
+            if data["format"] != FORMAT:
+                # Older tables time no whole blocks. A whole block's time includes the
+                # overheads a sum of its operations misses: it needs no correction.
+                weights.setdefault("block", 1.0)
             numbers = list(entries.values()) + [weights.get(k) for k in KINDS]
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
                 raise ValueError("latency entries and weights must be numbers")

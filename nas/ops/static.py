@@ -336,6 +336,22 @@ class FeatureInfo(list):
         return [f["reduction"] for f in self]
 
 
+def make_head(in_ch: int, head, num_classes: int) -> List[nn.Module]:
+    """``[conv, pool, post, classifier]`` of the head ``(out_ch, act, post, post_bn)`` fed
+    ``in_ch`` channels: [1x1 conv -> BN -> act] -> global average pool -> [1x1 conv with
+    bias, or with ``post_bn`` a BN, -> act] -> linear (absent parts are ``nn.Identity``)."""
+    head_ch, act, post, post_bn = head
+    conv = ConvBNAct(in_ch, head_ch, 1, act=act) if head_ch else nn.Identity()
+    width = head_ch or in_ch
+    if post and post_bn:
+        post_conv: nn.Module = ConvBNAct(width, post, 1, act=act)
+    elif post:
+        post_conv = nn.Sequential(nn.Conv2d(width, post, 1), make_activation(act))
+    else:
+        post_conv = nn.Identity()
+    return [conv, nn.AdaptiveAvgPool2d(1), post_conv, nn.Linear(post or width, num_classes)]
+
+
 def feature_levels(stem_stride: int, stem_ch: int, blocks) -> FeatureInfo:
     """Every reduction level of the network: where it ends, its channels and reduction.
 
@@ -405,20 +421,9 @@ class MixNet(nn.Module):
         self._taps: List[int] = [f["index"] for f in self.feature_info]
         self.blocks = nn.Sequential(*(make_block(kind, args, fused) for kind, args in blocks))
         if not features_only:
-            head_ch, head_act, post, post_bn = head
             last_ch = blocks[-1][1]["out_ch"] if blocks else stem_ch
-            self.head = (ConvBNAct(last_ch, head_ch, 1, act=head_act) if head_ch
-                         else nn.Identity())
-            width = head_ch or last_ch
-            self.pool = nn.AdaptiveAvgPool2d(1)
-            if post and post_bn:
-                self.head_post = ConvBNAct(width, post, 1, act=head_act)
-            elif post:
-                self.head_post = nn.Sequential(nn.Conv2d(width, post, 1),
-                                               make_activation(head_act))
-            else:
-                self.head_post = nn.Identity()
-            self.classifier = nn.Linear(post or width, num_classes)
+            self.head, self.pool, self.head_post, self.classifier = make_head(
+                last_ch, head, num_classes)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 

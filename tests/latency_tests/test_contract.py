@@ -15,6 +15,9 @@ import nas
 from nas.latency import LatencyModel, build_table, make_latency_model
 
 TINY = nas.load_space(str(Path(__file__).parents[1] / "spaces" / "tiny.yaml"))
+# Every block kind beyond MixNet's, the patch stem and both post-pooling heads.
+OTHER_KINDS = [nas.load_space(str(Path(__file__).parents[1] / "spaces" / f"{name}.yaml"))
+               .extreme_arch(largest=True) for name in ("operators", "patch")]
 SMALL = nas.load_space("mixnet_300m").extreme_arch(largest=False)
 LARGE = nas.load_space("mixnet_300m").extreme_arch(largest=True)  # ~13x SMALL's FLOPs
 
@@ -32,7 +35,7 @@ def latency_model(request, tmp_path_factory) -> LatencyModel:
 
 
 def test_positive_finite_milliseconds(latency_model):
-    for arch in (TINY.sample(0), SMALL, LARGE):
+    for arch in (TINY.sample(0), SMALL, LARGE, *OTHER_KINDS):
         ms = latency_model.predict(arch)
         assert isinstance(ms, float) and math.isfinite(ms) and ms > 0
 
