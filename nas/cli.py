@@ -127,6 +127,13 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="each MixConv as one zero-padded depthwise conv (same outputs)")
     p.add_argument("--channels-last", action="store_true",
                    help="NHWC memory format (often faster on CPU)")
+    p.add_argument("--backbone", action="store_true",
+                   help="a detection backbone: build_model() returns the feature maps of "
+                        "--out-indices (timm's features_only), no head; arch.json lists "
+                        "every level's channels, reduction and shape")
+    p.add_argument("--out-indices", type=int, nargs="+", metavar="LEVEL",
+                   help="the backbone's feature levels, 0 the stem's (default: the levels "
+                        "at strides 8, 16 and 32)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier export")
 
 
@@ -249,11 +256,15 @@ def _space_show(args) -> None:
     ] + [("head", space.head)]
     for where, row in places:
         parts = []
+        patch_stem = row.kind == "stem" and row.alternatives["patch"] != (0,)
         for f in fields_of(row.kind):
             alts = row.alternatives[f.name]
-            if f.name == "skip":
-                parts.append("" if alts[0] else "noskip")
+            if f.flag:  # noskip, fbn: shown when set
+                parts.append(f.key if alts[0] != f.default_for(row.kind) else "")
                 continue
+            if row.kind == "stem" and f.name in (("kernels", "stride") if patch_stem
+                                                 else ("patch",)):
+                continue  # a patch stem's kernel and stride are its patch size
             if alts == (SAME,):
                 parts.append("c=in")
                 continue
@@ -447,6 +458,10 @@ def _report(args) -> None:
         print(f"export: nas export {_quote(run.path)} --best -o {_quote(run.dir.export)}")
 
 
+def _levels(out_indices):
+    return tuple(out_indices) if out_indices is not None else None
+
+
 def _export(args) -> None:
     from .cost import count_cost
     from .export import ExportForm, export_arch
@@ -456,7 +471,7 @@ def _export(args) -> None:
             raise UsageError("give either a run directory (with --trial/--best) or --arch")
         arch = _read_arch(args.arch)
         form = ExportForm(fused=args.fused, channels_last=args.channels_last,
-                          backbone=args.backbone, out_indices=args.out_indices)
+                          backbone=args.backbone, out_indices=_levels(args.out_indices))
         paths = export_arch(arch, args.output, force=args.force, form=form)
         cost = count_cost(arch)
         print(f"exported {arch.id}: {fmt_count(cost.flops)} FLOPs, "
@@ -470,7 +485,7 @@ def _export(args) -> None:
 
     result = export_trial(args.run, args.output, trial=args.trial, objective=args.objective,
                           fused=args.fused, channels_last=args.channels_last, force=args.force,
-                          backbone=args.backbone, out_indices=args.out_indices)
+                          backbone=args.backbone, out_indices=_levels(args.out_indices))
     row, deltas = result["row"], result["deltas"]
     print(f"exported trial {row['trial']} ({result['arch'].id}): "
           f"{fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params, "

@@ -1,11 +1,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import nas
 from nas.cli import main
+
+TESTS = Path(__file__).parent
 
 
 def test_space_show_json_keys(capsys):
@@ -26,6 +29,18 @@ def test_space_show_text(capsys):
     assert main(["space", "show", "mixnet_300m"]) == 0
     out = capsys.readouterr().out
     assert "70 decisions" in out and "FLOPs" in out and "s5.b1" in out
+
+
+def test_space_show_writes_rows_as_the_grammar_does(capsys):
+    # flags only when set, a patch stem without kernel and stride, a plain one without p
+    assert main(["space", "show", str(TESTS / "spaces" / "patch.yaml")]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert "  stem    stem p[2|4] c[32|48] actgelu" in rows
+    assert "  head    head c0 f96 fbn actrelu6" in rows
+    assert main(["space", "show", "mixnet_s"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert "  stem    stem k3 s2 c16 actrelu" in rows
+    assert not any("fbn" in r or "noskip" in r for r in rows)
 
 
 def test_space_list(capsys):

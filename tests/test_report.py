@@ -1,6 +1,7 @@
 """`nas report` and `nas export RUN`: the front, the HTML page, weights inherited from the
 supernet, TorchScript and fused forms, and hostile strings in a study."""
 
+import importlib.util
 import json
 import shutil
 import sqlite3
@@ -157,6 +158,29 @@ def test_report_and_export_on_a_running_study(run_dir, tmp_path, capsys):
     assert main(["report", str(copy), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) >= 1
     assert main(["export", str(copy), "--best", "-o", str(tmp_path / "e")]) == 0
+
+
+def test_backbone_export_from_the_command_line(run_dir, tmp_path, capsys):
+    from nas.export import load_exported
+
+    out = tmp_path / "backbone"
+    argv = ["export", str(run_dir), "--best", "--backbone", "--out-indices", "1", "2", "-o"]
+    assert main(argv + [str(out)]) == 0
+    assert "max |features - supernet subnet| = 0.00e+00" in capsys.readouterr().out
+    meta = json.loads((out / "arch.json").read_text())
+    assert meta["out_indices"] == [1, 2]
+    assert [f["reduction"] for f in meta["features"]] == [2, 4, 8]  # tiny.yaml at 64x64
+    net = load_exported(out, "cli_backbone").build_model()
+    net.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
+    with torch.no_grad():
+        maps = net.eval()(torch.randn(1, 1, 64, 64))  # Fashion-MNIST weights: 1 channel
+    assert [list(m.shape[1:]) for m in maps] == [meta["features"][i]["shape"] for i in (1, 2)]
+    if importlib.util.find_spec("onnxscript"):  # the proxy data's 28x28 example is enlarged
+        assert (out / "model.onnx").exists()
+    assert main(argv[:-3] + ["7", "-o", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out_indices must be feature levels 0 to 2" in err[0]
+    assert not (tmp_path / "bad").exists()
 
 
 def test_export_errors_exit_2(run_dir, tmp_path, capsys):

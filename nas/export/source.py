@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from .. import __version__
 from ..arch import Architecture
@@ -23,7 +23,7 @@ from ..ops import static
 from ..ops.static import default_out_indices, feature_levels
 from ..runs import ExportDir
 
-__all__ = ["ExportForm", "model_source"]
+__all__ = ["ExportForm", "model_source", "out_levels"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 _KEY = re.compile(r"^[a-z][a-z_]{0,15}$")  # a block argument's name
@@ -78,6 +78,23 @@ class ExportForm:
     out_indices: Optional[Tuple[int, ...]] = None
 
 
+def out_levels(arch: Architecture, out_indices: Optional[Sequence[int]]) -> Tuple[int, ...]:
+    """The backbone's feature levels of ``arch``: ``out_indices`` sorted, or by default
+    the levels at strides 8, 16 and 32.
+
+    Raises:
+        ExportError: a level that ``arch`` does not have (names the levels it has).
+    """
+    _, blocks, _ = layer_table(arch)
+    levels = feature_levels(arch.stem.stride, arch.stem.out, blocks)
+    picked = tuple(default_out_indices(levels) if out_indices is None
+                   else sorted(set(out_indices)))
+    if not picked or any(not 0 <= i < len(levels) for i in picked):
+        raise ExportError(f"out_indices must be feature levels 0 to {len(levels) - 1} "
+                          f"(reductions {', '.join(map(str, levels.reduction()))})")
+    return picked
+
+
 def model_source(arch: Architecture, form: ExportForm = ExportForm(),
                  weights_note: str = "") -> str:
     """The text of a standalone ``model.py`` for ``arch``.
@@ -96,11 +113,7 @@ def model_source(arch: Architecture, form: ExportForm = ExportForm(),
     stem, blocks, head = layer_table(arch)
     rows = "\n".join(f"    ({_literal(kind)}, {_literal(args)})," for kind, args in blocks)
     levels = feature_levels(stem[1], stem[2], blocks)
-    out_indices = tuple(default_out_indices(levels) if form.out_indices is None
-                        else sorted(set(form.out_indices)))
-    if not out_indices or any(not 0 <= i < len(levels) for i in out_indices):
-        raise ExportError(f"out_indices must be feature levels 0 to {len(levels) - 1} "
-                          f"(reductions {', '.join(map(str, levels.reduction()))})")
+    out_indices = out_levels(arch, form.out_indices)
     level_rows = "\n".join(f"    ({i}, {f['num_chs']}, {f['reduction']}),"
                            for i, f in enumerate(levels))
     form_note = ("MixConv fused into one zero-padded depthwise conv per layer (same outputs, "

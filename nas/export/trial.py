@@ -21,7 +21,7 @@ from ..evaluate import recalibrate
 from ..runs import ExportDir
 from ..search import open_run
 from ..train import load_supernet
-from .source import ExportForm
+from .source import ExportForm, out_levels
 from .write import export_network, load_exported
 
 __all__ = ["export_trial"]
@@ -46,6 +46,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
     except ValueError as e:
         raise RunError(f"trial {row['trial']} of {run.path} stores a malformed "
                        f"architecture: {e}") from None
+    out_levels(arch, out_indices)  # before the supernet is loaded: a bad level fails fast
     sn = load_supernet(run.supernet_path(), device="cpu")
     if not sn.supernet.space.contains(arch):
         raise RunError(f"trial {row['trial']}'s architecture is not a point of the "

@@ -23,9 +23,9 @@ from ..cost import count_cost
 from ..errors import ExportError
 from ..files import atomic_write_bytes, tensor_bytes
 from ..model import build_model, layer_table
-from ..ops.static import default_out_indices, feature_levels
+from ..ops.static import feature_levels
 from ..runs import ExportDir
-from .source import ExportForm, model_source
+from .source import ExportForm, model_source, out_levels
 
 __all__ = ["export_arch", "export_network", "fuse_state_dict", "load_exported",
            "max_difference"]
@@ -45,10 +45,13 @@ def export_arch(arch: Architecture, out_dir, force: bool = False,
     Returns:
         The paths written.
     """
-    return _write_source(arch, _prepare(out_dir, force), form, "", extra)
+    return _write_source(arch, _prepare(out_dir, force, arch, form), form, "", extra)
 
 
-def _prepare(out_dir, force: bool) -> ExportDir:
+def _prepare(out_dir, force: bool, arch: Architecture, form: ExportForm) -> ExportDir:
+    """The export directory, emptied of an earlier export's files, once every argument is
+    known to be good (nothing is created for a refused export)."""
+    out_levels(arch, form.out_indices)
     out = ExportDir(out_dir)
     if out.path.exists() and not out.path.is_dir():
         raise ExportError(f"{out} exists and is not a directory")
@@ -70,8 +73,7 @@ def _write_source(arch: Architecture, out: ExportDir, form: ExportForm, weights_
     _, blocks, _ = layer_table(arch)
     levels = feature_levels(arch.stem.stride, arch.stem.out, blocks)
     sizes = [layer.out_size for layer in arch.layers()]
-    out_indices = (default_out_indices(levels) if form.out_indices is None
-                   else sorted(set(form.out_indices)))
+    out_indices = out_levels(arch, form.out_indices)
     meta = {
         "format": "nas-export/1",
         "nas_version": __version__,
@@ -159,7 +161,7 @@ def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch
         on ``example`` and those of the written network (model.py + weights.pt loaded
         back: key ``model``) and of the TorchScript file (``torchscript``).
     """
-    out = _prepare(out_dir, force)
+    out = _prepare(out_dir, force, arch, form)
     model = model.cpu().eval()
     if form.backbone:  # the same weights, without the head
         backbone = build_model(arch, num_classes=form.num_classes, in_chans=form.in_chans,
@@ -193,7 +195,8 @@ def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch
     if onnx and all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript")):
         names = ([f"stride{f['reduction']}" for f in exported.feature_info]
                  if form.backbone else ["logits"])
-        written += _write_onnx(exported, example, out.onnx, names, spatial=form.backbone)
+        deepest = max(exported.feature_info.reduction()) if form.backbone else 0
+        written += _write_onnx(exported, example, out.onnx, names, spatial=deepest)
     return written, {"model": delta, "torchscript": ts_delta}
 
 
@@ -207,9 +210,15 @@ def max_difference(a, b) -> float:
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path,
-                output_names: Sequence[str] = ("logits",), spatial: bool = False) -> List[Path]:
-    """``model.onnx`` with a dynamic batch axis (and, with ``spatial``, dynamic height and
-    width, one output per feature level); a failure is a warning, not a lost export."""
+                output_names: Sequence[str] = ("logits",), spatial: int = 0) -> List[Path]:
+    """``model.onnx`` with a dynamic batch axis (and, with ``spatial``, the reduction of the
+    deepest output, dynamic height and width, one output per feature level); a failure is a
+    warning, not a lost export.
+
+    Heights and widths from ``spatial + 1`` up: torch.export specialises a map of 1x1 (an
+    SE's gate broadcasts over it), so every output map must be at least 2x2. The example
+    is enlarged to that size when smaller (a 28x28 proxy image at stride 32).
+    """
     tmp = path.with_suffix(".onnx.tmp")
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
@@ -219,8 +228,12 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path,
             warnings.simplefilter("ignore")  # the exporter's progress chatter
             axes = {0: torch.export.Dim("batch")}
             if spatial:  # a detector feeds its own image sizes
-                axes.update({2: torch.export.Dim("height", min=32, max=4096),
-                             3: torch.export.Dim("width", min=32, max=4096)})
+                low = spatial + 1
+                axes.update({2: torch.export.Dim("height", min=low, max=4096),
+                             3: torch.export.Dim("width", min=low, max=4096)})
+                n, c, h, w = example.shape
+                if min(h, w) < low:
+                    example = torch.randn(n, c, max(h, low), max(w, low))
             program = torch.onnx.export(model, (example,), input_names=["input"],
                                         output_names=list(output_names), dynamo=True,
                                         dynamic_shapes=(axes,))
