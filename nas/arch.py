@@ -52,7 +52,28 @@ NEUTRAL = {"split": "equal", "exp_groups": 1, "proj_groups": 1, "stride": 1, "ex
            "patch": 0}
 
 
+_HASHABLE = (bool, int, float, str, tuple)
+
+
 def _check_value(kind: str, name: str, value: Any) -> Any:
+    """:func:`_validate`, remembered per (kind, field, value and the value's types): a
+    search builds the same few hundred field values for every architecture it samples."""
+    if type(value) not in _HASHABLE:
+        return _validate(kind, name, value)
+    types = tuple(map(type, value)) if type(value) is tuple else type(value)
+    try:
+        return _validated(kind, name, value, types)
+    except TypeError:  # a tuple holding something unhashable: refused, uncached
+        return _validate(kind, name, value)
+
+
+@lru_cache(maxsize=8192)
+def _validated(kind: str, name: str, value: Any, types) -> Any:
+    # ``types`` keeps 1, 1.0 and True (equal, with equal hashes) apart in the cache.
+    return _validate(kind, name, value)
+
+
+def _validate(kind: str, name: str, value: Any) -> Any:
     """Validate one field value with the grammar's own rules; return it normalised.
 
     The value is written as a token and read back, so anything the grammar rejects

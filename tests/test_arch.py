@@ -95,6 +95,17 @@ def test_hostile_or_wrong_values_are_rejected(spaces, field, value):
         replace(block, **{field: value})
 
 
+def test_remembered_values_keep_equal_values_of_other_types_apart(spaces):
+    # 1 == 1.0 == True with equal hashes: validation is cached per value *and* type
+    block = spaces["mixnet_s"].sample(0).stages[1][0]  # repeats 1, expand groups 2
+    assert replace(block, repeats=1).repeats == 1
+    for field, value in (("repeats", True), ("exp_groups", True), ("out", 24.0),
+                         ("kernels", (3.0,))):
+        with pytest.raises(ArchError):
+            replace(block, **{field: value})
+    assert type(replace(block, se=0).se) is float  # normalised, as before the cache
+
+
 def test_from_dict_is_strict(spaces):
     d = spaces["mixnet_s"].sample(0).to_dict()
     d["stem"]["extra"] = 1
