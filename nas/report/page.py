@@ -34,7 +34,14 @@ from ..runs import SearchDir
 from ..search.results import SearchRun, study_url
 from ..space import load_space
 from .analysis import Importance, baseline_run, histories, importances, recommendations
-from .pictures import arch_picture, front_plot, history_plot, importance_plot, widest_row
+from .pictures import (
+    arch_picture,
+    front_plot,
+    history_plot,
+    importance_plot,
+    kernel_legend,
+    widest_row,
+)
 from .table import COLUMNS, fmt, is_num, parse_arch, row_summary
 
 __all__ = ["render_html", "write_report", "write_trial_picture", "export_command",
@@ -232,14 +239,19 @@ down, latency down). Objective: {e(run.config.objective)}, sampler
         parts.append('<p class="note">Hover a point for its numbers; click one to select its '
                      "row.</p>")
         parts.append(front_plot(run.feasible, front, budget, picks, summaries).svg())
-        parts.append('<h2>Front members</h2><table><thead><tr>' + "".join(
+        parts.append('<h2>Front members</h2><p class="note">One bar per block row, cut into '
+                     "the MixConv's kernel groups at their channel shares; beside it: "
+                     "repeats, expansion, SE ratio, output width, activation, grouped 1x1 "
+                     "convs (a/p). Hover a bar or a row for its channels.</p>"
+                     + kernel_legend(scale).svg())
+        parts.append('<table><thead><tr>' + "".join(
             f"<th>{e(t)}</th>" for _, t, _ in COLUMNS)
             + '<th class="l">architecture</th><th class="l">export</th></tr></thead><tbody>')
         for row in front:
             arch = archs[row["trial"]]
             badges = "".join(f'<span class="badge">{e(n)}</span>' for n in
                              picked.get(row["trial"], []))
-            picture = (arch_picture(arch, scale).svg() if arch else
+            picture = (arch_picture(arch, scale, legend=False).svg() if arch else
                        '<p class="note">(malformed architecture: no picture)</p>')
             parts.append(
                 f'<tr id="trial-{row["trial"]}" class="front">{_cells(row)}'

@@ -18,8 +18,8 @@ from ..search.objective import PRESETS
 from .analysis import History, Importance
 from .scene import Axis, Scene, nice_ticks, viridis
 
-__all__ = ["KERNEL_COLOURS", "arch_picture", "widest_row", "front_plot", "history_plot",
-           "importance_plot"]
+__all__ = ["KERNEL_COLOURS", "arch_picture", "kernel_legend", "widest_row", "front_plot",
+           "history_plot", "importance_plot"]
 
 #: One colour per kernel size, light to dark as the kernel grows (ColorBrewer "Blues").
 KERNEL_COLOURS = {3: "#c6dbef", 5: "#6baed6", 7: "#2171b5", 9: "#08519c", 11: "#08306b"}
@@ -53,7 +53,7 @@ def widest_row(arch: Architecture) -> int:
 
 
 def arch_picture(arch: Architecture, scale_channels: Optional[int] = None,
-                 title: str = "") -> Scene:
+                 title: str = "", legend: bool = True) -> Scene:
     """The architecture as a picture, about 420 px wide.
 
     Args:
@@ -62,11 +62,13 @@ def arch_picture(arch: Architecture, scale_channels: Optional[int] = None,
             :func:`widest_row` of the architectures shown together, so equal widths have
             equal lengths in every picture (default: this one's own).
         title: a first line (e.g. the trial and its numbers).
+        legend: draw the kernel colours and the scale below (off where several pictures
+            share one :func:`kernel_legend`).
     """
     rows = _rows(arch)
     full = scale_channels or widest_row(arch)
     top = 18 if title else 0
-    height = top + (len(rows) + 2) * (_ROW + _GAP) + 36
+    height = top + (len(rows) + 2) * (_ROW + _GAP) + (36 if legend else 0)
     scene = Scene(_LABEL + _BAR + 172, height, label=f"architecture {title}".strip(),
                   cls="arch")
     if title:
@@ -106,7 +108,12 @@ def arch_picture(arch: Architecture, scale_channels: Optional[int] = None,
     scene.text(0, y + 11, "head", size=10, fill="#555")
     scene.text(_LABEL, y + 11, f"1x1 conv to {arch.head.out} ch, {arch.head.act}, pool, "
                f"linear to {arch.input.classes}", size=10, fill="#555")
-    y += _ROW + _GAP + 4
+    if legend:
+        _legend(scene, y + _ROW + _GAP + 4, full)
+    return scene
+
+
+def _legend(scene: Scene, y: float, full: int) -> None:
     x = _LABEL
     for k, colour in KERNEL_COLOURS.items():
         scene.rect(x, y, 12, 10, fill=colour)
@@ -115,6 +122,12 @@ def arch_picture(arch: Architecture, scale_channels: Optional[int] = None,
     scene.text(_LABEL, y + 24, f"bar length: expanded width on a log scale (each doubling "
                f"+{_BAR / math.log2(max(full, 16) / 4):.0f} px, full bar {full} ch)", size=9,
                fill="#555")
+
+
+def kernel_legend(full: int) -> Scene:
+    """The kernel colours and the bar scale of pictures drawn with ``scale_channels=full``."""
+    scene = Scene(_LABEL + _BAR + 172, 32, label="kernel colours", cls="legend")
+    _legend(scene, 2, full)
     return scene
 
 
