@@ -49,7 +49,7 @@ def test_importance_is_optunas_over_the_feasible_trials(synthetic_run_dir):
     # the oracle: Optuna's own call on a study holding only the feasible trials
     feasible = {r["trial"] for r in run.feasible}
     study = optuna.create_study()
-    study.add_trials([t for t in run.trials if t.number in feasible])
+    study.add_trials([t for t in run.study.get_trials() if t.number in feasible])
     evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=result.quantile)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

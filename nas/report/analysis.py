@@ -191,17 +191,18 @@ def importances(run: SearchRun, evaluator: Optional[optuna.importance.BaseImport
                 = None) -> Importance:
     """Importance of each decision for accuracy, FLOPs and latency over the feasible trials.
 
-    Calls :func:`optuna.importance.get_param_importances` once per target on a copy of the
-    feasible trials (an in-memory study), with ``target`` returning the attribute signed so
-    that lower is better (what PED-ANOVA assumes). The default evaluator is
+    Calls :func:`optuna.importance.get_param_importances` once per target on the run's
+    study, with ``target`` returning the attribute signed so that lower is better (what
+    PED-ANOVA assumes) for a feasible trial, and NaN for any other: Optuna's evaluators
+    leave out trials whose target is not finite (tests/test_report_analysis.py checks the
+    result against a study that holds only the feasible trials). The default evaluator is
     :class:`optuna.importance.PedAnovaImportanceEvaluator` (Watanabe et al., IJCAI 2023)
     asked for the top max(10%, 5 trials); any other public evaluator may be passed
     (``FanovaImportanceEvaluator`` needs scikit-learn).
     """
     feasible = {r["trial"] for r in run.feasible}
-    trials = [t for t in run.trials if t.number in feasible and t.params]
-    n = len(trials)
-    if n < IMPORTANCE_MIN_TRIALS:
+    n = len(feasible)
+    if n < IMPORTANCE_MIN_TRIALS or run.study is None:
         return Importance(trials=n, note=(
             f"Decision importance needs at least {IMPORTANCE_MIN_TRIALS} feasible trials "
             f"(PED-ANOVA compares the best {_TOP_TRIALS} or more with all of them); this run "
@@ -209,19 +210,15 @@ def importances(run: SearchRun, evaluator: Optional[optuna.importance.BaseImport
     quantile = max(0.1, _TOP_TRIALS / n)
     if evaluator is None:
         evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
-    try:
-        copy = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
-                                   directions=["minimize"] * len(trials[0].values))
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    copy.add_trials(trials)
+
+    def target(key: str, sign: float):
+        return lambda t: sign * t.user_attrs[key] if t.number in feasible else math.nan
+
     values = {}
     for name, (key, sign) in IMPORTANCE_TARGETS.items():
         with warnings.catch_warnings():
             # PED-ANOVA warns that a target means "lower is better": the sign sees to that
             warnings.simplefilter("ignore")
             values[name] = optuna.importance.get_param_importances(
-                copy, evaluator=evaluator, target=lambda t, k=key, s=sign: s * t.user_attrs[k])
+                run.study, evaluator=evaluator, target=target(key, sign))
     return Importance(values=values, trials=n, quantile=quantile)

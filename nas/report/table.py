@@ -7,6 +7,7 @@ formatted only when they are numbers, and other values are cut to printable char
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any, Dict, List, Optional
@@ -14,7 +15,8 @@ from typing import Any, Dict, List, Optional
 from ..arch import Architecture
 
 __all__ = ["arch_summary", "front_table", "front_json", "COLUMNS", "fmt", "is_num",
-           "parse_arch", "row_summary"]
+           "parse_arch", "arch_of",
+           "row_summary"]
 
 
 def arch_summary(arch: Architecture) -> str:
@@ -31,8 +33,16 @@ def arch_summary(arch: Architecture) -> str:
 
 def parse_arch(row: Dict[str, Any]) -> Optional[Architecture]:
     """The row's architecture, or None when its string is malformed (an edited study)."""
+    return arch_of(str(row.get("arch", "")))
+
+
+@functools.lru_cache(maxsize=4096)
+def arch_of(text: str) -> Optional[Architecture]:
+    """:meth:`Architecture.parse`, or None for a malformed string; cached, because a report
+    shows each string several times (tooltip, tables, picture) and parsing is its main
+    cost (``arch_of.cache_clear()`` empties it)."""
     try:
-        return Architecture.parse(str(row.get("arch", "")))
+        return Architecture.parse(text)
     except ValueError:
         return None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import optuna
 
@@ -38,17 +38,12 @@ def study_url(config: SearchConfig, run: SearchDir) -> str:
 
 def trial_rows(study: optuna.Study) -> List[Dict[str, Any]]:
     """One dict per complete trial with its stored attributes."""
-    return [_row(t) for t in _complete(study)]
-
-
-def _complete(study: optuna.Study) -> List[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-
-
-def _row(trial: optuna.trial.FrozenTrial) -> Dict[str, Any]:
-    row = {"trial": trial.number, **trial.user_attrs}
-    row.setdefault("feasible", False)
-    return row
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        row = {"trial": t.number, **t.user_attrs}
+        row.setdefault("feasible", False)
+        rows.append(row)
+    return rows
 
 
 def pareto_front(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -93,14 +88,14 @@ def write_trials_csv(study: optuna.Study, run: SearchDir) -> None:
 
 @dataclass
 class SearchRun:
-    """A run directory with its configuration and (finished) trials: ``rows`` as dicts of
-    their attributes, ``trials`` as Optuna stored them (parameters included, in the same
-    order; for the report's importance analysis)."""
+    """A run directory with its configuration and finished trials (``rows``: dicts of their
+    attributes), and the study they were read from (for the report's importance analysis,
+    which needs the parameters)."""
 
     path: Path
     config: SearchConfig
     rows: List[Dict[str, Any]]
-    trials: List[optuna.trial.FrozenTrial] = field(default_factory=list, repr=False)
+    study: Optional[optuna.Study] = field(default=None, repr=False)
 
     @property
     def dir(self) -> SearchDir:
@@ -168,8 +163,7 @@ def open_run(run_dir) -> SearchRun:
     except SQLAlchemyError as e:
         raise RunError(f"cannot read the study in {url}: {e.__class__.__name__}: "
                        f"{str(e).splitlines()[0]}") from None
-    trials = _complete(study)
-    return SearchRun(run.path, config, [_checked(_row(t)) for t in trials], trials)
+    return SearchRun(run.path, config, [_checked(row) for row in trial_rows(study)], study)
 
 
 def _checked(row: Dict[str, Any]) -> Dict[str, Any]:
