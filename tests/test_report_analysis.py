@@ -179,6 +179,17 @@ def test_report_trial_writes_the_picture_alone(synthetic_run_dir, tmp_path, caps
     assert "no finished trial 12345" in capsys.readouterr().err
 
 
+def test_a_run_without_feasible_trials_still_reports(tmp_path, capsys):
+    from synthetic import synthetic_run
+
+    run_dir = synthetic_run(tmp_path / "none", 4, budget=50_000_000)  # all over budget
+    assert main(["report", str(run_dir)]) == 0
+    assert "No trial is feasible yet" in capsys.readouterr().out
+    page = (run_dir / "report.html").read_text()
+    assert "No feasible trial yet: nothing to pick." in page
+    assert "4 over budget\n(100%)" in page and 'class="chart history"' in page
+
+
 def test_page_without_matplotlib_is_complete(synthetic_run_dir, tmp_path, monkeypatch):
     import sys
 

@@ -94,7 +94,7 @@ def main() -> None:
           f"{args.repeats} repeats; ratio = time / Optuna's load of the same study")
     labels = {"baseline": "baseline: optuna load_study + get_trials",
               "open_run": "open_run (nas reads the run)",
-              "importance": "  of which not: importance (PED-ANOVA x 3 targets)",
+              "importance": "  importance alone (PED-ANOVA x 3 targets; in write_report)",
               "write_report": "write_report (all after loading; importance included)",
               "cli": "nas report RUN, fresh interpreter (goal < 5 s)"}
     for key, label in labels.items():

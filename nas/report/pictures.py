@@ -17,6 +17,7 @@ from ..arch import Architecture
 from ..search.objective import PRESETS
 from .analysis import History, Importance
 from .scene import Axis, Scene, nice_ticks, viridis
+from .table import fmt
 
 __all__ = ["KERNEL_COLOURS", "arch_picture", "kernel_legend", "widest_row", "front_plot",
            "history_plot", "importance_plot"]
@@ -154,8 +155,10 @@ def _frame(scene: Scene, xa: Axis, ya: Axis, xlabel: str, ylabel: str, xfmt, yfm
 
 
 def _tip(row: Dict[str, Any], summary: str) -> str:
+    # accuracy, FLOPs, latency and reward of a feasible row are checked numbers
+    # (nas.search.results); params is not, so it goes through fmt
     return (f"trial {row['trial']}: {100 * row['accuracy']:.2f}% accuracy, "
-            f"{row['flops'] / 1e6:.1f}M FLOPs, {row.get('params', 0) / 1e6:.2f}M params, "
+            f"{row['flops'] / 1e6:.1f}M FLOPs, {fmt(row.get('params'), 'mega2')} params, "
             f"{row['latency_ms']:.1f} ms, reward {row['reward']:.4f}\n{summary}")
 
 
