@@ -109,8 +109,14 @@ def _reference_args(p: argparse.ArgumentParser) -> None:
 
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory written by nas search")
-    p.add_argument("--json", action="store_true",
-                   help="print the front as JSON (nothing else, no files written)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--json", action="store_true",
+                       help="print the front as JSON (nothing else, no files written)")
+    which.add_argument("--trial", type=int, metavar="N",
+                       help="draw trial N's architecture alone: RUN/trial-N.svg (and .png)")
+    p.add_argument("--baseline", metavar="RUN",
+                   help="a random-search run to compare the history with (default: RUN-random "
+                        "when it exists)")
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
@@ -165,7 +171,10 @@ _COMMANDS: Dict[str, Tuple[str, str, Callable[[argparse.ArgumentParser], None]]]
                   "Rerunning continues.", _reference_args),
     "report": ("the Pareto front of a search: table, RUN/report.html, RUN/pareto.png",
                "Print the Pareto front of a search run (finished trials; works while the "
-               "search still runs) and write RUN/report.html and RUN/pareto.png.",
+               "search still runs) and write RUN/report.html (what to pick with its export "
+               "commands, the front, a picture of each front member, the search's history, "
+               "decision importance, every trial) and RUN/pareto.png. --trial N draws one "
+               "architecture alone.",
                _report_args),
     "export": ("write a standalone model.py (+ weights.pt from a search run)",
                "Export a trial of a search run with the weights it inherits from the "
@@ -435,14 +444,28 @@ def _reference(args) -> None:
 
 
 def _report(args) -> None:
-    from .report import front_json, front_table, write_report
+    from .report import (
+        baseline_run,
+        dashboard_command,
+        front_json,
+        front_table,
+        write_report,
+        write_trial_picture,
+    )
     from .search import open_run
 
     run = open_run(args.run)
     if args.json:
         print(front_json(run.front()))
         return
-    result = write_report(run)
+    if args.trial is not None:
+        pictures = write_trial_picture(run, args.trial)
+        print(f"trial {args.trial}: {pictures['svg']}"
+              + (f"  {pictures['png']}" if pictures["png"] else
+                 '  (no PNG: pip install "nas[report]" for matplotlib)'))
+        return
+    baseline = baseline_run(run, args.baseline)
+    result = write_report(run, baseline=baseline)
     front = result["front"]
     print(f"{run.path}: {len(run.rows)} finished trials, {len(run.feasible)} within budget "
           f"({run.config.budget / 1e6:g}M FLOPs)")
@@ -451,11 +474,14 @@ def _report(args) -> None:
         print(front_table(front))
     else:
         print("No trial is feasible yet: the front is empty.")
-    print(f"report: {result['html']}")
+    print(f"report: {result['html']} ({result['seconds']:.1f} s)"
+          + (f", compared with random search in {result['baseline'].path}"
+             if result["baseline"] else ""))
     print(f"plot:   {result['png']}" if result["png"] else
           'plot:   not drawn (pip install "nas[report]" for matplotlib)')
     if front:
         print(f"export: nas export {_quote(run.path)} --best -o {_quote(run.dir.export)}")
+    print(f"study:  {dashboard_command(run)}")
 
 
 def _levels(out_indices):

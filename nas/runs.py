@@ -100,6 +100,14 @@ class SearchDir(_Dir):
     def pareto_png(self) -> Path:
         return self.path / "pareto.png"
 
+    def trial_picture(self, trial: int, suffix: str) -> Path:
+        """``nas report RUN --trial N``: the picture of trial N's architecture (svg or png)."""
+        return self.path / f"trial-{int(trial)}.{suffix}"
+
+    def trial_export(self, trial: int) -> Path:
+        """The export directory the report suggests for trial N."""
+        return self.path / f"export-{int(trial)}"
+
     @property
     def lock(self) -> Path:
         return self.path / ".lock"

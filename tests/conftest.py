@@ -58,3 +58,14 @@ def search_run_dir(tmp_path_factory):
                           latency_repeats=1)
     run_search(config, path, progress=False, log=lambda m: None)
     return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_run_dir(tmp_path_factory):
+    """A 60-trial synthetic run of mixnet_300m (tests/synthetic.py) whose accuracy is driven
+    by decision s2.b0.k, beside its random-search sibling RUN-random (40 trials)."""
+    from synthetic import synthetic_run
+
+    base = tmp_path_factory.mktemp("synthetic")
+    synthetic_run(base / "run-random", 40, budget=400_000_000, sampler="random", seed=1)
+    return synthetic_run(base / "run", 60, budget=400_000_000, planted="s2.b0.k")

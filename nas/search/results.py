@@ -9,9 +9,9 @@ numbers is shown but never ranked or exported.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import optuna
 
@@ -88,11 +88,14 @@ def write_trials_csv(study: optuna.Study, run: SearchDir) -> None:
 
 @dataclass
 class SearchRun:
-    """A run directory with its configuration and (finished) trials."""
+    """A run directory with its configuration and finished trials (``rows``: dicts of their
+    attributes), and the study they were read from (for the report's importance analysis,
+    which needs the parameters)."""
 
     path: Path
     config: SearchConfig
     rows: List[Dict[str, Any]]
+    study: Optional[optuna.Study] = field(default=None, repr=False)
 
     @property
     def dir(self) -> SearchDir:
@@ -160,7 +163,7 @@ def open_run(run_dir) -> SearchRun:
     except SQLAlchemyError as e:
         raise RunError(f"cannot read the study in {url}: {e.__class__.__name__}: "
                        f"{str(e).splitlines()[0]}") from None
-    return SearchRun(run.path, config, [_checked(row) for row in trial_rows(study)])
+    return SearchRun(run.path, config, [_checked(row) for row in trial_rows(study)], study)
 
 
 def _checked(row: Dict[str, Any]) -> Dict[str, Any]:

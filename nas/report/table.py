@@ -1,0 +1,101 @@
+"""The front as text: the terminal table, the JSON for scripts, and the one-line summary of
+an architecture.
+
+Everything shown comes from the study database, which anyone may have edited: numbers are
+formatted only when they are numbers, and other values are cut to printable characters.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Any, Dict, List, Optional
+
+from ..arch import Architecture
+
+__all__ = ["arch_summary", "front_table", "front_json", "COLUMNS", "fmt", "is_num",
+           "parse_arch", "arch_of",
+           "row_summary"]
+
+
+def arch_summary(arch: Architecture) -> str:
+    """Kernel sets and expansions per stage, SE marked: '1x k3 e1 | 2x k3.5 e6+se, ...'."""
+    stages = []
+    for rows in arch.stages:
+        parts = []
+        for b in rows:
+            k = ".".join(map(str, b.kernels))
+            parts.append(f"{b.repeats}x k{k} e{b.expansion:g}{'+se' if b.se else ''}")
+        stages.append(", ".join(parts))
+    return " | ".join(stages)
+
+
+def parse_arch(row: Dict[str, Any]) -> Optional[Architecture]:
+    """The row's architecture, or None when its string is malformed (an edited study)."""
+    return arch_of(str(row.get("arch", "")))
+
+
+@functools.lru_cache(maxsize=4096)
+def arch_of(text: str) -> Optional[Architecture]:
+    """:meth:`Architecture.parse`, or None for a malformed string; cached, because a report
+    shows each string several times (tooltip, tables, picture) and parsing is its main
+    cost (``arch_of.cache_clear()`` empties it)."""
+    try:
+        return Architecture.parse(text)
+    except ValueError:
+        return None
+
+
+def row_summary(row: Dict[str, Any]) -> str:
+    arch = parse_arch(row)
+    return arch_summary(arch) if arch else "(malformed architecture)"
+
+
+def is_num(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def fmt(value, kind: str) -> str:
+    """A cell: formatted when it is a number, else the value as text (escaped later)."""
+    if not is_num(value):
+        # Printable characters only: a study value must not drive the terminal.
+        return "" if value is None else "".join(
+            c if c.isprintable() else "?" for c in str(value))[:80]
+    if kind == "pct":
+        return f"{value:.2%}"
+    if kind == "mega":
+        return f"{value / 1e6:.1f}M"
+    if kind == "mega2":
+        return f"{value / 1e6:.2f}M"
+    if kind == "ms":
+        return f"{value:.1f}"
+    if kind == "reward":
+        return f"{value:.4f}"
+    return str(value)
+
+
+COLUMNS = (("trial", "trial", "int"), ("accuracy", "acc", "pct"), ("flops", "FLOPs", "mega"),
+           ("params", "params", "mega2"), ("latency_ms", "ms", "ms"),
+           ("reward", "reward", "reward"))
+
+
+def front_table(front: List[Dict[str, Any]]) -> str:
+    """The front as aligned text: trial, accuracy, FLOPs, params, latency, reward, arch."""
+    widths = (5, 7, 8, 7, 6, 8)
+    lines = ["  ".join(f"{title:>{w}}" for (_, title, _), w in zip(COLUMNS, widths)) + "  arch"]
+    for row in front:
+        cells = [f"{fmt(row.get(key), kind):>{w}}" for (key, _, kind), w in zip(COLUMNS, widths)]
+        lines.append("  ".join(cells) + "  " + row_summary(row))
+    return "\n".join(lines)
+
+
+def front_json(front: List[Dict[str, Any]]) -> str:
+    """The front for scripts: one JSON list of the stored trial attributes."""
+    keep = ("trial", "accuracy", "flops", "params", "proxy_flops", "latency_ms", "reward", "arch")
+
+    def clean(v):  # strict JSON: a non-finite number becomes null
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    return json.dumps([{k: clean(r.get(k)) for k in keep} for r in front], allow_nan=False)
+
