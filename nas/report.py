@@ -24,6 +24,7 @@ from .files import atomic_write_bytes
 from .runs import SearchDir
 from .search import SearchRun
 from .search.objective import PRESETS
+from .search.results import rejection
 
 __all__ = ["arch_summary", "front_table", "front_json", "plot_front", "render_html",
            "write_report"]
@@ -157,8 +158,7 @@ def render_html(run: SearchRun, front: List[Dict[str, Any]], svg: Optional[str])
     for row in sorted(run.rows, key=lambda r: r["trial"] if _is_num(r["trial"]) else -1):
         cells = "".join(f"<td>{e(_fmt(row.get(key), kind))}</td>" for key, _, kind in COLUMNS)
         status = "front" if row["trial"] in on_front else (
-            "feasible" if row["feasible"] else
-            "malformed" if row.get("malformed") else "over budget")
+            "feasible" if row["feasible"] else rejection(row))
         rows_html.append(
             f'<tr class="{"front" if status == "front" else ""}">{cells}'
             f"<td>{e(status)}</td><td class=\"arch\">{e(_summary(row))}<br>"
