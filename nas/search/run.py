@@ -142,11 +142,52 @@ def _supernet(config: SearchConfig, run: SearchDir, progress: bool):
         if step >= saved.steps:
             return load_supernet(sn.checkpoint, config.device)
         return train_supernet(None, sn.path, resume=True, progress=progress)
-    train_config = TrainConfig(space=config.space, data=config.data,
-                               steps=config.supernet_steps, resolution=config.resolution,
-                               seed=config.seed, device=config.device,
-                               checkpoint_every=max(10, config.supernet_steps // 5))
-    return train_supernet(train_config, sn.path, progress=progress)
+    return train_supernet(_supernet_config(config), sn.path, progress=progress)
+
+
+def _supernet_config(config: SearchConfig):
+    """How the search trains its own supernet."""
+    from ..train import TrainConfig
+
+    return TrainConfig(space=config.space, data=config.data, steps=config.supernet_steps,
+                       resolution=config.resolution, seed=config.seed, device=config.device,
+                       checkpoint_every=max(10, config.supernet_steps // 5))
+
+
+def scored_images(config: SearchConfig, validation, classes):
+    """The validation images every trial is scored on: the first ``--val-images``.
+
+    Raises:
+        DataError: too few to hold one image per class, or of one class only.
+    """
+    import torch
+
+    from ..data import require_classes
+
+    scored = validation.subset(torch.arange(min(config.val_images, len(validation))))
+    require_classes(scored, classes, f"the validation images scored per trial "
+                    f"(--val-images {config.val_images})", "raise --val-images")
+    return scored
+
+
+def _check_data(config: SearchConfig, run: SearchDir, given) -> None:
+    """Refuse data the search could not rank with before anything is written: the
+    supernet's splits, or the data the search would train its supernet on."""
+    if given is not None:
+        scored_images(config, given.loaders()[1].data, given.dataset.classes)
+        return
+    if run.supernet.checkpoint.exists():  # checked when it was trained
+        return
+    from ..data import load_dataset
+    from ..train import data_splits
+    from ..train.loop import train_loader
+
+    dataset = load_dataset(config.data)
+    train_config = _supernet_config(config)
+    train, val = data_splits(dataset, train_config)
+    ones = [1.0] * dataset.channels
+    train_loader(train, dataset, ones, ones, train_config, "cpu")  # at least one batch
+    scored_images(config, val, dataset.classes)
 
 
 def open_study(config: SearchConfig, run: SearchDir, seed_offset: int = 0) -> optuna.Study:
@@ -198,6 +239,7 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
 
         given = load_supernet(config.supernet, config.device)
         check_supernet(config, given)
+    _check_data(config, run, given)
     run.path.mkdir(parents=True, exist_ok=True)
     with _run_lock(run):  # before writing: a refused second search changes nothing
         prepare_run(config, run.path)  # again, under the lock
@@ -246,18 +288,13 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
 
     Returns ``(study, trials of dead processes retried)``.
     """
-    import torch
-
-    from ..data import Loader, require_classes
+    from ..data import Loader
     from ..latency import make_latency_model
 
     space = load_space(config.space)
     resolution = check_supernet(config, sn)
     calib, valid = sn.loaders()
-    scored = valid.data.subset(torch.arange(min(config.val_images, len(valid.data))))
-    require_classes(scored, sn.dataset.classes,
-                    f"the validation images scored per trial (--val-images {config.val_images})",
-                    "raise --val-images")
+    scored = scored_images(config, valid.data, sn.dataset.classes)
     valid = Loader(scored, 256, sn.mean, sn.std, resolution=resolution,
                    device=valid.device, channels_last=sn.config.channels_last)
     shared = bool(config.storage)

@@ -170,6 +170,7 @@ def test_too_few_validation_images_for_the_classes_is_refused(user, cache, tmp_p
                  "-o", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "1 image(s) for 2 classes" in err and "--val-images" in err
+    assert not (tmp_path / "r").exists()  # refused before anything is written
 
 
 # --------------------------------------------------------------------- summaries
