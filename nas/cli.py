@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import shlex
@@ -24,8 +25,9 @@ __all__ = ["main"]
 
 
 def _quote(path) -> str:
-    """A path as it must be typed into a shell."""
-    return shlex.quote(str(path))
+    """A path as it must be typed into a shell (and not be taken for an option)."""
+    text = str(path)
+    return shlex.quote("./" + text if text.startswith("-") else text)
 
 
 # ---------------------------------------------------------------- parsers, per command
@@ -149,9 +151,9 @@ _COMMANDS: Dict[str, Tuple[str, str, Callable[[argparse.ArgumentParser], None]]]
     "supernet": ("train the weight-sharing supernet", "", _supernet_args),
     "search": ("the main job: search a space under a FLOPs budget",
                "Train a supernet (or reuse one), run an Optuna study over the space under a "
-               "hard FLOPs budget, write the run directory (config.json, study.db, "
-               "trials.csv) and print the Pareto front. Rerunning the same command continues "
-               "the study.", _search_args),
+               "hard FLOPs budget, write the run directory (config.json, trials.csv and the "
+               "study: study.db unless --storage names another) and print the Pareto front. "
+               "Rerunning the same command continues the study.", _search_args),
     "latency": ("latency lookup tables", "", _latency_args),
     "train": ("train one architecture standalone; test accuracy in OUT/metrics.json",
               "Train the static network of one architecture (an export, or --arch) on the "
@@ -307,8 +309,10 @@ def _continue_or_new(cls, given: dict, saved_path: Path, resume: bool, what: str
     if not resume:
         return cls(**given).validate()
     if saved_path.exists():
-        old = cls.from_dict(read_json(saved_path, what), str(saved_path))
-        clash = {k: v for k, v in given.items() if getattr(old, k) != v}
+        old = cls.from_dict(read_json(saved_path, what), str(saved_path),
+                            base=saved_path.parent)
+        typed = cls(**{**old.to_dict(), **given}).resolved()  # paths as the run keeps them
+        clash = {k: v for k, v in given.items() if getattr(old, k) != getattr(typed, k)}
         if clash:
             raise RunError(f"{saved_path.parent} was trained with "
                            + ", ".join(f"{k}={getattr(old, k)!r}" for k in clash)
@@ -346,7 +350,7 @@ def _search(args) -> None:
     result = run_search(config, out, progress=not args.json, log=log)
     if args.json:
         print(json.dumps({"trials": result.trials, "feasible": result.feasible,
-                          "front": result.front, "best": result.best}))
+                          "study": result.study, "front": result.front, "best": result.best}))
         return
     rejected = ", ".join(f"{n} over the {'FLOPs' if why == 'flops' else why} budget"
                          for why, n in sorted(result.rejected.items()))
@@ -360,7 +364,6 @@ def _search(args) -> None:
         return
     from .report import front_table
     from .runs import SearchDir
-    from .search.results import study_url
 
     print("Pareto front (accuracy up, FLOPs down, latency down):")
     print(front_table(result.front))
@@ -368,7 +371,7 @@ def _search(args) -> None:
     run = SearchDir(out)
     print(f"\nbest reward: trial {best['trial']} ({best['accuracy']:.2%}, "
           f"{best['flops'] / 1e6:.1f}M FLOPs, {best['latency_ms']:.1f} ms)")
-    print(f"all trials: {run.trials_csv}   study: {study_url(config, run)}")
+    print(f"all trials: {run.trials_csv}   study: {result.study}")
     print(f"report:     nas report {_quote(out)}")
     print(f"export it:  nas export {_quote(out)} --best -o {_quote(run.export)}")
 
@@ -406,10 +409,13 @@ def _train(args) -> None:
             raise UsageError("--init inherited needs --from an export that has weights.pt")
         config = RetrainConfig(arch=arch, weights=weights, **given).validate()
     m = retrain(config, args.output, resume=args.resume)
+    inp, target = m["input"], m["target"]
     print(f"trained {m['id']} for {m['epochs']:g} epochs ({m['steps']} steps, init {m['init']}): "
           f"test accuracy {m['test_accuracy']:.2%}, validation {m['val_accuracy']:.2%}; "
           f"{fmt_count(m['flops'])} FLOPs, {fmt_count(m['params'])} params, "
-          f"{m['latency_ms']:.1f} ms")
+          f"{m['latency_ms']:.1f} ms at {inp['channels']}x{inp['resolution']}x"
+          f"{inp['resolution']}, {inp['classes']} classes (at the space's target input: "
+          f"{fmt_count(target['flops'])} FLOPs, {fmt_count(target['params'])} params)")
     if m["fresh_tensors"]:
         print(f"  not inherited (shapes differ for this data): {', '.join(m['fresh_tensors'])}")
     print(f"  {TrainDir(args.output).metrics}")
@@ -467,8 +473,10 @@ def _report(args) -> None:
     baseline = baseline_run(run, args.baseline)
     result = write_report(run, baseline=baseline)
     front = result["front"]
+    latency = (f" and {run.config.latency_budget_ms:g} ms" if run.config.latency_budget_ms
+               else "")
     print(f"{run.path}: {len(run.rows)} finished trials, {len(run.feasible)} within budget "
-          f"({run.config.budget / 1e6:g}M FLOPs)")
+          f"({run.config.budget / 1e6:g}M FLOPs{latency})")
     if front:
         print("Pareto front (accuracy up, FLOPs down, latency down):")
         print(front_table(front))
@@ -496,9 +504,13 @@ def _export(args) -> None:
         if args.run:
             raise UsageError("give either a run directory (with --trial/--best) or --arch")
         arch = _read_arch(args.arch)
+        from .files import all_or_nothing
+        from .runs import ExportDir
+
         form = ExportForm(fused=args.fused, channels_last=args.channels_last,
                           backbone=args.backbone, out_indices=_levels(args.out_indices))
-        paths = export_arch(arch, args.output, force=args.force, form=form)
+        with all_or_nothing(ExportDir(args.output).files()):  # no half export on failure
+            paths = export_arch(arch, args.output, force=args.force, form=form)
         cost = count_cost(arch)
         print(f"exported {arch.id}: {fmt_count(cost.flops)} FLOPs, "
               f"{fmt_count(cost.params)} params (no weights)")
@@ -512,10 +524,12 @@ def _export(args) -> None:
     result = export_trial(args.run, args.output, trial=args.trial, objective=args.objective,
                           fused=args.fused, channels_last=args.channels_last, force=args.force,
                           backbone=args.backbone, out_indices=_levels(args.out_indices))
-    row, deltas = result["row"], result["deltas"]
-    print(f"exported trial {row['trial']} ({result['arch'].id}): "
-          f"{fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params, "
-          f"search accuracy {row['accuracy']:.2%}")
+    row, deltas, net = result["row"], result["deltas"], result["produced"]
+    cost, inp = count_cost(net), net.input
+    print(f"exported trial {row['trial']} ({net.id}): {fmt_count(cost.flops)} FLOPs, "
+          f"{fmt_count(cost.params)} params at {inp.channels}x{inp.resolution}x{inp.resolution}, "
+          f"{inp.classes} classes, search accuracy {row['accuracy']:.2%} (at the space's "
+          f"target input: {fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params)")
     for path in result["paths"]:
         print(f"  {path}")
     print(f"check: max |{'features' if args.backbone else 'logits'} - supernet subnet| = "
@@ -544,8 +558,20 @@ def _command(argv: List[str]) -> Optional[str]:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+class _Notes(logging.Handler):
+    """What nas tells about the user's data (logger ``nas``): one ``nas: note:`` line each,
+    on the stderr of the moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"nas: note: {record.getMessage()}", file=sys.stderr)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    logger = logging.getLogger("nas")
+    if not any(isinstance(h, _Notes) for h in logger.handlers):
+        logger.addHandler(_Notes())
+        logger.propagate = False
     args = _parser(_command(argv)).parse_args(argv)
     sub = (getattr(args, "space_command", None) or getattr(args, "supernet_command", None)
            or getattr(args, "latency_command", None))
@@ -557,8 +583,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush cannot fail again
         return 0
     except OSError as e:  # permission denied, not a directory, disk full, ...
-        where = f": {e.filename}" if e.filename else ""
-        print(f"nas: error: {e.strerror or e}{where}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"nas: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except NasError as e:
         print(f"nas: error: {e}", file=sys.stderr)

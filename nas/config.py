@@ -15,6 +15,11 @@ with :func:`inherit`, so the help and bounds stay written once::
     @dataclass
     class RetrainSettings(LoopSettings):
         epochs: float = inherit(5.0)
+
+A setting whose value may name a file (``path=``) is independent of the working directory:
+:meth:`Settings.resolved` makes its file absolute, and a saved ``config.json`` stores a file
+inside the run directory relative to it (so the directory can be moved) and any other file
+absolute (so the run can be used from anywhere).
 """
 
 from __future__ import annotations
@@ -22,13 +27,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import re
 import typing
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from .errors import UsageError
 
-__all__ = ["setting", "inherit", "Settings", "flag_of"]
+__all__ = ["setting", "inherit", "Settings", "flag_of", "a_path"]
+
+#: Splits a setting's value into ``(prefix, file)`` when it names a file, else None.
+Locate = Callable[[str], Optional[Tuple[str, str]]]
+
+
+def a_path(value: str) -> Optional[Tuple[str, str]]:
+    """The :data:`Locate` of a setting that is a file path or empty."""
+    return ("", value) if value else None
 
 _INHERIT = "nas_inherit"
 _META = "nas_setting"
@@ -40,7 +54,8 @@ def setting(default: Any = dataclasses.MISSING, *, help: str, cli: bool = True,
             below: Optional[float] = None, pattern: Optional[str] = None,
             expected: Optional[str] = None,
             parse: Optional[Callable[[str], Any]] = None, metavar: Optional[str] = None,
-            flag: Optional[str] = None, rerun: bool = False) -> Any:
+            flag: Optional[str] = None, rerun: bool = False,
+            path: Optional[Locate] = None) -> Any:
     """A dataclass field declaring one setting.
 
     Args:
@@ -58,11 +73,13 @@ def setting(default: Any = dataclasses.MISSING, *, help: str, cli: bool = True,
             value stored as ``latency_budget_ms``).
         rerun: may differ when a run is continued (e.g. a total number of trials); every
             other setting defines the run.
+        path: the value may name a file: this splits it into ``(prefix, file)`` (None
+            when it names none, e.g. a dataset's name); see the module docstring.
     """
     meta = {_META: dict(help=help, cli=cli, choices=tuple(choices) if choices else None,
                         at_least=at_least, above=above, at_most=at_most, below=below,
                         pattern=pattern, expected=expected, parse=parse, metavar=metavar, flag=flag,
-                        rerun=rerun)}
+                        rerun=rerun, path=path)}
     if isinstance(default, list):
         value = list(default)
         return dataclasses.field(default_factory=lambda: list(value), metadata=meta)
@@ -138,9 +155,38 @@ class Settings:
     def check(self) -> None:
         """Rules that span settings; raise :class:`~nas.errors.UsageError` naming flags."""
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {name: (list(v) if isinstance(v, list) else v)
-                for name, v in ((n, getattr(self, n)) for n in self.settings())}
+    def to_dict(self, base=None) -> Dict[str, Any]:
+        """The settings as plain data; with ``base`` (the run directory the file is saved
+        in), files inside ``base`` are written relative to it (see :meth:`resolved`)."""
+        out = {name: (list(v) if isinstance(v, list) else v)
+               for name, v in ((n, getattr(self, n)) for n in self.settings())}
+        if base is not None:
+            home = os.path.abspath(base)
+            for name, (prefix, file) in self._files().items():
+                file = os.path.abspath(file)
+                if os.path.commonpath([home, file]) == home and file != home:
+                    out[name] = prefix + os.path.relpath(file, home)
+        return out
+
+    def _files(self) -> Dict[str, Tuple[str, str]]:
+        out = {}
+        for name, f in self.settings().items():
+            locate = f.metadata[_META]["path"]
+            found = locate(getattr(self, name)) if locate is not None else None
+            if found is not None:
+                out[name] = found
+        return out
+
+    def resolved(self, base=None):
+        """A copy whose files are absolute: relative ones are taken relative to ``base``
+        (None: the working directory, for values the user just typed)."""
+        changes = {}
+        for name, (prefix, file) in self._files().items():
+            file = os.path.expanduser(file)
+            if base is not None and not os.path.isabs(file):
+                file = os.path.join(base, file)
+            changes[name] = prefix + os.path.abspath(file)
+        return dataclasses.replace(self, **changes)
 
     def differences(self, other: "Settings") -> Dict[str, Any]:
         """Settings that define the run and differ from ``other``'s: ``{name: other's}``."""
@@ -149,9 +195,11 @@ class Settings:
                 if n not in keep and getattr(self, n) != getattr(other, n)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "settings"):
+    def from_dict(cls, data: Mapping[str, Any], source: str = "settings", base=None):
         """Strictly from saved values: unknown keys and wrong types are errors; missing
-        keys take their defaults (settings added in later versions)."""
+        keys take their defaults (settings added in later versions). With ``base`` (the
+        directory the values were saved in) files come back absolute, relative ones
+        taken relative to ``base``."""
         if not isinstance(data, Mapping):
             raise UsageError(f"{source}: expected a JSON object of settings")
         declared = cls.settings()
@@ -164,10 +212,11 @@ class Settings:
                 raise UsageError(f"{source}: setting {name} must be {_describe(types[name])}, "
                                  f"got {value!r}")
         try:
-            return cls(**{k: (float(v) if types[k] is float else v)
-                          for k, v in data.items()}).validate()
+            loaded = cls(**{k: (float(v) if types[k] is float else v)
+                            for k, v in data.items()}).validate()
         except UsageError as e:
             raise UsageError(f"{source}: {e}") from None
+        return loaded.resolved(base) if base is not None else loaded
 
     # ------------------------------------------------------------------ command line
     @classmethod

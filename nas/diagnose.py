@@ -80,7 +80,7 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
     import torch
 
     from .data import Loader
-    from .evaluate import evaluate
+    from .evaluate import calibration_batches, evaluate
     from .train import RetrainConfig, load_supernet, retrain
 
     config.validate()
@@ -106,9 +106,11 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
                         int(config.band_high * budget), config.seed)
     calib, valid = sn.loaders(device=torch.device("cpu"))
     valid_n = min(run.config.val_images, len(valid.data))
+    # One size for both scores: the one the supernet was trained and the search scored at.
     scored = Loader(valid.data.subset(torch.arange(valid_n)), 256, sn.mean, sn.std,
-                    resolution=run.config.resolution or None, device=valid.device,
+                    resolution=sn.resolution, device=valid.device,
                     channels_last=sn.config.channels_last)
+    bn_batches = calibration_batches(calib, run.config.recalibration_batches)
     csv = out.rows
     rows: List[Dict[str, Any]] = (pd.read_csv(csv, dtype={"id": str}).to_dict("records")
                                   if csv.exists() else [])
@@ -116,11 +118,10 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
     for i, arch in enumerate(archs):
         if arch.id in done:
             continue
-        supernet_acc = evaluate(sn.supernet, arch, scored, calib,
-                                run.config.recalibration_batches)
-        recipe = RetrainConfig(arch=str(arch), data=run.config.data, steps=config.steps,
+        supernet_acc = evaluate(sn.supernet, arch, scored, calib, bn_batches)
+        recipe = RetrainConfig(arch=str(arch), data=sn.config.data, steps=config.steps,
                                batch_size=config.batch_size, train_subset=config.train_subset,
-                               lr=config.lr, resolution=run.config.resolution,
+                               lr=config.lr, resolution=sn.resolution,
                                # the supernet's split: standalone nets never train on the
                                # validation images both are scored on
                                seed=sn.config.seed, split_seed=sn.config.split_seed,
@@ -143,7 +144,8 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
     frame = pd.DataFrame(rows)
     summary = {**rank_correlation(frame.supernet_acc, frame.standalone_acc, seed=config.seed),
                "band": [int(config.band_low * budget), int(config.band_high * budget)],
-               "validation_images": valid_n, "bn_batches": run.config.recalibration_batches,
+               "validation_images": valid_n, "bn_batches": bn_batches,
+               "resolution": sn.resolution,
                "supernet_step": int(sn.step), "recipe_steps": config.steps}
     write_json(out.summary, summary)
     _scatter(frame, summary, out.plot)

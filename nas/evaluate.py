@@ -14,7 +14,13 @@ from torch import nn
 from .arch import Architecture
 from .ops.static import MixNet
 
-__all__ = ["recalibrate", "accuracy", "evaluate"]
+__all__ = ["recalibrate", "accuracy", "evaluate", "calibration_batches"]
+
+
+def calibration_batches(loader, batches: int) -> int:
+    """How many batches :func:`recalibrate` really averages over: ``batches``, or all the
+    loader has when it has fewer (what a trial or an export should state)."""
+    return min(batches, len(loader))
 
 
 @torch.no_grad()

@@ -3,22 +3,80 @@
 Every file nas writes that a killed process could leave half-written goes through
 :func:`atomic_write_bytes` (temp file in the same directory, fsync, rename), so a reader
 sees the old file or the new one, never a torn one. Checkpoints are read with
-``torch.load(weights_only=True)``: tensors and plain containers only.
+``torch.load(weights_only=True)``: tensors and plain containers only. A write that fails
+(a full disk, a file size limit, a read-only file system) raises an :class:`OSError` that
+names the file, which the command line prints as one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Iterator, Optional
 
 from .errors import CheckpointError
 
 __all__ = ["atomic_write_bytes", "write_json", "read_json", "tensor_bytes", "save_checkpoint",
-           "load_checkpoint", "resume_state"]
+           "load_checkpoint", "resume_state", "naming", "AppendLog", "all_or_nothing"]
+
+
+@contextlib.contextmanager
+def all_or_nothing(paths: Iterable) -> Iterator[None]:
+    """Files that belong together (an export): when the block fails, those of ``paths`` it
+    wrote are removed again, so a reader finds all of them or none of the new ones."""
+    def stamp(path: Path):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    paths = [Path(p) for p in paths]
+    before = {p: stamp(p) for p in paths}
+    try:
+        yield
+    except BaseException:
+        for p in paths:
+            now = stamp(p)
+            if now is not None and now != before[p]:  # written (replaced) by the block
+                p.unlink(missing_ok=True)
+        raise
+
+
+def naming(error: OSError, path) -> OSError:
+    """``error`` with ``path`` as its file when it names none (a failed ``write`` does not)."""
+    if error.filename is not None:
+        return error
+    return type(error)(error.errno, error.strerror or str(error), str(path))
+
+
+class AppendLog:
+    """A JSON-lines log opened for appending; a failed write names the file."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a")
+        except OSError as e:
+            raise naming(e, self.path) from None
+
+    def write(self, record: Any) -> None:
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise naming(e, self.path) from None
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:  # what did not reach the disk was reported by write()
+            pass
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -34,9 +92,11 @@ def atomic_write_bytes(path, data: bytes) -> None:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
         _fsync_dir(path.parent)  # make the rename itself durable
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise naming(e, path) from None
         raise
 
 

@@ -29,9 +29,11 @@ import numpy as np
 from .arch import Architecture
 from .config import Settings, setting
 from .cost import count_cost
+from .data import data_location
 from .errors import RunError, UsageError
 from .files import atomic_write_bytes, read_json, write_json
 from .runs import ReferenceDir
+from .space import space_location
 from .units import parse_flops
 
 __all__ = ["ReferenceConfig", "run_reference", "reliability", "load_reference"]
@@ -41,8 +43,9 @@ __all__ = ["ReferenceConfig", "run_reference", "reliability", "load_reference"]
 class ReferenceConfig(Settings):
     """The reference's settings (saved as ``OUT/reference.json``; a rerun must match)."""
 
-    space: str = setting("mixnet_300m", help="search space (name or .yaml)")
-    data: str = setting("fashion-mnist",
+    space: str = setting("mixnet_300m", help="search space (name or .yaml)",
+                         path=space_location)
+    data: str = setting("fashion-mnist", path=data_location,
                         help="fashion-mnist, an ImageFolder dir or a .tar.gz of one")
     budget: int = setting(300_000_000, at_least=1, parse=parse_flops,
                           help="FLOPs budget the band is relative to, e.g. 300M")
@@ -93,16 +96,16 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]
     """Train (or continue training) every (architecture, seed) of the reference."""
     from .train import RetrainConfig, retrain
 
-    config.validate()
+    config = config.validate().resolved()
     out = ReferenceDir(out_dir)
     if out.settings.exists():
         old = ReferenceConfig.from_dict(read_json(out.settings, "reference settings"),
-                                        str(out.settings))
+                                        str(out.settings), base=out.path)
         if config.differences(old):
             raise RunError(f"{out} holds a reference with another recipe ("
                            + ", ".join(f"{k}={v!r}" for k, v in config.differences(old).items())
                            + "); use another -o")
-    write_json(out.settings, config.to_dict())
+    write_json(out.settings, config.to_dict(out.path))
 
     archs = _sample(config)
     arch_rows = [{"index": i, "id": a.id, "flops": count_cost(a).flops,

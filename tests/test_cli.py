@@ -130,3 +130,34 @@ def test_light_commands_import_neither_torch_nor_optuna(argv):
     if argv[0] == "search":  # its flags come from the search settings: heavy is fine here
         return
     assert not heavy, sorted(heavy)[:5]
+
+
+def test_hidden_files_in_a_spaces_folder_are_not_spaces(tmp_path, monkeypatch, capsys):
+    """Issue 16: macOS's ._name copies (binary) are not space files."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copy(Path(__file__).parent / "spaces" / "tiny.yaml", tmp_path / "mine.yaml")
+    (tmp_path / "._mine.yaml").write_bytes(b"\x00\x05\x16\x07\xff AppleDouble")
+    monkeypatch.setenv("NAS_SPACES_PATH", str(tmp_path))
+    assert main(["space", "list", "--json"]) == 0
+    names = set(json.loads(capsys.readouterr().out))
+    assert "mine" in names and "._mine" not in names
+    assert main(["space", "list"]) == 0
+
+
+def test_os_errors_name_the_file_they_could_not_write(tmp_path, capsys):
+    """Issue 16: a write the file system refuses is one line naming the file."""
+    import resource
+
+    arch = nas.load_space("mixnet_s").sample(0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2048, hard))  # what `ulimit -f 2` sets
+    try:
+        code = main(["export", "--arch", str(arch), "-o", str(tmp_path / "x")])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0] == f"nas: error: {tmp_path / 'x' / 'model.py'}: File too large"
+    assert not (tmp_path / "x" / "model.py").exists() and not list((tmp_path / "x").iterdir())

@@ -133,3 +133,24 @@ def test_every_run_file_name_is_spelled_once():
             continue
         found = {n for n in names for s in _literals(path) if n in s and " " not in s}
         assert not found, f"{path.relative_to(NAS.parent)} spells {sorted(found)}"
+
+
+def test_paths_are_stored_independently_of_the_working_directory(tmp_path, monkeypatch):
+    """Issue 16: a file the user names is kept absolute, or relative to the run directory
+    when it lies inside it; names that are not files (a dataset, a registered space, a
+    database URL) are kept as typed."""
+    monkeypatch.chdir(tmp_path)
+    typed = SearchConfig(budget=1, space="my space.yaml", data="data", supernet="sn",
+                         storage="journal:runs/r/s.journal", latency="lut:t.json").resolved()
+    assert typed.space == str(tmp_path / "my space.yaml") and typed.data == str(tmp_path / "data")
+    assert typed.storage == f"journal:{tmp_path / 'runs' / 'r' / 's.journal'}"
+    assert typed.latency == f"lut:{tmp_path / 't.json'}"
+    saved = typed.to_dict(tmp_path / "runs" / "r")
+    assert saved["storage"] == "journal:s.journal" and saved["supernet"] == str(tmp_path / "sn")
+    moved = tmp_path / "elsewhere" / "r"
+    back = SearchConfig.from_dict(saved, "config.json", base=moved)
+    assert back.storage == f"journal:{moved / 's.journal'}" and back.data == typed.data
+    named = SearchConfig(budget=1, data="fashion-mnist",
+                         storage="postgresql://u:p@h/db").resolved()
+    assert (named.space, named.data, named.storage, named.latency) == (
+        "mixnet_300m", "fashion-mnist", "postgresql://u:p@h/db", "measure")

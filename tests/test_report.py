@@ -81,7 +81,9 @@ def test_exported_weights_reproduce_the_supernet(run_dir, tmp_path):
         assert logits.shape == reference.shape == (3, 10)
         assert (logits - reference).abs().max().item() <= 1e-5, kind
     meta = json.loads((tmp_path / "exp" / "arch.json").read_text())
-    assert meta["trial"] == best["trial"] and meta["arch"] == best["arch"]
+    assert meta["trial"] == best["trial"] and meta["target"]["arch"] == best["arch"]
+    # the network written: Fashion-MNIST's channel and classes at its 28 px (issue 16)
+    assert meta["arch"] == "1x28x28-10/" + best["arch"].split("/", 1)[1]
     assert meta["weights"]["in_chans"] == 1 and meta["weights"]["num_classes"] == 10
     assert len(meta["weights"]["mean"]) == 1
 
@@ -277,7 +279,9 @@ def test_hostile_config_with_a_valid_arch_never_reaches_model_py(run_dir, tmp_pa
     x = torch.randn(1, 1, 28, 28)
     standalone_logits(tmp_path / "x", x)  # runs model.py: it must not run the string
     assert not Path("/tmp/nas-pwned").exists()
-    assert json.loads((tmp_path / "x" / "arch.json").read_text())["weights"]["data"] == HOSTILE[0]
+    # stored as a file of the run directory (issue 16), still only data in arch.json
+    assert json.loads((tmp_path / "x" / "arch.json").read_text())["weights"]["data"] == \
+        str(dest / HOSTILE[0])
     assert result["deltas"]["supernet"] <= 1e-5
 
 

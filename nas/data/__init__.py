@@ -14,26 +14,48 @@ augmented, normalised float batches on the fly. Data sources, by the ``--data`` 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional, Tuple
 
 from ..errors import DataError
-from .dataset import Dataset, ImageSet, cache_dir, image_stats, train_val_split
+from .dataset import (
+    Dataset,
+    ImageSet,
+    cache_dir,
+    check_dataset,
+    image_stats,
+    note,
+    require_classes,
+    train_val_split,
+)
 from .fashion_mnist import load_fashion_mnist, read_idx
-from .image_folder import load_image_folder
+from .image_folder import is_metadata, load_image_folder
 from .loader import Loader
 
-__all__ = ["DataError", "Dataset", "ImageSet", "Loader", "cache_dir", "image_stats",
-           "load_dataset", "load_fashion_mnist", "load_image_folder", "read_idx",
-           "train_val_split"]
+__all__ = ["DataError", "Dataset", "ImageSet", "Loader", "cache_dir", "check_dataset",
+           "data_location", "image_stats", "is_metadata", "load_dataset", "load_fashion_mnist",
+           "load_image_folder", "note", "read_idx", "require_classes", "train_val_split"]
 
 FASHION_MNIST_NAMES = ("fashion-mnist", "fmnist", "fashion_mnist")
 
 
+def data_location(spec: str) -> Optional[Tuple[str, str]]:
+    """``("", path)`` when a ``--data`` value names a file or folder, None for a dataset name
+    (what :class:`nas.config.Settings` needs to store the path independently of the
+    working directory)."""
+    return None if spec in FASHION_MNIST_NAMES or not spec else ("", spec)
+
+
 def load_dataset(spec: str = "fashion-mnist") -> Dataset:
-    """``fashion-mnist``, an ImageFolder directory, or a ``.tar.gz`` of one."""
+    """``fashion-mnist``, an ImageFolder directory, or a ``.tar.gz`` of one.
+
+    Raises:
+        DataError: missing or malformed data, or data that cannot rank architectures
+            (:func:`check_dataset`).
+    """
     if spec in FASHION_MNIST_NAMES:
-        return load_fashion_mnist()
+        return check_dataset(load_fashion_mnist(), "fashion-mnist")
     path = Path(spec)
     if not path.exists():
         raise DataError(f"no dataset '{spec}': use fashion-mnist, a folder with train/ and "
                         "test/ class folders, or a .tar.gz of one")
-    return load_image_folder(path)
+    return check_dataset(load_image_folder(path), str(path))

@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import os
 import struct
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..files import atomic_write_bytes
 from .dataset import Dataset, ImageSet, cache_dir
 
 __all__ = ["load_fashion_mnist", "read_idx", "FMNIST_CLASSES", "DEBIAN_FMNIST"]
@@ -89,10 +89,7 @@ def _download_fmnist(folder: Path) -> None:
             raw = b""
         if hashlib.sha256(raw).hexdigest() != digest:
             raise DataError(f"downloaded {stem}.gz does not match its checksum")
-        fd, tmp = tempfile.mkstemp(dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, target)
+        atomic_write_bytes(target, blob)  # a full disk leaves no torn file behind
 
 
 def load_fashion_mnist(download: bool = True) -> Dataset:

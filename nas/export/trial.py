@@ -5,19 +5,26 @@ subnet from the run's supernet, recalibrates BatchNorm exactly as the search did
 batches), and writes it with :func:`nas.export.export_network`: ``model.py``,
 ``weights.pt``, ``arch.json``, ``model.ts`` (and ``model.onnx`` with ``onnx`` installed).
 The weights are for the run's dataset (its channels, classes and resolution), so
-``model.py``'s ``build_model()`` defaults to those.
+``model.py``'s ``build_model()`` defaults to those, and everything written about the
+network describes that network: ``arch.json``'s ``arch``, ``flops``, ``params`` and
+``input`` (and ``model.py``'s header) are at the data's channels, classes and the
+resolution the search scored at; the architecture as searched, at its space's target
+input (the FLOPs the budget and the report count), is ``arch.json``'s ``target``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..arch import Architecture
+from ..arch import Architecture, InputSpec
+from ..cost import count_cost
 from ..errors import RunError
-from ..evaluate import recalibrate
+from ..evaluate import calibration_batches, recalibrate
+from ..files import all_or_nothing
 from ..runs import ExportDir
 from ..search import open_run
 from ..train import load_supernet
@@ -30,8 +37,10 @@ __all__ = ["export_trial"]
 def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str = "reward",
                  fused: bool = False, channels_last: bool = False,
                  force: bool = False, backbone: bool = False,
-                 out_indices: Optional[Tuple[int, ...]] = None) -> Dict[str, Any]:
-    """Export trial ``trial`` of ``run_dir`` (the best by ``objective`` when None).
+                 out_indices: Optional[Tuple[int, ...]] = None,
+                 onnx: bool = True) -> Dict[str, Any]:
+    """Export trial ``trial`` of ``run_dir`` (the best by ``objective`` when None);
+    ``onnx=False`` skips ``model.onnx`` (slow to write).
 
     Returns:
         ``{"paths", "deltas", "row", "arch", "out"}``: the files written, the largest
@@ -52,14 +61,23 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
         raise RunError(f"trial {row['trial']}'s architecture is not a point of the "
                        f"supernet's space {sn.supernet.space.name}")
     calib, valid = sn.loaders(device=torch.device("cpu"))
+    scored_at = row.get("resolution", sn.resolution)
+    if scored_at != sn.resolution:
+        raise RunError(f"trial {row['trial']} of {run.path} was scored at {scored_at} px, but "
+                       f"its supernet {run.supernet_path()} gives {sn.resolution} px batches")
     bn_batches = row.get("bn_batches", run.config.recalibration_batches)
     if not isinstance(bn_batches, int) or isinstance(bn_batches, bool) or bn_batches < 0:
         raise RunError(f"trial {row['trial']} stores a bad bn_batches {bn_batches!r}")
+    bn_batches = calibration_batches(calib, bn_batches)  # what recalibrate really uses
     model = recalibrate(sn.supernet, arch, calib, bn_batches)
     model = model.to(memory_format=torch.contiguous_format)
     example = next(iter(valid.epoch(0)))[0][:8].contiguous()
     channels, classes = sn.supernet.in_chans, sn.supernet.num_classes
     resolution = int(example.shape[-1])
+    # The network written: the searched architecture with the data's stem and classifier,
+    # at the size its weights were calibrated and scored at.
+    produced = replace(arch, input=InputSpec(channels, resolution, classes))
+    target = count_cost(arch)
     form = ExportForm(num_classes=classes, in_chans=channels, fused=fused,
                       channels_last=channels_last, backbone=backbone, out_indices=out_indices)
     note = (f"{ExportDir(out_dir).weights.name}: inherited from the supernet "
@@ -67,6 +85,8 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
             f"recalibrated on {bn_batches} batches; input {channels}x{resolution}x"
             f"{resolution} normalised with the mean and std in arch.json, {classes} classes.")
     extra = {
+        "target": {"arch": str(arch), "id": arch.id, "flops": target.flops,
+                   "params": target.params, "input": arch.to_dict()["input"]},
         "trial": int(row["trial"]),
         "search": {k: row.get(k) for k in ("accuracy", "reward", "latency_ms", "flops",
                                             "params", "proxy_flops")},
@@ -76,8 +96,9 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
                     "num_classes": classes, "resolution": resolution,
                     "mean": [float(m) for m in sn.mean], "std": [float(s) for s in sn.std]},
     }
-    paths, deltas = export_network(model, arch, out_dir, example, form, force=force,
-                                  weights_note=note, extra=extra)
+    with all_or_nothing(ExportDir(out_dir).files()):  # a failed write leaves no half export
+        paths, deltas = export_network(model, produced, out_dir, example, form, force=force,
+                                      weights_note=note, extra=extra, onnx=onnx)
     if bn_batches == 0 and not backbone:
         # The weights are the supernet's own, statistics included: the written network must
         # give the supernet's logits for this architecture.
@@ -87,4 +108,5 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
             deltas["supernet"] = (exported(example) - sn.supernet(
                 example.contiguous(memory_format=sn.supernet.memory_format), arch)
             ).abs().max().item()
-    return {"paths": paths, "deltas": deltas, "row": row, "arch": arch, "out": Path(out_dir)}
+    return {"paths": paths, "deltas": deltas, "row": row, "arch": arch, "produced": produced,
+            "out": Path(out_dir)}

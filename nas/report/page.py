@@ -31,7 +31,7 @@ from ..arch import Architecture
 from ..errors import RunError
 from ..files import atomic_write_bytes
 from ..runs import SearchDir
-from ..search.results import SearchRun, study_url
+from ..search.results import SearchRun, rejection, study_url
 from ..space import load_space
 from .analysis import Importance, baseline_run, histories, importances, recommendations
 from .pictures import (
@@ -298,8 +298,7 @@ down, latency down). Objective: {e(run.config.objective)}, sampler
     on_front = {r["trial"] for r in front}
     for row in sorted(run.rows, key=lambda r: r["trial"] if is_num(r["trial"]) else -1):
         status = "front" if row["trial"] in on_front else (
-            "feasible" if row["feasible"] else
-            "malformed" if row.get("malformed") else "over budget")
+            "feasible" if row["feasible"] else rejection(row))
         parts.append(f'<tr id="row-{e(str(row["trial"]))}"'
                      f'{" class=front" if status == "front" else ""}>{_cells(row)}'
                      f'<td>{e(status)}</td><td class="l">{_arch_details(row)}</td></tr>')
@@ -363,7 +362,7 @@ def write_trial_picture(run: SearchRun, trial: int) -> Dict[str, Optional[Path]]
         raise RunError(f"trial {trial} of {run.path} has a malformed architecture string")
     numbers = (f": {fmt(row.get('accuracy'), 'pct')}, {fmt(row.get('flops'), 'mega')} FLOPs, "
                f"{fmt(row.get('latency_ms'), 'ms')} ms" if row["feasible"] else
-               f": {fmt(row.get('flops'), 'mega')} FLOPs, over budget")
+               f": {fmt(row.get('flops'), 'mega')} FLOPs, {rejection(row)}")
     scene = arch_picture(arch, title=f"trial {trial}{numbers}")
     svg_path = run.dir.trial_picture(trial, "svg")
     atomic_write_bytes(svg_path, ('<?xml version="1.0" encoding="utf-8"?>\n' + scene.svg()

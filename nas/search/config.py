@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Settings, setting
+from ..config import Settings, a_path, setting
+from ..data import data_location
 from ..errors import UsageError
 from ..latency import LATENCY_SPEC
+from ..space import space_location
 from ..units import parse_flops, parse_ms
+from .storage import storage_location
 
 __all__ = ["SearchConfig", "OBJECTIVES", "SAMPLERS", "STUDY_NAME", "DEFAULT_BETA",
            "DEFAULT_GAMMA"]
@@ -27,8 +30,9 @@ class SearchConfig(Settings):
 
     budget: int = setting(help="FLOPs budget at the space's target input, e.g. 300M, 0.3G, "
                                "300e6", parse=parse_flops, at_least=1, metavar="FLOPS")
-    space: str = setting("mixnet_300m", help="search space (name or .yaml)")
-    data: str = setting("fashion-mnist",
+    space: str = setting("mixnet_300m", help="search space (name or .yaml)",
+                         path=space_location)
+    data: str = setting("fashion-mnist", path=data_location,
                         help="fashion-mnist, an ImageFolder dir or a .tar.gz of one")
     objective: str = setting("reward", choices=OBJECTIVES,
                              help="reward (acc - beta ln FLOPs - gamma ms) or pareto (acc, "
@@ -45,8 +49,9 @@ class SearchConfig(Settings):
     latency_budget_ms: float = setting(0.0, at_least=0, parse=parse_ms, flag="--latency-budget",
                                        metavar="MS", help="hard latency limit, e.g. 25ms (batch "
                                                           "1, target input, this machine; 0: none)")
-    supernet: str = setting("", help="reuse a trained supernet (its .pt or run directory) "
-                                     "instead of training one")
+    supernet: str = setting("", path=a_path,
+                            help="reuse a trained supernet (its .pt or run directory) "
+                                 "instead of training one")
     supernet_steps: int = setting(200, at_least=1,
                                   help="steps of supernet training when none is given")
     resolution: int = setting(0, at_least=0, help="proxy resolution (0: the data's own)")
@@ -56,15 +61,17 @@ class SearchConfig(Settings):
     latency_repeats: int = setting(3, at_least=1, help="timed runs per measured latency "
                                                        "(the median is kept)")
     latency: str = setting("measure", pattern=LATENCY_SPEC, metavar="{measure,lut:PATH}",
+                           path=lambda v: ("lut:", v[4:]) if v.startswith("lut:") else None,
                            expected="measure or lut:PATH",
                            help="measure, or lut:PATH to predict from `nas latency build`")
     seed: int = setting(0, help="seed of the sampler and the supernet training")
     device: str = setting("auto", pattern=r"auto|cpu|cuda(:\d+)?", metavar="{auto,cpu,cuda}",
                           expected="auto, cpu, cuda or cuda:N",
                           help="auto (CUDA when present), cpu, cuda or cuda:N")
-    storage: str = setting("", help="postgresql://USER@HOST/DB (any Optuna RDB URL) or "
-                                    "journal:FILE, shared by all workers of a study (default "
-                                    "sqlite:///RUN/study.db)")
+    storage: str = setting("", path=storage_location,
+                           help="postgresql://USER@HOST/DB (any Optuna RDB URL) or "
+                                "journal:FILE, shared by all workers of a study (default "
+                                "sqlite:///RUN/study.db)")
     study: str = setting(STUDY_NAME, pattern=r".{1,200}", expected="a name of 1 to 200 characters",
                          help="study name in the storage (workers with the same name "
                               "cooperate)")

@@ -86,8 +86,11 @@ def run_until(study: optuna.Study, objective, total: int, timeout: Optional[floa
         return objective.evaluate(trial, suggested)
 
     # A study only this process runs: whatever is RUNNING now was left by a dead process,
-    # and nothing new can appear while we run.
-    recovered = 0 if shared else recover(study, all_running=True)
+    # and nothing new can appear while we run. On a shared one, a trial this very process
+    # left RUNNING was left by an earlier call that failed (a full disk, say: it could not
+    # even record the failure), since this call has started none yet: waiting for it to
+    # finish would wait forever.
+    recovered = recover(study, worker=me) if shared else recover(study, all_running=True)
     while timeout is None or time.monotonic() - start < timeout:
         if shared:
             recovered += recover(study)

@@ -22,7 +22,7 @@ import optuna
 
 from ..arch import Architecture, InputSpec
 from ..cost import count_cost
-from ..evaluate import evaluate
+from ..evaluate import calibration_batches, evaluate
 from ..space import SearchSpace, available_spaces, load_space
 from .config import SearchConfig
 
@@ -82,9 +82,11 @@ class Objective:
         self.config, self.space, self.run = config, space, run
         self.calib, self.valid = calib, valid
         self.latency = latency_model
-        self.proxy = InputSpec(run.dataset.channels,
-                               config.resolution or run.dataset.resolution,
-                               len(run.dataset.classes))
+        # The size the supernet's batches have (run_trials refuses another --resolution):
+        # calibration, scoring, the proxy cost and the export all use it.
+        self.proxy = InputSpec(run.dataset.channels, run.resolution, len(run.dataset.classes))
+        # What the trial's accuracy really rests on (a small dataset has fewer batches).
+        self.bn_batches = calibration_batches(calib, config.recalibration_batches)
 
     def penalty(self, flops: int):
         """Values of an infeasible trial: finite, and never better than a feasible one."""
@@ -106,7 +108,10 @@ class Objective:
         trial.set_user_attr("arch", str(arch))
         trial.set_user_attr("flops", cost.flops)
         trial.set_user_attr("params", cost.params)
-        trial.set_user_attr("proxy_flops", count_cost(arch, self.proxy).flops)
+        proxy = count_cost(arch, self.proxy)
+        trial.set_user_attr("proxy_flops", proxy.flops)
+        trial.set_user_attr("proxy_params", proxy.params)
+        trial.set_user_attr("resolution", self.proxy.resolution)
         over = (cost.flops - cfg.budget) / cfg.budget  # relative overshoot; <= 0 is feasible
         if cost.flops > cfg.budget:
             set_constraints(trial, flops=over, **({"latency": 0.0} if cfg.latency_budget_ms
@@ -128,13 +133,13 @@ class Objective:
         else:
             set_constraints(trial, flops=over)
         start = time.perf_counter()
-        acc = evaluate(self.run.supernet, arch, self.valid, self.calib,
-                       cfg.recalibration_batches)
+        acc = evaluate(self.run.supernet, arch, self.valid, self.calib, self.bn_batches)
         trial.set_user_attr("eval_s", round(time.perf_counter() - start, 4))
         r = reward(acc, cost.flops, latency, cfg.beta, cfg.gamma)
         trial.set_user_attr("accuracy", acc)
         trial.set_user_attr("reward", r)
-        trial.set_user_attr("bn_batches", cfg.recalibration_batches)
+        trial.set_user_attr("bn_batches", self.bn_batches)
+        trial.set_user_attr("val_images", len(self.valid.data))
         trial.set_user_attr("feasible", True)
         if cfg.objective == "pareto":
             return acc, float(cost.flops), latency

@@ -9,6 +9,7 @@ numbers is shown but never ranked or exported.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -19,21 +20,30 @@ from ..errors import RunError
 from ..files import atomic_write_bytes, read_json
 from ..runs import SearchDir, supernet_checkpoint
 from .config import SearchConfig
-from .storage import open_storage
+from .storage import open_storage, storage_errors, storage_file
 
 __all__ = ["SearchRun", "open_run", "trial_rows", "pareto_front", "write_trials_csv",
-           "study_url", "hypervolume", "OBJECTIVES", "TRIAL_COLUMNS"]
+           "study_url", "hypervolume", "rejection", "OBJECTIVES", "TRIAL_COLUMNS"]
 
 # What ``--best`` maximises: the search reward, or the supernet's validation accuracy.
 OBJECTIVES = ("reward", "acc")
 TRIAL_COLUMNS = ("trial", "feasible", "accuracy", "flops", "params", "proxy_flops",
-                 "latency_ms", "reward", "bn_batches", "arch")
+                 "proxy_params", "resolution", "latency_ms", "reward", "bn_batches",
+                 "val_images", "arch")
 _NUMBERS = ("accuracy", "flops", "params", "latency_ms", "reward")
 
 
 def study_url(config: SearchConfig, run: SearchDir) -> str:
     """Where the run's study is: ``--storage``, else the run's own SQLite file."""
     return config.storage or f"sqlite:///{run.study_db.resolve()}"
+
+
+def rejection(row: Dict[str, Any]) -> str:
+    """Why an infeasible trial was not evaluated, in words: the budget it broke."""
+    if row.get("malformed"):
+        return "malformed"
+    return "over the latency budget" if row.get("rejected") == "latency" else \
+        "over the FLOPs budget"
 
 
 def trial_rows(study: optuna.Study) -> List[Dict[str, Any]]:
@@ -119,11 +129,13 @@ class SearchRun:
                     raise RunError(f"trial {number} of {self.path} has malformed results "
                                    "(missing or non-numeric accuracy, FLOPs or latency)")
                 if not row["feasible"]:
-                    raise RunError(f"trial {number} of {self.path} is over budget and was "
-                                   "never evaluated; pick one from `nas report`")
+                    raise RunError(f"trial {number} of {self.path} is {rejection(row)} and "
+                                   "was never evaluated; pick one from `nas report "
+                                   f"{shlex.quote(str(self.path))}`")
                 return row
         raise RunError(f"{self.path} has no finished trial {number} "
-                       f"(finished: {len(self.rows)}; see `nas report {self.path}`)")
+                       f"(finished: {len(self.rows)}; see `nas report "
+                       f"{shlex.quote(str(self.path))}`)")
 
     def best(self, objective: str = "reward") -> Dict[str, Any]:
         if objective not in OBJECTIVES:
@@ -144,26 +156,28 @@ def open_run(run_dir) -> SearchRun:
                        "it is written by `nas search`")
     try:
         config = SearchConfig.from_dict(read_json(run.config, "search configuration"),
-                                        str(run.config))
+                                        str(run.config), base=run.path)
     except (ValueError, TypeError) as e:
         raise RunError(f"{run.config}: not a valid search configuration ({e})") from None
     url = study_url(config, run)
-    if url.startswith("sqlite:///"):
-        # Optuna would create a missing or empty database: reading must not write.
-        db = Path(url[len("sqlite:///"):])
-        if not db.is_file() or db.stat().st_size == 0:
-            raise RunError(f"{db} does not exist or is empty: the search has not started "
-                           "its trials")
+    db = storage_file(url)
+    # Optuna would create a missing database or journal file: reading must not write.
+    if db is not None and (not db.is_file() or (url.startswith("sqlite:///")
+                                                 and db.stat().st_size == 0)):
+        raise RunError(f"{db} does not exist or is empty: the search has not started "
+                       "its trials")
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        study = optuna.load_study(study_name=config.study, storage=open_storage(url))
+        with storage_errors(url, "read"):
+            study = optuna.load_study(study_name=config.study, storage=open_storage(url))
+            rows = trial_rows(study)
     except KeyError:
         raise RunError(f"{url} holds no study named {config.study!r}") from None
     except SQLAlchemyError as e:
         raise RunError(f"cannot read the study in {url}: {e.__class__.__name__}: "
                        f"{str(e).splitlines()[0]}") from None
-    return SearchRun(run.path, config, [_checked(row) for row in trial_rows(study)], study)
+    return SearchRun(run.path, config, [_checked(row) for row in rows], study)
 
 
 def _checked(row: Dict[str, Any]) -> Dict[str, Any]:

@@ -30,7 +30,15 @@ from .loop import completed, run_until
 from .objective import Objective, warm_start
 from .results import pareto_front, study_url, trial_rows, write_trials_csv
 from .samplers import make_sampler
-from .storage import open_storage
+from .storage import (
+    open_storage,
+    repair_journal,
+    storage_errors,
+    storage_failure,
+    storage_file,
+    storage_name,
+    study_display,
+)
 
 __all__ = ["SearchResult", "run_search", "prepare_run", "run_trials", "open_study",
            "supernet_file"]
@@ -47,6 +55,7 @@ class SearchResult:
     seconds: float
     retried: int
     rejected: Dict[str, int] = field(default_factory=dict)  # reason -> trials
+    study: str = ""  # where the study is (an Optuna storage URL, password hidden)
 
     def __getitem__(self, key: str):  # result["front"], as scripts have used it
         return getattr(self, key)
@@ -54,7 +63,7 @@ class SearchResult:
 
 def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
     """Validate ``config`` against the space and the run directory (writes nothing)."""
-    config.validate()
+    config = config.validate().resolved()
     run = SearchDir(run_dir)
     space = load_space(config.space)
     smallest = space.cost_range().flops_min
@@ -68,7 +77,7 @@ def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
         check_resolution(space, config.resolution or load_dataset(config.data).resolution)
     if run.config.exists():
         old = SearchConfig.from_dict(read_json(run.config, "search configuration"),
-                                     str(run.config))
+                                     str(run.config), base=run.path)
         clash = config.differences(old)
         if clash:
             raise RunError(f"{run} holds a search with other settings ("
@@ -99,6 +108,29 @@ def supernet_file(config: SearchConfig, run: SearchDir) -> Path:
     return supernet_checkpoint(config.supernet) if config.supernet else run.supernet.checkpoint
 
 
+def check_supernet(config: SearchConfig, sn) -> int:
+    """The input side every trial uses: the supernet's (calibration, scoring, the proxy
+    FLOPs and the export all use it). Returns it.
+
+    Raises:
+        RunError: the supernet is not of the search's space, or ``--resolution`` asks for
+            another size than it was trained at (its BatchNorm statistics and weights fit
+            that size only).
+    """
+    space = load_space(config.space)
+    if sn.supernet.space.name != space.name or sn.supernet.space.text != space.text:
+        raise RunError(f"the supernet was trained on space {sn.supernet.space.name}, "
+                       f"not on {space.name}")
+    if config.resolution and config.resolution != sn.resolution:
+        raise RunError(
+            f"--resolution {config.resolution}: the supernet {config.supernet or ''} was "
+            f"trained at {sn.resolution}x{sn.resolution} px, and BatchNorm calibration, "
+            "scoring and the export must use the size it was trained at: omit --resolution "
+            f"to search at {sn.resolution} px, or train a supernet at {config.resolution} "
+            f"(nas supernet train --resolution {config.resolution})")
+    return sn.resolution
+
+
 def _supernet(config: SearchConfig, run: SearchDir, progress: bool):
     """The supernet the trials are scored with: given, resumed, or trained here."""
     from ..train import TrainConfig, load_supernet, train_supernet
@@ -111,15 +143,56 @@ def _supernet(config: SearchConfig, run: SearchDir, progress: bool):
 
         step = torch.load(sn.checkpoint, map_location="cpu", weights_only=True)["step"]
         saved = TrainConfig.from_dict(read_json(sn.config, "training configuration"),
-                                      str(sn.config))
+                                      str(sn.config), base=sn.path)
         if step >= saved.steps:
             return load_supernet(sn.checkpoint, config.device)
         return train_supernet(None, sn.path, resume=True, progress=progress)
-    train_config = TrainConfig(space=config.space, data=config.data,
-                               steps=config.supernet_steps, resolution=config.resolution,
-                               seed=config.seed, device=config.device,
-                               checkpoint_every=max(10, config.supernet_steps // 5))
-    return train_supernet(train_config, sn.path, progress=progress)
+    return train_supernet(_supernet_config(config), sn.path, progress=progress)
+
+
+def _supernet_config(config: SearchConfig):
+    """How the search trains its own supernet."""
+    from ..train import TrainConfig
+
+    return TrainConfig(space=config.space, data=config.data, steps=config.supernet_steps,
+                       resolution=config.resolution, seed=config.seed, device=config.device,
+                       checkpoint_every=max(10, config.supernet_steps // 5))
+
+
+def scored_images(config: SearchConfig, validation, classes):
+    """The validation images every trial is scored on: the first ``--val-images``.
+
+    Raises:
+        DataError: too few to hold one image per class, or of one class only.
+    """
+    import torch
+
+    from ..data import require_classes
+
+    scored = validation.subset(torch.arange(min(config.val_images, len(validation))))
+    require_classes(scored, classes, f"the validation images scored per trial "
+                    f"(--val-images {config.val_images})", "raise --val-images")
+    return scored
+
+
+def _check_data(config: SearchConfig, run: SearchDir, given) -> None:
+    """Refuse data the search could not rank with before anything is written: the
+    supernet's splits, or the data the search would train its supernet on."""
+    if given is not None:
+        scored_images(config, given.loaders()[1].data, given.dataset.classes)
+        return
+    if run.supernet.checkpoint.exists():  # checked when it was trained
+        return
+    from ..data import load_dataset
+    from ..train import data_splits
+    from ..train.loop import train_loader
+
+    dataset = load_dataset(config.data)
+    train_config = _supernet_config(config)
+    train, val = data_splits(dataset, train_config)
+    ones = [1.0] * dataset.channels
+    train_loader(train, dataset, ones, ones, train_config, "cpu")  # at least one batch
+    scored_images(config, val, dataset.classes)
 
 
 def open_study(config: SearchConfig, run: SearchDir, seed_offset: int = 0) -> optuna.Study:
@@ -130,11 +203,13 @@ def open_study(config: SearchConfig, run: SearchDir, seed_offset: int = 0) -> op
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
+        if url.startswith("journal:"):
+            repair_journal(storage_file(url))  # a line cut short by a full disk
         study = optuna.create_study(storage=open_storage(url), study_name=config.study,
                                     directions=directions, load_if_exists=True)
     except (SQLAlchemyError, ImportError, OSError, ValueError) as e:
-        raise RunError(f"cannot open storage {url}: "
-                       f"{e.__class__.__name__}: {str(e).splitlines()[0]}") from None
+        why = storage_failure(e, url) or f"{e.__class__.__name__}: {str(e).splitlines()[0]}"
+        raise RunError(f"cannot open the study in {storage_name(url)}: {why}") from None
     # A rerun continues with a sampler seeded past the trials done (the same seed would
     # replay the first run's suggestions); workers sharing a study add their own offset.
     study.sampler = make_sampler(config, config.seed + len(study.trials) + seed_offset)
@@ -159,17 +234,32 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
     With ``config.workers > 1`` the trials run in that many worker processes
     (:mod:`nas.search.workers`) sharing ``config.storage``.
     """
+    # Paths as absolute files: the run works from any directory (config.json keeps files
+    # inside the run directory relative to it, so the directory can be moved).
+    config = config.validate().resolved()
     run = prepare_run(config, run_dir)
+    given = None
+    if config.supernet:  # checked before anything is written
+        from ..train import load_supernet
+
+        given = load_supernet(config.supernet, config.device)
+        check_supernet(config, given)
+    _check_data(config, run, given)
     run.path.mkdir(parents=True, exist_ok=True)
     with _run_lock(run):  # before writing: a refused second search changes nothing
         prepare_run(config, run.path)  # again, under the lock
-        write_json(run.config, config.to_dict())
-        return _run_search(config, run, progress, log)
+        write_json(run.config, config.to_dict(run.path))
+        # A full disk or a read-only study is one line, and the completed trials stay.
+        with storage_errors(study_url(config, run)):
+            return _run_search(config, run, progress, log, given)
 
 
-def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log) -> SearchResult:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sn = _supernet(config, run, progress)
+def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
+                sn=None) -> SearchResult:
+    # Optuna logs every failed trial with its traceback: nas reports failures itself.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    sn = sn or _supernet(config, run, progress)
+    check_supernet(config, sn)
     if config.supernet and sn.config.data != config.data:
         # the supernet's own splits score the trials: say so rather than mislead
         log(f"note: the supernet was trained on {sn.config.data}; the search scores on "
@@ -194,7 +284,8 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log) -> Se
             reason = r.get("rejected", "flops")
             rejected[reason] = rejected.get(reason, 0) + 1
     return SearchResult(len(rows), len(feasible), pareto_front(feasible), best,
-                        time.perf_counter() - started, retried, rejected)
+                        time.perf_counter() - started, retried, rejected,
+                        study_display(study_url(config, run)))
 
 
 def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str = ""):
@@ -202,18 +293,14 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
 
     Returns ``(study, trials of dead processes retried)``.
     """
-    import torch
-
     from ..data import Loader
     from ..latency import make_latency_model
 
     space = load_space(config.space)
-    if sn.supernet.space.name != space.name or sn.supernet.space.text != space.text:
-        raise RunError(f"the supernet was trained on space {sn.supernet.space.name}, "
-                       f"not on {space.name}")
+    resolution = check_supernet(config, sn)
     calib, valid = sn.loaders()
-    valid = Loader(valid.data.subset(torch.arange(min(config.val_images, len(valid.data)))),
-                   256, sn.mean, sn.std, resolution=config.resolution or None,
+    scored = scored_images(config, valid.data, sn.dataset.classes)
+    valid = Loader(scored, 256, sn.mean, sn.std, resolution=resolution,
                    device=valid.device, channels_last=sn.config.channels_last)
     shared = bool(config.storage)
     study = open_study(config, run, seed_offset=os.getpid() if shared else 0)
@@ -233,7 +320,8 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
                 what = (f"over the latency budget ({a.get('latency_ms', 0):.1f} ms > "
                         f"{config.latency_budget_ms:g} ms), not evaluated")
             else:
-                what = f"over budget ({a.get('flops', 0) / 1e6:.1f}M FLOPs), not evaluated"
+                what = (f"over the FLOPs budget ({a.get('flops', 0) / 1e6:.1f}M > "
+                        f"{config.budget / 1e6:g}M FLOPs), not evaluated")
         else:
             what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  acc {a['accuracy']:.2%}  "
                     f"{a['latency_ms']:.1f} ms  reward {a['reward']:.4f}")

@@ -13,23 +13,34 @@ shared ones, the trial's ``worker`` attribute names a dead process of this host,
 heartbeat went stale) and queues their parameters again, up to ``MAX_RETRY`` times. All
 through Optuna's public API: ``Study.tell`` on a trial number, ``enqueue_trial``,
 ``fail_stale_trials``.
+
+A storage that cannot be written (a full disk, a file size limit, a read-only file or file
+system, a lost database server) is one :class:`~nas.errors.RunError` naming the storage
+(:func:`storage_errors`), never a traceback: every commit is atomic, so the trials completed
+before it stay, and rerunning the command continues the study. A journal file whose last
+line was cut short by such a failure is repaired when a search opens it
+(:func:`repair_journal`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
+from ..errors import NasError, RunError
+
 __all__ = ["open_storage", "sqlite_storage", "worker_id", "recover", "requeue", "MAX_RETRY",
-           "HEARTBEAT_S", "GRACE_S"]
+           "HEARTBEAT_S", "GRACE_S", "storage_file", "storage_location", "storage_name",
+           "storage_failure", "storage_errors", "repair_journal", "study_display"]
 
 # No heartbeat for GRACE_S seconds: the worker is dead. NAS_HEARTBEAT_GRACE_S overrides it
 # (tests shorten it; on a busy cluster lengthen it).
@@ -87,6 +98,118 @@ def open_storage(url: str):
                      optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
         return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
                                           grace_period=GRACE_S, **retry)
+
+
+def storage_file(url: str) -> Optional[Path]:
+    """The file a ``journal:`` or ``sqlite:///`` URL names (None for a database server)."""
+    for prefix in ("journal:", "sqlite:///"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix):])
+    return None
+
+
+def storage_location(url: str):
+    """``(prefix, file)`` of a ``journal:``/``sqlite:///`` URL, None for a database server
+    (for settings stored independently of the working directory, :mod:`nas.config`)."""
+    for prefix in ("journal:", "sqlite:///"):
+        if url.startswith(prefix) and len(url) > len(prefix):
+            return prefix, url[len(prefix):]
+    return None
+
+
+def storage_name(url: str) -> str:
+    """The storage for messages: its file, or its URL without the password."""
+    path = storage_file(url)
+    if path is not None:
+        return str(path)
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 (not a URL SQLAlchemy reads: show no part of it)
+        return url.split("@")[-1]
+
+
+def study_display(url: str) -> str:
+    """A storage URL to show: as given, with a database password hidden."""
+    return url if storage_file(url) is not None else storage_name(url)
+
+
+def storage_failure(error: BaseException, url: str) -> Optional[str]:
+    """Why the storage ``url`` failed, if ``error`` or what caused it is a database or file
+    error of that storage (the reason in words); None for any other error.
+
+    Optuna wraps a failed commit in ``StorageInternalError`` ("invalid data ... exceeding max
+    length", whatever the cause) and may raise again while failing the trial, so the whole
+    ``__cause__`` / ``__context__`` chain is searched for the real one.
+    """
+    from sqlalchemy.exc import DatabaseError
+
+    own = storage_file(url)
+    seen, todo, found = set(), [error], None
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sqlite3.DatabaseError):  # the most precise: SQLite's own words
+            name = getattr(e, "sqlite_errorname", "")
+            return f"{e}" + (f" ({name})" if name else "")
+        if isinstance(e, OSError):
+            name = e.filename
+            if name is None or (own is not None and str(name).startswith(str(own))):
+                return e.strerror or str(e)
+            return None  # another file: not the storage's failure
+        if isinstance(e, DatabaseError) and found is None:
+            found = str(e.orig if e.orig is not None else e).strip().splitlines()[0]
+        todo += [e.__cause__, e.__context__]
+    return found
+
+
+@contextlib.contextmanager
+def storage_errors(url: str, doing: str = "write") -> Iterator[None]:
+    """Turn a failure of the storage ``url`` inside the block into one :class:`RunError`."""
+    try:
+        yield
+    except NasError:
+        raise
+    except Exception as e:
+        reason = storage_failure(e, url)
+        if reason is None:
+            raise
+        if doing == "read":
+            raise RunError(f"cannot read the study in {storage_name(url)}: {reason}") from None
+        raise RunError(f"cannot write the study in {storage_name(url)}: {reason} (a full disk, "
+                       "a file size limit, a read-only file?); the trials completed so far "
+                       "are kept: rerun the same command to continue once it can be written"
+                       ) from None
+
+
+def repair_journal(path) -> bool:
+    """Cut a last line left incomplete by a failed write (a full disk) off a journal file.
+
+    Optuna appends every log as one line under the journal's lock; a line without its
+    newline was never complete, and a later append would join it into a line no reader can
+    parse. Returns whether the file was repaired.
+    """
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()  # blocks while a writer appends
+    try:
+        with path.open("rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return False
+            f.seek(0)
+            data = f.read()
+            f.truncate(data.rfind(b"\n") + 1)
+            return True
+    finally:
+        lock.release()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -25,7 +25,7 @@ from ..errors import NasError, RunError
 from ..files import read_json
 from ..runs import SearchDir
 from .config import SearchConfig
-from .storage import recover
+from .storage import recover, storage_errors
 
 __all__ = ["run_workers"]
 
@@ -84,18 +84,23 @@ def main(argv=None) -> int:
 
     run_dir, supernet, index = (argv or sys.argv[1:])[:3]
     run = SearchDir(run_dir)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported below
     try:
         config = SearchConfig.from_dict(read_json(run.config, "search configuration"),
-                                        str(run.config))
+                                        str(run.config), base=run.path)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
         sn = load_supernet(supernet, config.device)
-        run_trials(config, run, sn, log=lambda m: print(m, flush=True),
-                   prefix=f"[worker {index}] ")
+        with storage_errors(config.storage):
+            run_trials(config, run, sn, log=lambda m: print(m, flush=True),
+                       prefix=f"[worker {index}] ")
     except KeyboardInterrupt:
         return 130
     except NasError as e:
         print(f"nas: error: [worker {index}] {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"nas: error: [worker {index}] {e.filename or ''}: {e.strerror or e}",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -5,8 +5,9 @@
     space.sample(rng), space.contains(arch), space.cost_range()
 """
 
-from .loader import SPACES_ENV, available_spaces, load_space, parse_space
+from .loader import SPACES_ENV, available_spaces, load_space, parse_space, space_location
 from .search_space import CostRange, Decision, RowSpace, SearchSpace, sample_band
 
-__all__ = ["SPACES_ENV", "available_spaces", "load_space", "parse_space", "CostRange",
+__all__ = ["SPACES_ENV", "available_spaces", "load_space", "parse_space", "space_location",
+           "CostRange",
            "Decision", "RowSpace", "SearchSpace", "sample_band"]

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -31,7 +31,7 @@ from ..errors import GrammarError, SpaceError
 from ..grammar import ROW_KINDS, SAME, format_split, parse_block
 from .search_space import RowSpace, SearchSpace
 
-__all__ = ["SpaceError", "load_space", "available_spaces"]
+__all__ = ["SpaceError", "load_space", "available_spaces", "space_location"]
 
 SPACES_ENV = "NAS_SPACES_PATH"
 _TOP_KEYS = ("description", "input", "stem", "stages", "head")
@@ -58,8 +58,15 @@ def available_spaces() -> Dict[str, Path]:
             found[entry.name[:-5]] = Path(str(entry))
     for folder in filter(None, os.environ.get(SPACES_ENV, "").split(os.pathsep)):
         for path in sorted(Path(folder).glob("*.yaml")):
-            found[path.stem] = path
+            if not path.name.startswith("."):  # hidden files, macOS's ._name copies
+                found[path.stem] = path
     return found
+
+
+def space_location(spec: str) -> Optional[Tuple[str, str]]:
+    """``("", path)`` when a ``--space`` value names a file, None for a registered name
+    (for settings stored independently of the working directory, :mod:`nas.config`)."""
+    return None if not spec or "\n" in spec or spec in available_spaces() else ("", spec)
 
 
 def load_space(spec: Union[str, os.PathLike]) -> SearchSpace:

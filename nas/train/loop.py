@@ -11,7 +11,6 @@ returns the loss. :class:`LoopConfig` holds the settings both trainers share.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -21,8 +20,9 @@ from typing import Callable, Iterable, Optional, Tuple
 import torch
 
 from ..config import Settings, setting
-from ..data import Dataset, ImageSet, Loader, train_val_split
+from ..data import Dataset, ImageSet, Loader, data_location, require_classes, train_val_split
 from ..errors import UsageError
+from ..files import AppendLog
 from .distributed import Dist
 
 __all__ = ["LoopConfig", "fit", "resolve_device", "data_splits", "train_loader", "total_steps"]
@@ -34,8 +34,9 @@ OPTIMIZERS = ("sgd", "adamw")
 class LoopConfig(Settings):
     """Data, optimiser and schedule settings shared by supernet and standalone training."""
 
-    data: str = setting("fashion-mnist", help="fashion-mnist, an ImageFolder dir (train/ "
-                                              "test/) or a .tar.gz of one")
+    data: str = setting("fashion-mnist", path=data_location,
+                        help="fashion-mnist, an ImageFolder dir (train/ test/) or a .tar.gz "
+                             "of one")
     steps: int = setting(0, at_least=0, help="optimisation steps (0: from --epochs)")
     epochs: float = setting(1.0, above=0, help="epochs over the training split")
     batch_size: int = setting(64, at_least=1, help="images per step")
@@ -84,10 +85,18 @@ def resolve_device(name: str) -> torch.device:
 
 
 def data_splits(dataset: Dataset, config: LoopConfig) -> Tuple[ImageSet, ImageSet]:
-    """``(train, validation)``: the seeded carve, then the optional training subset."""
-    train, val = train_val_split(dataset.train, config.val_fraction, config.split_seed)
+    """``(train, validation)``: the seeded carve, then the optional training subset.
+
+    Raises:
+        DataError: a part too small to hold one image per class, or holding one class
+            only (it could not rank architectures).
+    """
+    train, val = train_val_split(dataset.train, config.val_fraction, config.split_seed,
+                                 classes=dataset.classes)
     if config.train_subset:
         train = train.subset(torch.arange(min(config.train_subset, len(train))))
+        require_classes(train, dataset.classes, f"the training subset (--train-subset "
+                        f"{config.train_subset})", "raise --train-subset")
     return train, val
 
 
@@ -144,11 +153,8 @@ def fit(step_fn: Callable[[torch.Tensor, torch.Tensor], float],
         # disable=None: a live bar on a terminal; logs get one line per checkpoint instead.
         bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True,
                    disable=None)
-    if log_path is not None and dist.main:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = log_path.open("a")
-    else:
-        log = open(os.devnull, "w")
+    # A failed write (a full disk) names the log file.
+    log = AppendLog(log_path if log_path is not None and dist.main else os.devnull)
     started, seen, done_here, saved = time.perf_counter(), 0, 0, step
     try:
         while step < total:
@@ -172,9 +178,8 @@ def fit(step_fn: Callable[[torch.Tensor, torch.Tensor], float],
                 if step % checkpoint_every == 0 or step == total:
                     save(step)
                     saved = step
-                    log.write(json.dumps({"step": step, "loss": round(loss, 5), "lr": lr,
-                                          "img_per_s": round(rate, 1)}) + "\n")
-                    log.flush()
+                    log.write({"step": step, "loss": round(loss, 5), "lr": lr,
+                               "img_per_s": round(rate, 1)})
                     if progress and (bar is None or bar.disable):
                         eta = (total - step) * len(y) / max(rate, 1e-9)
                         print(f"{desc} step {step}/{total} loss {loss:.3f} {rate:.0f} img/s "

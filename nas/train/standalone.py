@@ -4,7 +4,11 @@
 (:func:`nas.build_model`, the classes ``nas export`` writes), trains it on the training
 split less the validation carve (the same seeded carve as the supernet's), and at the end
 evaluates it on the validation split and, once, on the **test** split, writing
-``OUT/metrics.json``. ``--init inherited`` starts from an export's ``weights.pt`` (the
+``OUT/metrics.json``. Everything it states describes the network it trained: the
+architecture with the data's channels, resolution and classes (``arch``, whose
+``nas.build_model`` loads ``weights.pt``), its FLOPs, parameters and latency at that input;
+the architecture as given, at its space's target input, is under ``target``.
+``--init inherited`` starts from an export's ``weights.pt`` (the
 supernet's weights); tensors whose shapes do not fit the data (another number of input
 channels or classes) start fresh and are listed. Checkpoints are atomic, read with
 ``weights_only=True``, and ``--resume`` continues exactly.
@@ -20,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..arch import Architecture, InputSpec
-from ..config import inherit, setting
+from ..config import a_path, inherit, setting
 from ..cost import count_cost
 from ..data import Loader, image_stats, load_dataset
 from ..errors import ArchError, RunError, UsageError
@@ -52,7 +56,8 @@ class RetrainConfig(LoopConfig):
     arch: str = setting("", cli=False, help="canonical architecture string")
     init: str = setting("scratch", choices=INITS,
                         help="start from fresh weights, or from the export's weights.pt")
-    weights: str = setting("", cli=False, help="an export's weights.pt, for --init inherited")
+    weights: str = setting("", cli=False, path=a_path,
+                           help="an export's weights.pt, for --init inherited")
     epochs: float = inherit(5.0)
     batch_size: int = inherit(128)
     checkpoint_every: int = inherit(200)
@@ -69,11 +74,15 @@ class RetrainConfig(LoopConfig):
 
 
 def arch_from_export(directory) -> tuple:
-    """``(canonical arch, weights.pt path or "")`` of an export directory."""
+    """``(canonical arch, weights.pt path or "")`` of an export directory: the
+    architecture as searched (``target``) when the export says, so that ``metrics.json``'s
+    ``target`` is the space's target input again."""
     export = ExportDir(directory)
     try:
         meta = read_json(export.arch_json, "export's arch.json")
-        arch = Architecture.parse(str(meta["arch"]))
+        target = meta.get("target")
+        arch = Architecture.parse(str(target["arch"] if isinstance(target, dict)
+                                      else meta["arch"]))
     except (ValueError, KeyError, TypeError) as e:
         raise RunError(f"{export.arch_json}: not an export's arch.json "
                        f"({e.__class__.__name__})") from None
@@ -111,8 +120,8 @@ def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
     out = TrainDir(out_dir)
     state = resume_state(out.checkpoint, CHECKPOINT_FORMAT, resume)
     if state is not None:
-        config = RetrainConfig.from_dict(state["config"], str(out.checkpoint))
-    config.validate()
+        config = RetrainConfig.from_dict(state["config"], str(out.checkpoint), base=out.path)
+    config = config.validate().resolved()
     arch = Architecture.parse(config.arch)
     device = resolve_device(config.device)
     dataset = load_dataset(config.data)
@@ -142,10 +151,11 @@ def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
         scheduler.load_state_dict(state["scheduler"])
         step, fresh = state["step"], state["fresh"]
     else:
-        write_json(out.config, config.to_dict())
+        write_json(out.config, config.to_dict(out.path))
 
     def save(at: int) -> None:
-        save_checkpoint({"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "step": at,
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "config": config.to_dict(out.path),
+                         "step": at,
                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "fresh": fresh,
                          "mean": mean, "std": std}, out.checkpoint)
@@ -168,16 +178,23 @@ def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
     # The test split is read here, once, for the finished network; search never reads it.
     test_acc = (accuracy(model, Loader(dataset.test, 256, mean, std, **memory))
                 if test else None)
-    cost = count_cost(arch)
+    # The network trained has the data's stem and classifier, and ran at this resolution.
+    produced = replace(arch, input=InputSpec(dataset.channels, res or dataset.resolution,
+                                             len(dataset.classes)))
+    cost, target = count_cost(produced), count_cost(arch)
     metrics = {
-        "test_accuracy": test_acc, "val_accuracy": val_acc, "arch": str(arch), "id": arch.id,
-        "flops": cost.flops, "params": cost.params,
-        "latency_ms": round(arch_latency(arch), 3), "epochs": round(step / len(loader), 4),
+        "test_accuracy": test_acc, "val_accuracy": val_acc, "arch": str(produced),
+        "id": produced.id, "input": produced.to_dict()["input"],
+        "flops": cost.flops, "params": sum(p.numel() for p in model.parameters()),
+        "latency_ms": round(arch_latency(produced), 3),
+        "target": {"arch": str(arch), "flops": target.flops, "params": target.params,
+                   "latency_ms": round(arch_latency(arch), 3)},
+        "epochs": round(step / len(loader), 4),
         "steps": step, "seed": config.seed, "init": config.init, "data": config.data,
         "fresh_tensors": fresh, "train_images": len(train),
         "test_images": len(dataset.test) if test else 0,
     }
-    write_json(out.metrics, metrics)
     atomic_write_bytes(out.weights, tensor_bytes(
         {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
+    write_json(out.metrics, metrics)  # last: it marks the run finished (diagnose reuses it)
     return metrics

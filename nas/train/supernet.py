@@ -28,7 +28,7 @@ from ..errors import CheckpointError, RunError, UsageError
 from ..evaluate import evaluate
 from ..files import load_checkpoint, resume_state, save_checkpoint, write_json
 from ..runs import SupernetDir, supernet_checkpoint
-from ..space import SearchSpace, load_space, parse_space
+from ..space import SearchSpace, load_space, parse_space, space_location
 from ..supernet import Supernet
 from ..units import parse_flops
 from .distributed import setup
@@ -46,7 +46,8 @@ SAMPLERS = ("uniform", "sandwich", "budget")
 class TrainConfig(LoopConfig):
     """Everything a supernet training run depends on (saved as ``config.json``)."""
 
-    space: str = setting("mixnet_300m", help="search space (name or .yaml)")
+    space: str = setting("mixnet_300m", help="search space (name or .yaml)",
+                         path=space_location)
     sampler: str = setting("sandwich", choices=SAMPLERS,
                            help="uniform | sandwich (largest + smallest + random, in-place "
                                 "distillation) | budget (archs within --band of --budget)")
@@ -112,6 +113,12 @@ class SupernetRun:
     std: List[float]
     step: int
 
+    @property
+    def resolution(self) -> int:
+        """The input side it was trained at, which its batches have: ``--resolution``, or
+        the data's own."""
+        return self.config.resolution or self.dataset.resolution
+
     def loaders(self, batch_size: int = 256, device=None):
         """``(calibration, validation)`` loaders over the train/val split the run used."""
         train, val = data_splits(self.dataset, self.config)
@@ -159,8 +166,8 @@ def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
     run = SupernetDir(run_dir)
     state = resume_state(run.checkpoint, CHECKPOINT_FORMAT, resume)
     if state is not None:
-        config = TrainConfig.from_dict(state["config"], f"{run.checkpoint}")
-    config.validate()
+        config = TrainConfig.from_dict(state["config"], f"{run.checkpoint}", base=run.path)
+    config = config.validate().resolved()
     device = resolve_device(config.device)
     dist = setup(device)
     if dist.world > 1:
@@ -196,7 +203,7 @@ def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
         rng.setstate(_as_rng_state(state["sampler_rng"]))
         step = state["step"]
     elif dist.main:
-        write_json(run.config, config.to_dict())
+        write_json(run.config, config.to_dict(run.path))
 
     def save(at: int) -> None:
         dist.average_buffers(supernet)
@@ -204,7 +211,7 @@ def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
             dist.barrier()
             return
         save_checkpoint({
-            "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "step": at,
+            "format": CHECKPOINT_FORMAT, "config": config.to_dict(run.path), "step": at,
             "model": supernet.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "sampler_rng": list_rng(rng.getstate()),
             "space_text": space.text, "classes": list(dataset.classes),
@@ -256,7 +263,7 @@ def load_supernet(path, device: str = "auto") -> SupernetRun:
     """Load a supernet checkpoint (or its run directory) for evaluation and search."""
     path = supernet_checkpoint(path)
     state = load_checkpoint(path, CHECKPOINT_FORMAT)
-    config = TrainConfig.from_dict(state["config"], str(path))
+    config = TrainConfig.from_dict(state["config"], str(path), base=path.parent)
     space = _space_of(config, state["space_text"])
     dataset = load_dataset(config.data)
     if list(dataset.classes) != list(state["classes"]):

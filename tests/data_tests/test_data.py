@@ -170,7 +170,7 @@ def test_image_folder_is_decoded_once_into_a_cache(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(image_folder, "_decode_folder", boom)
+    monkeypatch.setattr(image_folder, "_decode", boom)
     again = load_dataset(str(root))
     assert torch.equal(again.train.images, d.train.images)
 

@@ -4,12 +4,15 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from fvcore.nn import FlopCountAnalysis
 from processes import kill_after_file
 
 import nas
+from nas.arch import InputSpec
 from nas.cli import main
 from nas.train import RetrainConfig, retrain
 from nas.train.standalone import _inherit
@@ -36,8 +39,21 @@ def test_metrics_and_reproducible_test_accuracy(tmp_path):
     assert a["test_images"] == 10_000 and a["steps"] == 60 and a["seed"] == 0
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert saved["test_accuracy"] == a["test_accuracy"]
-    assert saved["flops"] == nas.count_cost(nas.Architecture.parse(tiny_arch())).flops
-    assert saved["latency_ms"] > 0
+    # Issue 16: what metrics.json states describes the network trained (Fashion-MNIST's one
+    # channel and ten classes, 28 px), not the 3x64x64-1000 architecture it was given.
+    given = nas.Architecture.parse(tiny_arch())
+    assert saved["arch"] == str(replace(given, input=InputSpec(1, 28, 10)))
+    assert saved["input"] == {"channels": 1, "resolution": 28, "classes": 10}
+    net = nas.build_model(nas.Architecture.parse(saved["arch"]))
+    net.load_state_dict(torch.load(tmp_path / "a" / "weights.pt", weights_only=True))  # strict
+    assert saved["params"] == sum(p.numel() for p in net.parameters())
+    counter = FlopCountAnalysis(net.eval(), torch.zeros(1, 1, 28, 28))
+    counter.unsupported_ops_warnings(False)
+    assert saved["flops"] == counter.total()
+    target = nas.count_cost(given)
+    assert saved["target"]["arch"] == str(given)
+    assert (saved["target"]["flops"], saved["target"]["params"]) == (target.flops, target.params)
+    assert saved["latency_ms"] > 0 and saved["target"]["latency_ms"] > 0
 
 
 def test_resume_in_process_matches_an_uninterrupted_run(tmp_path):
