@@ -4,11 +4,9 @@ TorchScript and ONNX, each checked by loading it back.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import io
 import json
-import logging
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -22,6 +20,7 @@ from ..arch import Architecture
 from ..cost import count_cost
 from ..errors import ExportError
 from ..files import atomic_write_bytes, tensor_bytes
+from ..model import onnx_program
 from ..runs import ExportDir
 from .source import ExportForm, model_source
 
@@ -172,16 +171,9 @@ def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> List[Path]:
     """``model.onnx`` with a dynamic batch axis; a failure is a warning, not a lost export."""
     tmp = path.with_suffix(".onnx.tmp")
-    onnx_log = logging.getLogger("torch.onnx")
-    level = onnx_log.level
-    onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed" warnings
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")  # the exporter's progress chatter
-            program = torch.onnx.export(model, (example,), input_names=["input"],
-                                        output_names=["logits"], dynamo=True,
-                                        dynamic_shapes=({0: torch.export.Dim("batch")},))
-            program.save(str(tmp))
+        onnx_program(model, (example,), ["input"], ["logits"],
+                     dynamic_shapes=({0: torch.export.Dim("batch")},)).save(str(tmp))
     # torch.onnx's coverage varies between versions; the other files are already written.
     except Exception as e:  # noqa: BLE001
         tmp.unlink(missing_ok=True)
@@ -189,7 +181,5 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> List[Pat
                       f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}",
                       stacklevel=2)
         return []
-    finally:
-        onnx_log.setLevel(level)
     tmp.replace(path)
     return [path]

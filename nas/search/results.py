@@ -27,7 +27,8 @@ __all__ = ["SearchRun", "open_run", "trial_rows", "pareto_front", "write_trials_
 # What ``--best`` maximises: the search reward, or the supernet's validation accuracy.
 OBJECTIVES = ("reward", "acc")
 TRIAL_COLUMNS = ("trial", "feasible", "accuracy", "flops", "params", "proxy_flops",
-                 "latency_ms", "reward", "bn_batches", "arch")
+                 "latency_ms", "latency_backend", "latency_source", "reward", "bn_batches",
+                 "arch")
 _NUMBERS = ("accuracy", "flops", "params", "latency_ms", "reward")
 
 
