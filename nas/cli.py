@@ -371,13 +371,11 @@ def _latency_build(args) -> None:
     table.save(out)
     progress.unlink(missing_ok=True)
     cal = table.calibration
-    fitted = [table.scale * s + table.per_unit * n for s, n in zip(cal["unit_sums"], cal["units"])]
-    error = sum(abs(f - m) / m for f, m in zip(fitted, cal["measured"])) / len(fitted)
+    errors = [abs(table.scale * s - m) / m for s, m in zip(cal["unit_sums"], cal["measured"])]
     print(f"{len(table.entries)} units of {space.name} timed in {table.backend} "
           f"({table.threads} thread(s)) in {(time.perf_counter() - started) / 60:.1f} min; "
-          f"latency = {table.scale:.3f} x sum of units + {table.per_unit:.3f} ms per unit, "
-          f"{100 * error:.1f}% mean error on the {len(fitted)} networks it was fitted to: "
-          f"{out}")
+          f"latency = {table.scale:.3f} x sum of its units, {100 * sum(errors) / len(errors):.1f}% "
+          f"mean error on the {len(errors)} networks measured to fit it: {out}")
     print(f"use it: nas search --budget 300M --latency lut:{_quote(str(out))}")
 
 

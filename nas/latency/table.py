@@ -3,11 +3,13 @@
 ``nas latency build --space S [--runtime onnxruntime] -o LUT.json`` times, on this
 machine, at batch 1 and the space's target input, every unit (stem, block, tail:
 :mod:`nas.latency.units`) that an architecture of the space can have, in the runtime
-the table is for. A network's latency is then ``scale * (sum of its units) + per_unit *
-(number of units)``, the two numbers fitted by non-negative least squares on whole
-networks measured when the table is built: the units are timed one at a time, each with
-its input given and its output returned, which costs a little more than inside a
-network (``scale`` < 1 in ONNX Runtime), and each call has a fixed cost (``per_unit``).
+the table is for. A network's latency is then ``scale * (sum of its units)``, the scale
+being the median ratio of measured to summed latency over a dozen whole networks measured
+when the table is built (each unit, timed on its own, reads its input from memory and
+writes its output back, and in ONNX Runtime changes layout at both ends, which a network
+does once: ``scale`` is about 0.8 there, near 1 in torch eager). A median, not a
+least-squares fit, because on a shared machine one calibration network measured during a
+burst of load would otherwise pull every prediction.
 
 Units are timed whole blocks at a time, in groups, round-robin
 (:meth:`nas.latency.runtime.Runtime.time`). Timing operations alone instead (each conv,
@@ -23,12 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 
 from ..arch import Architecture
@@ -59,7 +61,7 @@ class TableConfig(Settings):
     calibrate: int = setting(12, at_least=2,
                              help="whole networks measured to fit the table's two numbers")
     threads: int = setting(1, at_least=1, help="intra-op threads")
-    repeats: int = setting(5, at_least=1,
+    repeats: int = setting(20, at_least=1,
                            help="timed runs per unit and network (the fastest is kept)")
 
 
@@ -69,7 +71,7 @@ class LatencyTable(LatencyModel):
     Args:
         runtime: ``torch`` or ``onnxruntime``: the runtime the entries were measured in.
         entries: ``{unit key: ms}``.
-        scale, per_unit: the fitted prediction ``scale * sum + per_unit * units``.
+        scale: the prediction is ``scale * (sum of the units' entries)``.
         threads, repeats: how entries are measured (also those measured on first use).
         path: the file it was loaded from (for messages).
     """
@@ -77,14 +79,14 @@ class LatencyTable(LatencyModel):
     source = "table"
 
     def __init__(self, runtime: str = "torch", entries: Optional[Dict[str, float]] = None,
-                 scale: float = 1.0, per_unit: float = 0.0, threads: int = 1,
-                 repeats: int = 5, path: Optional[Path] = None):
+                 scale: float = 1.0, threads: int = 1,
+                 repeats: int = 20, path: Optional[Path] = None):
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}: expected one of {RUNTIMES}")
         self.backend = runtime
         self.name = f"table ({runtime})"
         self.entries: Dict[str, float] = dict(entries or {})
-        self.scale, self.per_unit = scale, per_unit
+        self.scale = scale
         self.threads, self.repeats, self.path = threads, repeats, path
         self.misses = 0  # units measured while predicting
         self.calibration: Dict[str, List[float]] = {}  # what the fit saw (build_table)
@@ -102,17 +104,18 @@ class LatencyTable(LatencyModel):
 
     # ------------------------------------------------------------- measuring
     def measure(self, units: Dict[str, Unit], seed: int = 0, progress: bool = False,
-                on_group: Optional[Callable[[], None]] = None) -> None:
+                on_group: Optional[Callable[[int, int], None]] = None) -> None:
         """Time ``units`` not yet in the table and add them.
 
         They are shuffled (seeded) into groups of :data:`~nas.latency.runtime.ONNX_BUNDLE`
         and each group timed round-robin, so a unit runs between unrelated blocks of all
-        sizes, as inside a network. ``on_group`` is called after each group.
+        sizes, as inside a network. ``on_group(done, total)`` is called after each group.
         """
         from tqdm import tqdm
 
         keys = sorted(k for k in units if k not in self.entries)
         random.Random(seed).shuffle(keys)
+        total = -(-len(keys) // ONNX_BUNDLE)
         with tqdm(total=len(keys), desc=f"units ({self.backend})", unit="unit",
                   disable=not progress or None) as bar:
             for start in range(0, len(keys), ONNX_BUNDLE):
@@ -124,7 +127,7 @@ class LatencyTable(LatencyModel):
                     self.entries[key] = ms
                 bar.update(len(group))
                 if on_group is not None:
-                    on_group()
+                    on_group(start // ONNX_BUNDLE + 1, total)
 
     def unit_sum(self, arch: Architecture) -> float:
         """Summed ms of ``arch``'s units (measuring any the table lacks, with the rest of
@@ -143,26 +146,17 @@ class LatencyTable(LatencyModel):
 
     def predict(self, arch: Architecture) -> float:
         """Predicted ms of ``arch`` at batch 1, its target input."""
-        return self.scale * self.unit_sum(arch) + self.per_unit * len(unit_keys(arch))
+        return self.scale * self.unit_sum(arch)
 
-    def fit(self, sums: Sequence[float], counts: Sequence[int],
-            measured: Sequence[float]) -> None:
-        """Fit ``scale`` and ``per_unit`` (both >= 0) to whole networks: their unit sums,
-        numbers of units and measured ms."""
-        from scipy.optimize import nnls
-
-        a = np.stack([np.asarray(sums, float), np.asarray(counts, float)], 1)
-        y = np.asarray(measured, float)
-        (scale, per_unit), _ = nnls(a, y)
-        if scale <= 0:  # degenerate (e.g. one network): the plain ratio
-            scale, per_unit = float(y.sum() / a[:, 0].sum()), 0.0
-        self.scale, self.per_unit = float(scale), float(per_unit)
+    def fit(self, sums: Sequence[float], measured: Sequence[float]) -> None:
+        """Set ``scale`` to the median of ``measured / sums`` over whole networks."""
+        self.scale = float(statistics.median(m / u for u, m in zip(sums, measured)))
 
     # ----------------------------------------------------------------- files
     def save(self, path, **extra) -> None:
         """Write the table atomically (``extra``: more top-level keys, e.g. provenance)."""
         data = {"format": FORMAT, "runtime": self.backend, "threads": self.threads,
-                "repeats": self.repeats, "scale": self.scale, "per_unit": self.per_unit,
+                "repeats": self.repeats, "scale": self.scale,
                 "entries": self.entries, **extra}
         atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
@@ -186,35 +180,39 @@ class LatencyTable(LatencyModel):
             raise CheckpointError(f"{path}: not a {FORMAT} file")
         try:
             entries = data["entries"]
-            numbers = [*entries.values(), data["scale"], data["per_unit"]]
+            numbers = [*entries.values(), data["scale"]]
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                        for v in numbers):
-                raise ValueError("latencies, scale and per_unit must be numbers")
+                raise ValueError("latencies and scale must be numbers")
             if not all(v >= 0 for v in numbers):
-                raise ValueError("latencies, scale and per_unit must not be negative")
+                raise ValueError("latencies and scale must not be negative")
             if data["runtime"] not in RUNTIMES:
                 raise ValueError(f"runtime {data['runtime']!r} is not one of "
                                  f"{', '.join(RUNTIMES)}")
             return cls(data["runtime"], {str(k): float(v) for k, v in entries.items()},
-                       float(data["scale"]), float(data["per_unit"]), int(data["threads"]),
+                       float(data["scale"]), int(data["threads"]),
                        int(data["repeats"]), path)
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise CheckpointError(f"{path}: malformed latency table ({e})") from None
 
 
 def build_table(space, runtime: str = "torch", archs: int = 0, calibrate: int = 12,
-                threads: int = 1, repeats: int = 5, seed: int = 0, progress: bool = True,
-                checkpoint: Optional[Path] = None) -> LatencyTable:
-    """Time the units of ``space`` in ``runtime``, then fit the prediction on
+                threads: int = 1, repeats: int = 20, seed: int = 0, progress: bool = True,
+                checkpoint: Optional[Path] = None,
+                units: Optional[Dict[str, Unit]] = None) -> LatencyTable:
+    """Time the units of ``space`` in ``runtime`` and fit the prediction's scale on
     ``calibrate`` random architectures measured whole.
 
     ``archs=0`` times every unit of the space (:func:`~nas.latency.units.space_units`);
     ``archs=N`` only those of N random architectures and the two extremes (a quick,
-    partial table). With a ``checkpoint`` file the units timed so far are saved there
-    as the build goes (at most every 10 s), and a build with the same settings started
-    again continues from it (ONNX Runtime's full table of ``mixnet_300m`` takes tens of
-    minutes). The calibration networks' unit sums, unit counts and measured ms stay on
-    the table as ``table.calibration``.
+    partial table); ``units`` names them outright. The calibration networks are measured
+    one at a time between groups of units, spread over the whole build, so that the
+    scale sees the same states of a shared machine as the entries (measured all after
+    the units, the scale moved by 20% between two builds an hour apart). With a
+    ``checkpoint`` file the units timed so far are saved there as the build goes (at most
+    every 10 s), and a build with the same settings started again continues from it
+    (ONNX Runtime's full table of ``mixnet_300m`` takes most of an hour here). What the
+    fit saw stays on the table as ``table.calibration`` (unit sums, measured ms).
     """
     from tqdm import tqdm
 
@@ -227,30 +225,40 @@ def build_table(space, runtime: str = "torch", archs: int = 0, calibrate: int = 
         same = json.loads(Path(checkpoint).read_text()).get("build") == settings
         if same and (done.backend, done.threads, done.repeats) == (runtime, threads, repeats):
             table.entries = done.entries
-    if archs:
-        units: Dict[str, Unit] = {}
-        for arch in [space.extreme_arch(True), space.extreme_arch(False)] + [
-                space.sample(rng) for _ in range(archs)]:
-            units.update(arch_units(arch))
-    else:
-        units = space_units(space)
+    if units is None:
+        units = {}
+        if archs:
+            for arch in [space.extreme_arch(True), space.extreme_arch(False)] + [
+                    space.sample(rng) for _ in range(archs)]:
+                units.update(arch_units(arch))
+        else:
+            units = space_units(space)
+    networks = [space.sample(rng) for _ in range(calibrate)]
+    for arch in networks:  # timed among the others, not as misses in their own company
+        units = {**arch_units(arch), **units}
+    measured: List[float] = []
     saved = [time.monotonic()]
 
-    def save_progress() -> None:
+    def measure_network() -> None:
+        arch = networks[len(measured)]
+        measured.append(arch_latency(arch, repeats=repeats, num_threads=threads,
+                                     runtime=table.runtime))
+
+    def between_groups(done: int, total: int) -> None:
         if checkpoint is not None and time.monotonic() - saved[0] > 10:
             table.save(checkpoint, build=settings)
             saved[0] = time.monotonic()
+        if len(measured) < len(networks) and done * len(networks) >= (
+                len(measured) + 1) * total:
+            measure_network()
 
-    table.measure(units, seed=seed, progress=progress, on_group=save_progress)
+    table.measure(units, seed=seed, progress=progress, on_group=between_groups)
     if checkpoint is not None:
         table.save(checkpoint, build=settings)
-    sums, counts, measured = [], [], []
-    for arch in tqdm([space.sample(rng) for _ in range(calibrate)], desc="calibration",
-                     unit="net", disable=not progress or None):
-        sums.append(table.unit_sum(arch))
-        counts.append(len(unit_keys(arch)))
-        measured.append(arch_latency(arch, repeats=repeats, num_threads=threads,
-                                     runtime=table.runtime))
-    table.fit(sums, counts, measured)
-    table.calibration = {"unit_sums": sums, "units": counts, "measured": measured}
+    for _ in tqdm(range(len(networks) - len(measured)), desc="calibration", unit="net",
+                  disable=not progress or None):
+        measure_network()
+    sums = [table.unit_sum(arch) for arch in networks]
+    table.fit(sums, measured)
+    table.calibration = {"unit_sums": sums, "measured": measured}
     return table

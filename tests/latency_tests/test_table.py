@@ -12,25 +12,20 @@ from nas.latency.table import FORMAT
 from nas.latency.units import space_units, unit_keys
 
 
-def test_fit_recovers_a_known_scale_and_per_unit_cost():
-    rng = random.Random(0)
-    sums = [rng.uniform(5, 40) for _ in range(12)]
-    counts = [rng.randint(12, 30) for _ in range(12)]
+def test_the_scale_is_the_median_ratio_so_one_disturbed_network_does_not_pull_it():
+    sums = [10.0, 20.0, 30.0, 40.0, 50.0]
+    measured = [8.0, 16.0, 24.0, 32.0, 200.0]  # the last measured during a burst of load
     table = LatencyTable()
-    table.fit(sums, counts, [0.8 * s + 0.05 * n for s, n in zip(sums, counts)])
-    assert table.scale == pytest.approx(0.8) and table.per_unit == pytest.approx(0.05)
-    table.fit([10.0], [20], [8.0])  # one network: the plain ratio, never a negative cost
-    assert table.scale > 0 and table.per_unit >= 0
-    assert table.scale * 10 + table.per_unit * 20 == pytest.approx(8.0)
+    table.fit(sums, measured)
+    assert table.scale == pytest.approx(0.8)
 
 
 def test_save_and_load(tmp_path):
     table = LatencyTable("onnxruntime", {"ds|16|16|16|1|3|16|0|1|1|relu|1|112": 0.5},
-                         scale=0.8, per_unit=0.02, threads=2, repeats=7)
+                         scale=0.8, threads=2, repeats=7)
     table.save(tmp_path / "t.json")
     back = LatencyTable.load(tmp_path / "t.json")
-    assert (back.entries, back.scale, back.per_unit, back.threads, back.repeats) == (
-        table.entries, 0.8, 0.02, 2, 7)
+    assert (back.entries, back.scale, back.threads, back.repeats) == (table.entries, 0.8, 2, 7)
     assert back.backend == "onnxruntime" and back.source == "table"
     assert str(tmp_path / "t.json") in back.describe()
 
@@ -46,11 +41,11 @@ def test_a_per_operation_table_of_an_older_nas_says_rebuild(tmp_path):
 @pytest.mark.parametrize("text", [
     "{", '{"format": "x"}', f'{{"format": "{FORMAT}", "entries": {{}}}}',
     f'{{"format": "{FORMAT}", "runtime": "torch", "threads": 1, "repeats": 5, "scale": 1, '
-    '"per_unit": 0, "entries": {"a": "fast"}}',
+    '"entries": {"a": "fast"}}',
     f'{{"format": "{FORMAT}", "runtime": "torch", "threads": 1, "repeats": 5, "scale": -1, '
-    '"per_unit": 0, "entries": {}}',
+    '"entries": {}}',
     f'{{"format": "{FORMAT}", "runtime": "tensorrt", "threads": 1, "repeats": 5, '
-    '"scale": 1, "per_unit": 0, "entries": {}}'])
+    '"scale": 1, "entries": {}}'])
 def test_malformed_table_is_a_clear_error(tmp_path, text):
     (tmp_path / "t.json").write_text(text)
     with pytest.raises(ValueError, match="t.json"):
@@ -68,7 +63,7 @@ def test_a_full_table_never_measures_while_predicting(spaces, tmp_path):
         arch = space.sample(rng)
         keys = unit_keys(arch)
         assert table.predict(arch) == pytest.approx(
-            table.scale * sum(table.entries[k] for k in keys) + table.per_unit * len(keys))
+            table.scale * sum(table.entries[k] for k in keys))
     assert table.misses == 0
     table.save(tmp_path / "t.json")
     loaded = make_latency_model(f"lut:{tmp_path / 't.json'}")
@@ -109,3 +104,19 @@ def test_latency_build_command(tmp_path, capsys, spaces):
     assert "units of tiny timed in torch" in printed and f"--latency lut:{out}" in printed
     assert LatencyTable.load(out).entries and not (tmp_path / "lut.json.partial").exists()
     assert main(argv[:-2] + ["--runtime", "tvm", "-o", str(out)]) == 2
+
+
+def test_calibration_networks_are_measured_between_the_groups(spaces, monkeypatch):
+    from nas.latency.runtime import Runtime
+
+    sizes = []  # calls per timing: a group of units, or one whole network
+    real = Runtime.time
+
+    def recording(self, calls, *args, **kw):
+        sizes.append(len(calls))
+        return real(self, calls, *args, **kw)
+
+    monkeypatch.setattr(Runtime, "time", recording)
+    build_table(spaces["tiny"], archs=0, calibrate=2, repeats=1, progress=False)
+    # 150 units in groups of 48: a network after the second group and after the last
+    assert sizes == [48, 48, 1, 48, 6, 1]
