@@ -77,8 +77,10 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
     from .latency import TableConfig
 
     sub = p.add_subparsers(dest="latency_command", required=True, metavar="SUBCOMMAND")
-    build = sub.add_parser("build", help="measure every operation shape of a space once")
-    build.add_argument("-o", "--output", required=True, help="the table (.json)")
+    build = sub.add_parser("build", help="time every block of a space once, in torch eager "
+                                         "or ONNX Runtime")
+    build.add_argument("-o", "--output", required=True,
+                       help="the table (.json); a killed build continues when rerun")
     TableConfig.add_arguments(build)
 
 
@@ -377,16 +379,27 @@ def _search(args) -> None:
 
 
 def _latency_build(args) -> None:
+    import time
+
     from .latency import TableConfig, build_table
     from .space import load_space
 
     c = TableConfig(**TableConfig.given(args)).validate()
-    table = build_table(load_space(c.space), c.archs, c.calibrate, c.threads, c.repeats)
-    table.save(args.output)
-    weights = ", ".join(f"{k} {w:.2f}" for k, w in table.weights.items())
-    print(f"{len(table.entries)} operation shapes measured; weights {weights}, "
-          f"+{table.per_op:.3f} ms per op: {args.output}")
-    print(f"use it: nas search --budget 300M --latency lut:{_quote(args.output)}")
+    space = load_space(c.space)
+    out = Path(args.output)
+    progress = out.with_name(out.name + ".partial")  # the units timed so far
+    started = time.perf_counter()
+    table = build_table(space, c.runtime, c.archs, c.calibrate, c.threads, c.repeats,
+                        checkpoint=progress)
+    table.save(out)
+    progress.unlink(missing_ok=True)
+    cal = table.calibration
+    errors = [abs(table.scale * s - m) / m for s, m in zip(cal["unit_sums"], cal["measured"])]
+    print(f"{len(table.entries)} units of {space.name} timed in {table.backend} "
+          f"({table.threads} thread(s)) in {(time.perf_counter() - started) / 60:.1f} min; "
+          f"latency = {table.scale:.3f} x sum of its units, {100 * sum(errors) / len(errors):.1f}% "
+          f"mean error on the {len(errors)} networks measured to fit it: {out}")
+    print(f"use it: nas search --budget 300M --latency lut:{_quote(str(out))}")
 
 
 def _train(args) -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+import contextlib
+import io
+import logging
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from torch import Tensor, nn
 
 from .arch import Architecture, Layer
 from .ops.static import MixNet
 
-__all__ = ["build_model", "layer_table", "block_args"]
+__all__ = ["build_model", "layer_table", "block_args", "onnx_program"]
 
 
 def block_args(layer: Layer) -> Dict[str, object]:
@@ -72,3 +78,28 @@ def build_model(arch: Architecture, num_classes: Optional[int] = None,
         in_chans=arch.input.channels if in_chans is None else in_chans,
         features_only=features_only, out_indices=out_indices,
     )
+
+
+def onnx_program(model: nn.Module, inputs: Sequence[Tensor], input_names: Sequence[str],
+                 output_names: Sequence[str], dynamic_shapes: Any = None):
+    """``model`` exported to ONNX in memory by ``torch.onnx.export(dynamo=True)``, the
+    exporter's progress chatter silenced: what ``nas export`` writes as ``model.onnx`` and
+    what the ONNX Runtime latency backend times. Returns torch's ``ONNXProgram``
+    (``.save(path)``, ``.model_proto``).
+
+    Raises:
+        Exception: whatever the exporter raises (its coverage varies between versions).
+    """
+    import torch
+
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed" warnings
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            return torch.onnx.export(model, tuple(inputs), input_names=list(input_names),
+                                     output_names=list(output_names), dynamo=True,
+                                     dynamic_shapes=dynamic_shapes)
+    finally:
+        onnx_log.setLevel(level)

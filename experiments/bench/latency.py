@@ -1,73 +1,144 @@
-"""Benchmark: the latency lookup table's predictions vs measurements, same run.
+"""Benchmark: the latency tables' predictions against measurement, torch eager and ONNX
+Runtime, in one run.
 
-    .venv/bin/python experiments/bench/latency.py [--archs 30] [--lut-archs 40]
+    .venv/bin/python experiments/bench/latency.py [--runtimes torch onnxruntime]
+        [--archs 30] [--coverage space|needed] [--repeats 20] [--calibrate 12] [--rows CSV]
 
-Builds a table for mixnet_300m (operations of 40 random architectures plus the extremes;
-fit on 24 more measured whole), then predicts and measures 30 fresh random architectures
-(3x224x224, batch 1, 1 thread, median of 5). Prints the mean absolute percentage error
-(goal <= 5%) of the table's per-kind fit and, from the same measurements, of one shared
-scale plus a per-op constant (the previous model's form); the measurement's own
-repeatability; and the time a
-prediction takes relative to a measurement.
+For each runtime: builds the table of mixnet_300m as ``nas latency build`` does (every
+unit of the space, timed round-robin; fitted on 12 random networks measured whole), then
+predicts 30 fresh random architectures and measures each twice, in two passes over all
+30, each pass the measured backend's protocol (batch 1, 3x224x224, 1 thread, fastest of 20
+runs after 2 warm-up runs, the thread's CPU time). Prints, per runtime, the mean and median
+absolute percentage error of the prediction against the first measurement (goal <= 5%),
+and beside it the measurement's own repeatability: the same statistic between the two
+measurements of each architecture. Then ratios from the same run: prediction error /
+repeatability, ONNX Runtime / torch eager latency, and prediction / measurement time.
+
+``--coverage needed`` times only the units the 30 fresh and 12 calibration networks use
+(the same shuffled groups of 48, round-robin, the calibration networks measured between
+them), which predicts them as the full table would, in a fraction of the time.
+``--rows`` writes one row per runtime and architecture (predicted, both measurements) so
+the figures can be recomputed.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import random
 import statistics
 import time
 
+import torch
+
 import nas
-from nas.latency import LatencyTable, arch_latency, build_table
+from nas.latency import build_table, make_runtime
+from nas.latency.units import arch_units
+
+
+def mape(predicted, measured):
+    errors = [abs(p - m) / m for p, m in zip(predicted, measured)]
+    return 100 * statistics.mean(errors), 100 * statistics.median(errors), 100 * max(errors)
+
+
+def bench_runtime(name: str, space, fresh, args) -> dict:
+    started = time.perf_counter()
+    units = None  # every unit of the space, as `nas latency build`
+    if args.coverage == "needed":  # build_table adds those of its calibration networks
+        units = {}
+        for arch in fresh:
+            units.update(arch_units(arch))
+    table = build_table(space, name, calibrate=args.calibrate, repeats=args.repeats,
+                        seed=args.seed, units=units)
+    build_s = time.perf_counter() - started
+    cal = table.calibration
+    fitted = [table.scale * s for s in cal["unit_sums"]]
+    table.misses = 0
+    predicted, predict_s = [], []
+    for arch in fresh:
+        t0 = time.perf_counter()
+        predicted.append(table.predict(arch))
+        predict_s.append(time.perf_counter() - t0)
+    runtime = make_runtime(name)
+    calls, compile_s = [], []
+    for arch in fresh:  # each network built (and exported) once, timed in two passes
+        t0 = time.perf_counter()
+        size = arch.input.resolution
+        calls.append(runtime.compile([nas.build_model(arch).eval()],
+                                     [torch.randn(1, arch.input.channels, size, size)])[0])
+        compile_s.append(time.perf_counter() - t0)
+    passes = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        passes.append([runtime.time([call], repeats=args.repeats)[0] for call in calls])
+        pass_s = (time.perf_counter() - t0) / len(calls)
+    first, second = passes
+    measure_s = [c + pass_s for c in compile_s]
+    result = {
+        "build_min": build_s / 60, "units": len(table.entries), "misses": table.misses,
+        "scale": table.scale,
+        "calibration": mape(fitted, cal["measured"]),
+        "error": mape(predicted, first),
+        "error_vs_mean": mape(predicted, [(a + b) / 2 for a, b in zip(first, second)]),
+        "noise": mape(second, first),
+        "measured": first, "measured_again": second, "predicted": predicted,
+        "time_ratio": statistics.median(predict_s) / statistics.median(measure_s),
+        "predict_ms": 1000 * statistics.median(predict_s),
+        "measure_s": statistics.median(measure_s),
+    }
+    print(f"\n== {name}: table of {result['units']} units built in {result['build_min']:.1f} min "
+          f"({args.coverage}); latency = {table.scale:.3f} x sum of units; {result['misses']} "
+          f"units measured while predicting", flush=True)
+    print("  fit on the {} calibration networks: MAPE {:.1f}% (median {:.1f}%, max {:.1f}%)"
+          .format(args.calibrate, *result["calibration"]))
+    print("  predicted vs measured, {} fresh archs: MAPE {:.1f}% (median {:.1f}%, max "
+          "{:.1f}%; goal <= 5%)".format(len(fresh), *result["error"]))
+    print("    against the mean of both measurements: MAPE {:.1f}% (median {:.1f}%)"
+          .format(*result["error_vs_mean"][:2]))
+    print("  measurement repeatability (the same arch measured twice, minutes apart): "
+          "{:.1f}% (median {:.1f}%, max {:.1f}%)".format(*result["noise"]))
+    print(f"  ratio prediction error / repeatability (means): "
+          f"{result['error'][0] / max(result['noise'][0], 1e-9):.2f}")
+    print(f"  prediction {result['predict_ms']:.2f} ms vs measurement {result['measure_s']:.2f} s "
+          f"(medians; measurement includes building{' and exporting' if name != 'torch' else ''}"
+          f" the network): ratio {result['time_ratio']:.5f}", flush=True)
+    return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="mixnet_300m")
+    p.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime"])
     p.add_argument("--archs", type=int, default=30)
-    p.add_argument("--lut-archs", type=int, default=40)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--calibrate", type=int, default=24)
+    p.add_argument("--coverage", choices=("space", "needed"), default="space")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--calibrate", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", help="write the per-architecture rows to this CSV")
     args = p.parse_args()
     space = nas.load_space(args.space)
-    start = time.perf_counter()
-    table = build_table(space, archs=args.lut_archs, calibrate=args.calibrate,
-                        repeats=args.repeats, seed=0, progress=False, per_kind=True)
-    shared = LatencyTable(threads=table.threads, repeats=table.repeats)
-    shared.entries = table.entries  # one dict: both tables see the same operation timings
-    shared.fit(*table.calibration, per_kind=False)
-    built = len(table.entries)
-    build_s = time.perf_counter() - start
-    rng = random.Random(12345)  # archs unseen by the table's calibration
-    errors, shared_errors, predict_s, measure_s, noise = [], [], [], [], []
-    for _ in range(args.archs):
-        arch = space.sample(rng)
-        t0 = time.perf_counter()
-        predicted = table.predict(arch)
-        t1 = time.perf_counter()
-        measured = arch_latency(arch, repeats=args.repeats)
-        t2 = time.perf_counter()
-        errors.append(abs(predicted - measured) / measured)
-        shared_errors.append(abs(shared.predict(arch) - measured) / measured)
-        again = arch_latency(arch, repeats=args.repeats)  # the reference's own repeatability
-        noise.append(abs(again - measured) / measured)
-        predict_s.append(t1 - t0)
-        measure_s.append(t2 - t1)
-    weights = ", ".join(f"{k} {w:.2f}" for k, w in table.weights.items())
-    print(f"table: {built} operation shapes, weights {weights}, +{table.per_op:.4f} ms per op, "
-          f"built in {build_s / 60:.1f} min; {len(table.entries) - built} new shapes "
-          f"measured while predicting")
-    print(f"MAPE predicted vs measured over {args.archs} random archs: "
-          f"{100 * statistics.mean(errors):.1f}% (median {100 * statistics.median(errors):.1f}%, "
-          f"max {100 * max(errors):.1f}%; goal <= 5%)")
-    print(f"  the same table with one shared scale ({shared.weights['dw']:.3f} x sum + "
-          f"{shared.per_op:.4f} x ops): MAPE {100 * statistics.mean(shared_errors):.1f}%")
-    print(f"measurement noise (same arch measured twice): "
-          f"{100 * statistics.mean(noise):.1f}% mean absolute difference")
-    print(f"prediction time / measurement time (medians): "
-          f"{statistics.median(predict_s) / statistics.median(measure_s):.3f} "
-          f"(unseen block shapes are measured on first use)")
+    rng = random.Random(12345)  # archs unseen by the tables' calibration (seed 0)
+    fresh = [space.sample(rng) for _ in range(args.archs)]
+    with open("/proc/loadavg") as f:
+        print(f"load average at start: {f.read().split()[:3]}")
+    started = time.perf_counter()
+    results = {name: bench_runtime(name, space, fresh, args) for name in args.runtimes}
+    if {"torch", "onnxruntime"} <= set(results):
+        ratios = [o / t for o, t in zip(results["onnxruntime"]["measured"],
+                                        results["torch"]["measured"])]
+        print(f"\nONNX Runtime / torch eager latency, same {len(fresh)} archs: median "
+              f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+    if args.rows:
+        with open(args.rows, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["runtime", "arch", "predicted_ms", "measured_ms", "measured_again_ms"])
+            for name, r in results.items():
+                for arch, row in zip(fresh, zip(r["predicted"], r["measured"],
+                                                r["measured_again"])):
+                    out.writerow([name, str(arch), *(f"{v:.4f}" for v in row)])
+    with open("/proc/loadavg") as f:
+        print(f"load average at end: {f.read().split()[:3]}; "
+              f"wall time {(time.perf_counter() - started) / 60:.1f} min")
 
 
 if __name__ == "__main__":

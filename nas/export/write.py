@@ -4,11 +4,9 @@ TorchScript and ONNX, each checked by loading it back.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import io
 import json
-import logging
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -22,7 +20,7 @@ from ..arch import Architecture
 from ..cost import count_cost
 from ..errors import ExportError
 from ..files import atomic_write_bytes, tensor_bytes
-from ..model import build_model, layer_table
+from ..model import build_model, layer_table, onnx_program
 from ..ops.static import feature_levels
 from ..runs import ExportDir
 from .source import ExportForm, model_source, out_levels
@@ -220,24 +218,17 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path,
     is enlarged to that size when smaller (a 28x28 proxy image at stride 32).
     """
     tmp = path.with_suffix(".onnx.tmp")
-    onnx_log = logging.getLogger("torch.onnx")
-    level = onnx_log.level
-    onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed" warnings
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")  # the exporter's progress chatter
-            axes = {0: torch.export.Dim("batch")}
-            if spatial:  # a detector feeds its own image sizes
-                low = spatial + 1
-                axes.update({2: torch.export.Dim("height", min=low, max=4096),
-                             3: torch.export.Dim("width", min=low, max=4096)})
-                n, c, h, w = example.shape
-                if min(h, w) < low:
-                    example = torch.randn(n, c, max(h, low), max(w, low))
-            program = torch.onnx.export(model, (example,), input_names=["input"],
-                                        output_names=list(output_names), dynamo=True,
-                                        dynamic_shapes=(axes,))
-            program.save(str(tmp))
+        axes = {0: torch.export.Dim("batch")}
+        if spatial:  # a detector feeds its own image sizes
+            low = spatial + 1
+            axes.update({2: torch.export.Dim("height", min=low, max=4096),
+                         3: torch.export.Dim("width", min=low, max=4096)})
+            n, c, h, w = example.shape
+            if min(h, w) < low:
+                example = torch.randn(n, c, max(h, low), max(w, low))
+        onnx_program(model, (example,), ["input"], list(output_names),
+                     dynamic_shapes=(axes,)).save(str(tmp))
     # torch.onnx's coverage varies between versions; the other files are already written.
     except Exception as e:  # noqa: BLE001
         tmp.unlink(missing_ok=True)
@@ -245,7 +236,5 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path,
                       f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}",
                       stacklevel=2)
         return []
-    finally:
-        onnx_log.setLevel(level)
     tmp.replace(path)
     return [path]

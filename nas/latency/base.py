@@ -15,11 +15,17 @@ class LatencyModel(ABC):
     The contract (``tests/latency_tests/test_contract.py`` runs it over every backend):
     :meth:`predict` returns a finite positive number of milliseconds, the same architecture
     gives the same order of magnitude every time, and a larger network of the same family
-    is not predicted faster than a much smaller one. A backend is not thread-safe.
+    is not predicted faster than a much smaller one; ``backend`` names the runtime whose
+    latency it is and ``source`` how it is obtained, so that the search and the report can
+    say which backend measured. A backend is not thread-safe.
     """
 
-    #: Short name written next to every latency the search stores and the report shows.
+    #: Short name for logs: the runtime, and ``table`` for a prediction.
     name: str = ""
+    #: The runtime whose latency this is (``torch`` or ``onnxruntime``).
+    backend: str = ""
+    #: ``measured`` (every architecture timed) or ``table`` (predicted from a lookup table).
+    source: str = "measured"
 
     @abstractmethod
     def predict(self, arch: Architecture) -> float:

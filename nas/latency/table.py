@@ -1,54 +1,51 @@
-"""Latency lookup table: measure each operation shape once, predict a network by summation.
+"""Latency lookup table: time every unit of a space once, predict a network by summation.
 
-``nas latency build --space S -o LUT.json`` times, on this machine, at batch 1 and the
-space's target input, every distinct operation that random architectures of the space
-use: the stem, each block's 1x1 expand (conv+BN+act), each MixConv group's depthwise
-conv, the depthwise BN+act, the SE module, the 1x1 project (conv+BN[+act]), and the
-head. Operations, unlike whole blocks, recur across architectures, so a table built from
-a few dozen networks covers nearly every new one. The other block kinds (cn, uir, cm, pc,
-adown) are timed whole, one entry per distinct block (kind ``block``): exact for what
-they are, but they recur less, so more of them are measured on first use. A network's
-latency is the sum over its operations times a weight per kind fitted on fully measured
-networks when the table is built (the sum misses split, concat, residual adds and cache
-effects between operations). Operations missing from the table are measured on first
-use and added.
+``nas latency build --space S [--runtime onnxruntime] -o LUT.json`` times, on this
+machine, at batch 1 and the space's target input, every unit (stem, block, tail:
+:mod:`nas.latency.units`) that an architecture of the space can have, in the runtime
+the table is for. A network's latency is then ``scale * (sum of its units)``, the scale
+being the median ratio of measured to summed latency over a dozen whole networks measured
+when the table is built (each unit, timed on its own, reads its input from memory and
+writes its output back, and in ONNX Runtime changes layout at both ends, which a network
+does once: ``scale`` is about 0.8 there, near 1 in torch eager). A median, not a
+least-squares fit, because on a shared machine one calibration network measured during a
+burst of load would otherwise pull every prediction.
+
+Units are timed whole blocks at a time, in groups, round-robin
+(:meth:`nas.latency.runtime.Runtime.time`). Timing operations alone instead (each conv,
+BN, SE on its own, the previous table) left out what a block does between them (split,
+concat, residual add) and how ONNX Runtime fuses them, and predicted torch eager to
+10.0% (mean absolute error over 30 random networks); see ``experiments/README.md`` for
+what the blocks give. A unit missing from the table (a partial table, or another space)
+is measured on first use and added.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
-import numpy as np
-from torch import nn
+import torch
 
-from ..arch import Architecture, Layer
+from ..arch import Architecture
 from ..config import Settings, setting
 from ..errors import CheckpointError
 from ..files import atomic_write_bytes
-from ..model import block_args
-from ..ops.static import (
-    ConvBNAct,
-    PatchStem,
-    SqueezeExcite,
-    make_activation,
-    make_block,
-    make_head,
-)
 from .base import LatencyModel
-from .measure import arch_latency, measure_latency
+from .measure import arch_latency
+from .runtime import ONNX_BUNDLE, RUNTIMES, Runtime, make_runtime
+from .units import Unit, arch_units, space_units, unit_keys
 
-__all__ = ["LatencyTable", "TableConfig", "build_table"]
+__all__ = ["LatencyTable", "TableConfig", "build_table", "FORMAT"]
 
 FORMAT = "nas-latency-lut/3"
-OLD_FORMAT = "nas-latency-lut/1"  # one scale for every kind; still loaded
-NO_BLOCK_FORMAT = "nas-latency-lut/2"  # before whole blocks were timed; still loaded
-KINDS = ("stem", "pw", "dw", "bnact", "se", "pwl", "head", "block")  # the key prefixes
-# Block kinds split into operations; the others are timed whole.
-_SPLIT_KINDS = ("ds", "dsa", "ir")
+_OPERATION_FORMATS = ("nas-latency-lut/1", "nas-latency-lut/2")  # per-operation tables
 
 
 @dataclass
@@ -56,220 +53,212 @@ class TableConfig(Settings):
     """How ``nas latency build`` measures a table."""
 
     space: str = setting("mixnet_300m", help="search space (name or .yaml)")
-    archs: int = setting(40, at_least=1,
-                         help="random architectures whose operations are measured")
-    calibrate: int = setting(24, at_least=1,
-                             help="whole networks measured to fit the table's weights; from 16 "
-                                  "on, one weight per operation kind")
-    threads: int = setting(1, at_least=1, help="torch threads")
-    repeats: int = setting(5, at_least=1,
-                           help="timed runs per operation and network (the median is kept)")
-
-
-class _BNAct(nn.Sequential):
-    def __init__(self, c: int, act: str):
-        super().__init__(nn.BatchNorm2d(c), make_activation(act))
-
-
-def _ops(layer: Layer):
-    """``(key, module factory, input shape)`` of each timed operation of a block.
-
-    The keys of ds and ir blocks without MobileNetV3's SE are those of format 2 tables,
-    so their measurements stay valid.
-    """
-    s_in, s_out, mid = layer.in_size, layer.out_size, layer.mid_ch
-    if layer.kind not in _SPLIT_KINDS:
-        args = block_args(layer)
-        yield (f"block|{layer.kind}|{s_in}|"
-               + "|".join(f"{name}={args[name]}" for name in sorted(args)),
-               lambda: make_block(layer.kind, args), (1, layer.in_ch, s_in, s_in))
-        return
-    if layer.kind == "ir":
-        yield (f"pw|{layer.in_ch}|{mid}|{layer.exp_groups}|{layer.act}|{s_in}",
-               lambda: ConvBNAct(layer.in_ch, mid, 1, groups=layer.exp_groups, act=layer.act),
-               (1, layer.in_ch, s_in, s_in))
-    for c, k in zip(layer.dw_splits, layer.kernels):
-        yield (f"dw|{c}|{k}|{layer.stride}|{s_in}",
-               lambda c=c, k=k: nn.Conv2d(c, c, k, layer.stride, k // 2, groups=c, bias=False),
-               (1, c, s_in, s_in))
-    yield f"bnact|{mid}|{layer.act}|{s_out}", lambda: _BNAct(mid, layer.act), (1, mid, s_out, s_out)
-    if layer.se_ch:  # MobileNetV3's SE has ReLU inside whatever the block's activation
-        act = "hard" if layer.se_hard else layer.act
-        yield (f"se|{mid}|{layer.se_ch}|{act}|{s_out}",
-               lambda: SqueezeExcite(mid, layer.se_ch, layer.act, layer.se_hard),
-               (1, mid, s_out, s_out))
-    pw_act = layer.act if layer.kind == "dsa" else ""  # MobileNetV1's activated pointwise
-    yield (f"pwl|{mid}|{layer.out_ch}|{layer.proj_groups}|{s_out}"
-           + (f"|{pw_act}" if pw_act else ""),
-           lambda: ConvBNAct(mid, layer.out_ch, 1, groups=layer.proj_groups, act=pw_act),
-           (1, mid, s_out, s_out))
-
-
-def _head(in_ch: int, head, classes: int) -> nn.Module:
-    conv, pool, post, classifier = make_head(in_ch, head, classes)
-    return nn.Sequential(conv, pool, post, nn.Flatten(), classifier)
+    runtime: str = setting("torch", choices=RUNTIMES,
+                           help="the runtime whose latency the table predicts")
+    archs: int = setting(0, at_least=0,
+                         help="0: every unit of the space; N: only the units of N random "
+                              "architectures (others are measured when first asked for)")
+    calibrate: int = setting(12, at_least=2,
+                             help="whole networks measured to fit the table's two numbers")
+    threads: int = setting(1, at_least=1, help="intra-op threads")
+    repeats: int = setting(20, at_least=1,
+                           help="timed runs per unit and network (the fastest is kept)")
 
 
 class LatencyTable(LatencyModel):
-    """Operation latencies (ms) of one machine and thread count, keyed by shape."""
+    """Unit latencies (ms) of one machine, runtime and thread count, keyed by shape.
 
-    def __init__(self, entries: Optional[Dict[str, float]] = None,
-                 weights: Optional[Dict[str, float]] = None, per_op: float = 0.0,
-                 threads: int = 1, repeats: int = 5, path: Optional[Path] = None):
+    Args:
+        runtime: ``torch`` or ``onnxruntime``: the runtime the entries were measured in.
+        entries: ``{unit key: ms}``.
+        scale: the prediction is ``scale * (sum of the units' entries)``.
+        threads, repeats: how entries are measured (also those measured on first use).
+        path: the file it was loaded from (for messages).
+    """
+
+    source = "table"
+
+    def __init__(self, runtime: str = "torch", entries: Optional[Dict[str, float]] = None,
+                 scale: float = 1.0, threads: int = 1,
+                 repeats: int = 20, path: Optional[Path] = None):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}: expected one of {RUNTIMES}")
+        self.backend = runtime
+        self.name = f"table ({runtime})"
         self.entries: Dict[str, float] = dict(entries or {})
-        self.weights: Dict[str, float] = {k: 1.0 for k in KINDS}
-        self.weights.update(weights or {})
-        self.per_op = per_op
+        self.scale = scale
         self.threads, self.repeats, self.path = threads, repeats, path
-        self.misses = 0
-        self.name = "table"
+        self.misses = 0  # units measured while predicting
+        self.calibration: Dict[str, List[float]] = {}  # what the fit saw (build_table)
+        self._runtime: Optional[Runtime] = None
 
     def describe(self) -> str:
-        return (f"predicted by the lookup table {self.path or '(in memory)'} "
-                f"({len(self.entries)} operations, {self.threads} thread(s))")
+        return (f"predicted by the lookup table {self.path or '(in memory)'} for "
+                f"{self.backend}, {self.threads} thread(s) ({len(self.entries)} units)")
 
-    # ----------------------------------------------------------------- parts
-    def _time(self, key: str, make, shape) -> Tuple[str, float]:
-        if key not in self.entries:
-            self.misses += 1
-            self.entries[key] = measure_latency(make(), shape, warmup=2, repeats=self.repeats,
-                                                num_threads=self.threads)
-        return key.split("|", 1)[0], self.entries[key]
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:  # onnxruntime is imported only when something is timed
+            self._runtime = make_runtime(self.backend, self.threads)
+        return self._runtime
 
-    def _parts(self, arch: Architecture) -> Iterable[Tuple[str, float]]:
-        for key, make, shape in self.operations(arch):
-            yield self._time(key, make, shape)
+    # ------------------------------------------------------------- measuring
+    def measure(self, units: Dict[str, Unit], seed: int = 0, progress: bool = False,
+                on_group: Optional[Callable[[int, int], None]] = None) -> None:
+        """Time ``units`` not yet in the table and add them.
 
-    @staticmethod
-    def operations(arch: Architecture) -> Iterable[Tuple[str, Callable[[], nn.Module], tuple]]:
-        """``(key, module factory, input shape)`` of every operation the table times for
-        ``arch``, in network order; the key's prefix (up to ``|``) is its kind (``KINDS``)."""
-        inp, stem = arch.input, arch.stem
-        shape = (1, inp.channels, inp.resolution, inp.resolution)
-        if stem.patch:
-            yield (f"stem|{inp.channels}|p{stem.patch}|{stem.out}|{stem.act}|{inp.resolution}",
-                   lambda: PatchStem(inp.channels, stem.out, stem.patch, stem.act), shape)
-        else:
-            yield (f"stem|{inp.channels}|{stem.kernel}|{stem.stride}|{stem.out}|{stem.act}|"
-                   f"{inp.resolution}",
-                   lambda: ConvBNAct(inp.channels, stem.out, stem.kernel, stem.stride,
-                                     act=stem.act), shape)
-        size = arch.stem_size()
-        for layer in arch.layers():
-            yield from _ops(layer)
-            size = layer.out_size
-        head = arch.head
-        post = f"|f{head.post}{'bn' if head.post_bn else ''}" if head.post else ""
-        yield (f"head|{arch.last_width}|{head.out}|{head.act}|{inp.classes}|{size}{post}",
-               lambda: _head(arch.last_width, (head.out, head.act, head.post, head.post_bn),
-                             inp.classes),
-               (1, arch.last_width, size, size))
+        They are shuffled (seeded) into groups of :data:`~nas.latency.runtime.ONNX_BUNDLE`
+        and each group timed round-robin, so a unit runs between unrelated blocks of all
+        sizes, as inside a network. ``on_group(done, total)`` is called after each group.
+        """
+        from tqdm import tqdm
 
-    def features(self, arch: Architecture) -> List[float]:
-        """Per kind (``KINDS``) the summed ms of ``arch``'s operations, then their number."""
-        sums = dict.fromkeys(KINDS, 0.0)
-        count = 0
-        for kind, ms in self._parts(arch):
-            sums[kind] += ms
-            count += 1
-        return [sums[k] for k in KINDS] + [float(count)]
+        keys = sorted(k for k in units if k not in self.entries)
+        random.Random(seed).shuffle(keys)
+        total = -(-len(keys) // ONNX_BUNDLE)
+        with tqdm(total=len(keys), desc=f"units ({self.backend})", unit="unit",
+                  disable=not progress or None) as bar:
+            for start in range(0, len(keys), ONNX_BUNDLE):
+                group = keys[start:start + ONNX_BUNDLE]
+                modules = [units[k][1]() for k in group]
+                inputs = [torch.randn(*units[k][0]) for k in group]
+                calls = self.runtime.compile(modules, inputs)
+                for key, ms in zip(group, self.runtime.time(calls, repeats=self.repeats)):
+                    self.entries[key] = ms
+                bar.update(len(group))
+                if on_group is not None:
+                    on_group(start // ONNX_BUNDLE + 1, total)
+
+    def unit_sum(self, arch: Architecture) -> float:
+        """Summed ms of ``arch``'s units (measuring any the table lacks, with the rest of
+        ``arch``'s units as their round-robin company)."""
+        keys = unit_keys(arch)
+        missing = [k for k in keys if k not in self.entries]
+        if missing:
+            self.misses += len(set(missing))
+            units = arch_units(arch)
+            times = self.runtime.time(self.runtime.compile(
+                [units[k][1]() for k in units], [torch.randn(*units[k][0]) for k in units]),
+                repeats=self.repeats)
+            for key, ms in zip(units, times):
+                self.entries.setdefault(key, ms)
+        return sum(self.entries[k] for k in keys)
 
     def predict(self, arch: Architecture) -> float:
-        """Predicted ms of ``arch`` at batch 1 (measuring unseen operations once)."""
-        f = self.features(arch)
-        return sum(self.weights[k] * v for k, v in zip(KINDS, f)) + self.per_op * f[-1]
+        """Predicted ms of ``arch`` at batch 1, its target input."""
+        return self.scale * self.unit_sum(arch)
 
-    def fit(self, features: List[List[float]], targets: List[float], per_kind: bool,
-            ridge: float = 1.0) -> None:
-        """Fit the weights to measured networks: one shared scale, or one per kind.
-
-        Both fits are non-negative least squares. Per kind, each weight is pulled toward
-        the shared scale (ridge, relative to that kind's feature energy): the kinds'
-        sums move together across networks, and an unpulled fit sets some weights to 0
-        and inflates others, which would make e.g. SE free for ``--latency-budget``.
-        """
-        from scipy.optimize import nnls
-
-        a = np.asarray(features, dtype=np.float64)
-        y = np.asarray(targets, dtype=np.float64)
-        shared, _ = nnls(np.stack([a[:, :-1].sum(1), a[:, -1]], 1), y)
-        if not per_kind:
-            self.weights = dict.fromkeys(KINDS, float(shared[0]))
-            self.per_op = float(shared[1])
-            return
-        k = len(KINDS)
-        pull = np.sqrt(ridge * (a[:, :k] ** 2).sum(0))  # per kind, scale-aware
-        rows = np.vstack([a, np.hstack([np.diag(pull), np.zeros((k, 1))])])
-        coef, _ = nnls(rows, np.concatenate([y, pull * shared[0]]))
-        # A kind no calibration network has (whole blocks in a MixNet space) has no signal:
-        # it keeps the shared scale, not an arbitrary 0 that would make it free.
-        coef[:k][~(a[:, :k] != 0).any(0)] = shared[0]
-        self.weights = dict(zip(KINDS, map(float, coef[:-1])))
-        self.per_op = float(coef[-1])
+    def fit(self, sums: Sequence[float], measured: Sequence[float]) -> None:
+        """Set ``scale`` to the median of ``measured / sums`` over whole networks."""
+        self.scale = float(statistics.median(m / u for u, m in zip(sums, measured)))
 
     # ----------------------------------------------------------------- files
-    def save(self, path) -> None:
-        data = {"format": FORMAT, "threads": self.threads, "repeats": self.repeats,
-                "weights": self.weights, "per_op": self.per_op, "entries": self.entries}
+    def save(self, path, **extra) -> None:
+        """Write the table atomically (``extra``: more top-level keys, e.g. provenance)."""
+        data = {"format": FORMAT, "runtime": self.backend, "threads": self.threads,
+                "repeats": self.repeats, "scale": self.scale,
+                "entries": self.entries, **extra}
         atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
     @classmethod
     def load(cls, path) -> "LatencyTable":
+        """Read a table written by :meth:`save`.
+
+        Raises:
+            CheckpointError: not a table, malformed, or a per-operation table of an older
+                ``nas`` (rebuild it).
+        """
         path = Path(path)
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{path}: not a latency table ({e})") from None
-        formats = (FORMAT, NO_BLOCK_FORMAT, OLD_FORMAT)
-        if not isinstance(data, dict) or data.get("format") not in formats:
+        if isinstance(data, dict) and data.get("format") in _OPERATION_FORMATS:
+            raise CheckpointError(f"{path}: a per-operation table of an older nas; rebuild it "
+                                  f"with: nas latency build -o {path}")
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a {FORMAT} file")
         try:
             entries = data["entries"]
-            weights = dict(dict.fromkeys(KINDS[:-1], data["scale"])
-                           if data["format"] == OLD_FORMAT else data["weights"])
-            if data["format"] != FORMAT:
-                # Older tables time no whole blocks. A whole block's time includes the
-                # overheads a sum of its operations misses: it needs no correction.
-                weights.setdefault("block", 1.0)
-            numbers = list(entries.values()) + [weights.get(k) for k in KINDS]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
-                raise ValueError("latency entries and weights must be numbers")
-            return cls(entries, {k: float(weights[k]) for k in KINDS},
-                       float(data.get("per_op", 0.0)), int(data["threads"]),
+            numbers = [*entries.values(), data["scale"]]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       for v in numbers):
+                raise ValueError("latencies and scale must be numbers")
+            if not all(v >= 0 for v in numbers):
+                raise ValueError("latencies and scale must not be negative")
+            if data["runtime"] not in RUNTIMES:
+                raise ValueError(f"runtime {data['runtime']!r} is not one of "
+                                 f"{', '.join(RUNTIMES)}")
+            return cls(data["runtime"], {str(k): float(v) for k, v in entries.items()},
+                       float(data["scale"]), int(data["threads"]),
                        int(data["repeats"]), path)
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise CheckpointError(f"{path}: malformed latency table ({e})") from None
 
 
-def build_table(space, archs: int = 40, calibrate: int = 24, threads: int = 1,
-                repeats: int = 5, seed: int = 0, progress: bool = True,
-                per_kind: Optional[bool] = None) -> LatencyTable:
-    """Measure the operations of ``archs`` random architectures (plus the extremes), then
-    fit the prediction on ``calibrate`` more, measured whole.
+def build_table(space, runtime: str = "torch", archs: int = 0, calibrate: int = 12,
+                threads: int = 1, repeats: int = 20, seed: int = 0, progress: bool = True,
+                checkpoint: Optional[Path] = None,
+                units: Optional[Dict[str, Unit]] = None) -> LatencyTable:
+    """Time the units of ``space`` in ``runtime`` and fit the prediction's scale on
+    ``calibrate`` random architectures measured whole.
 
-    The per-operation term is the fixed cost that timing operations one by one leaves
-    out (module calls, split and concat, residual adds); it does not grow with compute,
-    so a scale factor alone cannot absorb it. ``per_kind`` (default: when at least 16
-    networks calibrate) fits one weight per operation kind instead of one shared scale;
-    8 coefficients need that many networks not to fit noise. The calibration data stays
-    on the table as ``table.calibration`` (features, measured ms).
+    ``archs=0`` times every unit of the space (:func:`~nas.latency.units.space_units`);
+    ``archs=N`` only those of N random architectures and the two extremes (a quick,
+    partial table); ``units`` names them outright. The calibration networks are measured
+    one at a time between groups of units, spread over the whole build, so that the
+    scale sees the same states of a shared machine as the entries (measured all after
+    the units, the scale moved by 20% between two builds an hour apart). With a
+    ``checkpoint`` file the units timed so far are saved there as the build goes (at most
+    every 10 s), and a build with the same settings started again continues from it
+    (ONNX Runtime's full table of ``mixnet_300m`` takes most of an hour here). What the
+    fit saw stays on the table as ``table.calibration`` (unit sums, measured ms).
     """
     from tqdm import tqdm
 
     rng = random.Random(seed)
-    table = LatencyTable(threads=threads, repeats=repeats)
-    sample = [space.extreme_arch(True), space.extreme_arch(False)] + [
-        space.sample(rng) for _ in range(archs)]
-    for arch in tqdm(sample, desc="operations", unit="arch", disable=not progress or None):
-        table.features(arch)
-    rows, targets = [], []
-    for arch in tqdm([space.sample(rng) for _ in range(calibrate)], desc="calibration",
-                     unit="arch", disable=not progress or None):
-        rows.append(table.features(arch))
-        targets.append(arch_latency(arch, repeats=repeats, num_threads=threads))
-    table.fit(rows, targets, calibrate >= 16 if per_kind is None else per_kind)
-    if all(w == 0 for w in table.weights.values()):  # degenerate fit: the plain ratio
-        table.weights = dict.fromkeys(KINDS, sum(targets) / sum(sum(r[:-1]) for r in rows))
-        table.per_op = 0.0
-    table.calibration = (rows, targets)
+    table = LatencyTable(runtime, threads=threads, repeats=repeats)
+    settings = {"space": space.name, "space_sha256": hashlib.sha256(space.text.encode())
+                .hexdigest(), "archs": archs, "seed": seed}
+    if checkpoint is not None and Path(checkpoint).exists():
+        done = LatencyTable.load(checkpoint)
+        same = json.loads(Path(checkpoint).read_text()).get("build") == settings
+        if same and (done.backend, done.threads, done.repeats) == (runtime, threads, repeats):
+            table.entries = done.entries
+    if units is None:
+        units = {}
+        if archs:
+            for arch in [space.extreme_arch(True), space.extreme_arch(False)] + [
+                    space.sample(rng) for _ in range(archs)]:
+                units.update(arch_units(arch))
+        else:
+            units = space_units(space)
+    networks = [space.sample(rng) for _ in range(calibrate)]
+    for arch in networks:  # timed among the others, not as misses in their own company
+        units = {**arch_units(arch), **units}
+    measured: List[float] = []
+    saved = [time.monotonic()]
+
+    def measure_network() -> None:
+        arch = networks[len(measured)]
+        measured.append(arch_latency(arch, repeats=repeats, num_threads=threads,
+                                     runtime=table.runtime))
+
+    def between_groups(done: int, total: int) -> None:
+        if checkpoint is not None and time.monotonic() - saved[0] > 10:
+            table.save(checkpoint, build=settings)
+            saved[0] = time.monotonic()
+        if len(measured) < len(networks) and done * len(networks) >= (
+                len(measured) + 1) * total:
+            measure_network()
+
+    table.measure(units, seed=seed, progress=progress, on_group=between_groups)
+    if checkpoint is not None:
+        table.save(checkpoint, build=settings)
+    for _ in tqdm(range(len(networks) - len(measured)), desc="calibration", unit="net",
+                  disable=not progress or None):
+        measure_network()
+    sums = [table.unit_sum(arch) for arch in networks]
+    table.fit(sums, measured)
+    table.calibration = {"unit_sums": sums, "measured": measured}
     return table

@@ -59,11 +59,15 @@ class SearchConfig(Settings):
                                          help="BN recalibration batches per trial")
     val_images: int = setting(1000, at_least=1, help="validation images scored per trial")
     latency_repeats: int = setting(3, at_least=1, help="timed runs per measured latency "
-                                                       "(the median is kept)")
-    latency: str = setting("measure", pattern=LATENCY_SPEC, metavar="{measure,lut:PATH}",
+                                                       "(the fastest is kept)")
+    latency: str = setting("torch", pattern=LATENCY_SPEC,
+                           metavar="{torch,onnxruntime,lut:PATH}",
                            path=lambda v: ("lut:", v[4:]) if v.startswith("lut:") else None,
-                           expected="measure or lut:PATH",
-                           help="measure, or lut:PATH to predict from `nas latency build`")
+                           expected="torch, onnxruntime or lut:PATH",
+                           help="measure each trial in torch eager or ONNX Runtime, or "
+                                "lut:PATH to predict from `nas latency build`")
+    latency_threads: int = setting(1, at_least=1, help="threads of a measured latency (a "
+                                                       "table keeps those it was built with)")
     seed: int = setting(0, help="seed of the sampler and the supernet training")
     device: str = setting("auto", pattern=r"auto|cpu|cuda(:\d+)?", metavar="{auto,cpu,cuda}",
                           expected="auto, cpu, cuda or cuda:N",
@@ -79,6 +83,8 @@ class SearchConfig(Settings):
                            help="search processes on this machine (needs a shared --storage)")
 
     def check(self) -> None:
+        if self.latency == "measure":  # its name before ONNX Runtime: old runs continue
+            self.latency = "torch"
         if self.workers > 1 and (not self.storage or self.storage.startswith("sqlite")):
             raise UsageError("--workers needs a storage that several processes can share: "
                              "SQLite (the default RUN/study.db) is not safe for that. Use "

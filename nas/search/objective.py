@@ -122,6 +122,8 @@ class Objective:
         start = time.perf_counter()
         latency = self.latency.predict(arch)
         trial.set_user_attr("latency_ms", round(latency, 3))
+        trial.set_user_attr("latency_backend", self.latency.backend)  # torch | onnxruntime
+        trial.set_user_attr("latency_source", self.latency.source)  # measured | table
         trial.set_user_attr("latency_s", round(time.perf_counter() - start, 4))
         if cfg.latency_budget_ms:
             late = (latency - cfg.latency_budget_ms) / cfg.latency_budget_ms

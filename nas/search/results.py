@@ -28,8 +28,8 @@ __all__ = ["SearchRun", "open_run", "trial_rows", "pareto_front", "write_trials_
 # What ``--best`` maximises: the search reward, or the supernet's validation accuracy.
 OBJECTIVES = ("reward", "acc")
 TRIAL_COLUMNS = ("trial", "feasible", "accuracy", "flops", "params", "proxy_flops",
-                 "proxy_params", "resolution", "latency_ms", "reward", "bn_batches",
-                 "val_images", "arch")
+                 "proxy_params", "resolution", "latency_ms", "latency_backend",
+                 "latency_source", "reward", "bn_batches", "val_images", "arch")
 _NUMBERS = ("accuracy", "flops", "params", "latency_ms", "reward")
 
 

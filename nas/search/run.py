@@ -308,7 +308,11 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
         _check_same_supernet(study, supernet_file(config, run))
     if not shared or not study.trials:
         warm_start(study, space, config.budget)
-    latency = make_latency_model(config.latency, repeats=config.latency_repeats)
+    latency = make_latency_model(config.latency, repeats=config.latency_repeats,
+                                 num_threads=config.latency_threads)
+    if study.user_attrs.get("latency") != latency.describe():
+        study.set_user_attr("latency", latency.describe())  # which backend measured
+    log(f"{prefix}latency: {latency.describe()}")
     objective = Objective(config, space, sn, calib, valid, latency)
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

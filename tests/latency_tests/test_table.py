@@ -1,12 +1,17 @@
-"""Latency lookup table: the fit's arithmetic, files, and a real (small) build."""
+"""Latency lookup table: the fit's arithmetic, files, a full build that never measures
+while predicting, a killed build that continues, and the command. About 20 s (torch)."""
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
 import nas
-from nas.latency.table import KINDS, LatencyTable, build_table
+from nas.cli import main
+from nas.latency import LatencyTable, build_table, make_latency_model
+from nas.latency.table import FORMAT
+from nas.latency.units import arch_units, space_units, unit_keys
 
 MIXNET_S = ("3x224x224-1000/stem_k3_c16/ds_r1_k3_c16/ir_r1_k3_a2_p2_s2_e6_c24,"
             "ir_r1_k3_a2_p2_e3_c24/ir_r1_k3.5.7_s2_e6_se0.5_c40_actswish,"
@@ -16,108 +21,127 @@ MIXNET_S = ("3x224x224-1000/stem_k3_c16/ds_r1_k3_c16/ir_r1_k3_a2_p2_s2_e6_c24,"
             "actswish,ir_r2_k3.5.7.9_p2_e6_se0.5_c200_actswish/head_c1536")
 
 
-def test_fit_recovers_known_per_kind_weights():
-    rng = random.Random(0)
-    true = dict(zip(KINDS, [1.0, 1.3, 0.7, 1.1, 2.0, 0.9, 1.0, 1.2]))
-    rows = [[rng.uniform(0.1, 5) for _ in KINDS] + [rng.randint(20, 90)] for _ in range(30)]
-    targets = [sum(true[k] * v for k, v in zip(KINDS, r)) + 0.01 * r[-1] for r in rows]
+def test_the_scale_is_the_median_ratio_so_one_disturbed_network_does_not_pull_it():
+    sums = [10.0, 20.0, 30.0, 40.0, 50.0]
+    measured = [8.0, 16.0, 24.0, 32.0, 200.0]  # the last measured during a burst of load
     table = LatencyTable()
-    table.fit(rows, targets, per_kind=True, ridge=0.0)
-    assert table.weights == pytest.approx(true, abs=1e-6)
-    assert table.per_op == pytest.approx(0.01, abs=1e-6)
-    table.fit(rows, targets, per_kind=False)
-    scale = table.weights["dw"]
-    table.fit(rows, targets, per_kind=True)  # the default pull toward the shared scale
-    for kind, w in table.weights.items():  # shrunk toward the shared scale, not past it
-        lo, hi = sorted((scale, true[kind]))
-        assert lo - 0.05 <= w <= hi + 0.05, kind
-    table.fit(rows, targets, per_kind=False)  # one shared scale
-    assert len(set(table.weights.values())) == 1
+    table.fit(sums, measured)
+    assert table.scale == pytest.approx(0.8)
 
 
-def test_a_kind_without_signal_keeps_the_shared_scale():
-    # se's sum is a fixed fraction of dw's in every network: the data cannot tell them
-    # apart, and an unpulled fit would give one of them weight 0
-    rng = random.Random(1)
-    rows = []
-    for _ in range(24):
-        dw = rng.uniform(1, 5)
-        rows.append([0.2, rng.uniform(1, 4), dw, 1.0, 0.3 * dw, 1.0, 0.1, 0.0,
-                     rng.randint(30, 80)])
-    targets = [1.2 * sum(r[:-1]) for r in rows]
-    table = LatencyTable()
-    table.fit(rows, targets, per_kind=True)
-    assert table.weights["se"] == pytest.approx(1.2, rel=0.1)
-    assert table.weights["dw"] == pytest.approx(1.2, rel=0.1)
-    # no network had a whole-timed block: it gets the shared scale, not a free 0
-    assert table.weights["block"] == pytest.approx(1.2, rel=1e-6)
-
-
-def test_save_load_and_old_format(tmp_path):
-    table = LatencyTable({"dw|8|3|1|16": 0.5}, {k: 1.5 for k in KINDS}, per_op=0.02)
+def test_save_and_load(tmp_path):
+    table = LatencyTable("onnxruntime", {"ds|16|16|16|1|3|16|0|1|1|relu|1|112": 0.5},
+                         scale=0.8, threads=2, repeats=7)
     table.save(tmp_path / "t.json")
     back = LatencyTable.load(tmp_path / "t.json")
-    assert back.entries == table.entries and back.weights == table.weights
-    assert back.per_op == 0.02
+    assert (back.entries, back.scale, back.threads, back.repeats) == (table.entries, 0.8, 2, 7)
+    assert back.backend == "onnxruntime" and back.source == "table"
+    assert str(tmp_path / "t.json") in back.describe()
+
+
+def test_a_per_operation_table_of_an_older_nas_says_rebuild(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps({
-        "format": "nas-latency-lut/1", "threads": 1, "repeats": 5, "scale": 1.2,
+        "format": "nas-latency-lut/2", "threads": 1, "repeats": 5, "weights": {},
         "per_op": 0.0, "entries": {}}))
-    weights = LatencyTable.load(tmp_path / "old.json").weights
-    assert weights.pop("block") == 1.0 and set(weights.values()) == {1.2}
-    (tmp_path / "v2.json").write_text(json.dumps({
-        "format": "nas-latency-lut/2", "threads": 1, "repeats": 5, "per_op": 0.0,
-        "weights": {k: 1.5 for k in KINDS if k != "block"}, "entries": {}}))
-    assert LatencyTable.load(tmp_path / "v2.json").weights == {**{k: 1.5 for k in KINDS},
-                                                               "block": 1.0}
+    with pytest.raises(ValueError, match="old.json.*rebuild it with: nas latency build"):
+        LatencyTable.load(tmp_path / "old.json")
 
 
-def test_mixnet_keys_are_those_of_format_2_tables(spaces):
-    # A table built before whole blocks were timed stays valid for ds and ir blocks.
-    arch = nas.Architecture.parse(MIXNET_S)
-    keys = [key for key, _, _ in LatencyTable.operations(arch)]
-    assert keys[:4] == ["stem|3|3|2|16|relu|224", "dw|16|3|1|112", "bnact|16|relu|112",
-                        "pwl|16|16|1|112"]
-    assert "se|240|20|swish|28" in keys and keys[-1] == "head|200|1536|relu|1000|7"
-
-
-def test_timed_operations_hold_every_parameter_of_the_network(space):
-    # The oracle: the modules the table times, together, have exactly the parameters of
-    # the network (count_cost, itself equal to fvcore's module count): no part of a
-    # block of any kind is left unpriced or priced twice.
-    arch = space.sample(random.Random(3))
-    ops = list(LatencyTable.operations(arch))
-    params = sum(p.numel() for _, make, _ in ops for p in make().parameters())
-    assert params == nas.count_cost(arch).params
-    kinds = {layer.kind for layer in arch.layers()}
-    assert {key.split("|")[0] for key, _, _ in ops} <= set(KINDS)
-    assert any(key.startswith("block|") for key, _, _ in ops) == bool(kinds - {"ds", "dsa", "ir"})
-
-
-def test_mobilenetv3_se_and_v1_pointwise_are_their_own_operations():
-    arch = nas.Architecture.parse("3x32x32-10/stem_c16/dsa_r1_k3_c16,ds_r1_k3_hse0.25_c16,"
-                                  "ds_r1_k3_se0.25_c16/head_c64")
-    keys = [key for key, _, _ in LatencyTable.operations(arch)]
-    assert "pwl|16|16|1|16|relu" in keys and "pwl|16|16|1|16" in keys  # dsa vs ds
-    assert "se|16|8|hard|16" in keys and "se|16|4|relu|16" in keys
-
-
-@pytest.mark.parametrize("text", ["{", '{"format": "x"}',
-                                  '{"format": "nas-latency-lut/2", "entries": {}}',
-                                  '{"format": "nas-latency-lut/2", "threads": 1, "repeats": 5, '
-                                  '"weights": {"dw": "fast"}, "entries": {}}'])
+@pytest.mark.parametrize("text", [
+    "{", '{"format": "x"}', f'{{"format": "{FORMAT}", "entries": {{}}}}',
+    f'{{"format": "{FORMAT}", "runtime": "torch", "threads": 1, "repeats": 5, "scale": 1, '
+    '"entries": {"a": "fast"}}',
+    f'{{"format": "{FORMAT}", "runtime": "torch", "threads": 1, "repeats": 5, "scale": -1, '
+    '"entries": {}}',
+    f'{{"format": "{FORMAT}", "runtime": "tensorrt", "threads": 1, "repeats": 5, '
+    '"scale": 1, "entries": {}}'])
 def test_malformed_table_is_a_clear_error(tmp_path, text):
     (tmp_path / "t.json").write_text(text)
     with pytest.raises(ValueError, match="t.json"):
         LatencyTable.load(tmp_path / "t.json")
 
 
-def test_build_and_predict_a_small_space(spaces):
+def test_a_full_table_never_measures_while_predicting(spaces, tmp_path):
     space = spaces["tiny"]
-    table = build_table(space, archs=2, calibrate=3, repeats=2, progress=False)
-    assert table.entries and all(v > 0 for v in table.entries.values())
-    arch = space.sample(random.Random(9))
-    predicted = table.predict(arch)
-    assert predicted > 0
-    f = table.features(arch)
-    assert predicted == pytest.approx(
-        sum(table.weights[k] * v for k, v in zip(KINDS, f)) + table.per_op * f[-1])
+    table = build_table(space, archs=0, calibrate=2, repeats=1, progress=False)
+    assert set(table.entries) == set(space_units(space))
+    assert all(v > 0 for v in table.entries.values())
+    table.misses = 0
+    rng = random.Random(9)
+    for _ in range(20):
+        arch = space.sample(rng)
+        keys = unit_keys(arch)
+        assert table.predict(arch) == pytest.approx(
+            table.scale * sum(table.entries[k] for k in keys))
+    assert table.misses == 0
+    table.save(tmp_path / "t.json")
+    loaded = make_latency_model(f"lut:{tmp_path / 't.json'}")
+    assert loaded.predict(arch) == pytest.approx(table.predict(arch))
+
+
+def test_a_killed_build_continues_where_it_stopped(spaces, tmp_path, monkeypatch):
+    space = spaces["tiny"]
+    progress = tmp_path / "t.json.partial"
+    build_table(space, archs=0, calibrate=2, repeats=1, progress=False, checkpoint=progress)
+    saved = json.loads(progress.read_text())
+    lost = sorted(saved["entries"])[:7]  # as if killed before these were timed
+    for key in lost:
+        del saved["entries"][key]
+    progress.write_text(json.dumps(saved))
+    timed = []
+    real = LatencyTable.measure
+
+    def counting(self, units, **kw):
+        timed.extend(k for k in units if k not in self.entries)
+        return real(self, units, **kw)
+
+    monkeypatch.setattr(LatencyTable, "measure", counting)
+    table = build_table(space, archs=0, calibrate=2, repeats=1, progress=False,
+                        checkpoint=progress)
+    assert sorted(timed) == lost and set(table.entries) == set(space_units(space))
+    timed.clear()  # other settings: the saved units are not theirs, all are timed again
+    build_table(space, archs=0, calibrate=2, repeats=2, progress=False, checkpoint=progress)
+    assert len(timed) == len(space_units(space))
+
+
+def test_latency_build_command(tmp_path, capsys, spaces):
+    out = tmp_path / "lut.json"
+    argv = ["latency", "build", "--space", str(spaces["tiny"].source), "--archs", "1",
+            "--calibrate", "2", "--repeats", "1", "-o", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "units of tiny timed in torch" in printed and f"--latency lut:{out}" in printed
+    assert LatencyTable.load(out).entries and not (tmp_path / "lut.json.partial").exists()
+    assert main(argv[:-2] + ["--runtime", "tvm", "-o", str(out)]) == 2
+
+
+def test_calibration_networks_are_measured_between_the_groups(spaces, monkeypatch):
+    from nas.latency.runtime import Runtime
+
+    sizes = []  # calls per timing: a group of units, or one whole network
+    real = Runtime.time
+
+    def recording(self, calls, *args, **kw):
+        sizes.append(len(calls))
+        return real(self, calls, *args, **kw)
+
+    monkeypatch.setattr(Runtime, "time", recording)
+    build_table(spaces["tiny"], archs=0, calibrate=2, repeats=1, progress=False)
+    # 150 units in groups of 48: a network after the second group and after the last
+    assert sizes == [48, 48, 1, 48, 6, 1]
+
+
+@pytest.mark.parametrize("name", ["operators", "patch"])
+def test_units_hold_every_parameter_of_the_network(name):
+    # The oracle: the units the table times, together, have exactly the parameters of the
+    # network (count_cost, itself equal to fvcore's module count), for every block kind,
+    # the patch stem and both post-pooling heads: nothing unpriced or priced twice.
+    space = nas.load_space(str(Path(__file__).parents[1] / "spaces" / f"{name}.yaml"))
+    for arch in (space.extreme_arch(largest=True), space.sample(random.Random(3))):
+        units = arch_units(arch)
+        per_block = {key: sum(p.numel() for p in make().parameters())
+                     for key, (_, make) in units.items()}
+        # repeated identical blocks share one key: count them as often as they occur
+        params = sum(per_block[key] for key in unit_keys(arch))
+        assert params == nas.count_cost(arch).params
+        assert set(unit_keys(arch)) <= set(space_units(space)), name

@@ -113,6 +113,11 @@ def test_search_end_to_end_writes_its_files_and_respects_the_budget(tmp_path):
     feasible = [t for t in study.trials if t.user_attrs.get("feasible")]
     assert {"arch", "flops", "params", "proxy_flops", "latency_ms", "accuracy", "reward",
             "bn_batches"} <= set(feasible[0].user_attrs)
+    # ... and which backend measured its latency, as the run does
+    assert {(t.user_attrs["latency_backend"], t.user_attrs["latency_source"])
+            for t in feasible} == {("torch", "measured")}
+    assert study.user_attrs["latency"].startswith("measured, torch, 1 thread")
+    assert set(frame.latency_backend[frame.feasible]) == {"torch"}
     # a rerun with more trials tops up to the new total; the same total does nothing
     assert run_search(tiny_config(trials=8), run_dir, progress=False,
                       log=lambda m: None)["trials"] == 8
@@ -228,6 +233,16 @@ def test_sampler_choice(objective, sampler, expected):
 
     config = SearchConfig(budget=300_000_000, objective=objective, sampler=sampler).validate()
     assert type(_sampler(config, 0)).__name__ == expected
+
+
+def test_latency_settings_and_the_old_name_of_torch(tmp_path):
+    assert SearchConfig(budget=1, latency="onnxruntime").validate().latency == "onnxruntime"
+    # "measure" was torch eager's name: a run directory started with it continues
+    old = SearchConfig.from_dict({"budget": 8_000_000, "space": TINY, "latency": "measure"})
+    assert old.latency == "torch"
+    assert not SearchConfig(budget=8_000_000, space=TINY).validate().differences(old)
+    with pytest.raises(RunError, match="--latency must be torch, onnxruntime or lut:PATH"):
+        SearchConfig(budget=1, latency="tvm").validate()
 
 
 def test_unknown_sampler_is_an_error():
