@@ -146,7 +146,7 @@ def arch_units(arch: Architecture) -> Dict[str, Unit]:
 def space_units(space: SearchSpace) -> Dict[str, Unit]:
     """Every unit any architecture of ``space`` can have: ``{key: (input shape, builder)}``.
 
-    Walks the rows in order with the set of widths each can be fed: for each width and
+    Walks the rows in order with the set of (width, size) each can be fed: for each and
     each combination of the row's alternatives, its first block and (where the row can
     repeat) the blocks after it, which all have the same shape. A block no architecture
     can have (a channel split that leaves a kernel group empty, split ratios that do not
@@ -155,22 +155,20 @@ def space_units(space: SearchSpace) -> Dict[str, Unit]:
     inp = space.input
     units: Dict[str, Unit] = {}
     stem = space.stem.alternatives
-    widths, size = set(), inp.resolution
+    states = set()  # (width, size) a row can be fed: a patch stem's choices change the size
     for kernels, stride, out, act, patch in itertools.product(
             stem["kernels"], stem["stride"], stem["out"], stem["act"], stem["patch"]):
         args = (patch or kernels[0], patch or stride, out, act, patch)
         units[_stem_key(inp.channels, args, inp.resolution)] = (
             (1, inp.channels, inp.resolution, inp.resolution), _stem_unit(inp.channels, args))
-        widths.add(out)
-        size = _stem_size(inp.resolution, args)
+        states.add((out, _stem_size(inp.resolution, args)))
     for rows in space.stages:
         for row in rows:
             fields = [f for f in row.alternatives if f != "repeats"]
             repeats = min(2, max(row.alternatives["repeats"]))
-            # an optional row (depth 0 allowed) passes its input on: stride 1 (the loader's rule)
-            outs = set(widths) if 0 in row.alternatives["repeats"] else set()
-            next_size = size
-            for width in sorted(widths):
+            # an optional row (depth 0 allowed) passes its input on (stride 1: the loader's rule)
+            after = set(states) if 0 in row.alternatives["repeats"] else set()
+            for width, size in sorted(states):
                 for combo in itertools.product(*(row.alternatives[f] for f in fields)):
                     values = dict(zip(fields, combo), repeats=repeats)
                     if values["out"] is SAME:
@@ -185,12 +183,11 @@ def space_units(space: SearchSpace) -> Dict[str, Unit]:
                             units.setdefault(_block_key(layer), (
                                 (1, layer.in_ch, layer.in_size, layer.in_size),
                                 _block_unit(layer)))
-                    outs.add(values["out"])
-                    next_size = layers[0].out_size
-            widths, size = outs, next_size
+                    after.add((values["out"], layers[-1].out_size))
+            states = after
     alts = space.head.alternatives
-    for width, *head in itertools.product(sorted(widths), alts["out"], alts["act"],
-                                          alts["post"], alts["post_bn"]):
+    for (width, size), *head in itertools.product(sorted(states), alts["out"], alts["act"],
+                                                  alts["post"], alts["post_bn"]):
         units[_tail_key(width, tuple(head), inp.classes, size)] = (
             (1, width, size, size), _tail_unit(width, tuple(head), inp.classes))
     return units
