@@ -30,6 +30,7 @@ from .loop import completed, run_until
 from .objective import Objective, warm_start
 from .results import pareto_front, study_url, trial_rows, write_trials_csv
 from .samplers import make_sampler
+from .scoring import build_estimator, needs_supernet, proxy_warning
 from .storage import open_storage
 
 __all__ = ["SearchResult", "run_search", "prepare_run", "run_trials", "open_study",
@@ -164,8 +165,8 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
 
 def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log) -> SearchResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sn = _supernet(config, run, progress)
-    if config.supernet and sn.config.data != config.data:
+    sn = _supernet(config, run, progress) if needs_supernet(config.estimator) else None
+    if sn is not None and config.supernet and sn.config.data != config.data:
         # the supernet's own splits score the trials: say so rather than mislead
         log(f"note: the supernet was trained on {sn.config.data}; the search scores on "
             f"that data (--data {config.data} is not used with --supernet)")
@@ -174,12 +175,17 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log) -> Se
         from .workers import run_workers
 
         study = open_study(config, run)
-        _check_same_supernet(study, supernet_file(config, run))
-        warm_start(study, sn.supernet.space, config.budget)
+        if sn is not None:
+            _check_same_supernet(study, supernet_file(config, run))
+        warm_start(study, load_space(config.space), config.budget)
         retried = run_workers(config, run, study, log, echo=progress)
     else:
         study, retried = run_trials(config, run, sn, log)
     write_trials_csv(study, run)
+    if config.rerank:
+        from .rerank import rerank
+
+        rerank(config, run, study, log=log, progress=progress)
     rows = trial_rows(study)
     feasible = [r for r in rows if r["feasible"]]
     best = max(feasible, key=lambda r: r["reward"]) if feasible else None
@@ -197,27 +203,26 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
 
     Returns ``(study, trials of dead processes retried)``.
     """
-    import torch
-
-    from ..data import Loader
     from ..latency import make_latency_model
 
     space = load_space(config.space)
-    if sn.supernet.space.name != space.name or sn.supernet.space.text != space.text:
+    if sn is not None and (sn.supernet.space.name != space.name
+                           or sn.supernet.space.text != space.text):
         raise RunError(f"the supernet was trained on space {sn.supernet.space.name}, "
                        f"not on {space.name}")
-    calib, valid = sn.loaders()
-    valid = Loader(valid.data.subset(torch.arange(min(config.val_images, len(valid.data)))),
-                   256, sn.mean, sn.std, resolution=config.resolution or None,
-                   device=valid.device, channels_last=sn.config.channels_last)
+    estimator, proxy = build_estimator(config, sn)
+    note = proxy_warning(space, proxy.resolution)
+    if note and not prefix:
+        log(note)
+    log(f"{prefix}accuracy estimator: {estimator.describe()}")
     shared = bool(config.storage)
     study = open_study(config, run, seed_offset=os.getpid() if shared else 0)
-    if shared:
+    if shared and sn is not None:
         _check_same_supernet(study, supernet_file(config, run))
     if not shared or not study.trials:
         warm_start(study, space, config.budget)
     latency = make_latency_model(config.latency, repeats=config.latency_repeats)
-    objective = Objective(config, space, sn, calib, valid, latency)
+    objective = Objective(config, space, estimator, latency, proxy)
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state != optuna.trial.TrialState.COMPLETE:
@@ -229,9 +234,12 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
                         f"{config.latency_budget_ms:g} ms), not evaluated")
             else:
                 what = f"over budget ({a.get('flops', 0) / 1e6:.1f}M FLOPs), not evaluated"
-        else:
+        elif estimator.is_accuracy:
             what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  acc {a['accuracy']:.2%}  "
                     f"{a['latency_ms']:.1f} ms  reward {a['reward']:.4f}")
+        else:
+            what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  {estimator.name} {a['accuracy']:.2f}  "
+                    f"{a['latency_ms']:.1f} ms")
         log(f"{prefix}trial {completed(study)}/{config.trials}: {what}")
 
     retried = run_until(study, objective, config.trials, timeout=config.timeout or None,

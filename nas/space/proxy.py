@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..arch import normalize_split
 from ..channels import conv_out_size, mid_channels, split_channels
@@ -123,7 +123,7 @@ def _collisions(space: SearchSpace, resolution: int):
             if decision is None:
                 continue
 
-            def combos(value):
+            def combos(value, alts=alts, field=field):
                 return ([(value, x) for x in alts["split"] if _fits(x, value)]
                         if field == "kernels" else
                         [(k, value) for k in alts["kernels"] if _fits(value, k)])
