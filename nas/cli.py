@@ -38,6 +38,9 @@ def _space_args(p: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="decisions, size and FLOPs range of a space")
     show.add_argument("space", help="registered name (see `nas space list`) or path to a .yaml")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--proxy", type=int, metavar="N",
+                      help="list the decisions an N x N proxy input cannot see, and the "
+                           "smallest resolution that sees them all")
     sample = sub.add_parser("sample", help="random architectures with their cost")
     sample.add_argument("space", help="registered name or path to a .yaml")
     sample.add_argument("-n", type=int, default=5, help="how many (default 5)")
@@ -102,6 +105,42 @@ def _diagnose_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory written by nas search")
     p.add_argument("-o", "--output", help="output directory (default RUN/diagnose)")
     DiagnoseConfig.add_arguments(p)
+
+
+def _rank_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("reference", help="a reference directory (nas reference)")
+    p.add_argument("--estimator", required=True, metavar="{supernet,naswot,predictor:PATH}",
+                   help="the estimator to rank the reference's architectures with")
+    p.add_argument("--supernet", nargs="+", default=[], metavar="PATH",
+                   help="supernet checkpoints for --estimator supernet (their scores averaged)")
+    p.add_argument("--calib-images", type=int, default=2048,
+                   help="BatchNorm recalibration images of the supernet score (default 2048)")
+    p.add_argument("-o", "--output", help="write the per-architecture scores (.csv)")
+
+
+def _predictor_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="predictor_command", required=True, metavar="SUBCOMMAND")
+    fit = sub.add_parser("fit", help="fit an accuracy predictor on a reference",
+                         description="Fit a predictor (nas search --estimator predictor:FILE) "
+                                     "on a reference's seed-averaged accuracies.")
+    fit.add_argument("reference", help="a reference directory (nas reference)")
+    fit.add_argument("-o", "--output", required=True, help="the predictor file (.json)")
+    fit.add_argument("--model", default="ridge", choices=("ridge", "gbm"),
+                     help="ridge regression or gradient-boosted trees (default ridge)")
+    fit.add_argument("--encoding", default="summary", choices=("summary", "onehot"),
+                     help="per-stage summaries or one indicator per decision (default summary)")
+    fit.add_argument("--naswot", action="store_true",
+                     help="add the NASWOT score as a feature (computed on the search's data)")
+    fit.add_argument("--min-seeds", type=int, default=2,
+                     help="use architectures with at least this many seeds (default 2)")
+
+
+def _rerank_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory written by nas search")
+    p.add_argument("--top", type=int, default=3, help="architectures to retrain (default 3)")
+    p.add_argument("--steps", type=int, default=300,
+                   help="standalone training steps of batch 128 (default 300)")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per architecture (default 2)")
 
 
 def _reference_args(p: argparse.ArgumentParser) -> None:
@@ -173,6 +212,17 @@ _COMMANDS: Dict[str, Tuple[str, str, Callable[[argparse.ArgumentParser], None]]]
                   "train each standalone once per seed on the same validation carve, and "
                   "record every validation accuracy; report the reference's reliability. "
                   "Rerunning continues.", _reference_args),
+    "rank": ("how well an estimator ranks a reference's architectures (Kendall tau, top-5)",
+             "Score the architectures of a reference (nas reference) with an estimator and "
+             "compare with their seed-mean standalone accuracies: Kendall tau and Spearman "
+             "rho with 95% bootstrap CIs, top-5 precision, regret, cost per architecture.",
+             _rank_args),
+    "predictor": ("accuracy predictors learned from a reference", "", _predictor_args),
+    "rerank": ("train a search's best few architectures standalone and record the winner",
+               "The final re-ranking of nas search --rerank K, for an existing run: train the "
+               "K best feasible architectures (the Pareto front first, by reward) standalone "
+               "with a short fixed recipe and several seeds; the winner (best reward with its "
+               "standalone accuracy) is what nas export RUN --best then exports.", _rerank_args),
     "report": ("the Pareto front of a search: table, RUN/report.html, RUN/pareto.png",
                "Print the Pareto front of a search run (finished trials; works while the "
                "search still runs) and write RUN/report.html (what to pick with its export "
@@ -249,6 +299,17 @@ def _space_show(args) -> None:
     if arch is not None:
         cost = count_cost(arch)
         info.update(flops=cost.flops, params=cost.params)
+    blind = None
+    if args.proxy is not None:
+        from .space.proxy import blind_decisions, sighted_resolution
+
+        if not 1 <= args.proxy <= 4096:
+            raise UsageError(f"--proxy must be a resolution from 1 to 4096, got {args.proxy}")
+        blind = blind_decisions(space, args.proxy)
+        info["proxy"] = {"resolution": args.proxy,
+                         "blind": [b.decision for b in blind if b.invisible],
+                         "partly_blind": [b.decision for b in blind if not b.invisible],
+                         "sighted_resolution": sighted_resolution(space, start=args.proxy)}
     if args.json:
         print(json.dumps(info))
         return
@@ -284,6 +345,15 @@ def _space_show(args) -> None:
             text = "|".join(FIELD_BY_NAME[f.name].fmt(v) for v in alts)
             parts.append(f"{f.key}{text}" if len(alts) == 1 else f"{f.key}[{text}]")
         print(f"  {where:7s} {row.kind:4s} {' '.join(p for p in parts if p)}")
+    if blind is not None:
+        p = info["proxy"]
+        print(f"\nat a {args.proxy}x{args.proxy} proxy: {len(p['blind'])} decision(s) cannot "
+              f"change the network, {len(p['partly_blind'])} only in some architectures")
+        for b in blind:
+            print(f"  {b}")
+        seen = p["sighted_resolution"]
+        print(f"every decision is seen from {seen}x{seen} (about {(seen / args.proxy) ** 2:.1f}x "
+              "the compute per image)" if seen else "no resolution up to the target sees all")
 
 
 def _space_sample(args) -> None:
@@ -462,6 +532,81 @@ def _reference(args) -> None:
     print(f"  {out.rows}  {out.summary}")
 
 
+def _rank(args) -> None:
+    from .estimators import make_estimator
+    from .reference import estimator_context, rank_estimator
+
+    context = estimator_context(args.reference, supernets=args.supernet,
+                                calib_images=args.calib_images)
+    s = rank_estimator(args.reference, make_estimator(args.estimator, context))
+    print(f"{s['estimator']}")
+    print(f"{s['n']} architectures: Kendall tau {s['kendall']:.3f} [{s['kendall_ci'][0]:.2f}, "
+          f"{s['kendall_ci'][1]:.2f}], Spearman rho {s['spearman']:.3f} "
+          f"[{s['spearman_ci'][0]:.2f}, {s['spearman_ci'][1]:.2f}] (95% bootstrap CIs); "
+          f"top-5 precision {s['top5_precision']:.2f}, regret "
+          f"{100 * s['top5_regret']:.2f} points; {s['seconds_per_arch']:.2f} s per architecture")
+    if args.output:
+        from .files import atomic_write_bytes
+
+        atomic_write_bytes(args.output, s["frame"].to_csv(index=False).encode())
+        print(f"  {args.output}")
+
+
+def _predictor_fit(args) -> None:
+    from .arch import Architecture
+    from .estimators import NaswotEstimator, save_predictor
+    from .files import read_json
+    from .reference import ReferenceConfig, estimator_context, load_reference
+    from .runs import ReferenceDir
+
+    ref = ReferenceDir(args.reference)
+    config = ReferenceConfig.from_dict(read_json(ref.settings, "reference settings"),
+                                       str(ref.settings))
+    _, per_arch, _ = load_reference(args.reference)
+    per_arch = per_arch[per_arch["count"] >= args.min_seeds]
+    if len(per_arch) < 5:
+        raise RunError(f"{args.reference}: {len(per_arch)} architectures have "
+                       f"{args.min_seeds} seeds; a predictor needs more")
+    archs = [Architecture.parse(a) for a in per_arch.arch]
+    extra, settings = {}, {"reference": str(args.reference), "data": config.data}
+    if args.naswot:
+        context = estimator_context(args.reference)
+        extra["naswot"] = NaswotEstimator(context.images(128), context.num_classes).score(archs)
+        settings.update(naswot_images=128, naswot_seed=0)
+    space = None
+    if args.encoding == "onehot":
+        from .space import load_space
+
+        space = load_space(config.space)
+    save_predictor(args.output, archs, list(per_arch["mean"]), args.model, args.encoding,
+                   config.resolution or None, extra, space, settings)
+    print(f"{args.model} on {args.encoding}{' + naswot' if extra else ''}, fitted on "
+          f"{len(archs)} architectures of {args.reference}: {args.output}")
+    print(f"use it: nas search --budget 300M --data {_quote(config.data)} "
+          f"--estimator predictor:{_quote(args.output)}")
+
+
+def _rerank(args) -> None:
+    from dataclasses import replace
+
+    from .search import open_run, open_storage
+    from .search.rerank import rerank
+    from .search.results import study_url
+
+    if args.top < 1 or args.steps < 1 or args.seeds < 1:
+        raise UsageError("--top, --steps and --seeds must be at least 1")
+    run = open_run(args.run)
+    config = replace(run.config, rerank=args.top, rerank_steps=args.steps,
+                     rerank_seeds=args.seeds).validate()
+    import optuna
+
+    study = optuna.load_study(study_name=config.study,
+                              storage=open_storage(study_url(config, run.dir)))
+    result = rerank(config, run.dir, study, log=lambda m: print(m, flush=True))
+    print(f"winner: trial {result['winner']}; export it: nas export {_quote(run.path)} --best "
+          f"-o {_quote(run.dir.export)}")
+
+
 def _report(args) -> None:
     from .report import (
         baseline_run,
@@ -539,14 +684,21 @@ def _export(args) -> None:
                           backbone=args.backbone, out_indices=_levels(args.out_indices))
     row, deltas, net = result["row"], result["deltas"], result["produced"]
     cost, inp = count_cost(net), net.input
+    estimate = (f"search accuracy {row['accuracy']:.2%}"
+                if row.get("estimator", "supernet") != "naswot" else
+                f"NASWOT score {row['accuracy']:.2f}")
     print(f"exported trial {row['trial']} ({net.id}): {fmt_count(cost.flops)} FLOPs, "
           f"{fmt_count(cost.params)} params at {inp.channels}x{inp.resolution}x{inp.resolution}, "
-          f"{inp.classes} classes, search accuracy {row['accuracy']:.2%} (at the space's "
+          f"{inp.classes} classes, {estimate} (at the space's "
           f"target input: {fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params)")
     for path in result["paths"]:
         print(f"  {path}")
-    print(f"check: max |{'features' if args.backbone else 'logits'} - supernet subnet| = "
-          f"{deltas['model']:.2e} (model.py + "
+    if not deltas:
+        print("no weights: the search scored without a supernet and did not re-rank "
+              "(nas rerank RUN trains the best few); retrain it with nas train --from DIR")
+        return
+    print(f"check: max |{'features' if args.backbone else 'logits'} - exported network's "
+          f"source| = {deltas['model']:.2e} (model.py + "
           f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"
           + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas else ""))
 
@@ -562,6 +714,9 @@ _HANDLERS = {
     ("train", None): _train,
     ("diagnose", None): _diagnose,
     ("reference", None): _reference,
+    ("rank", None): _rank,
+    ("predictor", "fit"): _predictor_fit,
+    ("rerank", None): _rerank,
     ("export", None): _export,
 }
 
@@ -587,7 +742,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logger.propagate = False
     args = _parser(_command(argv)).parse_args(argv)
     sub = (getattr(args, "space_command", None) or getattr(args, "supernet_command", None)
-           or getattr(args, "latency_command", None))
+           or getattr(args, "latency_command", None) or getattr(args, "predictor_command", None))
     handler = _HANDLERS[(args.command, sub)]
     try:
         handler(args)

@@ -16,17 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import numpy as np
-
 from .config import Settings, setting
 from .cost import count_cost
 from .errors import RunError, UsageError
+from .estimators.metrics import rank_correlation
 from .files import atomic_write_bytes, read_json, write_json
 from .runs import DiagnoseDir
 from .search import open_run
 from .space import sample_band
 
-__all__ = ["DiagnoseConfig", "diagnose", "rank_correlation"]
+__all__ = ["DiagnoseConfig", "diagnose", "rank_correlation"]  # rank_correlation: re-exported
 
 
 @dataclass
@@ -47,30 +46,6 @@ class DiagnoseConfig(Settings):
     def check(self) -> None:
         if not self.band_low < self.band_high:
             raise UsageError("the FLOPs band must satisfy 0 < --band-low < --band-high")
-
-
-def rank_correlation(x, y, resamples: int = 2000, seed: int = 0) -> Dict[str, float]:
-    """Kendall tau-b and Spearman rho of ``x`` vs ``y`` with percentile-bootstrap 95% CIs."""
-    from scipy import stats
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        raise RunError("no rank correlation: one of the accuracies is the same for every "
-                       "architecture (a collapsed supernet or recipe?)")
-    rng = np.random.default_rng(seed)
-    boot = {"kendall": [], "spearman": []}
-    for _ in range(resamples):
-        i = rng.integers(0, len(x), len(x))
-        if np.ptp(x[i]) == 0 or np.ptp(y[i]) == 0:
-            continue  # a resample of one repeated point has no ranking
-        boot["kendall"].append(stats.kendalltau(x[i], y[i]).statistic)
-        boot["spearman"].append(stats.spearmanr(x[i], y[i]).statistic)
-    out = {"kendall": float(stats.kendalltau(x, y).statistic),
-           "spearman": float(stats.spearmanr(x, y).statistic), "n": int(len(x))}
-    for name, values in boot.items():
-        values = np.asarray(values)[np.isfinite(values)]
-        out[f"{name}_ci"] = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
-    return out
 
 
 def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,

@@ -3,17 +3,20 @@ with several seeds (``nas reference``).
 
 Samples ``archs`` architectures of a space with FLOPs in a band of a budget (one fixed
 sampling seed: the list is written once to ``OUT/archs.csv`` and reused), trains each
-with :func:`nas.retrain.retrain` for a short fixed recipe once per training seed, always
+with :func:`nas.train.retrain` for a short fixed recipe once per training seed, always
 on the same validation carve (``split_seed``), and records the validation accuracy of
 every (architecture, seed) in ``OUT/rows.csv`` as it finishes. The reference accuracy of
 an architecture is its seed mean. Rerunning continues: finished rows are kept, a killed
 training resumes from its checkpoint. Seeds run outermost, so after the first pass every
 architecture has one label and after the second the reference's reliability is known.
 
-Its reliability is measured, not assumed (:func:`reliability`): Kendall's tau between
-the means of two disjoint halves of the seeds, stepped up to the full seed count with the
-Spearman-Brown formula after converting tau to a correlation (r = sin(pi tau / 2)); the
-attenuation ceiling of any ranker against the seed mean is then sqrt(reliability).
+Several processes may run the same reference with different ``--seeds`` at once: each
+appends its rows under a file lock.
+
+Its reliability is measured, not assumed (:func:`reliability`): the mean Kendall tau
+between two single-seed rankings, converted to a correlation (r = sin(pi tau / 2)) and
+stepped up to the seed mean with the Spearman-Brown formula; the attenuation ceiling of any
+ranker against the seed mean is then sqrt(reliability).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from .runs import ReferenceDir
 from .space import space_location
 from .units import parse_flops
 
-__all__ = ["ReferenceConfig", "run_reference", "reliability", "load_reference"]
+__all__ = ["ReferenceConfig", "run_reference", "reliability", "load_reference", "summarize",
+           "estimator_context", "rank_estimator"]
 
 
 @dataclass
@@ -76,6 +80,25 @@ def _sample(config: ReferenceConfig) -> List[Architecture]:
     space = load_space(config.space)
     return sample_band(space, config.archs, int(config.band_low * config.budget),
                        int(config.band_high * config.budget), config.sample_seed)
+
+
+def _append_row(path, row: Dict[str, Any]) -> None:
+    """Append one CSV line under a lock: several processes (other seeds) share the file."""
+    import csv
+    import fcntl
+    import io
+    import os
+
+    with open(path, "a", newline="") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(row))
+        if f.tell() == 0:
+            writer.writeheader()
+        writer.writerow(row)
+        f.write(buffer.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _write_csv(path, rows: List[Dict[str, Any]]) -> None:
@@ -134,10 +157,11 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]
             started = time.perf_counter()
             metrics = retrain(None if resume else recipe, run_dir.path, resume=resume,
                               progress=False, test=False)
-            rows.append({"id": arch.id, "seed": seed, "val_accuracy": metrics["val_accuracy"],
-                         "steps": metrics["steps"], "train_images": metrics["train_images"],
-                         "wall_s": round(time.perf_counter() - started, 1)})
-            _write_csv(out.rows, rows)
+            row = {"id": arch.id, "seed": seed, "val_accuracy": metrics["val_accuracy"],
+                   "steps": metrics["steps"], "train_images": metrics["train_images"],
+                   "wall_s": round(time.perf_counter() - started, 1)}
+            rows.append(row)
+            _append_row(out.rows, row)
             shutil.rmtree(run_dir.path, ignore_errors=True)  # the row is what the reference keeps
             log(f"[{len(rows)}/{total}] seed {seed} arch {i + 1}/{len(archs)} "
                 f"{arch_rows[i]['flops'] / 1e6:.1f}M FLOPs: val {metrics['val_accuracy']:.2%}")
@@ -150,7 +174,7 @@ def load_reference(out_dir):
 
     out = ReferenceDir(out_dir)
     archs = pd.read_csv(out.archs, dtype={"id": str})
-    rows = pd.read_csv(out.rows, dtype={"id": str})
+    rows = pd.read_csv(out.rows, dtype={"id": str}).drop_duplicates(["id", "seed"])
     mean = rows.groupby("id").val_accuracy.agg(["mean", "std", "count"]).reset_index()
     return archs, archs.merge(mean, on="id"), rows
 
@@ -203,3 +227,59 @@ def summarize(out_dir) -> Dict[str, Any]:
                "mean_seed_std": float(per_arch["std"].mean()) if len(per_arch) else None}
     write_json(out.summary, summary)
     return summary
+
+
+def estimator_context(out_dir, supernets=(), calib_images: int = 2048,
+                      val_images: int = 0, seed: int = 0):
+    """What an estimator scores the reference's architectures with: its data, at its
+    resolution, on its validation carve (``val_images`` 0: all of it), the supernets given."""
+    import torch
+
+    from .data import Loader, image_stats, load_dataset
+    from .estimators import EstimatorContext
+    from .train import LoopConfig, data_splits, load_supernet
+
+    out = ReferenceDir(out_dir)
+    config = ReferenceConfig.from_dict(read_json(out.settings, "reference settings"),
+                                       str(out.settings))
+    dataset = load_dataset(config.data)
+    train, val = data_splits(dataset, LoopConfig(data=config.data, split_seed=config.split_seed,
+                                                 val_fraction=config.val_fraction))
+    mean, std = image_stats(train)
+    resolution = config.resolution or None
+    runs = [load_supernet(path, device="cpu") for path in supernets]
+    for path, run in zip(supernets, runs):
+        if (run.config.split_seed, run.config.val_fraction) != (config.split_seed,
+                                                                config.val_fraction):
+            raise RunError(f"{path} carved another validation split than the reference: its "
+                           "scores would be measured on images it trained on")
+
+    def images(n: int):
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+        batch = train.subset(order[:n])
+        return next(iter(Loader(batch, n, mean, std, resolution=resolution).epoch(0)))[0]
+
+    return EstimatorContext(num_classes=len(dataset.classes), images=images,
+                            supernets=(lambda: runs) if runs else None,
+                            calib_images=calib_images, val_images=val_images or len(val),
+                            resolution=resolution, seed=seed)
+
+
+def rank_estimator(out_dir, estimator, min_seeds: int = 2, k: int = 5) -> Dict[str, Any]:
+    """Score the reference's architectures (those with ``min_seeds`` seeds) with
+    ``estimator`` and compare with their seed means: Kendall tau and Spearman rho with
+    bootstrap CIs, top-``k`` precision and regret, seconds per architecture. The frame of
+    per-architecture scores is under ``"frame"``."""
+    from .estimators import rank_metrics
+
+    _, per_arch, _ = load_reference(out_dir)
+    per_arch = per_arch[per_arch["count"] >= min_seeds].reset_index(drop=True)
+    if len(per_arch) < 3:
+        raise RunError(f"{out_dir}: fewer than 3 architectures with {min_seeds} seeds yet")
+    archs = [Architecture.parse(a) for a in per_arch.arch]
+    started = time.perf_counter()
+    scores = estimator.score(archs)
+    seconds = (time.perf_counter() - started) / len(archs)
+    per_arch = per_arch.assign(score=scores)
+    return {**rank_metrics(per_arch.score, per_arch["mean"], k=k), "seconds_per_arch": seconds,
+            "estimator": estimator.describe(), "frame": per_arch}

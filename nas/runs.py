@@ -126,6 +126,19 @@ class SearchDir(_Dir):
     def diagnose(self) -> "DiagnoseDir":
         return DiagnoseDir(self.path / "diagnose")
 
+    @property
+    def rerank_csv(self) -> Path:
+        """One row per (trial, seed) of the final re-ranking's standalone trainings."""
+        return self.path / "rerank.csv"
+
+    @property
+    def rerank_json(self) -> Path:
+        """The re-ranking's recipe, table and winner."""
+        return self.path / "rerank.json"
+
+    def rerank_run(self, trial: int, seed: int) -> TrainDir:
+        return TrainDir(self.path / "rerank" / f"trial{trial}-s{seed}")
+
 
 class ExportDir(_Dir):
     """An export (``nas export -o DIR``)."""

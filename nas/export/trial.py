@@ -29,7 +29,7 @@ from ..runs import ExportDir
 from ..search import open_run
 from ..train import load_supernet
 from .source import ExportForm, out_levels
-from .write import export_network, load_exported
+from .write import export_arch, export_network, load_exported
 
 __all__ = ["export_trial"]
 
@@ -55,7 +55,19 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
     except ValueError as e:
         raise RunError(f"trial {row['trial']} of {run.path} stores a malformed "
                        f"architecture: {e}") from None
-    out_levels(arch, out_indices)  # before the supernet is loaded: a bad level fails fast
+    out_levels(arch, out_indices)  # before any weights are loaded: a bad level fails fast
+    form = ExportForm(fused=fused, channels_last=channels_last, backbone=backbone,
+                      out_indices=out_indices)
+    trained = run.dir.rerank_run(int(row["trial"]), 0)
+    if trained.weights.exists():  # re-ranked: its own standalone training beats inheritance
+        return _export_trained(run, row, arch, trained, out_dir, form, force, onnx)
+    if not run.supernet_path().exists() and run.config.estimator != "supernet":
+        # scored without a supernet (NASWOT, a predictor): nothing to inherit
+        with all_or_nothing(ExportDir(out_dir).files()):
+            paths = export_arch(arch, out_dir, force=force, form=form,
+                                extra=_search_extra(row))
+        return {"paths": paths, "deltas": {}, "row": row, "arch": arch, "produced": arch,
+                "out": Path(out_dir)}
     sn = load_supernet(run.supernet_path(), device="cpu")
     if not sn.supernet.space.contains(arch):
         raise RunError(f"trial {row['trial']}'s architecture is not a point of the "
@@ -87,9 +99,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
     extra = {
         "target": {"arch": str(arch), "id": arch.id, "flops": target.flops,
                    "params": target.params, "input": arch.to_dict()["input"]},
-        "trial": int(row["trial"]),
-        "search": {k: row.get(k) for k in ("accuracy", "reward", "latency_ms", "flops",
-                                            "params", "proxy_flops")},
+        **_search_extra(row),
         "weights": {"source": "supernet", "supernet_step": int(sn.step),
                     "bn_batches": bn_batches, "data": run.config.data,
                     "classes": list(sn.dataset.classes), "in_chans": channels,
@@ -108,5 +118,51 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
             deltas["supernet"] = (exported(example) - sn.supernet(
                 example.contiguous(memory_format=sn.supernet.memory_format), arch)
             ).abs().max().item()
+    return {"paths": paths, "deltas": deltas, "row": row, "arch": arch, "produced": produced,
+            "out": Path(out_dir)}
+
+
+def _search_extra(row: Dict[str, Any]) -> Dict[str, Any]:
+    return {"trial": int(row["trial"]),
+            "search": {k: row.get(k) for k in ("accuracy", "estimator", "reward", "latency_ms",
+                                                "flops", "params", "proxy_flops")}}
+
+
+def _export_trained(run, row, arch: Architecture, trained, out_dir, form: ExportForm,
+                    force: bool, onnx: bool) -> Dict[str, Any]:
+    """Export with the weights of the re-ranking's first standalone training of ``row``."""
+    from ..files import load_checkpoint, read_json
+    from ..model import build_model
+    from ..train.standalone import CHECKPOINT_FORMAT
+
+    metrics = read_json(trained.metrics, "metrics file")
+    state = torch.load(trained.weights, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(trained.checkpoint, CHECKPOINT_FORMAT)
+    classes = int(state["classifier.weight"].shape[0])
+    channels = int(state["stem.0.weight"].shape[1])
+    model = build_model(arch, num_classes=classes, in_chans=channels)
+    model.load_state_dict(state)
+    resolution = int(run.config.resolution or 0) or None
+    side = resolution or 32
+    example = torch.randn(8, channels, side, side, generator=torch.Generator().manual_seed(0))
+    form = ExportForm(num_classes=classes, in_chans=channels, fused=form.fused,
+                      channels_last=form.channels_last, backbone=form.backbone,
+                      out_indices=form.out_indices)
+    # the network written: the searched architecture with the data's stem and classifier
+    produced = replace(arch, input=InputSpec(channels, side, classes))
+    note = (f"{ExportDir(out_dir).weights.name}: trained standalone for "
+            f"{int(metrics['steps'])} steps on {len(ckpt['mean'])}-channel images in the final "
+            f"re-ranking (validation accuracy {100 * metrics['val_accuracy']:.2f} percent), "
+            f"{classes} classes, normalised with the mean and std in arch.json.")
+    extra = {**_search_extra(row),
+             "weights": {"source": "rerank", "steps": int(metrics["steps"]),
+                         "val_accuracy": float(metrics["val_accuracy"]),
+                         "data": run.config.data, "in_chans": channels, "num_classes": classes,
+                         "resolution": resolution,
+                         "mean": [float(m) for m in ckpt["mean"]],
+                         "std": [float(s) for s in ckpt["std"]]}}
+    with all_or_nothing(ExportDir(out_dir).files()):  # a failed write leaves no half export
+        paths, deltas = export_network(model.eval(), produced, out_dir, example, form,
+                                       force=force, weights_note=note, extra=extra, onnx=onnx)
     return {"paths": paths, "deltas": deltas, "row": row, "arch": arch, "produced": produced,
             "out": Path(out_dir)}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..config import Settings, a_path, setting
 from ..data import data_location
 from ..errors import UsageError
+from ..estimators import ESTIMATOR_SPEC
 from ..latency import LATENCY_SPEC
 from ..space import space_location
 from ..units import parse_flops, parse_ms
@@ -49,6 +50,20 @@ class SearchConfig(Settings):
     latency_budget_ms: float = setting(0.0, at_least=0, parse=parse_ms, flag="--latency-budget",
                                        metavar="MS", help="hard latency limit, e.g. 25ms (batch "
                                                           "1, target input, this machine; 0: none)")
+    estimator: str = setting("supernet", pattern=ESTIMATOR_SPEC,
+                             metavar="{supernet,naswot,predictor:PATH}",
+                             expected="supernet, naswot or predictor:PATH",
+                             help="what estimates accuracy: the weight-sharing supernet, the "
+                                  "NASWOT score at initialisation (no training; ranks, so "
+                                  "--objective pareto), or a predictor file (nas predictor fit)")
+    rerank: int = setting(0, at_least=0, rerun=True,
+                          help="train the K best feasible architectures standalone (--rerank-"
+                               "steps, --rerank-seeds) and record the winner, which nas export "
+                               "--best then means (0: no reranking)")
+    rerank_steps: int = setting(300, at_least=1, rerun=True,
+                                help="steps of the reranking's standalone training (batch 128)")
+    rerank_seeds: int = setting(2, at_least=1, rerun=True,
+                                help="seeds per reranked architecture")
     supernet: str = setting("", path=a_path,
                             help="reuse a trained supernet (its .pt or run directory) "
                                  "instead of training one")
@@ -85,6 +100,10 @@ class SearchConfig(Settings):
     def check(self) -> None:
         if self.latency == "measure":  # its name before ONNX Runtime: old runs continue
             self.latency = "torch"
+        if self.objective == "reward" and self.estimator == "naswot":
+            raise UsageError("--estimator naswot gives scores that rank architectures but are "
+                             "not accuracies, so they cannot enter the reward: use "
+                             "--objective pareto, or a predictor that takes NASWOT as a feature")
         if self.workers > 1 and (not self.storage or self.storage.startswith("sqlite")):
             raise UsageError("--workers needs a storage that several processes can share: "
                              "SQLite (the default RUN/study.db) is not safe for that. Use "

@@ -22,7 +22,6 @@ import optuna
 
 from ..arch import Architecture, InputSpec
 from ..cost import count_cost
-from ..evaluate import calibration_batches, evaluate
 from ..space import SearchSpace, available_spaces, load_space
 from .config import SearchConfig
 
@@ -75,18 +74,20 @@ def labels_of(space: SearchSpace, arch: Architecture) -> Dict[str, str]:
 
 
 class Objective:
-    """The trial function: holds the space, the supernet, the loaders and the latency model."""
+    """The trial function: holds the space, the accuracy estimator and the latency model.
 
-    def __init__(self, config: SearchConfig, space: SearchSpace, run, calib, valid,
-                 latency_model):
-        self.config, self.space, self.run = config, space, run
-        self.calib, self.valid = calib, valid
-        self.latency = latency_model
-        # The size the supernet's batches have (run_trials refuses another --resolution):
-        # calibration, scoring, the proxy cost and the export all use it.
-        self.proxy = InputSpec(run.dataset.channels, run.resolution, len(run.dataset.classes))
-        # What the trial's accuracy really rests on (a small dataset has fewer batches).
-        self.bn_batches = calibration_batches(calib, config.recalibration_batches)
+    Args:
+        config: the search's settings.
+        space: the space the trials suggest from.
+        estimator: scores an architecture (:mod:`nas.estimators`).
+        latency_model: prices it (:mod:`nas.latency`).
+        proxy: the input the estimator sees (``proxy_flops`` are counted there).
+    """
+
+    def __init__(self, config: SearchConfig, space: SearchSpace, estimator, latency_model,
+                 proxy: InputSpec):
+        self.config, self.space = config, space
+        self.estimator, self.latency, self.proxy = estimator, latency_model, proxy
 
     def penalty(self, flops: int):
         """Values of an infeasible trial: finite, and never better than a feasible one."""
@@ -135,13 +136,14 @@ class Objective:
         else:
             set_constraints(trial, flops=over)
         start = time.perf_counter()
-        acc = evaluate(self.run.supernet, arch, self.valid, self.calib, self.bn_batches)
+        acc = self.estimator.score([arch])[0]
         trial.set_user_attr("eval_s", round(time.perf_counter() - start, 4))
         r = reward(acc, cost.flops, latency, cfg.beta, cfg.gamma)
-        trial.set_user_attr("accuracy", acc)
+        trial.set_user_attr("accuracy", acc)  # the estimate (see "estimator")
+        trial.set_user_attr("estimator", self.estimator.name)
         trial.set_user_attr("reward", r)
-        trial.set_user_attr("bn_batches", self.bn_batches)
-        trial.set_user_attr("val_images", len(self.valid.data))
+        for name, value in self.estimator.used().items():  # what the estimate rests on
+            trial.set_user_attr(name, value)
         trial.set_user_attr("feasible", True)
         if cfg.objective == "pareto":
             return acc, float(cost.flops), latency

@@ -138,11 +138,19 @@ class SearchRun:
                        f"{shlex.quote(str(self.path))}`)")
 
     def best(self, objective: str = "reward") -> Dict[str, Any]:
+        """The best feasible trial: by reward (the re-ranking's winner when the run has
+        one) or by estimated accuracy."""
         if objective not in OBJECTIVES:
             raise RunError(f"--objective must be one of {', '.join(OBJECTIVES)}, "
                            f"got {objective!r}")
         if not self.feasible:
             raise RunError(f"{self.path} has no feasible trial yet")
+        if objective == "reward":
+            from .rerank import read_rerank
+
+            reranked = read_rerank(self.dir)
+            if reranked is not None:
+                return self.trial(reranked["winner"])
         key = "reward" if objective == "reward" else "accuracy"
         # ties: the cheaper network
         return max(self.feasible, key=lambda r: (r[key], -r["flops"]))

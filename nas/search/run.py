@@ -30,6 +30,7 @@ from .loop import completed, run_until
 from .objective import Objective, warm_start
 from .results import pareto_front, study_url, trial_rows, write_trials_csv
 from .samplers import make_sampler
+from .scoring import build_estimator, needs_supernet, proxy_warning
 from .storage import (
     open_storage,
     repair_journal,
@@ -258,9 +259,12 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
                 sn=None) -> SearchResult:
     # Optuna logs every failed trial with its traceback: nas reports failures itself.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    sn = sn or _supernet(config, run, progress)
-    check_supernet(config, sn)
-    if config.supernet and sn.config.data != config.data:
+    if needs_supernet(config.estimator):
+        sn = sn or _supernet(config, run, progress)
+        check_supernet(config, sn)
+    else:
+        sn = None
+    if sn is not None and config.supernet and sn.config.data != config.data:
         # the supernet's own splits score the trials: say so rather than mislead
         log(f"note: the supernet was trained on {sn.config.data}; the search scores on "
             f"that data (--data {config.data} is not used with --supernet)")
@@ -269,12 +273,17 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
         from .workers import run_workers
 
         study = open_study(config, run)
-        _check_same_supernet(study, supernet_file(config, run))
-        warm_start(study, sn.supernet.space, config.budget)
+        if sn is not None:
+            _check_same_supernet(study, supernet_file(config, run))
+        warm_start(study, load_space(config.space), config.budget)
         retried = run_workers(config, run, study, log, echo=progress)
     else:
         study, retried = run_trials(config, run, sn, log)
     write_trials_csv(study, run)
+    if config.rerank:
+        from .rerank import rerank
+
+        rerank(config, run, study, log=log, progress=progress)
     rows = trial_rows(study)
     feasible = [r for r in rows if r["feasible"]]
     best = max(feasible, key=lambda r: r["reward"]) if feasible else None
@@ -293,18 +302,20 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
 
     Returns ``(study, trials of dead processes retried)``.
     """
-    from ..data import Loader
     from ..latency import make_latency_model
 
     space = load_space(config.space)
-    resolution = check_supernet(config, sn)
-    calib, valid = sn.loaders()
-    scored = scored_images(config, valid.data, sn.dataset.classes)
-    valid = Loader(scored, 256, sn.mean, sn.std, resolution=resolution,
-                   device=valid.device, channels_last=sn.config.channels_last)
+    if sn is not None:
+        check_supernet(config, sn)
+        scored_images(config, sn.loaders()[1].data, sn.dataset.classes)  # can it rank?
+    estimator, proxy = build_estimator(config, sn)
+    note = proxy_warning(space, proxy.resolution)
+    if note and not prefix:
+        log(note)
+    log(f"{prefix}accuracy estimator: {estimator.describe()}")
     shared = bool(config.storage)
     study = open_study(config, run, seed_offset=os.getpid() if shared else 0)
-    if shared:
+    if shared and sn is not None:
         _check_same_supernet(study, supernet_file(config, run))
     if not shared or not study.trials:
         warm_start(study, space, config.budget)
@@ -313,7 +324,7 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
     if study.user_attrs.get("latency") != latency.describe():
         study.set_user_attr("latency", latency.describe())  # which backend measured
     log(f"{prefix}latency: {latency.describe()}")
-    objective = Objective(config, space, sn, calib, valid, latency)
+    objective = Objective(config, space, estimator, latency, proxy)
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state != optuna.trial.TrialState.COMPLETE:
@@ -326,9 +337,12 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
             else:
                 what = (f"over the FLOPs budget ({a.get('flops', 0) / 1e6:.1f}M > "
                         f"{config.budget / 1e6:g}M FLOPs), not evaluated")
-        else:
+        elif estimator.is_accuracy:
             what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  acc {a['accuracy']:.2%}  "
                     f"{a['latency_ms']:.1f} ms  reward {a['reward']:.4f}")
+        else:
+            what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  {estimator.name} {a['accuracy']:.2f}  "
+                    f"{a['latency_ms']:.1f} ms")
         log(f"{prefix}trial {completed(study)}/{config.trials}: {what}")
 
     retried = run_until(study, objective, config.trials, timeout=config.timeout or None,

@@ -37,8 +37,10 @@ def run_workers(config: SearchConfig, run: SearchDir, study: optuna.Study, log=p
     ``echo=False`` keeps the workers' progress lines off stdout (``--json``).
     """
     from .run import supernet_file
+    from .scoring import needs_supernet
 
-    supernet = str(supernet_file(config, run).resolve())
+    supernet = (str(supernet_file(config, run).resolve()) if needs_supernet(config.estimator)
+                else "")
     out = None if echo else subprocess.DEVNULL
     procs: List[subprocess.Popen] = [
         subprocess.Popen([sys.executable, "-m", "nas.search.workers", str(run.path), supernet,
@@ -89,7 +91,7 @@ def main(argv=None) -> int:
         config = SearchConfig.from_dict(read_json(run.config, "search configuration"),
                                         str(run.config), base=run.path)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
-        sn = load_supernet(supernet, config.device)
+        sn = load_supernet(supernet, config.device) if supernet else None
         with storage_errors(config.storage):
             run_trials(config, run, sn, log=lambda m: print(m, flush=True),
                        prefix=f"[worker {index}] ")

@@ -1,0 +1,92 @@
+"""Study: the network a search finds vs MixNet-S and vs the best of 10 random architectures,
+all at <= MixNet-S's FLOPs, retrained alike with several seeds and scored on the test split.
+
+    .venv/bin/python experiments/studies/found_vs_mixnet/run.py \\
+        --data ../shared/data/cifar10-jpg.tar.gz [--found NAME=RUN ...] [--epochs 3] \\
+        [--seeds 0 1 2] [--random 10] [--out runs/found-vs-mixnet]
+
+Networks: ``mixnet_s`` (the paper's layer table), ``randomI`` (I = 0..9: architectures of
+mixnet_300m drawn uniformly with a fixed seed, kept when their FLOPs are <= MixNet-S's), and
+each ``--found NAME=RUN``: the network ``nas export RUN --best`` would export (the run's
+reranked winner when it has one, else its best reward), which must also be <= MixNet-S's FLOPs.
+Each is trained from scratch with ``nas train``'s recipe (AdamW 2e-3, cosine, label smoothing
+0.1, pad-crop and flip, batch 128) for ``--epochs`` on the training split less the seeded
+validation carve, then scored once on the **test** split. Every (network, seed) row is
+appended to ``rows.csv`` beside this script as it finishes; rerunning skips finished rows and
+resumes a killed training, so networks can be added later (the found one after its search).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+import nas
+from nas.train import RetrainConfig, retrain
+
+HERE = Path(__file__).parent
+ROWS = HERE / "rows.csv"
+
+
+def networks(found, n_random: int, seed: int = 0):
+    """``[(name, canonical arch)]``: MixNet-S, the random draws, the found ones."""
+    s = nas.load_space("mixnet_s").sample(0)
+    limit = nas.count_cost(s).flops
+    out = [("mixnet_s", str(s))]
+    space, rng = nas.load_space("mixnet_300m"), random.Random(seed)
+    while len(out) < 1 + n_random:
+        arch = space.sample(rng)
+        if nas.count_cost(arch).flops <= limit:
+            out.append((f"random{len(out) - 1}", str(arch)))
+    for item in found:
+        name, _, run = item.partition("=")
+        from nas.search import open_run
+
+        row = open_run(run).best("reward")  # TODO(issue 19): the reranked winner
+        if row["flops"] > limit:
+            raise SystemExit(f"{name}: {row['flops']:,} FLOPs > MixNet-S's {limit:,}")
+        out.append((name, row["arch"]))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--found", nargs="*", default=[], metavar="NAME=RUN")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--random", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="runs/found-vs-mixnet")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    done = pd.read_csv(ROWS).to_dict("records") if ROWS.exists() else []
+    have = {(r["network"], r["seed"], r["arch"]) for r in done}
+    for seed in args.seeds:
+        for name, arch in networks(args.found, args.random):
+            if (name, seed, arch) in have:
+                continue
+            out = Path(args.out) / f"{name}-seed{seed}"
+            start = time.perf_counter()
+            config = RetrainConfig(arch=arch, data=args.data, epochs=args.epochs, seed=seed)
+            resume = (out / "checkpoint.pt").exists()
+            m = retrain(None if resume else config, out, resume=resume, progress=False)
+            row = {"network": name, "seed": seed, "test_accuracy": m["test_accuracy"],
+                   "val_accuracy": m["val_accuracy"], "flops": m["flops"], "params": m["params"],
+                   "epochs": m["epochs"], "data": args.data, "arch": m["arch"],
+                   "wall_s": round(time.perf_counter() - start, 1)}
+            done.append(row)
+            pd.DataFrame(done).to_csv(ROWS, index=False)
+            print({k: v for k, v in row.items() if k != "arch"}, flush=True)
+    table = pd.DataFrame(done)
+    agg = table.groupby("network").test_accuracy.agg(["mean", "std", "count"])
+    print(agg.sort_values("mean", ascending=False).to_string())
+
+
+if __name__ == "__main__":
+    main()

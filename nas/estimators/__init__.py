@@ -1,0 +1,89 @@
+"""Accuracy estimators: what tells the search which architecture will train best.
+
+    est = make_estimator("naswot", context)        # or "supernet", "predictor:PATH"
+    est.score([arch1, arch2])                      # one score per architecture, higher better
+
+* :class:`SupernetEstimator`: the weight-sharing supernet's validation accuracy after
+  BatchNorm recalibration, optionally averaged over several supernets;
+* :class:`NaswotEstimator`: the NASWOT score at initialisation (Mellor et al., ICML 2021):
+  one forward pass, no labels, no training;
+* :class:`PredictorEstimator`: a scikit-learn model over an architecture encoding (and
+  other estimators' scores), trained on a seed-averaged standalone reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+from ..errors import UsageError
+from .base import Estimator
+from .encoding import ENCODINGS, feature_table, onehot_features, summary_features
+from .metrics import rank_correlation, rank_metrics, top_k
+from .naswot import NaswotEstimator, naswot_score
+from .predictor import MODELS, Predictor, PredictorEstimator, save_predictor
+from .supernet import SupernetEstimator
+
+__all__ = ["Estimator", "SupernetEstimator", "NaswotEstimator", "PredictorEstimator",
+           "Predictor", "EstimatorContext", "make_estimator", "naswot_score", "save_predictor",
+           "summary_features", "onehot_features", "feature_table", "ENCODINGS", "MODELS",
+           "ESTIMATOR_SPEC", "needs_supernet", "rank_correlation", "rank_metrics", "top_k"]
+
+#: What ``--estimator`` accepts.
+ESTIMATOR_SPEC = r"supernet|naswot|predictor:.+"
+NASWOT_IMAGES = 128  # the paper's minibatch
+
+
+@dataclass
+class EstimatorContext:
+    """What estimators are built from, each provided on demand.
+
+    Attributes:
+        num_classes: the task's classes.
+        images: ``images(n)``: ``n`` normalised training images at the proxy resolution, the
+            same ones every call (NASWOT's minibatch).
+        supernets: ``supernets()``: the loaded supernet runs (the supernet estimator).
+        calib_images, val_images: the supernet estimator's recalibration and scoring images.
+        resolution: the proxy resolution (None: the data's own).
+        seed: seeds the estimators' own randomness.
+    """
+
+    num_classes: int
+    images: Callable[[int], object]
+    supernets: Optional[Callable[[], List]] = None
+    calib_images: int = 2048
+    val_images: int = 1000
+    resolution: Optional[int] = None
+    seed: int = 0
+
+
+def needs_supernet(spec: str) -> bool:
+    """Whether ``spec`` scores with a supernet (the search trains or loads one only then)."""
+    return spec == "supernet"
+
+
+def make_estimator(spec: str, context: EstimatorContext) -> Estimator:
+    """The estimator ``spec`` names (``supernet``, ``naswot`` or ``predictor:PATH``)."""
+    if spec == "supernet":
+        if context.supernets is None:
+            raise UsageError("--estimator supernet needs a supernet")
+        return SupernetEstimator(context.supernets(), context.calib_images, context.val_images,
+                                 context.resolution)
+    if spec == "naswot":
+        return NaswotEstimator(context.images(NASWOT_IMAGES), context.num_classes,
+                               seed=context.seed)
+    if spec.startswith("predictor:"):
+        from ..files import read_json
+
+        path = spec[len("predictor:"):]
+        settings = read_json(path, "predictor file").get("settings", {})
+        extra = {}
+        for name in read_json(path, "predictor file").get("extra", {}):
+            if name != "naswot":
+                raise UsageError(f"{path}: the extra score {name!r} cannot be computed for "
+                                 "new architectures (only naswot can)")
+            extra[name] = NaswotEstimator(context.images(int(settings.get(
+                "naswot_images", NASWOT_IMAGES))), context.num_classes,
+                seed=int(settings.get("naswot_seed", 0)))
+        return PredictorEstimator(path, extra)
+    raise UsageError(f"--estimator must be supernet, naswot or predictor:PATH, got {spec!r}")

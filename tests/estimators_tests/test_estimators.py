@@ -1,0 +1,76 @@
+"""NASWOT against its definition, the predictor's fit and file, the ranking metrics."""
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nas
+from nas.errors import CheckpointError
+from nas.estimators import Predictor, PredictorEstimator, naswot_score, save_predictor, top_k
+
+TINY = nas.load_space(str(Path(__file__).parents[1] / "spaces" / "tiny.yaml"))
+
+
+def test_naswot_matches_the_papers_definition():
+    """K[i, j] = N_A - hamming(c_i, c_j) over every activation unit, score = log|det K|."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Conv2d(4, 3, 3, padding=1), nn.SiLU(), nn.Flatten(), nn.Linear(48, 2))
+    x = torch.randn(6, 1, 4, 4)
+    codes = []
+    net.train()
+    with torch.no_grad():
+        h = net[1](net[0](x))
+        codes.append((h > 0).reshape(6, -1))
+        h = net[3](net[2](h))
+        codes.append((h > 0).reshape(6, -1))
+    c = torch.cat(codes, 1).to(torch.float64)
+    n_units = c.shape[1]
+    kernel = torch.empty(6, 6, dtype=torch.float64)
+    for i, j in itertools.product(range(6), range(6)):
+        kernel[i, j] = n_units - (c[i] != c[j]).sum()
+    assert naswot_score(net, x) == pytest.approx(torch.linalg.slogdet(kernel)[1].item(),
+                                                 rel=1e-9)
+    assert net.training  # restored
+
+
+def test_the_predictor_learns_a_ranking_it_can_see():
+    """Targets that are a function of the encoding: held-out architectures ranked right."""
+    rng = random.Random(0)
+    archs = list({a.id: a for a in (TINY.sample(rng) for _ in range(80))}.values())
+    truth = [np.log(nas.count_cost(a).params) + 0.1 * a.stages[1][0].expansion for a in archs]
+    model = Predictor("ridge", "summary").fit(archs[:50], truth[:50])
+    from scipy import stats
+
+    assert stats.kendalltau(model.predict(archs[50:]), truth[50:]).statistic > 0.9
+
+
+def test_predictor_file_round_trip_and_refusals(tmp_path):
+    rng = random.Random(1)
+    archs = [TINY.sample(rng) for _ in range(10)]
+    targets = [0.1 * i for i in range(10)]
+    save_predictor(tmp_path / "p.json", archs, targets, "ridge", "onehot", 28, {}, TINY)
+    est = PredictorEstimator(tmp_path / "p.json")
+    again = Predictor("ridge", "onehot", TINY, 28).fit(archs, targets)
+    assert est.score(archs[:3]) == pytest.approx(again.predict(archs[:3]))
+    data = json.loads((tmp_path / "p.json").read_text())
+    data["targets"] = data["targets"][:-1]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="differ in number"):
+        PredictorEstimator(tmp_path / "bad.json")
+    (tmp_path / "pickle.json").write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(CheckpointError, match="not a valid predictor file"):
+        PredictorEstimator(tmp_path / "pickle.json")
+
+
+def test_top_k_precision_and_regret():
+    truth = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    assert top_k(truth, truth, 2) == {"precision": 1.0, "regret": 0.0}
+    picked = [0.0, 1.0, 0.2, 0.9, 0.1, 0.3]  # picks 0.8 first, then 0.6
+    assert top_k(picked, truth, 2) == pytest.approx({"precision": 0.5, "regret": 0.1})

@@ -1,0 +1,76 @@
+"""The search's accuracy estimators, its re-ranking stage, and what the proxy cannot see."""
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+import nas
+from nas.cli import main
+from nas.search import SearchConfig, run_search
+
+TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _config(**kw):
+    base = dict(budget=8_000_000, space=TINY, trials=5, supernet_steps=6, val_images=100,
+                recalibration_batches=1, latency_repeats=1)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_naswot_search_trains_no_supernet(tmp_path, capsys):
+    lines = []
+    result = run_search(_config(estimator="naswot", objective="pareto"), tmp_path / "r",
+                        progress=False, log=lines.append)
+    assert result.trials == 5 and not (tmp_path / "r" / "supernet").exists()
+    assert any("accuracy estimator: NASWOT" in line for line in lines)
+    study = optuna.load_study(study_name="nas-search",
+                              storage=f"sqlite:///{tmp_path / 'r' / 'study.db'}")
+    feasible = [t for t in study.trials if t.user_attrs.get("feasible")]
+    assert feasible and all(t.user_attrs["estimator"] == "naswot" for t in feasible)
+    # the reward adds accuracies to costs: a NASWOT score is no accuracy
+    assert main(["search", "--budget", "8M", "--space", TINY, "--estimator", "naswot",
+                 "-o", str(tmp_path / "x")]) == 2
+    assert "--objective pareto" in capsys.readouterr().err
+
+
+def test_rerank_trains_the_best_and_export_best_means_the_winner(tmp_path, capsys):
+    run = tmp_path / "r"
+    run_search(_config(trials=6, rerank=2, rerank_steps=4, rerank_seeds=2), run,
+               progress=False, log=lambda m: None)
+    result = json.loads((run / "rerank.json").read_text())
+    assert len(result["table"]) == 2 and result["winner"] == result["table"][0]["trial"]
+    assert len((run / "rerank.csv").read_text().splitlines()) == 1 + 2 * 2
+    rewards = [r["reward"] for r in result["table"]]
+    assert rewards == sorted(rewards, reverse=True)
+    assert main(["export", str(run), "--best", "-o", str(tmp_path / "e")]) == 0
+    meta = json.loads((tmp_path / "e" / "arch.json").read_text())
+    assert meta["trial"] == result["winner"] and meta["weights"]["source"] == "rerank"
+    assert "max |logits" in capsys.readouterr().out
+    # a second re-ranking of the same run trains nothing new
+    assert main(["rerank", str(run), "--top", "2", "--steps", "4", "--seeds", "2"]) == 0
+    assert len((run / "rerank.csv").read_text().splitlines()) == 1 + 2 * 2
+
+
+def test_a_small_proxy_says_what_it_cannot_see():
+    from nas.search.scoring import proxy_warning
+
+    note = proxy_warning(nas.load_space("mixnet_300m"), 28)
+    assert "s5.b1.k" in note and "--resolution 161" in note
+    assert proxy_warning(nas.load_space(TINY), 28) is None
+
+
+def test_space_show_proxy(capsys):
+    assert main(["space", "show", "mixnet_300m", "--proxy", "32", "--json"]) == 0
+    proxy = json.loads(capsys.readouterr().out)["proxy"]
+    assert "s5.b1.k" in proxy["blind"] and proxy["sighted_resolution"] == 161
+
+
+@pytest.mark.parametrize("spec", ["zen", "predictor:"])
+def test_bad_estimator_is_a_clear_error(tmp_path, capsys, spec):
+    assert main(["search", "--budget", "8M", "--space", TINY, "--estimator", spec,
+                 "-o", str(tmp_path / "x")]) == 2
+    assert "--estimator must be" in capsys.readouterr().err
