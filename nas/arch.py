@@ -123,6 +123,50 @@ def _check_fields(obj, kind: str) -> None:
         object.__setattr__(obj, f.name, _check_value(kind, f.name, getattr(obj, f.name)))
 
 
+class _Memo:
+    """Remembers what is derived from an immutable value (its hash, canonical string, and
+    per input width and size its validity and cost) in its ``__dict__``.
+
+    A search hashes, formats, validates and costs the same few thousand rows for every
+    architecture it samples, mutates or parses; deriving each once is what keeps it at
+    predictor speed (experiments/bench/arch_ops.py). The memo is not part of the value:
+    equality and ``repr`` read the fields only, and pickles leave it out (a ``str``'s hash
+    differs between processes). A dataclass keeps a ``__hash__`` only when its own class
+    body defines one, so each class says ``__hash__ = _Memo.__hash__``.
+    """
+
+    def __hash__(self) -> int:
+        memo = self.__dict__
+        value = memo.get("_hash")
+        if value is None:
+            value = memo["_hash"] = hash(tuple(getattr(self, f.name) for f in fields(self)))
+        return value
+
+    def __str__(self) -> str:
+        memo = self.__dict__
+        text = memo.get("_text")
+        if text is None:
+            text = memo["_text"] = self._format()
+        return text
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def _format(self) -> str:
+        raise NotImplementedError
+
+
+def memo_table(value: Any, name: str) -> Dict[Any, Any]:
+    """The table ``name`` in which something derived from the immutable ``value`` (a
+    Stem, Block or Head) is remembered, e.g. ``nas.cost`` keeps a row's cost per
+    (width, size) there. Lives and dies with ``value``; never pickled."""
+    memo = value.__dict__
+    table = memo.get(name)
+    if table is None:
+        table = memo[name] = {}
+    return table
+
+
 def normalize_split(split, n_kernels: int):
     """One spelling for split rules that always give the same channel groups.
 
@@ -141,12 +185,14 @@ INPUT_LIMITS = {"channels": 1024, "resolution": 4096, "classes": 1_000_000}
 
 
 @dataclass(frozen=True)
-class InputSpec:
+class InputSpec(_Memo):
     """The target input the space is designed for (FLOPs are counted here)."""
 
     channels: int
     resolution: int
     classes: int
+
+    __hash__ = _Memo.__hash__
 
     def __post_init__(self):
         for name in ("channels", "resolution", "classes"):
@@ -156,12 +202,12 @@ class InputSpec:
                 raise ArchError(f"input {name} must be a whole number from 1 to {limit:,}, "
                                 f"got {value!r}")
 
-    def __str__(self) -> str:
+    def _format(self) -> str:
         return f"{self.channels}x{self.resolution}x{self.resolution}-{self.classes}"
 
 
 @dataclass(frozen=True)
-class Stem:
+class Stem(_Memo):
     """``kernel``x``kernel`` conv, stride ``stride`` -> BN -> act; or, when ``patch`` is set,
     ConvMixer's patch embedding: ``patch``x``patch`` conv with bias, stride ``patch``, no
     padding -> act -> BN (``kernel`` and ``stride`` are then ``patch``)."""
@@ -172,13 +218,15 @@ class Stem:
     act: str
     patch: int = 0
 
+    __hash__ = _Memo.__hash__
+
     def __post_init__(self):
         _check_fields(self, "stem")
         if self.patch:
             object.__setattr__(self, "kernel", self.patch)
             object.__setattr__(self, "stride", self.patch)
 
-    def __str__(self) -> str:
+    def _format(self) -> str:
         if self.patch:
             return format_block("stem", {"kernels": None, "stride": 2, "patch": self.patch,
                                          "out": self.out, "act": self.act})
@@ -188,7 +236,7 @@ class Stem:
 
 
 @dataclass(frozen=True)
-class Block:
+class Block(_Memo):
     """One row of a stage: ``repeats`` identical blocks, the first with ``stride``.
 
     Fields a kind does not have hold their neutral value (``NEUTRAL``). A row with
@@ -211,6 +259,8 @@ class Block:
     start: Tuple[int, ...] = ()
     hse: float = 0.0
     div: int = 4
+
+    __hash__ = _Memo.__hash__
 
     def __post_init__(self):
         if self.kind not in ROW_FIELDS:
@@ -240,7 +290,7 @@ class Block:
     def values(self) -> Dict[str, Any]:
         return {name: getattr(self, name) for name in ROW_FIELDS[self.kind]}
 
-    def __str__(self) -> str:
+    def _format(self) -> str:
         return format_block(self.kind, self.values())
 
     @classmethod
@@ -271,7 +321,7 @@ def _absent_values(kind: str) -> Dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Head:
+class Head(_Memo):
     """[1x1 conv to ``out`` -> BN -> act] -> global average pool -> [1x1 conv to ``post``
     (with bias, or with ``post_bn`` a BN) -> act] -> linear. ``out`` or ``post`` 0: no
     such conv (MobileNetV1 and ConvMixer have neither; MobileNetV3/V4 only ``post``)."""
@@ -281,10 +331,12 @@ class Head:
     post: int = 0
     post_bn: bool = False
 
+    __hash__ = _Memo.__hash__
+
     def __post_init__(self):
         _check_fields(self, "head")
 
-    def __str__(self) -> str:
+    def _format(self) -> str:
         return format_block("head", {"out": self.out, "post": self.post,
                                      "post_bn": self.post_bn, "act": self.act})
 
@@ -389,6 +441,88 @@ def block_layers(block: Block, in_ch: int, size: int, stage: int = 0, row: int =
     return layers
 
 
+# ----------------------------------------------------------- parsing, piece by piece
+# Each parser is remembered on success (errors are rare and re-derived); the bounds keep
+# a stream of distinct strings from growing memory without limit.
+_PIECES = 16384
+
+
+@lru_cache(maxsize=256)
+def _parse_input(text: str) -> InputSpec:
+    m = re.fullmatch(r"(\d+)x(\d+)x(\d+)-(\d+)", text)
+    if not m or m.group(2) != m.group(3):
+        raise ArchError(f"column 1: input '{text}' must be CxRxR-CLASSES, e.g. 3x224x224-1000")
+    return InputSpec(int(m.group(1)), int(m.group(2)), int(m.group(4)))
+
+
+def _parse_piece(parse, text: str, offset: int, *args):
+    """``parse(text, *args)``, its errors pointing at their column in the whole string."""
+    try:
+        return parse(text, *args)
+    except GrammarError as e:
+        raise ArchError(f"column {offset + e.offset + 1}: {e.message}") from None
+    except ArchError as e:
+        raise ArchError(f"column {offset + 1}: {e}") from None
+
+
+def _values(text: str, kinds) -> Tuple[str, Dict[str, Any]]:
+    parsed = parse_block(text, kinds)
+    return parsed.kind, single_values(parsed, text)
+
+
+@lru_cache(maxsize=256)
+def _parse_stem(text: str) -> Stem:
+    _, v = _values(text, ("stem",))
+    if len(v["kernels"]) != 1:
+        raise ArchError("the stem takes a single kernel size")
+    if v["patch"] and (text.count("_k") or text.count("_s")):
+        raise ArchError("a patch stem's kernel and stride are its patch size (p): leave out "
+                        "k and s")
+    return Stem(kernel=v["kernels"][0], stride=v["stride"], out=v["out"], act=v["act"],
+                patch=v["patch"])
+
+
+@lru_cache(maxsize=_PIECES)
+def _parse_row(text: str, width: int) -> Block:
+    """A stage row fed ``width`` channels (its width when it has no ``c`` or is absent)."""
+    kind, v = _values(text, ROW_KINDS)
+    if v["out"] is SAME or v["repeats"] == 0:
+        v["out"] = width
+    return Block.from_values(kind, v)
+
+
+@lru_cache(maxsize=256)
+def _parse_head(text: str) -> Head:
+    _, v = _values(text, ("head",))
+    return Head(out=v["out"], act=v["act"], post=v["post"], post_bn=v["post_bn"])
+
+
+_NO_ROWS: Dict[Any, Any] = {}  # read-only: what a block has remembered before its first row
+
+
+def _row_problem(block: Block, in_ch: int, size: int) -> Tuple[Optional[str], bool, int]:
+    """Why a block row fed ``in_ch`` channels at ``size`` pixels cannot be built (None when
+    it can), whether the reason depends on the input resolution, and the row's output size.
+
+    Remembered with the block per (width, size): an architecture is validated whenever
+    one is made, and a search makes the same rows over and over.
+    """
+    for layer in block_layers(block, in_ch, size):
+        problem = size_problem(layer.kind, layer.in_size)
+        if problem:
+            return problem, True, size
+        if not check_groups(layer.dw_splits) or not check_groups(layer.start_splits):
+            return (f"splitting {layer.mid_ch} channels over kernels "
+                    f"{'.'.join(map(str, layer.kernels))} leaves a group empty "
+                    f"({'+'.join(map(str, layer.dw_splits))})"), False, size
+        if layer.kind == "pc" and layer.part_ch < 1:
+            return f"PConv over {layer.in_ch} // d channels convolves none", False, size
+        if layer.out_size < 1:
+            return "the feature map vanishes", True, size
+        size = layer.out_size
+    return None, False, size
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A network: target input, stem, stages of block rows, head."""
@@ -399,32 +533,30 @@ class Architecture:
     head: Head
 
     def __post_init__(self):
-        stages = tuple(tuple(rows) for rows in self.stages)
-        if any(b.repeats == 0 for rows in stages for b in rows):
-            stages = self._pass_absent_rows(stages)
-        object.__setattr__(self, "stages", stages)
-        if not stages or any(not rows for rows in stages):
+        stages = tuple(map(tuple, self.stages))
+        if not stages or not all(stages):
             raise ArchError("an architecture needs at least one stage, and no stage may be empty")
-        if self.stem_size() < 1:
+        size = self.stem_size()
+        if size < 1:
             raise ArchError(f"the patch stem's {self.stem.patch}x{self.stem.patch} patches do "
                             f"not fit a {self.input.resolution}x{self.input.resolution} input")
-        for layer in self.layers():
-            problem = size_problem(layer.kind, layer.in_size)
-            if problem:
-                raise ArchError(f"stage {layer.stage} row {layer.row}: {problem} at "
-                                f"{self.input.resolution}x{self.input.resolution}")
-            if not check_groups(layer.dw_splits) or not check_groups(layer.start_splits):
-                raise ArchError(
-                    f"stage {layer.stage} row {layer.row}: splitting {layer.mid_ch} channels "
-                    f"over kernels {'.'.join(map(str, layer.kernels))} leaves a group empty "
-                    f"({'+'.join(map(str, layer.dw_splits))})"
-                )
-            if layer.kind == "pc" and layer.part_ch < 1:
-                raise ArchError(f"stage {layer.stage} row {layer.row}: PConv over "
-                                f"{layer.in_ch} // d channels convolves none")
-            if layer.out_size < 1:
-                raise ArchError(f"stage {layer.stage} row {layer.row}: the feature map "
-                                f"vanishes at {self.input.resolution}x{self.input.resolution}")
+        width = self.stem.out
+        for s, rows in enumerate(stages):
+            for r, block in enumerate(rows):
+                if block.repeats == 0 and block.out != width:
+                    stages = self._pass_absent_rows(stages)
+                    block = stages[s][r]
+                found = block.__dict__.get("_rows", _NO_ROWS).get((width, size))
+                if found is None:
+                    found = _row_problem(block, width, size)
+                    memo_table(block, "_rows")[(width, size)] = found
+                problem, at_resolution, size = found
+                if problem:
+                    res = self.input.resolution
+                    raise ArchError(f"stage {s} row {r}: {problem}"
+                                    + (f" at {res}x{res}" if at_resolution else ""))
+                width = block.out
+        object.__setattr__(self, "stages", stages)
 
     def _pass_absent_rows(self, stages):
         """Absent (r0) rows pass their input on: their width is their input width."""
@@ -463,7 +595,7 @@ class Architecture:
 
     # ----------------------------------------------------------- canonical string
     def __str__(self) -> str:
-        stages = "/".join(",".join(str(b) for b in rows) for rows in self.stages)
+        stages = "/".join([",".join([str(b) for b in rows]) for rows in self.stages])
         return f"{self.input}/{self.stem}/{stages}/{self.head}"
 
     @property
@@ -475,66 +607,36 @@ class Architecture:
     def parse(cls, text: str) -> "Architecture":
         """Parse the canonical form (or any equivalent spelling of it).
 
+        Each piece (input, stem, row fed a given width, head) is parsed and validated
+        once and remembered: a search parses the same rows over and over.
+
         Raises:
             ArchError: naming the column and token that is wrong.
         """
         if not isinstance(text, str):
             raise ArchError(f"expected an architecture string, got {type(text).__name__}")
-        text = text.strip()
-        parts = text.split("/")
+        parts = text.strip().split("/")
         if len(parts) < 4:
             raise ArchError(
                 "an architecture string is INPUT/STEM/STAGE[/STAGE...]/HEAD, e.g. "
                 "3x224x224-1000/stem_c16/ds_r1_k3_c16/head_c1536 "
                 "(see `nas space sample SPACE`)"
             )
-        m = re.fullmatch(r"(\d+)x(\d+)x(\d+)-(\d+)", parts[0])
-        if not m or m.group(2) != m.group(3):
-            raise ArchError(
-                f"column 1: input '{parts[0]}' must be CxRxR-CLASSES, e.g. 3x224x224-1000"
-            )
-        spec = InputSpec(int(m.group(1)), int(m.group(2)), int(m.group(4)))
+        spec = _parse_input(parts[0])
         offset = len(parts[0]) + 1
-
-        def block(piece: str, kinds, at: int):
-            try:
-                parsed = parse_block(piece, kinds)
-                return parsed.kind, single_values(parsed, piece)
-            except GrammarError as e:
-                raise ArchError(f"column {at + e.offset + 1}: {e.message}") from None
-
-        _, v = block(parts[1], ("stem",), offset)
-        if len(v["kernels"]) != 1:
-            raise ArchError(f"column {offset + 1}: the stem takes a single kernel size")
-        if v["patch"] and (parts[1].count("_k") or parts[1].count("_s")):
-            raise ArchError(f"column {offset + 1}: a patch stem's kernel and stride are its "
-                            "patch size (p): leave out k and s")
-        try:
-            stem = Stem(kernel=v["kernels"][0], stride=v["stride"], out=v["out"], act=v["act"],
-                        patch=v["patch"])
-        except ArchError as e:
-            raise ArchError(f"column {offset + 1}: {e}") from None
+        stem = _parse_piece(_parse_stem, parts[1], offset)
         offset += len(parts[1]) + 1
         stages = []
         width = stem.out
         for stage_text in parts[2:-1]:
             rows = []
             for row_text in stage_text.split(","):
-                kind, v = block(row_text, ROW_KINDS, offset)
-                if v["out"] is SAME or v["repeats"] == 0:
-                    v["out"] = width
-                width = v["out"]
-                try:
-                    rows.append(Block.from_values(kind, v))
-                except ArchError as e:
-                    raise ArchError(f"column {offset + 1}: {e}") from None
+                block = _parse_piece(_parse_row, row_text, offset, width)
+                rows.append(block)
+                width = block.out
                 offset += len(row_text) + 1
             stages.append(tuple(rows))
-        _, v = block(parts[-1], ("head",), offset)
-        try:
-            head = Head(out=v["out"], act=v["act"], post=v["post"], post_bn=v["post_bn"])
-        except ArchError as e:
-            raise ArchError(f"column {offset + 1}: {e}") from None
+        head = _parse_piece(_parse_head, parts[-1], offset)
         return cls(spec, stem, tuple(stages), head)
 
     # ----------------------------------------------------------- JSON

@@ -9,7 +9,9 @@ multiply, residual adds, split and concat count 0, and so do the SE squeeze (a
 shipped space.
 
 The arithmetic is plain integer code per block row (repeats after the first are
-identical, so they are counted once and multiplied): it runs in a search's inner loop.
+identical, so they are counted once and multiplied): it runs in a search's inner loop,
+where the same rows recur, so each row's cost is remembered per (block, width, size)
+and an architecture's cost is a sum of a dozen remembered terms.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Optional, Tuple
 
-from .arch import Architecture, Block, InputSpec, out_size_of
+from .arch import Architecture, Block, InputSpec, memo_table, out_size_of
 from .channels import (
     conv_out_size,
     hard_se_channels,
@@ -27,7 +29,8 @@ from .channels import (
     split_channels,
 )
 
-__all__ = ["Cost", "count_cost", "block_cost", "stem_cost", "head_cost"]
+__all__ = ["Cost", "count_cost", "block_cost", "stem_cost", "head_cost", "cache_clear"]
+
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,20 @@ def _layer(kind: str, in_ch: int, out: int, block: Block, size_in: int, size_out
     return flops, params
 
 
+_NONE: dict = {}  # read-only: what a block has remembered before its first cost
+
+
 def block_cost(block: Block, in_ch: int, size: int) -> Tuple[int, int, int]:
-    """``(flops, params, out_size)`` of a block row fed ``in_ch`` channels at ``size``."""
+    """``(flops, params, out_size)`` of a block row fed ``in_ch`` channels at ``size``
+    (remembered with the block)."""
+    costs = memo_table(block, "_costs")
+    found = costs.get((in_ch, size))
+    if found is None:
+        found = costs[(in_ch, size)] = _block_cost(block, in_ch, size)
+    return found
+
+
+def _block_cost(block: Block, in_ch: int, size: int) -> Tuple[int, int, int]:
     if block.repeats == 0:
         return 0, 0, size
     kind = block.kind
@@ -119,6 +134,7 @@ def block_cost(block: Block, in_ch: int, size: int) -> Tuple[int, int, int]:
     return flops, params, out_size
 
 
+@lru_cache(maxsize=256)
 def stem_cost(spec: InputSpec, kernel: int, stride: int, out: int,
               patch: int = 0) -> Tuple[int, int, int]:
     """``(flops, params, out_size)`` of the stem conv + BN (a patch stem's conv has a bias)."""
@@ -127,6 +143,7 @@ def stem_cost(spec: InputSpec, kernel: int, stride: int, out: int,
     return (weights + 2 * out) * size * size, weights + (3 if patch else 2) * out, size
 
 
+@lru_cache(maxsize=1024)
 def head_cost(in_ch: int, size: int, out: int, classes: int, post: int = 0,
               post_bn: bool = False) -> Tuple[int, int]:
     """``(flops, params)`` of the head: [1x1 conv + BN] -> global average pool (1 FLOP per
@@ -158,10 +175,18 @@ def count_cost(arch: Architecture, input: Optional[InputSpec] = None) -> Cost:
     width = stem.out
     for rows in arch.stages:
         for block in rows:
-            f, p, size = block_cost(block, width, size)
+            found = block.__dict__.get("_costs", _NONE).get((width, size))
+            f, p, size = found if found is not None else block_cost(block, width, size)
             flops += f
             params += p
             width = block.out
     head = arch.head
     f, p = head_cost(width, size, head.out, arch.input.classes, head.post, head.post_bn)
     return Cost(flops + f, params + p)
+
+
+def cache_clear() -> None:
+    """Forget the remembered costs of stems, heads and MixConvs (benchmarks time cold
+    passes with it; a row's cost lives with its Block, so fresh Blocks are cold too)."""
+    for cached in (_dw_weights, stem_cost, head_cost):
+        cached.cache_clear()

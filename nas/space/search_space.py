@@ -84,26 +84,18 @@ class SearchSpace:
         self.stages = tuple(tuple(rows) for rows in stages)
         self.head = head
         self.source = source
-        self._slots = self._make_slots()
+        rows = [("stem", self.stem)]
+        for s, stage in enumerate(self.stages):
+            rows += [(f"s{s}.b{r}", row) for r, row in enumerate(stage)]
+        rows.append(("head", self.head))
+        self._places: Tuple[_Place, ...] = tuple(_places(rows))
         self.decisions: Tuple[Decision, ...] = tuple(
-            Decision(_slot(where, FIELD_BY_NAME[f].key), f, alts)
-            for where, row, f, alts in self._slots
-            if len(alts) > 1
-        )
+            d for place in self._places for d in place.decisions)
+        self._decision_values = tuple(d.values for d in self.decisions)
+        self._plan = tuple((p, p.first, p.last, p.fed, p.made) for p in self._places)
+        bounds = list(itertools.accumulate([1] + [len(rows) for rows in self.stages]))
+        self._stage_bounds = tuple(zip(bounds, bounds[1:]))
         self._cost_range: Optional[CostRange] = None
-
-    # ------------------------------------------------------------------ structure
-    def _make_slots(self):
-        """Every (place, row, field, alternatives) in a fixed order."""
-        slots = []
-        places = [("stem", self.stem)]
-        for s, rows in enumerate(self.stages):
-            places += [(f"s{s}.b{r}", row) for r, row in enumerate(rows)]
-        places.append(("head", self.head))
-        for where, row in places:
-            for f in fields_of(row.kind):
-                slots.append((where, row, f.name, row.alternatives[f.name]))
-        return slots
 
     @property
     def size(self) -> int:
@@ -119,130 +111,130 @@ class SearchSpace:
         return not self.decisions
 
     # ------------------------------------------------------------------ architectures
+    # An architecture of the space is made from its *genome*: one value per decision, in
+    # the order of ``decisions``. Each place (stem, row, head) turns its slice of the
+    # genome, and the width it is fed, into a validated Stem, Block or Head once and
+    # remembers it, so the same rows are shared by every architecture that has them.
+
     def arch_from_choices(self, choices: Mapping[str, Any]) -> Architecture:
         """The architecture for one value per decision (values or their labels).
 
         Raises:
             KeyError / ValueError: a decision is missing, unknown or out of its choices.
         """
-        by_name = {d.name: d for d in self.decisions}
-        unknown = set(choices) - set(by_name)
+        unknown = set(choices) - {d.name for d in self.decisions}
         if unknown:
             raise KeyError(f"unknown decisions for space {self.name}: {sorted(unknown)}")
-        picked: Dict[Tuple[str, str], Any] = {}
+        genome = []
         for d in self.decisions:
             if d.name not in choices:
                 raise KeyError(f"missing decision {d.name}")
             value = choices[d.name]
             if value in d.values:
-                picked[(d.name, d.field)] = value
+                genome.append(value)
             elif value in d.labels:
-                picked[(d.name, d.field)] = d.values[d.labels.index(value)]
+                genome.append(d.values[d.labels.index(value)])
             else:
                 raise ValueError(f"{d.name}: {value!r} is not one of {', '.join(d.labels)}")
-        return self._assemble(lambda where, f, alts: picked.get(
-            (_slot(where, FIELD_BY_NAME[f].key), f), alts[0]))
+        return self._build(genome)
 
     def sample(self, rng: "random.Random | int | None" = None) -> Architecture:
-        """A uniformly random architecture (each decision drawn uniformly)."""
+        """A uniformly random architecture (each decision drawn uniformly, in the order of
+        ``decisions``: the same generator state gives the same architecture)."""
         if not isinstance(rng, random.Random):
             rng = random.Random(rng)
-        return self._assemble(lambda where, f, alts: alts[rng.randrange(len(alts))]
-                              if len(alts) > 1 else alts[0])
+        choice = rng.choice
+        return self._build([choice(values) for values in self._decision_values])
+
+    def mutate(self, arch: Architecture, rng: random.Random, p: float) -> Architecture:
+        """A copy of ``arch`` with each decision, independently with probability ``p``,
+        drawn again uniformly from its values (it may draw the value it had), as in
+        OFA's evolutionary search (Cai et al., *Once-for-All*, ICLR 2020,
+        ``EvolutionFinder.mutate_sample``).
+
+        A decision ``arch`` does not show (the other decisions of an absent row; the
+        split of a single-kernel row) is first drawn uniformly among the values that
+        give ``arch``: mutating a uniform sample gives a uniform sample.
+
+        Raises:
+            ValueError: ``p`` is not in [0, 1], or ``arch`` is not a point of the space.
+        """
+        if not 0 <= p <= 1:
+            raise ValueError(f"mutation probability must be in [0, 1], got {p!r}")
+        random_, choice = rng.random, rng.choice
+        genome = []
+        for values, seen in zip(self._decision_values, self._genome_options(arch)):
+            if random_() < p:
+                genome.append(choice(values))
+            else:
+                genome.append(seen[0] if len(seen) == 1 else choice(seen))
+        return self._build(genome)
+
+    def crossover(self, a: Architecture, b: Architecture, rng: random.Random) -> Architecture:
+        """A child of ``a`` and ``b`` taking each decision from either parent with
+        probability 1/2 (uniform crossover, as OFA's ``EvolutionFinder.crossover_sample``).
+        Decisions a parent does not show are drawn as in :meth:`mutate`.
+
+        Raises:
+            ValueError: ``a`` or ``b`` is not a point of the space.
+        """
+        choice = rng.choice
+        bits = rng.getrandbits(len(self.decisions))  # one fair coin per decision
+        genome = []
+        for seen_a, seen_b in zip(self._genome_options(a), self._genome_options(b)):
+            seen = seen_b if bits & 1 else seen_a
+            bits >>= 1
+            genome.append(seen[0] if len(seen) == 1 else choice(seen))
+        return self._build(genome)
 
     def choices_of(self, arch: Architecture) -> Dict[str, Any]:
-        """Inverse of :meth:`arch_from_choices` (decision name -> value) for a member."""
-        if not self.contains(arch):
-            raise ValueError(f"architecture {arch.id} is not a point of space {self.name}")
-        values = self._values_of(arch)
-        choices = {}
-        for d in self.decisions:
-            value = values[d.name]
-            where = d.name[:-len(".x")] if d.field == "split" else d.name.rsplit(".", 1)[0]
-            if values.get(f"{where}.r") == 0:  # an absent row: its other choices are moot
-                value = d.values[0] if d.field != "repeats" else 0
-            elif d.field == "split" and value not in d.values:  # a normalised spelling
-                start = values.get(f"{where}.a", ())
-                n = max(len(values[f"{where}.k"]), len(start) if isinstance(start, tuple) else 0)
-                value = next(v for v in d.values if normalize_split(v, n) == value)
-            choices[d.name] = value
-        return choices
+        """Inverse of :meth:`arch_from_choices` (decision name -> value) for a member.
+
+        A decision ``arch`` does not show takes its first value (a row's repeats, 0 when
+        it is absent).
+        """
+        return {d.name: seen[0]
+                for d, seen in zip(self.decisions, self._genome_options(arch))}
 
     def contains(self, arch: Architecture) -> bool:
         """True when ``arch`` is a point of this space."""
-        if arch.input != self.input:
-            return False
-        if len(arch.stages) != len(self.stages) or any(
-            len(a) != len(s) for a, s in zip(arch.stages, self.stages)
-        ):
-            return False
-        if any(b.kind != row.kind for a, s in zip(arch.stages, self.stages)
-               for b, row in zip(a, s)):
-            return False
-        values = self._values_of(arch)
-        width = arch.stem.out
-        absent = False
-        for where, _row, f, alts in self._slots:
-            value = values[_slot(where, FIELD_BY_NAME[f].key)]
-            if f == "repeats":
-                absent = value == 0
-            elif absent:  # an absent row's other fields are fixed, and it keeps the width
-                continue
-            if f == "split":
-                n = max(len(values[_slot(where, "k")]),
-                        len(values[_slot(where, "a")]) if _row.kind == "uir" else 0)
-                alts = {normalize_split(a, n) for a in alts
-                        if isinstance(a, str) or n <= 1 or len(a) == n}
-            if f == "out" and alts == (SAME,):
-                if value != width:
-                    return False
-            elif value not in alts:
-                return False
-            if f == "out" and where != "head":
-                width = value
-        return True
+        return self._options(arch) is not None
 
-    def _values_of(self, arch: Architecture) -> Dict[str, Any]:
-        stem, head = arch.stem, arch.head
-        out = {"stem.k": (3,) if stem.patch else (stem.kernel,),
-               "stem.s": 2 if stem.patch else stem.stride, "stem.p": stem.patch,
-               "stem.c": stem.out, "stem.act": stem.act,
-               "head.c": head.out, "head.f": head.post, "head.fbn": head.post_bn,
-               "head.act": head.act}
-        for s, rows in enumerate(arch.stages):
-            for r, block in enumerate(rows):
-                for name, value in block.values().items():
-                    out[_slot(f"s{s}.b{r}", FIELD_BY_NAME[name].key)] = value
-        return out
+    def _genome_options(self, arch: Architecture) -> List[Tuple[Any, ...]]:
+        options = self._options(arch)
+        if options is None:
+            raise ValueError(f"architecture {arch.id} is not a point of space {self.name}")
+        return options
 
-    def _assemble(self, pick) -> Architecture:
-        values: Dict[str, Dict[str, Any]] = {}
+    def _options(self, arch: Architecture) -> Optional[List[Tuple[Any, ...]]]:
+        """Per decision, the values that give ``arch`` (one when the decision shows in
+        it); None when ``arch`` is not a point of the space."""
+        if arch.input != self.input or len(arch.stages) != len(self.stages) or any(
+                len(a) != len(s) for a, s in zip(arch.stages, self.stages)):
+            return None
+        parts = (arch.stem,) + tuple(b for rows in arch.stages for b in rows) + (arch.head,)
+        options: List[Tuple[Any, ...]] = []
         width = None
-        absent = False
-        for where, _row, f, alts in self._slots:
-            value = width if alts == (SAME,) else pick(where, f, alts)
-            if f == "repeats":
-                absent = value == 0
-            values.setdefault(where, {})[f] = value
-            if f == "out":
-                if absent and where != "head":
-                    values[where][f] = width  # an absent row passes its input on
-                else:
-                    width = value
-                absent = False
-        stem = values["stem"]
-        head = values["head"]
-        stages = tuple(
-            tuple(Block.from_values(row.kind, values[f"s{s}.b{r}"]) for r, row in enumerate(rows))
-            for s, rows in enumerate(self.stages)
-        )
-        return Architecture(
-            self.input,
-            Stem(kernel=stem["kernels"][0], stride=stem["stride"], out=stem["out"],
-                 act=stem["act"], patch=stem["patch"]),
-            stages,
-            Head(out=head["out"], act=head["act"], post=head["post"], post_bn=head["post_bn"]),
-        )
+        for place, part in zip(self._places, parts):
+            seen = place.options(part, width)
+            if seen is None:
+                return None
+            options += seen
+            width = part.out
+        return options
+
+    def _build(self, genome: Sequence[Any]) -> Architecture:
+        parts = []
+        width = None
+        for place, first, last, fed, made in self._plan:
+            key = (tuple(genome[first:last]), width if fed else None)
+            part = made.get(key)
+            if part is None:
+                part = place.make(key, width)
+            parts.append(part)
+            width = part.out
+        return Architecture(self.input, parts[0],
+                            tuple([tuple(parts[i:j]) for i, j in self._stage_bounds]), parts[-1])
 
     def extreme_arch(self, largest: bool = True) -> Architecture:
         """The architecture with the most (or fewest) FLOPs, found by coordinate search.
@@ -333,6 +325,110 @@ class SearchSpace:
                 for i, extra in enumerate((f, f, p, p)):
                     finals[i].append(totals[i] + extra)
         return CostRange(*(best(v) for best, v in zip(pick, finals)))
+
+
+# A place remembers at most this many of its parts (per width); a stream of distinct
+# rows from a huge space then costs validation again, not memory.
+_PARTS = 4096
+
+
+class _Place:
+    """One stem, block row or head of a space: its fields in grammar order, the ones that
+    are decisions, and the parts (Stem, Block, Head) made from its genome slices."""
+
+    def __init__(self, where: str, row: RowSpace, first: int):
+        self.where, self.kind = where, row.kind
+        self.fields = tuple((f.name, row.alternatives[f.name]) for f in fields_of(row.kind))
+        self.decisions = tuple(Decision(_slot(where, FIELD_BY_NAME[name].key), name, alts)
+                               for name, alts in self.fields if len(alts) > 1)
+        self.first, self.last = first, first + len(self.decisions)
+        # What this place makes depends on the width it is fed only when it keeps that
+        # width (no c) or may be absent (r0), which passes the width on.
+        alts = row.alternatives
+        self.fed = alts.get("out") == (SAME,) or 0 in alts.get("repeats", ())
+        # (this place's slice of the genome, width or None) -> the part it makes
+        self.made: Dict[Any, Any] = {}
+        self._options: Dict[Any, Optional[Tuple[Tuple[Any, ...], ...]]] = {}
+
+    def make(self, key, width: Optional[int]):
+        """Make and remember the Stem, Block or Head of ``key`` (see ``made``)."""
+        part = self._make(iter(key[0]), width)
+        if len(self.made) >= _PARTS:
+            self.made.clear()
+        self.made[key] = part
+        return part
+
+    def _make(self, picks, width):
+        values: Dict[str, Any] = {}
+        for name, alts in self.fields:
+            values[name] = width if alts == (SAME,) else next(picks) if len(alts) > 1 \
+                else alts[0]
+        if values.get("repeats") == 0:
+            values["out"] = width  # an absent row passes its input on
+        if self.kind == "stem":
+            return Stem(kernel=values["kernels"][0], stride=values["stride"],
+                        out=values["out"], act=values["act"], patch=values["patch"])
+        if self.kind == "head":
+            return Head(out=values["out"], act=values["act"], post=values["post"],
+                        post_bn=values["post_bn"])
+        return Block.from_values(self.kind, values)
+
+    def options(self, part, width: Optional[int]):
+        """Per decision of this place, the values that give ``part`` fed ``width``; None
+        when no choice does."""
+        key = (part, width if self.fed else None)
+        found = self._options.get(key, False)
+        if found is False:
+            found = self._find_options(part, width)
+            if len(self._options) >= _PARTS:
+                self._options.clear()
+            self._options[key] = found
+        return found
+
+    def _find_options(self, part, width):
+        if getattr(part, "kind", self.kind) != self.kind or \
+                type(part) is not {"stem": Stem, "head": Head}.get(self.kind, Block):
+            return None
+        values = _part_values(part)
+        absent = values.get("repeats") == 0
+        found = []
+        for name, alts in self.fields:
+            value = values[name]
+            if absent and name != "repeats":  # fixed by absence; any choice gives it
+                seen = alts
+            elif name == "split":
+                n = max(len(values["kernels"]), len(values.get("start", ())))
+                seen = tuple(a for a in alts if (isinstance(a, str) or n <= 1 or len(a) == n)
+                             and normalize_split(a, n) == value)
+            elif name == "out" and alts == (SAME,):
+                seen = (value,) if value == width else ()
+            else:
+                seen = (value,) if value in alts else ()
+            if not seen:
+                return None
+            if len(alts) > 1:
+                found.append(seen)
+        return tuple(found)
+
+
+def _part_values(part) -> Dict[str, Any]:
+    """A part's values by grammar field name, as its place's alternatives hold them."""
+    if isinstance(part, Stem):
+        return {"kernels": (3,) if part.patch else (part.kernel,),
+                "stride": 2 if part.patch else part.stride, "patch": part.patch,
+                "out": part.out, "act": part.act}
+    if isinstance(part, Head):
+        return {"out": part.out, "post": part.post, "post_bn": part.post_bn, "act": part.act}
+    return part.values()
+
+
+def _places(rows) -> List[_Place]:
+    places, first = [], 0
+    for where, row in rows:
+        place = _Place(where, row, first)
+        places.append(place)
+        first = place.last
+    return places
 
 
 def _keep(state, key, cand, pick) -> None:
