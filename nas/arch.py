@@ -536,7 +536,9 @@ class Architecture:
         stages = tuple(map(tuple, self.stages))
         if not stages or not all(stages):
             raise ArchError("an architecture needs at least one stage, and no stage may be empty")
-        size = self.stem_size()
+        stem = self.stem
+        size = conv_out_size(self.input.resolution, stem.kernel, stem.stride,
+                             0 if stem.patch else None)
         if size < 1:
             raise ArchError(f"the patch stem's {self.stem.patch}x{self.stem.patch} patches do "
                             f"not fit a {self.input.resolution}x{self.input.resolution} input")
