@@ -597,7 +597,7 @@ class Architecture:
 
     # ----------------------------------------------------------- canonical string
     def __str__(self) -> str:
-        stages = "/".join([",".join([str(b) for b in rows]) for rows in self.stages])
+        stages = "/".join([",".join(map(str, rows)) for rows in self.stages])
         return f"{self.input}/{self.stem}/{stages}/{self.head}"
 
     @property

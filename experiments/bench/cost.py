@@ -18,7 +18,7 @@ import time
 import torch
 
 import nas
-from nas.cost import _dw_weights
+from nas.cost import cache_clear
 
 
 def rate(fn, items, repeats: int, before=lambda: None) -> float:
@@ -60,9 +60,14 @@ def main() -> None:
     space = nas.load_space(args.space)
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(args.archs)]
-    # Every pass starts cold: count_cost memoises MixConv weights per (width, kernel
-    # set, split), which would otherwise be warm from the previous pass.
-    fast = rate(nas.count_cost, archs, args.repeats, before=_dw_weights.cache_clear)
+    def cold():
+        # Every pass starts cold: count_cost remembers a row's cost with its Block and
+        # MixConv weights per (width, kernel set, split), which would otherwise be warm
+        # from the previous pass; fresh copies of the architectures remember nothing.
+        cache_clear()
+        archs[:] = [nas.Architecture.from_json(a.to_json()) for a in archs]
+
+    fast = rate(nas.count_cost, archs, args.repeats, before=cold)
     slow = rate(fvcore_flops, archs[: args.fvcore_archs], max(1, args.repeats // 2))
     for a in archs[: args.fvcore_archs]:  # the two must agree, or the race is meaningless
         assert nas.count_cost(a).flops == fvcore_flops(a)

@@ -134,3 +134,15 @@ def test_remembered_values_stay_out_of_pickles_and_equality(spaces):
     assert copy == arch and hash(copy) == hash(arch)
     assert str(copy) == text and nas.count_cost(copy) == cost
     assert repr(block) == repr(copy.stages[2][1])
+
+
+def test_sample_draws_what_random_choice_draws(spaces):
+    # sample inlines Random.choice for speed; the stream (and every architecture a seed
+    # gave before) must stay the same, whatever the rng was used for before.
+    big = spaces["mixnet_300m"]
+    rng_a, rng_b = random.Random(11), random.Random(11)
+    for _ in range(50):
+        genome = [rng_b.choice(d.values) for d in big.decisions]
+        assert big.sample(rng_a) == big.arch_from_choices(
+            {d.name: v for d, v in zip(big.decisions, genome)})
+        assert rng_a.random() == rng_b.random()
