@@ -15,6 +15,7 @@ from ..arch import (
     Head,
     InputSpec,
     Stem,
+    memo_table,
     normalize_split,
     out_size_of,
     size_problem,
@@ -223,11 +224,15 @@ class SearchSpace:
         if arch.input != self.input or len(arch.stages) != len(self.stages) or any(
                 len(a) != len(s) for a, s in zip(arch.stages, self.stages)):
             return None
-        parts = (arch.stem,) + tuple(b for rows in arch.stages for b in rows) + (arch.head,)
+        parts = [arch.stem, *itertools.chain.from_iterable(arch.stages), arch.head]
         options: List[Tuple[Any, ...]] = []
         width = None
         for place, part in zip(self._places, parts):
-            seen = place.options(part, width)
+            # remembered with the part, per place (hashed by identity) and width
+            key = (place, width if place.fed else None)
+            seen = part.__dict__.get("_options", _NONE).get(key, False)
+            if seen is False:
+                seen = memo_table(part, "_options")[key] = place.options(part, width)
             if seen is None:
                 return None
             options += seen
@@ -347,6 +352,8 @@ class SearchSpace:
         return CostRange(*(best(v) for best, v in zip(pick, finals)))
 
 
+_NONE: Dict[Any, Any] = {}  # read-only: what a part has remembered before its first lookup
+
 # A place remembers at most this many of its parts (per width); a stream of distinct
 # rows from a huge space then costs validation again, not memory.
 _PARTS = 4096
@@ -369,7 +376,6 @@ class _Place:
         # this place's slice of the genome (with the width it is fed, when ``fed``) ->
         # the part it makes
         self.made: Dict[Any, Any] = {}
-        self._options: Dict[Any, Optional[Tuple[Tuple[Any, ...], ...]]] = {}
 
     def make(self, key, width: Optional[int]):
         """Make and remember the Stem, Block or Head of ``key`` (see ``made``)."""
@@ -397,16 +403,6 @@ class _Place:
     def options(self, part, width: Optional[int]):
         """Per decision of this place, the values that give ``part`` fed ``width``; None
         when no choice does."""
-        key = (part, width if self.fed else None)
-        found = self._options.get(key, False)
-        if found is False:
-            found = self._find_options(part, width)
-            if len(self._options) >= _PARTS:
-                self._options.clear()
-            self._options[key] = found
-        return found
-
-    def _find_options(self, part, width):
         if getattr(part, "kind", self.kind) != self.kind or \
                 type(part) is not {"stem": Stem, "head": Head}.get(self.kind, Block):
             return None
