@@ -125,32 +125,41 @@ def _check_fields(obj, kind: str) -> None:
 
 class _Memo:
     """Remembers what is derived from an immutable value (its hash, canonical string, and
-    per input width and size its validity and cost) in its ``__dict__``.
+    per input width and size its validity and cost) in a dict beside its fields.
 
     A search hashes, formats, validates and costs the same few thousand rows for every
     architecture it samples, mutates or parses; deriving each once is what keeps it at
     predictor speed (experiments/bench/arch_ops.py). The memo is not part of the value:
-    equality and ``repr`` read the fields only, and pickles leave it out (a ``str``'s hash
-    differs between processes). A dataclass keeps a ``__hash__`` only when its own class
-    body defines one, so each class says ``__hash__ = _Memo.__hash__``.
+    equality and ``repr`` read the fields only, and pickles and copies leave it out (a
+    ``str``'s hash differs between processes). It is made with the value (``_start``, first
+    thing in ``__post_init__``), so that instances keep sharing one key table. A dataclass
+    keeps a ``__hash__`` only when its own class body defines one, so each class says
+    ``__hash__ = _Memo.__hash__``.
     """
 
+    def _start(self) -> None:
+        object.__setattr__(self, "_memo", {})
+
     def __hash__(self) -> int:
-        memo = self.__dict__
-        value = memo.get("_hash")
+        memo = self._memo
+        value = memo.get("hash")
         if value is None:
-            value = memo["_hash"] = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            value = memo["hash"] = hash(tuple(getattr(self, f.name) for f in fields(self)))
         return value
 
     def __str__(self) -> str:
-        memo = self.__dict__
-        text = memo.get("_text")
+        memo = self._memo
+        text = memo.get("text")
         if text is None:
-            text = memo["_text"] = self._format()
+            text = memo["text"] = self._format()
         return text
 
     def __getstate__(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._start()
 
     def _format(self) -> str:
         raise NotImplementedError
@@ -159,8 +168,8 @@ class _Memo:
 def memo_table(value: Any, name: str) -> Dict[Any, Any]:
     """The table ``name`` in which something derived from the immutable ``value`` (a
     Stem, Block or Head) is remembered, e.g. ``nas.cost`` keeps a row's cost per
-    (width, size) there. Lives and dies with ``value``; never pickled."""
-    memo = value.__dict__
+    (width, size) there. Lives and dies with ``value``; never pickled or copied."""
+    memo = value._memo
     table = memo.get(name)
     if table is None:
         table = memo[name] = {}
@@ -195,6 +204,7 @@ class InputSpec(_Memo):
     __hash__ = _Memo.__hash__
 
     def __post_init__(self):
+        self._start()
         for name in ("channels", "resolution", "classes"):
             value = getattr(self, name)
             limit = INPUT_LIMITS[name]
@@ -221,6 +231,7 @@ class Stem(_Memo):
     __hash__ = _Memo.__hash__
 
     def __post_init__(self):
+        self._start()
         _check_fields(self, "stem")
         if self.patch:
             object.__setattr__(self, "kernel", self.patch)
@@ -263,6 +274,7 @@ class Block(_Memo):
     __hash__ = _Memo.__hash__
 
     def __post_init__(self):
+        self._start()
         if self.kind not in ROW_FIELDS:
             raise ArchError(f"block kind must be one of {', '.join(ROW_FIELDS)}, "
                             f"got {self.kind!r}")
@@ -334,6 +346,7 @@ class Head(_Memo):
     __hash__ = _Memo.__hash__
 
     def __post_init__(self):
+        self._start()
         _check_fields(self, "head")
 
     def _format(self) -> str:
@@ -548,7 +561,7 @@ class Architecture:
                 if block.repeats == 0 and block.out != width:
                     stages = self._pass_absent_rows(stages)
                     block = stages[s][r]
-                found = block.__dict__.get("_rows", _NO_ROWS).get((width, size))
+                found = block._memo.get("_rows", _NO_ROWS).get((width, size))
                 if found is None:
                     found = _row_problem(block, width, size)
                     memo_table(block, "_rows")[(width, size)] = found

@@ -175,7 +175,7 @@ def count_cost(arch: Architecture, input: Optional[InputSpec] = None) -> Cost:
     width = stem.out
     for rows in arch.stages:
         for block in rows:
-            found = block.__dict__.get("_costs", _NONE).get((width, size))
+            found = block._memo.get("_costs", _NONE).get((width, size))
             f, p, size = found if found is not None else block_cost(block, width, size)
             flops += f
             params += p

@@ -230,7 +230,7 @@ class SearchSpace:
         for place, part in zip(self._places, parts):
             # remembered with the part, per place (hashed by identity) and width
             key = (place, width if place.fed else None)
-            seen = part.__dict__.get("_options", _NONE).get(key, False)
+            seen = part._memo.get("_options", _NONE).get(key, False)
             if seen is False:
                 seen = memo_table(part, "_options")[key] = place.options(part, width)
             if seen is None:
