@@ -18,7 +18,10 @@ Checks first, so that the times compare the same function:
 Timing: forms interleaved round by round so that machine noise hits them alike; a round
 times ``--repeats`` forwards of each form (mean); each figure is the median over rounds,
 and each ratio the median of the per-round ratios to timm's eager network in that round
-(quartiles in brackets). Goal (issue 18): best form <= 0.60x timm in torch eager.
+(quartiles in brackets). Goal (issue 18): best form <= 0.60x timm in torch eager. The
+clock is wall time; with ``--threads 1`` it is the calling thread's CPU time (both runtimes
+compute a one-thread call on the caller's thread), which time given to other processes on a
+loaded machine does not inflate (``nas.latency``'s convention).
 
 timm: timm imports torchvision at import time (its data transforms and its
 ``FrozenBatchNorm2d``; ``mixnet_s`` uses neither), and torchvision does not load with this
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import importlib.abc
 import importlib.machinery
+import os
 import statistics
 import subprocess
 import sys
@@ -171,12 +175,12 @@ def build(tmp: Path, timm):
     return models
 
 
-def time_forward(call, x, repeats: int) -> float:
+def time_forward(call, x, repeats: int, clock=time.perf_counter) -> float:
     call(x)  # warm-up
-    start = time.perf_counter()
+    start = clock()
     for _ in range(repeats):
         call(x)
-    return (time.perf_counter() - start) / repeats
+    return (clock() - start) / repeats
 
 
 def report(times, base: str, label: str) -> None:
@@ -201,6 +205,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = build(Path(tmp), timm)
     x = torch.randn(args.batch, 3, 224, 224)
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
     with torch.inference_mode():
         split = models["split"](x)
         timm_delta = (models[BASELINE](x) - split).abs().max().item()
@@ -209,7 +214,9 @@ def main() -> None:
     if timm_delta > tolerance or max(deltas.values()) > tolerance:
         raise SystemExit(f"forms disagree: {deltas}")
     print(f"MixNet-S, 224x224, batch {args.batch}, {args.threads} threads, eval mode; "
-          f"timm {timm.__version__}, torch {torch.__version__}")
+          f"timm {timm.__version__}, torch {torch.__version__}; clock: "
+          f"{'thread CPU time' if args.threads == 1 else 'wall'}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the start")
     print(f"same function: timm's weights in the split form give timm's logits within "
           f"{timm_delta:.1e}; every form agrees with split within "
           f"{max(deltas.values()):.1e} (tolerance {tolerance:.1e}: {TOLERANCE:g} of the "
@@ -220,7 +227,7 @@ def main() -> None:
     with torch.inference_mode():
         for _ in range(args.rounds):
             for name, model in models.items():
-                times[name].append(time_forward(model, x, args.repeats))
+                times[name].append(time_forward(model, x, args.repeats, clock))
     report(times, BASELINE, "timm")
     eager = {n: statistics.median(v[i] / b for i, b in enumerate(times[BASELINE]))
              for n, v in times.items() if n in FORMS}
@@ -241,8 +248,10 @@ def main() -> None:
     with torch.inference_mode():
         for _ in range(args.rounds):
             for name, call in calls.items():
-                ort_times[name].append(time_forward(lambda _x, c=call: c(), x, args.repeats))
-            ort_times[f"eager: {BASELINE}"].append(time_forward(eager_timm, x, args.repeats))
+                ort_times[name].append(time_forward(lambda _x, c=call: c(), x, args.repeats,
+                                                    clock))
+            ort_times[f"eager: {BASELINE}"].append(time_forward(eager_timm, x, args.repeats,
+                                                                clock))
     report(ort_times, f"onnxruntime: {BASELINE}", "timm in onnxruntime")
 
 
