@@ -151,10 +151,11 @@ def fold_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
 
     In eval mode BN computes ``y = (x - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``,
     so a conv ``x = W * z + b`` followed by it is the conv ``W' = W * s`` (per output channel),
-    ``b' = (b - mean) * s + beta`` (Ioffe & Szegedy 2015; what torch.ao's ``fuse_conv_bn_eval``
-    and ONNX Runtime do). The pairs are each block class's ``FOLDS``. Computed in float64,
-    stored in the weights' dtype; the BN's running statistics are used, so fold a network
-    whose statistics are final (after BN recalibration).
+    ``b' = (b - mean) * s + beta`` (Ioffe & Szegedy 2015; what
+    ``torch.nn.utils.fuse_conv_bn_eval`` and ONNX Runtime do). The pairs are each block
+    class's ``FOLDS``. Computed in float64, stored in the weights' dtype; the BN's running
+    statistics are used, so fold a network whose statistics are final (after BN
+    recalibration).
     """
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for name, module in model.named_modules():

@@ -66,6 +66,18 @@ def test_folded_network_computes_the_unfolded_one(spaces, name):
         assert (got - expected).abs().max().item() <= TOLERANCE * expected.abs().max().item()
 
 
+def test_fold_equals_torchs_own_on_a_plain_conv():
+    """One conv + BN: the folded tensors are torch.nn.utils.fuse_conv_bn_eval's."""
+    from nas.ops.static import ConvBNAct
+
+    block = with_statistics(ConvBNAct(8, 16, 3, groups=2, act="relu"), 3)
+    state = fold_state_dict(block)
+    oracle = torch.nn.utils.fuse_conv_bn_eval(block[0], block[1])
+    assert set(state) == {"0.weight", "0.bias"}
+    torch.testing.assert_close(state["0.weight"], oracle.weight, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(state["0.bias"], oracle.bias, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", ["mixnet_s", "mobilenetv4_uib"])
 def test_folding_removes_exactly_the_batchnorms_flops(spaces, name):
     """fvcore: the folded network's FLOPs are the unfolded one's less those of the folded
