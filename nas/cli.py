@@ -176,6 +176,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="each MixConv as one zero-padded depthwise conv (same outputs)")
     p.add_argument("--channels-last", action="store_true",
                    help="NHWC memory format (often faster on CPU)")
+    p.add_argument("--fold-bn", action="store_true",
+                   help="fold each BatchNorm into the conv before it: an inference-only form "
+                        "(same outputs up to rounding, fewer operations)")
     p.add_argument("--backbone", action="store_true",
                    help="a detection backbone: build_model() returns the feature maps of "
                         "--out-indices (timm's features_only), no head; arch.json lists "
@@ -666,7 +669,8 @@ def _export(args) -> None:
         from .runs import ExportDir
 
         form = ExportForm(fused=args.fused, channels_last=args.channels_last,
-                          backbone=args.backbone, out_indices=_levels(args.out_indices))
+                          fold_bn=args.fold_bn, backbone=args.backbone,
+                          out_indices=_levels(args.out_indices))
         with all_or_nothing(ExportDir(args.output).files()):  # no half export on failure
             paths = export_arch(arch, args.output, force=args.force, form=form)
         cost = count_cost(arch)
@@ -681,7 +685,8 @@ def _export(args) -> None:
 
     result = export_trial(args.run, args.output, trial=args.trial, objective=args.objective,
                           fused=args.fused, channels_last=args.channels_last, force=args.force,
-                          backbone=args.backbone, out_indices=_levels(args.out_indices))
+                          fold_bn=args.fold_bn, backbone=args.backbone,
+                          out_indices=_levels(args.out_indices))
     row, deltas, net = result["row"], result["deltas"], result["produced"]
     cost, inp = count_cost(net), net.input
     estimate = (f"search accuracy {row['accuracy']:.2%}"

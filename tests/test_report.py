@@ -137,6 +137,21 @@ def test_fused_form_matches_split_form(run_dir, tmp_path, channels_last):
     assert not any(".convs." in k for k in state)  # one conv per MixConv
 
 
+def test_folded_form_matches_split_form(run_dir, tmp_path):
+    """nas export --fold-bn on a trial (supernet weights, recalibrated BN): the deployed form
+    gives the split form's logits up to float32 rounding (1e-5 of the largest logit)."""
+    export_trial(run_dir, tmp_path / "split", onnx=False)
+    result = export_trial(run_dir, tmp_path / "folded", fused=True, channels_last=True,
+                          fold_bn=True, onnx=False)
+    x = torch.randn(2, 1, 28, 28)
+    split = standalone_logits(tmp_path / "split", x)
+    folded = standalone_logits(tmp_path / "folded", x)
+    tolerance = 1e-5 * split.abs().max().item()
+    assert result["deltas"]["model"] <= tolerance
+    assert (split - folded).abs().max().item() <= tolerance
+    assert "FOLD_BN = True" in (tmp_path / "folded" / "model.py").read_text()
+
+
 def test_report_table_html_png_and_json(run_dir, capsys):
     assert main(["report", str(run_dir)]) == 0
     out = capsys.readouterr().out

@@ -7,7 +7,7 @@ weights, TorchScript and ONNX.
 
 from .source import ExportForm, model_source
 from .trial import export_trial
-from .write import export_arch, export_network, fuse_state_dict, load_exported
+from .write import export_arch, export_network, fold_state_dict, fuse_state_dict, load_exported
 
 __all__ = ["ExportForm", "model_source", "export_trial", "export_arch", "export_network",
-           "fuse_state_dict", "load_exported"]
+           "fold_state_dict", "fuse_state_dict", "load_exported"]

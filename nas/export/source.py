@@ -65,6 +65,8 @@ class ExportForm:
         in_chans: ``build_model``'s default input channels.
         fused: MixConv as one zero-padded depthwise conv (more FLOPs, often faster).
         channels_last: NHWC weights and activations.
+        fold_bn: every BatchNorm that follows a conv folded into it (inference only; the
+            weights come from :func:`nas.export.fold_state_dict`).
         backbone: ``build_model()`` defaults to ``features_only=True``: the feature maps of
             ``out_indices`` (default: the levels at strides 8, 16, 32), no head.
         out_indices: the backbone's feature levels (indices into ``FEATURE_LEVELS``).
@@ -74,6 +76,7 @@ class ExportForm:
     in_chans: Optional[int] = None
     fused: bool = False
     channels_last: bool = False
+    fold_bn: bool = False
     backbone: bool = False
     out_indices: Optional[Tuple[int, ...]] = None
 
@@ -121,6 +124,9 @@ def model_source(arch: Architecture, form: ExportForm = ExportForm(),
                  "MixConv in its split form (the FLOPs below are this network's).")
     if form.channels_last:
         form_note += " Channels-last (NHWC) memory format."
+    if form.fold_bn:
+        form_note += (" BatchNorm folded into the convolutions before it (inference only, "
+                      "fewer FLOPs than the count above: no BatchNorm).")
     if form.backbone:
         form_note += (" A backbone: build_model() returns the feature maps of OUT_INDICES "
                       "(net.feature_info.channels(), .reduction()).")
@@ -149,6 +155,7 @@ NUM_CLASSES = {_literal(classes)}
 IN_CHANS = {_literal(chans)}
 FUSED = {_literal(form.fused)}
 CHANNELS_LAST = {_literal(form.channels_last)}
+FOLD_BN = {_literal(form.fold_bn)}
 
 FEATURES_ONLY = {_literal(form.backbone)}
 OUT_INDICES = {_literal(out_indices)}
@@ -177,7 +184,7 @@ def build_model(num_classes: int = NUM_CLASSES, in_chans: int = IN_CHANS,
     """
     return MixNet(STEM, BLOCKS, HEAD, num_classes=num_classes, in_chans=in_chans,
                   fused=FUSED, channels_last=CHANNELS_LAST, features_only=features_only,
-                  out_indices=out_indices)
+                  out_indices=out_indices, fold_bn=FOLD_BN)
 '''
 
 

@@ -36,7 +36,7 @@ __all__ = ["export_trial"]
 
 def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str = "reward",
                  fused: bool = False, channels_last: bool = False,
-                 force: bool = False, backbone: bool = False,
+                 force: bool = False, backbone: bool = False, fold_bn: bool = False,
                  out_indices: Optional[Tuple[int, ...]] = None,
                  onnx: bool = True) -> Dict[str, Any]:
     """Export trial ``trial`` of ``run_dir`` (the best by ``objective`` when None);
@@ -56,8 +56,8 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
         raise RunError(f"trial {row['trial']} of {run.path} stores a malformed "
                        f"architecture: {e}") from None
     out_levels(arch, out_indices)  # before any weights are loaded: a bad level fails fast
-    form = ExportForm(fused=fused, channels_last=channels_last, backbone=backbone,
-                      out_indices=out_indices)
+    form = ExportForm(fused=fused, channels_last=channels_last, fold_bn=fold_bn,
+                      backbone=backbone, out_indices=out_indices)
     trained = run.dir.rerank_run(int(row["trial"]), 0)
     if trained.weights.exists():  # re-ranked: its own standalone training beats inheritance
         return _export_trained(run, row, arch, trained, out_dir, form, force, onnx)
@@ -90,8 +90,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
     # at the size its weights were calibrated and scored at.
     produced = replace(arch, input=InputSpec(channels, resolution, classes))
     target = count_cost(arch)
-    form = ExportForm(num_classes=classes, in_chans=channels, fused=fused,
-                      channels_last=channels_last, backbone=backbone, out_indices=out_indices)
+    form = replace(form, num_classes=classes, in_chans=channels)
     note = (f"{ExportDir(out_dir).weights.name}: inherited from the supernet "
             f"(step {int(sn.step)}), BatchNorm "
             f"recalibrated on {bn_batches} batches; input {channels}x{resolution}x"
@@ -145,9 +144,7 @@ def _export_trained(run, row, arch: Architecture, trained, out_dir, form: Export
     resolution = int(run.config.resolution or 0) or None
     side = resolution or 32
     example = torch.randn(8, channels, side, side, generator=torch.Generator().manual_seed(0))
-    form = ExportForm(num_classes=classes, in_chans=channels, fused=form.fused,
-                      channels_last=form.channels_last, backbone=form.backbone,
-                      out_indices=form.out_indices)
+    form = replace(form, num_classes=classes, in_chans=channels)
     # the network written: the searched architecture with the data's stem and classifier
     produced = replace(arch, input=InputSpec(channels, side, classes))
     note = (f"{ExportDir(out_dir).weights.name}: trained standalone for "

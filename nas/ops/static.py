@@ -26,14 +26,26 @@ def make_activation(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}")
 
 
+def make_norm(channels: int, fold_bn: bool) -> nn.Module:
+    """The BatchNorm after a conv; with ``fold_bn`` an identity, its affine map being folded
+    into that conv's weight and bias (see ``FOLDS``)."""
+    return nn.Identity() if fold_bn else nn.BatchNorm2d(channels)
+
+
 class ConvBNAct(nn.Sequential):
-    """Conv (padding kernel // 2, no bias) -> BatchNorm -> optional activation."""
+    """Conv (padding kernel // 2, no bias) -> BatchNorm -> optional activation.
+
+    With ``fold_bn`` the conv has a bias and the BatchNorm is an identity (inference form).
+    """
+
+    # (conv, the BatchNorm right after it): what fold_bn folds, in every block class
+    FOLDS = (("0", "1"),)
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1,
-                 groups: int = 1, act: str = ""):
+                 groups: int = 1, act: str = "", fold_bn: bool = False):
         layers = [
-            nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out_ch),
+            nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=fold_bn),
+            make_norm(out_ch, fold_bn),
         ]
         if act:
             layers.append(make_activation(act))
@@ -108,6 +120,7 @@ class FusedMixConv(_KernelGroups):
 
 def make_mixconv(splits: Sequence[int], kernels: Sequence[int], stride: int,
                  fused: bool, bias: bool = False) -> nn.Module:
+    """:class:`FusedMixConv` or :class:`MixConv` (``bias``: each conv has one)."""
     return (FusedMixConv if fused else MixConv)(splits, kernels, stride, bias)
 
 
@@ -145,19 +158,23 @@ class DepthwiseSeparable(nn.Module):
     """MixConv -> BN -> act -> [SE] -> 1x1 project (grouped) -> BN [-> act] [+ input].
 
     ``pw_act`` adds the activation after the projection (timm's ``dsa``, MobileNetV1).
+    ``fold_bn``: the inference form, each BatchNorm folded into the conv before it.
     """
+
+    FOLDS = (("conv_dw", "bn1"), ("conv_pw", "bn2"))
 
     def __init__(self, in_ch: int, out_ch: int, kernels: Sequence[int], splits: Sequence[int],
                  stride: int, se_ch: int, proj_groups: int, act: str, residual: bool,
-                 fused: bool = False, pw_act: bool = False, se_hard: bool = False):
+                 fused: bool = False, pw_act: bool = False, se_hard: bool = False,
+                 fold_bn: bool = False):
         super().__init__()
         self.residual = residual
-        self.conv_dw = make_mixconv(splits, kernels, stride, fused)
-        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv_dw = make_mixconv(splits, kernels, stride, fused, bias=fold_bn)
+        self.bn1 = make_norm(in_ch, fold_bn)
         self.act1 = make_activation(act)
         self.se = make_se(in_ch, se_ch, act, se_hard)
-        self.conv_pw = nn.Conv2d(in_ch, out_ch, 1, groups=proj_groups, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.conv_pw = nn.Conv2d(in_ch, out_ch, 1, groups=proj_groups, bias=fold_bn)
+        self.bn2 = make_norm(out_ch, fold_bn)
         self.act2 = make_activation(act) if pw_act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -167,23 +184,28 @@ class DepthwiseSeparable(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    """1x1 expand (grouped) -> BN -> act -> MixConv -> BN -> act -> [SE] -> 1x1 project -> BN."""
+    """1x1 expand (grouped) -> BN -> act -> MixConv -> BN -> act -> [SE] -> 1x1 project -> BN.
+
+    ``fold_bn``: the inference form, each BatchNorm folded into the conv before it.
+    """
+
+    FOLDS = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, kernels: Sequence[int],
                  splits: Sequence[int], stride: int, se_ch: int, exp_groups: int,
                  proj_groups: int, act: str, residual: bool, fused: bool = False,
-                 se_hard: bool = False):
+                 se_hard: bool = False, fold_bn: bool = False):
         super().__init__()
         self.residual = residual
-        self.conv_pw = nn.Conv2d(in_ch, mid_ch, 1, groups=exp_groups, bias=False)
-        self.bn1 = nn.BatchNorm2d(mid_ch)
+        self.conv_pw = nn.Conv2d(in_ch, mid_ch, 1, groups=exp_groups, bias=fold_bn)
+        self.bn1 = make_norm(mid_ch, fold_bn)
         self.act1 = make_activation(act)
-        self.conv_dw = make_mixconv(splits, kernels, stride, fused)
-        self.bn2 = nn.BatchNorm2d(mid_ch)
+        self.conv_dw = make_mixconv(splits, kernels, stride, fused, bias=fold_bn)
+        self.bn2 = make_norm(mid_ch, fold_bn)
         self.act2 = make_activation(act)
         self.se = make_se(mid_ch, se_ch, act, se_hard)
-        self.conv_pwl = nn.Conv2d(mid_ch, out_ch, 1, groups=proj_groups, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.conv_pwl = nn.Conv2d(mid_ch, out_ch, 1, groups=proj_groups, bias=fold_bn)
+        self.bn3 = make_norm(out_ch, fold_bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act1(self.bn1(self.conv_pw(x)))
@@ -198,28 +220,33 @@ class UniversalInvertedResidual(nn.Module):
 
     Empty ``start_kernels`` or ``kernels`` leave that depthwise conv out (IB, ExtraDW,
     ConvNext-like, FFN); without the middle one, the first one strides (timm's
-    ``UniversalInvertedResidual``, Qin et al. 2024).
+    ``UniversalInvertedResidual``, Qin et al. 2024). ``fold_bn``: the inference form, each
+    BatchNorm folded into the conv before it.
     """
+
+    FOLDS = (("conv_dw_start", "bn_start"), ("conv_pw", "bn1"), ("conv_dw", "bn2"),
+             ("conv_pwl", "bn3"))
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, start_kernels: Sequence[int],
                  start_splits: Sequence[int], kernels: Sequence[int], splits: Sequence[int],
                  stride: int, se_ch: int, se_hard: bool, act: str, residual: bool,
-                 fused: bool = False):
+                 fused: bool = False, fold_bn: bool = False):
         super().__init__()
         self.residual = residual
         self.conv_dw_start = (make_mixconv(start_splits, start_kernels,
-                                           1 if kernels else stride, fused)
+                                           1 if kernels else stride, fused, bias=fold_bn)
                               if start_kernels else None)
-        self.bn_start = nn.BatchNorm2d(in_ch) if start_kernels else None
-        self.conv_pw = nn.Conv2d(in_ch, mid_ch, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(mid_ch)
+        self.bn_start = make_norm(in_ch, fold_bn) if start_kernels else None
+        self.conv_pw = nn.Conv2d(in_ch, mid_ch, 1, bias=fold_bn)
+        self.bn1 = make_norm(mid_ch, fold_bn)
         self.act1 = make_activation(act)
-        self.conv_dw = make_mixconv(splits, kernels, stride, fused) if kernels else None
-        self.bn2 = nn.BatchNorm2d(mid_ch) if kernels else None
+        self.conv_dw = (make_mixconv(splits, kernels, stride, fused, bias=fold_bn)
+                        if kernels else None)
+        self.bn2 = make_norm(mid_ch, fold_bn) if kernels else None
         self.act2 = make_activation(act) if kernels else None
         self.se = make_se(mid_ch, se_ch, act, se_hard)
-        self.conv_pwl = nn.Conv2d(mid_ch, out_ch, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.conv_pwl = nn.Conv2d(mid_ch, out_ch, 1, bias=fold_bn)
+        self.bn3 = make_norm(out_ch, fold_bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x
@@ -234,7 +261,8 @@ class UniversalInvertedResidual(nn.Module):
 
 class ConvMixerLayer(nn.Module):
     """ConvMixer's layer: x + BN(act(MixConv(x))), then BN(act(1x1 conv)); convs have biases
-    (Trockman & Kolter 2022, timm's ``ConvMixer``)."""
+    (Trockman & Kolter 2022, timm's ``ConvMixer``). Its BatchNorms follow an activation,
+    so ``fold_bn`` leaves them (folding needs a conv right before the BN)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernels: Sequence[int], splits: Sequence[int],
                  act: str, fused: bool = False):
@@ -254,17 +282,20 @@ class ConvMixerLayer(nn.Module):
 class PConvBlock(nn.Module):
     """FasterNet's block: PConv (a dense ``kernel`` conv on the first ``part_ch`` channels,
     the rest untouched) -> 1x1 expand -> BN -> act -> 1x1 project [+ input]
-    (Chen et al. 2023, the reference ``Partial_conv3`` + ``MLPBlock``)."""
+    (Chen et al. 2023, the reference ``Partial_conv3`` + ``MLPBlock``). ``fold_bn``: the
+    inference form, its BatchNorm folded into the 1x1 expand."""
+
+    FOLDS = (("conv_pw", "bn1"),)
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, part_ch: int, kernel: int,
-                 act: str, residual: bool):
+                 act: str, residual: bool, fold_bn: bool = False):
         super().__init__()
         self.residual = residual
         self.part_ch = part_ch
         self.rest_ch = in_ch - part_ch
         self.conv_partial = nn.Conv2d(part_ch, part_ch, kernel, 1, kernel // 2, bias=False)
-        self.conv_pw = nn.Conv2d(in_ch, mid_ch, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(mid_ch)
+        self.conv_pw = nn.Conv2d(in_ch, mid_ch, 1, bias=fold_bn)
+        self.bn1 = make_norm(mid_ch, fold_bn)
         self.act1 = make_activation(act)
         self.conv_pwl = nn.Conv2d(mid_ch, out_ch, 1, bias=False)
 
@@ -284,12 +315,12 @@ class ADown(nn.Module):
     stride-2 conv -> BN -> act, half through a 3x3 stride-2 max pool and a 1x1 conv -> BN
     -> act, concatenated (Wang et al. 2024, ultralytics' ``ADown``)."""
 
-    def __init__(self, in_ch: int, out_ch: int, act: str):
+    def __init__(self, in_ch: int, out_ch: int, act: str, fold_bn: bool = False):
         super().__init__()
         self.pool = nn.AvgPool2d(2, 1, 0, False, True)
-        self.cv1 = ConvBNAct(in_ch // 2, out_ch // 2, 3, 2, act=act)
+        self.cv1 = ConvBNAct(in_ch // 2, out_ch // 2, 3, 2, act=act, fold_bn=fold_bn)
         self.max_pool = nn.MaxPool2d(3, 2, 1)
-        self.cv2 = ConvBNAct(in_ch // 2, out_ch // 2, 1, act=act)
+        self.cv2 = ConvBNAct(in_ch // 2, out_ch // 2, 1, act=act, fold_bn=fold_bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.pool(x).chunk(2, 1)
@@ -298,30 +329,30 @@ class ADown(nn.Module):
 
 class PatchStem(nn.Sequential):
     """ConvMixer's patch embedding: ``patch`` x ``patch`` conv with bias, stride ``patch``,
-    no padding -> act -> BN."""
+    no padding -> act -> BN (after the activation: ``fold_bn`` leaves it)."""
 
     def __init__(self, in_ch: int, out_ch: int, patch: int, act: str):
         super().__init__(nn.Conv2d(in_ch, out_ch, patch, patch), make_activation(act),
                          nn.BatchNorm2d(out_ch))
 
 
-def make_block(kind: str, args: Dict, fused: bool = False) -> nn.Module:
+def make_block(kind: str, args: Dict, fused: bool = False, fold_bn: bool = False) -> nn.Module:
     """The block of ``kind`` (a block string's kind) built from its literal row ``args``."""
     if kind in ("ds", "dsa"):
-        return DepthwiseSeparable(fused=fused, pw_act=kind == "dsa", **args)
+        return DepthwiseSeparable(fused=fused, pw_act=kind == "dsa", fold_bn=fold_bn, **args)
     if kind == "ir":
-        return InvertedResidual(fused=fused, **args)
+        return InvertedResidual(fused=fused, fold_bn=fold_bn, **args)
     if kind == "uir":
-        return UniversalInvertedResidual(fused=fused, **args)
+        return UniversalInvertedResidual(fused=fused, fold_bn=fold_bn, **args)
     if kind == "cm":
         return ConvMixerLayer(fused=fused, **args)
     if kind == "cn":
         return ConvBNAct(args["in_ch"], args["out_ch"], args["kernel"], args["stride"],
-                         act=args["act"])
+                         act=args["act"], fold_bn=fold_bn)
     if kind == "pc":
-        return PConvBlock(**args)
+        return PConvBlock(fold_bn=fold_bn, **args)
     if kind == "adown":
-        return ADown(**args)
+        return ADown(fold_bn=fold_bn, **args)
     raise ValueError(f"unknown block kind {kind!r}")
 
 
@@ -336,15 +367,15 @@ class FeatureInfo(list):
         return [f["reduction"] for f in self]
 
 
-def make_head(in_ch: int, head, num_classes: int) -> List[nn.Module]:
+def make_head(in_ch: int, head, num_classes: int, fold_bn: bool = False) -> List[nn.Module]:
     """``[conv, pool, post, classifier]`` of the head ``(out_ch, act, post, post_bn)`` fed
     ``in_ch`` channels: [1x1 conv -> BN -> act] -> global average pool -> [1x1 conv with
     bias, or with ``post_bn`` a BN, -> act] -> linear (absent parts are ``nn.Identity``)."""
     head_ch, act, post, post_bn = head
-    conv = ConvBNAct(in_ch, head_ch, 1, act=act) if head_ch else nn.Identity()
+    conv = ConvBNAct(in_ch, head_ch, 1, act=act, fold_bn=fold_bn) if head_ch else nn.Identity()
     width = head_ch or in_ch
     if post and post_bn:
-        post_conv: nn.Module = ConvBNAct(width, post, 1, act=act)
+        post_conv: nn.Module = ConvBNAct(width, post, 1, act=act, fold_bn=fold_bn)
     elif post:
         post_conv = nn.Sequential(nn.Conv2d(width, post, 1), make_activation(act))
     else:
@@ -392,6 +423,11 @@ class MixNet(nn.Module):
         fused: build each MixConv as one zero-padded depthwise conv (:class:`FusedMixConv`).
         channels_last: keep weights and activations in NHWC memory order (the input is
             converted in ``forward``), which speeds up depthwise convs on CPU.
+        fold_bn: the inference form: every BatchNorm that directly follows a conv is an
+            identity, its eval-mode affine map folded into that conv's weight and bias
+            (each block class's ``FOLDS`` pairs; ``nas.export.fold_state_dict`` makes the
+            weights). Same outputs in eval mode up to rounding, fewer operations; not for
+            training (the network has no BatchNorm left there).
         features_only: build no head; ``forward`` returns the list of feature maps of
             ``out_indices`` (indices into ``feature_levels``; default: strides 8/16/32).
             ``feature_info`` describes them (``channels()``, ``reduction()``).
@@ -399,13 +435,14 @@ class MixNet(nn.Module):
 
     def __init__(self, stem, blocks, head, num_classes: int, in_chans: int,
                  fused: bool = False, channels_last: bool = False, features_only: bool = False,
-                 out_indices: Optional[Sequence[int]] = None):
+                 out_indices: Optional[Sequence[int]] = None, fold_bn: bool = False):
         super().__init__()
         self.channels_last = channels_last
         self.features_only = features_only
+        self.fold_bn = fold_bn
         kernel, stride, stem_ch, stem_act, patch = stem
         self.stem = (PatchStem(in_chans, stem_ch, patch, stem_act) if patch else
-                     ConvBNAct(in_chans, stem_ch, kernel, stride, act=stem_act))
+                     ConvBNAct(in_chans, stem_ch, kernel, stride, act=stem_act, fold_bn=fold_bn))
         levels = feature_levels(stride, stem_ch, blocks)
         self.out_indices: List[int] = sorted(set(
             default_out_indices(levels) if out_indices is None else out_indices))
@@ -419,11 +456,12 @@ class MixNet(nn.Module):
         else:
             self.feature_info = levels
         self._taps: List[int] = [f["index"] for f in self.feature_info]
-        self.blocks = nn.Sequential(*(make_block(kind, args, fused) for kind, args in blocks))
+        self.blocks = nn.Sequential(*(make_block(kind, args, fused, fold_bn)
+                                      for kind, args in blocks))
         if not features_only:
             last_ch = blocks[-1][1]["out_ch"] if blocks else stem_ch
             self.head, self.pool, self.head_post, self.classifier = make_head(
-                last_ch, head, num_classes)
+                last_ch, head, num_classes, fold_bn)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 

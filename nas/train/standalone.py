@@ -86,7 +86,11 @@ def arch_from_export(directory) -> tuple:
     except (ValueError, KeyError, TypeError) as e:
         raise RunError(f"{export.arch_json}: not an export's arch.json "
                        f"({e.__class__.__name__})") from None
-    if isinstance(meta.get("form"), dict) and meta["form"].get("fused"):
+    form = meta.get("form") if isinstance(meta.get("form"), dict) else {}
+    if form.get("fold_bn"):
+        raise RunError(f"{export} is a --fold-bn export: its network has no BatchNorm to "
+                       "train; export the trial again without --fold-bn to train it")
+    if form.get("fused"):
         raise RunError(f"{export} is a --fused export: its weights.pt holds fused MixConv "
                        "kernels; export the trial again without --fused to train it")
     return str(arch), str(export.weights) if export.weights.is_file() else ""
