@@ -16,11 +16,13 @@ __version__ = "0.2.0"
 from .arch import Architecture, Block, Head, InputSpec, Stem  # noqa: E402
 from .cost import Cost, count_cost  # noqa: E402
 from .errors import ArchError, DataError, ExportError, NasError, RunError, SpaceError, UsageError  # noqa: E402
+from .lazy import lazy_names  # noqa: E402
 from .space import Decision, SearchSpace, available_spaces, load_space  # noqa: E402
 
 # name -> module that defines it; imported when first asked for (PEP 562).
-_LAZY = {"build_model": "model", "Supernet": "supernet", "export_arch": "export",
-         "model_source": "export"}
+__getattr__, __dir__ = lazy_names(__name__, {
+    "build_model": "model", "Supernet": "supernet", "export_arch": "export",
+    "model_source": "export"})
 
 __all__ = [
     "__version__",
@@ -31,16 +33,3 @@ __all__ = [
     "build_model", "Supernet", "export_arch", "model_source",
 ]
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'nas' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))

@@ -116,20 +116,43 @@ def test_closed_stdout_pipe_is_quiet():
     assert "Traceback" not in run.stderr and "Exception" not in run.stderr
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["space", "show", "mixnet_s"],
-                                  ["space", "sample", "mixnet_300m", "-n", "2"],
-                                  ["space", "list"], ["search", "--budget", "1", "--help"]])
-def test_light_commands_import_neither_torch_nor_optuna(argv):
-    """`nas --help` and `nas space ...` start in a fraction of torch's import time."""
+def imported_by(argv) -> set:
+    """The modules ``python -m nas ARGV`` imports (it must succeed)."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "nas", *argv],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
-                if line.startswith("import time:")}
-    heavy = {m for m in imported if m.split(".")[0] in ("torch", "optuna", "sqlalchemy")}
-    if argv[0] == "search":  # its flags come from the search settings: heavy is fine here
-        return
-    assert not heavy, sorted(heavy)[:5]
+    return {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def heavy(modules, names=("torch", "optuna", "sqlalchemy")) -> list:
+    return sorted(m for m in modules if m.split(".")[0] in names)[:5]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["space", "show", "mixnet_s"],
+                                  ["space", "sample", "mixnet_300m", "-n", "2"],
+                                  ["space", "list"]])
+def test_light_commands_import_neither_torch_nor_optuna(argv):
+    """`nas --help` and `nas space ...` start in a fraction of torch's import time."""
+    assert not heavy(imported_by(argv))
+
+
+def test_search_help_imports_no_torch():
+    """Its flags come from the search settings (Optuna's storages among them), which name
+    datasets, latency backends and estimators without loading them."""
+    assert not heavy(imported_by(["search", "--budget", "1", "--help"]), ("torch",))
+
+
+def test_report_imports_no_torch(synthetic_run_dir, tmp_path):
+    """Issue 17: `nas report RUN` (page, importance, PNG, comparison with RUN-random) never
+    needs torch, whose import is ~1.7 s of a 1,000-trial report. ~7 s (a 60-trial report)."""
+    import shutil
+
+    shutil.copytree(synthetic_run_dir.parent, tmp_path / "runs")
+    modules = imported_by(["report", str(tmp_path / "runs" / "run")])
+    assert (tmp_path / "runs" / "run" / "report.html").is_file()
+    assert any(m.startswith("optuna.importance") for m in modules)  # importance was drawn
+    assert not heavy(modules, ("torch",))
 
 
 def test_hidden_files_in_a_spaces_folder_are_not_spaces(tmp_path, monkeypatch, capsys):

@@ -16,7 +16,10 @@ Per repeat it times, in one process:
 * ``write_report``: everything after loading: recommendations, history, decision
   importance (PED-ANOVA, 3 targets), front plot, a picture per front member, the page,
   pareto.png;
-* ``nas report RUN`` as a user runs it (a fresh interpreter: imports, load, report, table).
+* ``nas report RUN`` as a user runs it (a fresh interpreter: imports, load, report, table),
+  and the imports alone in another fresh interpreter (nas's report and search faces,
+  ``optuna.importance``, which imports scikit-learn for its fANOVA evaluator, and
+  matplotlib): no torch since issue 17.
 
 It prints medians of wall and CPU time (CPU time is what a quiet 2-core machine would
 take: this one is shared), and each as a ratio to the baseline.
@@ -52,6 +55,17 @@ def timed(fn, *args):
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def fresh(code: str, run_dir: Path):
+    """(wall, CPU) seconds of ``code`` in a new interpreter (``sys.argv[1]`` = run_dir)."""
+    start = time.perf_counter()
+    child = subprocess.run([sys.executable, "-c", "import sys, resource; " + code + "; "
+                            "u = resource.getrusage(resource.RUSAGE_SELF); "
+                            "print('CPU', u.ru_utime + u.ru_stime, file=sys.stderr); "
+                            "sys.exit(code)", str(run_dir)],
+                           capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, float(child.stderr.strip().split()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=1000)
@@ -63,7 +77,8 @@ def main() -> None:
         _, wall, _ = timed(lambda: synthetic_run(run_dir, args.trials))
         print(f"built {args.trials} synthetic trials of mixnet_300m in {wall:.0f} s: {run_dir}")
     url = f"sqlite:///{SearchDir(run_dir).study_db}"
-    times = {k: [] for k in ("baseline", "open_run", "importance", "write_report", "cli")}
+    times = {k: [] for k in ("baseline", "open_run", "importance", "write_report", "cli",
+                             "imports")}
     size = 0
     for _ in range(args.repeats):
         _, w, c = timed(lambda: optuna.load_study(study_name=STUDY_NAME,
@@ -77,16 +92,11 @@ def main() -> None:
         result, w, c = timed(write_report, run)
         times["write_report"].append((w, c))
         size = result["html"].stat().st_size
-        start = time.perf_counter()
-        child = subprocess.run([sys.executable, "-c",
-                                "import sys, time, resource; from nas.cli import main; "
-                                "code = main(['report', sys.argv[1]]); "
-                                "u = resource.getrusage(resource.RUSAGE_SELF); "
-                                "print('CPU', u.ru_utime + u.ru_stime, file=sys.stderr); "
-                                "sys.exit(code)", str(run_dir)],
-                               capture_output=True, text=True, check=True)
-        cpu = float(child.stderr.strip().split()[-1])
-        times["cli"].append((time.perf_counter() - start, cpu))
+        times["cli"].append(fresh("from nas.cli import main; "
+                                  "code = main(['report', sys.argv[1]])", run_dir))
+        times["imports"].append(fresh(
+            "import nas.cli, nas.report, nas.search.results, optuna.importance, "
+            "matplotlib.figure; assert 'torch' not in sys.modules; code = 0", run_dir))
     n, feasible, front = len(run.rows), len(run.feasible), len(result["front"])
     base_w = statistics.median(w for w, _ in times["baseline"])
     base_c = statistics.median(c for _, c in times["baseline"])
@@ -96,7 +106,8 @@ def main() -> None:
               "open_run": "open_run (nas reads the run)",
               "importance": "  importance alone (PED-ANOVA x 3 targets; in write_report)",
               "write_report": "write_report (all after loading; importance included)",
-              "cli": "nas report RUN, fresh interpreter (goal < 5 s)"}
+              "cli": "nas report RUN, fresh interpreter (goal < 5 s)",
+              "imports": "  its imports alone (fresh interpreter; no torch)"}
     for key, label in labels.items():
         w = statistics.median(v for v, _ in times[key])
         c = statistics.median(v for _, v in times[key])

@@ -14,22 +14,22 @@ augmented, normalised float batches on the fly. Data sources, by the ``--data`` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from ..errors import DataError
-from .dataset import (
-    Dataset,
-    ImageSet,
-    cache_dir,
-    check_dataset,
-    image_stats,
-    note,
-    require_classes,
-    train_val_split,
-)
-from .fashion_mnist import load_fashion_mnist, read_idx
-from .image_folder import is_metadata, load_image_folder
-from .loader import Loader
+from ..lazy import lazy_names
+
+# The rest of the face needs torch: imported on first use, so that settings which only name
+# a dataset (``data_location``) do not import it.
+__getattr__, __dir__ = lazy_names(__name__, {
+    "Dataset": "dataset", "ImageSet": "dataset", "cache_dir": "dataset",
+    "check_dataset": "dataset", "image_stats": "dataset", "note": "dataset",
+    "require_classes": "dataset", "train_val_split": "dataset",
+    "load_fashion_mnist": "fashion_mnist", "read_idx": "fashion_mnist",
+    "is_metadata": "image_folder", "load_image_folder": "image_folder",
+    "Loader": "loader"})
+if TYPE_CHECKING:
+    from .dataset import Dataset
 
 __all__ = ["DataError", "Dataset", "ImageSet", "Loader", "cache_dir", "check_dataset",
            "data_location", "image_stats", "is_metadata", "load_dataset", "load_fashion_mnist",
@@ -52,6 +52,10 @@ def load_dataset(spec: str = "fashion-mnist") -> Dataset:
         DataError: missing or malformed data, or data that cannot rank architectures
             (:func:`check_dataset`).
     """
+    from .dataset import check_dataset
+    from .fashion_mnist import load_fashion_mnist
+    from .image_folder import load_image_folder
+
     if spec in FASHION_MNIST_NAMES:
         return check_dataset(load_fashion_mnist(), "fashion-mnist")
     path = Path(spec)

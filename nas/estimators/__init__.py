@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from ..errors import UsageError
+from ..lazy import lazy_names
 from .base import Estimator
-from .encoding import ENCODINGS, feature_table, onehot_features, summary_features
-from .metrics import rank_correlation, rank_metrics, top_k
-from .naswot import NaswotEstimator, naswot_score
-from .predictor import MODELS, Predictor, PredictorEstimator, save_predictor
-from .supernet import SupernetEstimator
+
+# The estimators need torch or numpy: imported on first use, so that
+# settings which only check an ``--estimator`` value (``ESTIMATOR_SPEC``) do not import it.
+__getattr__, __dir__ = lazy_names(__name__, {
+    "ENCODINGS": "encoding", "feature_table": "encoding", "onehot_features": "encoding",
+    "summary_features": "encoding", "rank_correlation": "metrics", "rank_metrics": "metrics",
+    "top_k": "metrics", "NaswotEstimator": "naswot", "naswot_score": "naswot",
+    "MODELS": "predictor", "Predictor": "predictor", "PredictorEstimator": "predictor",
+    "save_predictor": "predictor", "SupernetEstimator": "supernet"})
 
 __all__ = ["Estimator", "SupernetEstimator", "NaswotEstimator", "PredictorEstimator",
            "Predictor", "EstimatorContext", "make_estimator", "naswot_score", "save_predictor",
@@ -64,6 +69,10 @@ def needs_supernet(spec: str) -> bool:
 
 def make_estimator(spec: str, context: EstimatorContext) -> Estimator:
     """The estimator ``spec`` names (``supernet``, ``naswot`` or ``predictor:PATH``)."""
+    from .naswot import NaswotEstimator
+    from .predictor import PredictorEstimator
+    from .supernet import SupernetEstimator
+
     if spec == "supernet":
         if context.supernets is None:
             raise UsageError("--estimator supernet needs a supernet")

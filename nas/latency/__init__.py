@@ -9,10 +9,17 @@ predicted from a lookup table of the space's blocks.
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..lazy import lazy_names
 from .base import LatencyModel
-from .measure import MeasuredLatency, arch_latency, measure_latency, threads
-from .runtime import RUNTIMES, OnnxRuntime, Runtime, TorchEager, make_runtime
-from .table import LatencyTable, TableConfig, build_table
+
+# Every backend needs torch: imported on first use, so that settings which only check a
+# ``--latency`` value (``LATENCY_SPEC``) do not import it.
+__getattr__, __dir__ = lazy_names(__name__, {
+    "MeasuredLatency": "measure", "arch_latency": "measure",
+    "measure_latency": "measure", "threads": "runtime", "RUNTIMES": "runtime",
+    "OnnxRuntime": "runtime", "Runtime": "runtime", "TorchEager": "runtime",
+    "make_runtime": "runtime", "LatencyTable": "table", "TableConfig": "table",
+    "build_table": "table"})
 
 __all__ = ["LatencyModel", "MeasuredLatency", "LatencyTable", "TableConfig", "Runtime",
            "TorchEager", "OnnxRuntime", "RUNTIMES", "arch_latency", "build_table",
@@ -26,6 +33,10 @@ def make_latency_model(spec: str, repeats: int = 3, num_threads: int = 1) -> Lat
     """The backend a ``--latency`` value names: a runtime to measure in (``torch``,
     ``onnxruntime``; ``measure`` means ``torch``) or ``lut:PATH``, a table built by
     ``nas latency build`` (its runtime and threads are the table's)."""
+    from .measure import MeasuredLatency
+    from .runtime import RUNTIMES
+    from .table import LatencyTable
+
     if spec in RUNTIMES or spec == "measure":
         return MeasuredLatency("torch" if spec == "measure" else spec, repeats=repeats,
                                threads=num_threads)

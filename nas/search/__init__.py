@@ -12,13 +12,20 @@ recovering dead workers' trials), :mod:`.loop` (trials until the study holds N),
 front, ``trials.csv``, :func:`open_run`).
 """
 
-from .config import DEFAULT_BETA, DEFAULT_GAMMA, OBJECTIVES, SAMPLERS, STUDY_NAME, SearchConfig
-from .loop import run_until
-from .objective import Objective, labels_of, reward, suggest_arch, warm_start
-from .results import SearchRun, open_run, pareto_front, trial_rows, write_trials_csv
-from .run import SearchResult, open_study, prepare_run, run_search, run_trials
-from .samplers import make_sampler
-from .storage import open_storage, recover, sqlite_storage
+from ..lazy import lazy_names
+
+# Imported on first use: ``nas report`` reads a run (:mod:`.results`: Optuna) and must not
+# pay for what running a search needs (:mod:`.run`: torch, the data, the estimators).
+__getattr__, __dir__ = lazy_names(__name__, {
+    "DEFAULT_BETA": "config", "DEFAULT_GAMMA": "config", "OBJECTIVES": "config",
+    "SAMPLERS": "config", "STUDY_NAME": "config", "SearchConfig": "config",
+    "run_until": "loop", "Objective": "objective", "labels_of": "objective",
+    "reward": "objective", "suggest_arch": "objective", "warm_start": "objective",
+    "SearchRun": "results", "open_run": "results", "pareto_front": "results",
+    "trial_rows": "results", "write_trials_csv": "results", "SearchResult": "run",
+    "open_study": "run", "prepare_run": "run", "run_search": "run", "run_trials": "run",
+    "make_sampler": "samplers", "open_storage": "storage", "recover": "storage",
+    "sqlite_storage": "storage"})
 
 __all__ = ["DEFAULT_BETA", "DEFAULT_GAMMA", "OBJECTIVES", "SAMPLERS", "STUDY_NAME",
            "SearchConfig", "run_until", "Objective", "labels_of", "reward", "suggest_arch",
