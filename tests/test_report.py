@@ -183,7 +183,7 @@ def test_backbone_export_from_the_command_line(run_dir, tmp_path, capsys):
     out = tmp_path / "backbone"
     argv = ["export", str(run_dir), "--best", "--backbone", "--out-indices", "1", "2", "-o"]
     assert main(argv + [str(out)]) == 0
-    assert "max |features - supernet subnet| = 0.00e+00" in capsys.readouterr().out
+    assert "max |features - exported network's source| = 0.00e+00" in capsys.readouterr().out
     meta = json.loads((out / "arch.json").read_text())
     assert meta["out_indices"] == [1, 2]
     assert [f["reduction"] for f in meta["features"]] == [2, 4, 8]  # tiny.yaml at 64x64
