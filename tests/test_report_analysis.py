@@ -162,6 +162,19 @@ def test_arch_picture_draws_every_kernel_group_at_its_channel_share():
         assert (a < b) <= (la < lb + 1e-6)
 
 
+def test_an_absent_optional_row_has_no_line_in_the_picture():
+    # mobilenetv3_mixconv's rows may be r0: the picture draws the rows the network has
+    space = nas.load_space("mobilenetv3_mixconv")
+    arch = space.extreme_arch(largest=False)
+    absent = {(s, r) for s, rows in enumerate(arch.stages) for r, b in enumerate(rows)
+              if b.repeats == 0}
+    assert absent, "the smallest network should leave an optional row out"
+    labels = [label.split()[0] for label, _ in _rows_of(arch_picture(arch).svg())]
+    present = {(layer.stage, layer.row) for layer in arch.layers()}
+    assert labels == [f"s{s}.b{r}" for s, r in sorted(present)]
+    assert not {f"s{s}.b{r}" for s, r in absent} & set(labels)
+
+
 def test_report_trial_writes_the_picture_alone(synthetic_run_dir, tmp_path, capsys):
     run_dir = tmp_path / "r"
     shutil.copytree(synthetic_run_dir, run_dir)

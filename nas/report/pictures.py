@@ -30,14 +30,15 @@ _ROW, _GAP, _LABEL, _BAR = 15, 3, 58, 190
 
 
 def _rows(arch: Architecture):
-    """Per block row: (stage, row, block, widest layer of the row)."""
+    """Per block row present in ``arch``: (stage, row, block, widest layer of the row). An
+    absent optional row (``r0``) has no layer and no line in the picture."""
     widest: Dict[tuple, Any] = {}
     for layer in arch.layers():
         key = (layer.stage, layer.row)
         if key not in widest or layer.mid_ch > widest[key].mid_ch:
             widest[key] = layer
     return [(s, r, block, widest[(s, r)]) for s, rows in enumerate(arch.stages)
-            for r, block in enumerate(rows)]
+            for r, block in enumerate(rows) if (s, r) in widest]
 
 
 def _bar_length(channels: int, full: int) -> float:
