@@ -23,7 +23,7 @@ import itertools
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from ..arch import normalize_split
+from ..arch import normalize_split, out_size_of
 from ..channels import conv_out_size, mid_channels, split_channels
 from ..grammar import SAME
 from .search_space import SearchSpace
@@ -61,6 +61,11 @@ class Blindness:
                 + "; ".join(same + some))
 
 
+# Rows whose depthwise conv is one MixConv over the (expanded) width; ds/dsa do not expand.
+_MIXCONV_ROWS = ("ds", "dsa", "ir")
+_NO_EXPANSION = ("ds", "dsa")
+
+
 def effective_kernels(channels: int, kernels: Sequence[int], split, size: int):
     """Per channel, the kernel a MixConv acts with on ``size x size`` maps, as runs
     ``((channels, kernel), ...)`` in channel order."""
@@ -76,15 +81,23 @@ def effective_kernels(channels: int, kernels: Sequence[int], split, size: int):
 
 
 def _row_contexts(space: SearchSpace, resolution: int):
-    """Per block row: ``(where, row, in_widths, out_widths, first_size, later_size)``."""
-    size = conv_out_size(resolution, space.stem.alternatives["kernels"][0][0],
-                         space.stem.alternatives["stride"][0])
-    widths = set(space.stem.alternatives["out"])
+    """Per block row: ``(where, row, in_widths, out_widths, first_size, later_size)``.
+
+    A patch stem is taken at its smallest patch (the largest maps: what is blind there is
+    blind at every patch size); an optional row passes its input widths on.
+    """
+    stem = space.stem.alternatives
+    patch = min(stem.get("patch", (0,)))
+    size = (resolution // patch if patch else
+            conv_out_size(resolution, stem["kernels"][0][0], stem["stride"][0]))
+    widths = set(stem["out"])
     for s, rows in enumerate(space.stages):
         for r, row in enumerate(rows):
             alts = row.alternatives
             outs = widths if alts["out"] == (SAME,) else set(alts["out"])
-            later = conv_out_size(size, 3, alts["stride"][0])
+            if 0 in alts["repeats"]:
+                outs = outs | widths
+            later = out_size_of(row.kind, size, alts.get("stride", (1,))[0])
             yield f"s{s}.b{r}", row, widths, outs, size, later
             size, widths = later, outs
 
@@ -97,11 +110,11 @@ def _signature(row, kernels, split, in_widths, out_widths, first: int, later: in
     expansions = alts.get("expansion", (1.0,)) if expansions is None else expansions
     sig = []
     for width, e in sorted(itertools.product(in_widths, expansions)):
-        mid = width if row.kind == "ds" else mid_channels(width, e)
+        mid = width if row.kind in _NO_EXPANSION else mid_channels(width, e)
         sig.append(("first", mid, effective_kernels(mid, kernels, split, first)))
     if max(alts["repeats"]) > 1 and out_widths:
         for width, e in sorted(itertools.product(out_widths, expansions)):
-            mid = width if row.kind == "ds" else mid_channels(width, e)
+            mid = width if row.kind in _NO_EXPANSION else mid_channels(width, e)
             sig.append(("later", mid, effective_kernels(mid, kernels, split, later)))
     return tuple(sig)
 
@@ -117,6 +130,8 @@ def _collisions(space: SearchSpace, resolution: int):
     the other decision of the row fixed)."""
     by_name = {d.name: d for d in space.decisions}
     for where, row, ins, outs, first, later in _row_contexts(space, resolution):
+        if row.kind not in _MIXCONV_ROWS:
+            continue  # analysed: the MixConv of ds, dsa and ir rows (not uir, cm, cn, pc)
         alts = row.alternatives
         for key, field in (("k", "kernels"), ("x", "split")):
             decision = by_name.get(f"{where}.{key}")

@@ -69,3 +69,13 @@ def test_the_supernet_agrees_with_the_arithmetic(resolution):
                 if listed_always:
                     assert same, (d.name, label, other)
     assert checked > 50 and unchanged > 0
+
+
+def test_every_space_can_be_analysed(space):
+    # Registry-driven: uir rows without a middle depthwise conv (k0), optional rows, patch
+    # stems and ADown's implicit stride must not break the analysis (nas search runs it
+    # before any trial); rows other than ds/dsa/ir are not analysed.
+    for blind in blind_decisions(space, 28):
+        assert blind.decision.rsplit(".", 1)[0] in {
+            f"s{s}.b{r}" for s, rows in enumerate(space.stages) for r, row in enumerate(rows)
+            if row.kind in ("ds", "dsa", "ir")}
