@@ -189,8 +189,11 @@ def test_backbone_export_from_the_command_line(run_dir, tmp_path, capsys):
     assert [f["reduction"] for f in meta["features"]] == [2, 4, 8]  # tiny.yaml at 64x64
     net = load_exported(out, "cli_backbone").build_model()
     net.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
+    # arch.json describes the network written: Fashion-MNIST's 1 channel at its 28x28
+    side = meta["weights"]["resolution"]
+    assert side == 28
     with torch.no_grad():
-        maps = net.eval()(torch.randn(1, 1, 64, 64))  # Fashion-MNIST weights: 1 channel
+        maps = net.eval()(torch.randn(1, 1, side, side))
     assert [list(m.shape[1:]) for m in maps] == [meta["features"][i]["shape"] for i in (1, 2)]
     if importlib.util.find_spec("onnxscript"):  # the proxy data's 28x28 example is enlarged
         assert (out / "model.onnx").exists()
