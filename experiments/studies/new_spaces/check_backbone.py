@@ -5,7 +5,8 @@ arch.json advertises, and model.onnx's outputs against model.py's.
     .venv/bin/python experiments/studies/new_spaces/check_backbone.py EXPORT_DIR [...]
 
 Prints one JSON line per directory and size: the shapes, whether they are the advertised
-ones (channels, and ceil(size / reduction) per side) and the largest |ONNX - model.py|
+ones (channels, and ceil(size / reduction) per side; floor after a patch stem, which has
+no padding) and the largest |ONNX - model.py|
 relative to the level's largest activation.
 """
 
@@ -37,8 +38,9 @@ def check(directory: Path) -> None:
         with torch.no_grad():
             maps = net(x)
         onnx_maps = session.run(None, {"input": x.numpy()})
-        advertised = [[f["channels"], math.ceil(height / f["reduction"]),
-                       math.ceil(width / f["reduction"])] for f in levels]
+        side = math.floor if "stem_p" in meta["arch"] else math.ceil  # a patch stem drops the rest
+        advertised = [[f["channels"], side(height / f["reduction"]),
+                       side(width / f["reduction"])] for f in levels]
         shapes = [list(m.shape[1:]) for m in maps]
         print(json.dumps({
             "export": str(directory), "input": [height, width],
