@@ -10,8 +10,9 @@ an architecture is its seed mean. Rerunning continues: finished rows are kept, a
 training resumes from its checkpoint. Seeds run outermost, so after the first pass every
 architecture has one label and after the second the reference's reliability is known.
 
-Several processes may run the same reference with different ``--seeds`` at once: each
-appends its rows under a file lock.
+Several processes may run the same reference at once, with different ``--seeds`` or
+different ``--shard I/N`` (process ``I`` of ``N`` takes the architectures whose index is
+``I`` modulo ``N``, for every seed): each appends its rows under a file lock.
 
 Its reliability is measured, not assumed (:func:`reliability`): the mean Kendall tau
 between two single-seed rankings, converted to a correlation (r = sin(pi tau / 2)) and
@@ -39,8 +40,8 @@ from .runs import ReferenceDir
 from .space import space_location
 from .units import parse_flops
 
-__all__ = ["ReferenceConfig", "run_reference", "reliability", "load_reference", "summarize",
-           "estimator_context", "rank_estimator"]
+__all__ = ["ReferenceConfig", "run_reference", "shard_indices", "reliability", "load_reference",
+           "summarize", "estimator_context", "rank_estimator"]
 
 
 @dataclass
@@ -64,6 +65,10 @@ class ReferenceConfig(Settings):
     lr: float = setting(2e-3, above=0, help="standalone peak learning rate")
     resolution: int = setting(0, at_least=0, help="proxy resolution (0: the data's own)")
     split_seed: int = setting(0, help="seed of the validation carve (the same for every run)")
+    shard: str = setting("0/1", rerun=True, parse=lambda text: _parse_shard(text),
+                         metavar="I/N",
+                         help="train only the architectures whose index is I modulo N "
+                              "(N processes share one reference)")
     val_fraction: float = setting(0.1, above=0, below=1,
                                   help="share of the training data held out for validation")
 
@@ -72,6 +77,21 @@ class ReferenceConfig(Settings):
             raise UsageError("--seeds must be distinct")
         if not self.band_low < self.band_high:
             raise UsageError("the FLOPs band must satisfy 0 < --band-low < --band-high")
+        _parse_shard(self.shard)
+
+
+def _parse_shard(text: str) -> str:
+    """``"I/N"`` with ``0 <= I < N``, checked; returned unchanged."""
+    part, _, count = str(text).partition("/")
+    if not (part.isdigit() and count.isdigit() and int(part) < int(count)):
+        raise UsageError(f"--shard: expected I/N with 0 <= I < N, got {text!r}")
+    return str(text)
+
+
+def shard_indices(shard: str, archs: int) -> List[int]:
+    """The architecture indices process ``I`` of ``N`` trains (``shard = "I/N"``)."""
+    part, count = (int(x) for x in _parse_shard(shard).split("/"))
+    return [i for i in range(archs) if i % count == part]
 
 
 def _sample(config: ReferenceConfig) -> List[Architecture]:
@@ -143,8 +163,10 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]
     rows = _read_csv(out.rows)
     done = {(r["id"], int(r["seed"])) for r in rows}
     total = len(archs) * len(config.seeds)
+    mine = shard_indices(config.shard, len(archs))
     for seed in config.seeds:
-        for i, arch in enumerate(archs):
+        for i in mine:
+            arch = archs[i]
             if (arch.id, seed) in done:
                 continue
             run_dir = out.run(arch.id, seed)

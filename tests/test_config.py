@@ -155,3 +155,14 @@ def test_paths_are_stored_independently_of_the_working_directory(tmp_path, monke
                          storage="postgresql://u:p@h/db").resolved()
     assert (named.space, named.data, named.storage, named.latency) == (
         "mixnet_300m", "fashion-mnist", "postgresql://u:p@h/db", "torch")
+
+
+def test_reference_shards_split_the_architectures_without_overlap():
+    """``nas reference --shard I/N``: N processes together train every architecture once."""
+    from nas.reference import ReferenceConfig, shard_indices
+    parts = [shard_indices(f"{i}/3", 10) for i in range(3)]
+    assert sorted(sum(parts, [])) == list(range(10))
+    assert parts[1] == [1, 4, 7]
+    for bad in ("3/3", "1", "a/2", "-1/2"):
+        with pytest.raises(UsageError, match="--shard"):
+            ReferenceConfig(shard=bad).validate()
