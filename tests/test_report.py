@@ -321,3 +321,14 @@ def test_malformed_results_are_shown_but_never_ranked_or_exported(run_dir, tmp_p
     assert best not in [r["trial"] for r in front]
     assert main(["export", str(dest), "--trial", str(best), "-o", str(tmp_path / "e")]) == 2
     assert "malformed" in capsys.readouterr().err
+
+
+def test_the_table_summary_names_each_row_as_the_grammar_does():
+    """A UIB row without a middle depthwise conv reads k0 (it printed a bare 'k'), ADown
+    shows no kernel set or expansion, MobileNetV3's SE reads +hse."""
+    from nas.report.table import arch_summary
+    arch = nas.Architecture.parse(
+        "3x64x64-10/stem_c16/ds_r1_k3.5_c16/ir_r1_k3_s2_e3_c24/ir_r1_k3.5_s2_e3_hse0.25_c32/"
+        "uir_r1_a3_k0_s2_e2_c40/adown_c48,ir_r1_k3_e2_se0.25_c48/head_f64")
+    assert arch_summary(arch) == ("1x k3.5 | 1x k3 e3 | 1x k3.5 e3+hse | 1x uir a3 k0 e2 | "
+                                  "1x adown, 1x k3 e2+se")

@@ -11,7 +11,8 @@ top-5 precision and regret (points of accuracy lost by taking the estimator's fi
 and seconds per architecture:
 
 * ``naswot``: the NASWOT score at initialisation (one seed);
-* ``supernet:I`` for each ``--supernet`` and ``supernet:mean`` (their scores averaged): BN
+* ``supernet:NAME`` for each ``--supernet`` (NAME: its run directory) and ``supernet:mean``
+  (their scores averaged; with two, their Kendall tau against each other is printed): BN
   recalibrated on 2,048 training images, scored on the whole validation carve;
 * ``flops``, ``-params``: the cost model alone, as baselines;
 * predictors (``ridge``/``gbm`` on ``summary``/``onehot`` encodings, with and without the
@@ -95,16 +96,18 @@ def main() -> None:
     scores = {"naswot": cached_scores("naswot", ids, timed("naswot", make_estimator(
         "naswot", context)), cache)}
     runs = context.supernets() if context.supernets else []
-    for i, run in enumerate(runs):
+    # Cached under the supernet's run directory name, so another supernet is scored anew.
+    names = [f"supernet:{Path(path).resolve().parent.name}" for path in args.supernet]
+    for name, run in zip(names, runs):
         est = SupernetEstimator([run], calib_images=2048, val_images=context.val_images)
-        scores[f"supernet:{i}"] = cached_scores(f"supernet:{i}", list(ref.id),
-                                                timed(f"supernet:{i}", est), cache)
+        scores[name] = cached_scores(name, list(ref.id), timed(name, est), cache)
     pd.DataFrame(cache).rename_axis("id").to_csv(cache_path)
-    if runs:
-        scores["supernet:mean"] = list(np.mean([scores[f"supernet:{i}"]
-                                                for i in range(len(runs))], axis=0))
-        timings["supernet:mean"] = sum(timings.get(f"supernet:{i}", float("nan"))
-                                       for i in range(len(runs)))
+    if len(runs) > 1:
+        scores["supernet:mean"] = list(np.mean([scores[n] for n in names], axis=0))
+        timings["supernet:mean"] = sum(timings.get(n, float("nan")) for n in names)
+        between = rank_metrics(scores[names[0]], scores[names[1]])
+        print(f"supernet seed-to-seed: Kendall tau {between['kendall']:.3f} between "
+              f"{names[0]} and {names[1]} on {len(ref)} architectures")
     truth = ref["mean"].to_numpy()
     n_ref = len(ref)
     table = []
