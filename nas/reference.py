@@ -11,8 +11,10 @@ training resumes from its checkpoint. Seeds run outermost, so after the first pa
 architecture has one label and after the second the reference's reliability is known.
 
 Several processes may run the same reference at once, with different ``--seeds`` or
-different ``--shard I/N`` (process ``I`` of ``N`` takes the architectures whose index is
-``I`` modulo ``N``, for every seed): each appends its rows under a file lock.
+different ``--shard I/N`` (process ``I`` of ``N``, counting from 0, takes the architectures
+whose index is ``I`` modulo ``N``, for every seed; all processes use the same ``N`` and each
+``I`` once): each appends its rows under a file lock. The shard is how a process divides the
+work, not part of the reference: it is not saved in ``reference.json``.
 
 Its reliability is measured, not assumed (:func:`reliability`): the mean Kendall tau
 between two single-seed rankings, converted to a correlation (r = sin(pi tau / 2)) and
@@ -23,6 +25,7 @@ ranker against the seed mean is then sqrt(reliability).
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -67,8 +70,8 @@ class ReferenceConfig(Settings):
     split_seed: int = setting(0, help="seed of the validation carve (the same for every run)")
     shard: str = setting("0/1", rerun=True, parse=lambda text: _parse_shard(text),
                          metavar="I/N",
-                         help="train only the architectures whose index is I modulo N "
-                              "(N processes share one reference)")
+                         help="train only the architectures whose index is I modulo N, I from "
+                              "0 (N processes share one reference, each I once; not saved)")
     val_fraction: float = setting(0.1, above=0, below=1,
                                   help="share of the training data held out for validation")
 
@@ -82,8 +85,8 @@ class ReferenceConfig(Settings):
 
 def _parse_shard(text: str) -> str:
     """``"I/N"`` with ``0 <= I < N``, checked; returned unchanged."""
-    part, _, count = str(text).partition("/")
-    if not (part.isdigit() and count.isdigit() and int(part) < int(count)):
+    match = re.fullmatch(r"(\d+)/(\d+)", str(text), re.ASCII)
+    if not (match and int(match[1]) < int(match[2])):
         raise UsageError(f"--shard: expected I/N with 0 <= I < N, got {text!r}")
     return str(text)
 
@@ -148,7 +151,9 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]
             raise RunError(f"{out} holds a reference with another recipe ("
                            + ", ".join(f"{k}={v!r}" for k, v in config.differences(old).items())
                            + "); use another -o")
-    write_json(out.settings, config.to_dict(out.path))
+    saved = config.to_dict(out.path)
+    del saved["shard"]  # how this process divides the work, not the reference's recipe
+    write_json(out.settings, saved)
 
     archs = _sample(config)
     arch_rows = [{"index": i, "id": a.id, "flops": count_cost(a).flops,
@@ -162,8 +167,9 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]
         _write_csv(out.archs, arch_rows)
     rows = _read_csv(out.rows)
     done = {(r["id"], int(r["seed"])) for r in rows}
-    total = len(archs) * len(config.seeds)
     mine = shard_indices(config.shard, len(archs))
+    total = len(mine) * len(config.seeds)  # this process's share
+    finished = sum((archs[i].id, seed) in done for seed in config.seeds for i in mine)
     for seed in config.seeds:
         for i in mine:
             arch = archs[i]
@@ -185,7 +191,8 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]
             rows.append(row)
             _append_row(out.rows, row)
             shutil.rmtree(run_dir.path, ignore_errors=True)  # the row is what the reference keeps
-            log(f"[{len(rows)}/{total}] seed {seed} arch {i + 1}/{len(archs)} "
+            finished += 1
+            log(f"[{finished}/{total}] seed {seed} arch {i + 1}/{len(archs)} "
                 f"{arch_rows[i]['flops'] / 1e6:.1f}M FLOPs: val {metrics['val_accuracy']:.2%}")
     return summarize(out)
 

@@ -163,6 +163,6 @@ def test_reference_shards_split_the_architectures_without_overlap():
     parts = [shard_indices(f"{i}/3", 10) for i in range(3)]
     assert sorted(sum(parts, [])) == list(range(10))
     assert parts[1] == [1, 4, 7]
-    for bad in ("3/3", "1", "a/2", "-1/2"):
+    for bad in ("3/3", "1", "a/2", "-1/2", "\u00b2/2", "1/2/3"):
         with pytest.raises(UsageError, match="--shard"):
             ReferenceConfig(shard=bad).validate()

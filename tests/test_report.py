@@ -332,3 +332,6 @@ def test_the_table_summary_names_each_row_as_the_grammar_does():
         "uir_r1_a3_k0_s2_e2_c40/adown_c48,ir_r1_k3_e2_se0.25_c48/head_f64")
     assert arch_summary(arch) == ("1x k3.5 | 1x k3 e3 | 1x k3.5 e3+hse | 1x uir a3 k0 e2 | "
                                   "1x adown, 1x k3 e2+se")
+    space = nas.load_space("mobilenetv3_mixconv")  # optional rows: absent ones read "0x ir"
+    absent = [b.kind for s in space.extreme_arch(False).stages for b in s if not b.repeats]
+    assert absent and arch_summary(space.extreme_arch(False)).count("0x ") == len(absent)

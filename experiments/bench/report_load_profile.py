@@ -56,7 +56,8 @@ def main() -> None:
     print(f"  its {len(strings)} json_to_distribution calls alone: CPU {parse_s:.2f} s "
           f"({100 * parse_s / total:.0f}% of the read); memoised by string: {memo_s:.3f} s")
     for label, code in (("import optuna.importance", "import optuna.importance"),
-                        ("  of which import sklearn.ensemble", "import sklearn.ensemble")):
+                        ("  import sklearn.ensemble alone (its share, estimated)",
+                         "import sklearn.ensemble")):
         timer = ("import time, optuna; t = time.process_time(); " + code +
                  "; print(time.process_time() - t)")
         times = sorted(float(subprocess.run([sys.executable, "-c", timer], capture_output=True,

@@ -23,19 +23,23 @@ def arch_summary(arch: Architecture) -> str:
     """Kernel sets and expansions per stage, SE marked: '1x k3 | 2x k3.5 e6+se, ...'.
 
     Rows other than MixNet's ``ds``/``ir`` name their kind (``uir``, ``cn``, ...); a UIB's
-    optional depthwise convs read ``a3``/``k0`` as in the grammar, and rows without a
-    depthwise conv or an expansion (``adown``) show neither.
+    optional depthwise convs read ``a3``/``k0`` as in the grammar, rows without a
+    depthwise conv or an expansion (``adown``) show neither, and an absent optional row
+    reads ``0x KIND``.
     """
     stages = []
     for rows in arch.stages:
         parts = []
         for b in rows:
+            if not b.repeats:  # an absent optional row: its other fields are placeholders
+                parts.append(f"0x {b.kind}")
+                continue
             words = [f"{b.repeats}x"] + ([] if b.kind in ("ds", "ir") else [b.kind])
             if b.kind == "uir":
                 words.append("a" + (".".join(map(str, b.start)) or "0"))
             if b.kind != "adown":
                 words.append("k" + (".".join(map(str, b.kernels)) or "0"))
-            if b.kind not in ("adown", "cm", "dsa", "ds", "pc", "cn") or b.expansion != 1:
+            if b.kind not in ("adown", "cm", "dsa", "ds", "cn") or b.expansion != 1:
                 words.append(f"e{b.expansion:g}")
             text = " ".join(words)
             parts.append(text + ("+se" if b.se else "+hse" if b.hse else ""))

@@ -38,6 +38,7 @@ import torch
 import nas
 from nas.estimators import Predictor, SupernetEstimator, make_estimator, rank_metrics
 from nas.reference import estimator_context, load_reference
+from nas.runs import supernet_checkpoint
 
 HERE = Path(__file__).parent
 PREDICTORS = [("ridge", "summary"), ("ridge", "onehot"), ("gbm", "summary")]
@@ -96,8 +97,12 @@ def main() -> None:
     scores = {"naswot": cached_scores("naswot", ids, timed("naswot", make_estimator(
         "naswot", context)), cache)}
     runs = context.supernets() if context.supernets else []
-    # Cached under the supernet's run directory name, so another supernet is scored anew.
-    names = [f"supernet:{Path(path).resolve().parent.name}" for path in args.supernet]
+    # Cached under the supernet's run directory name, so another supernet is scored anew
+    # (a supernet retrained in the same directory needs its column deleted from cache.csv).
+    names = [f"supernet:{supernet_checkpoint(path).resolve().parent.name}"
+             for path in args.supernet]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--supernet: run directories must have distinct names, got {names}")
     for name, run in zip(names, runs):
         est = SupernetEstimator([run], calib_images=2048, val_images=context.val_images)
         scores[name] = cached_scores(name, list(ref.id), timed(name, est), cache)
@@ -106,8 +111,8 @@ def main() -> None:
         scores["supernet:mean"] = list(np.mean([scores[n] for n in names], axis=0))
         timings["supernet:mean"] = sum(timings.get(n, float("nan")) for n in names)
         between = rank_metrics(scores[names[0]], scores[names[1]])
-        print(f"supernet seed-to-seed: Kendall tau {between['kendall']:.3f} between "
-              f"{names[0]} and {names[1]} on {len(ref)} architectures")
+        print(f"supernet seed-to-seed: Kendall tau {between['kendall']:.3f} between the first "
+              f"two, {names[0]} and {names[1]}, on {len(ref)} architectures")
     truth = ref["mean"].to_numpy()
     n_ref = len(ref)
     table = []
