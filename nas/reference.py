@@ -241,7 +241,7 @@ def reliability(rows, seeds: List[int]) -> Dict[str, Any]:
     r_k = k * r1 / (1 + (k - 1) * r1) if r1 > 0 else r1
     ceiling_r = math.sqrt(max(0.0, r_k))
     first, rest = table.columns[0], list(table.columns[1:])
-    split = float(stats.kendalltau(table[first], table[rest].mean(1)).statistic)
+    split = float(stats.kendalltau(table[first], table[rest].mean(axis=1)).statistic)
     return {"archs": int(len(table)), "seeds": k, "pairwise_tau": tau1,
             "split_half_tau": split, "reliability_r": r_k, "ceiling_r": ceiling_r,
             "ceiling_tau": _r_to_tau(ceiling_r)}
@@ -249,9 +249,14 @@ def reliability(rows, seeds: List[int]) -> Dict[str, Any]:
 
 def summarize(out_dir) -> Dict[str, Any]:
     out = ReferenceDir(out_dir)
-    config = read_json(out.settings, "reference settings")
-    _, per_arch, rows = load_reference(out.path)
-    summary = {"rows": int(len(rows)), **reliability(rows, config["seeds"]),
+    archs, per_arch, rows = load_reference(out.path)
+    # The seeds trained on every architecture so far (all seeds trained, while fewer than
+    # two are complete), not the saved --seeds: processes running other seeds each saved
+    # their own list, and a seed still in progress would shrink the table to a few rows.
+    seeds = sorted(int(s) for s in rows["seed"].unique())
+    complete = [s for s in seeds if set(archs["id"]) <= set(rows.loc[rows["seed"] == s, "id"])]
+    summary = {"rows": int(len(rows)),
+               **reliability(rows, complete if len(complete) >= 2 else seeds),
                "accuracy_range": [float(per_arch["mean"].min()), float(per_arch["mean"].max())],
                "mean_seed_std": float(per_arch["std"].mean()) if len(per_arch) else None}
     write_json(out.summary, summary)

@@ -1,0 +1,27 @@
+"""nas.reference's summary: reliability from the seeds complete so far."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nas.reference import summarize
+
+
+def test_summary_uses_the_complete_seeds_while_another_is_in_progress(tmp_path):
+    """Seeds 0 and 2 trained on all 10 architectures, seed 1 on 3: the reliability is
+    measured on the 10 with two seeds (a seed in progress must not shrink it to 3), and
+    two seeds that rank alike give tau 1 and a ceiling of 1."""
+    ids = [f"{i:016x}" for i in range(10)]
+    pd.DataFrame({"index": range(10), "id": ids, "flops": 1, "params": 1, "arch": "x"}).to_csv(
+        tmp_path / "archs.csv", index=False)
+    acc = np.linspace(0.40, 0.50, 10)
+    rows = [{"id": i, "seed": s, "val_accuracy": a + 0.001 * s, "steps": 1, "train_images": 1,
+             "wall_s": 1.0} for s in (0, 2) for i, a in zip(ids, acc)]
+    rows += [{"id": i, "seed": 1, "val_accuracy": 0.5 - a, "steps": 1, "train_images": 1,
+              "wall_s": 1.0} for i, a in zip(ids[:3], acc)]
+    pd.DataFrame(rows).to_csv(tmp_path / "rows.csv", index=False)
+    summary = summarize(tmp_path)
+    assert (summary["archs"], summary["seeds"]) == (10, 2)
+    assert summary["pairwise_tau"] == pytest.approx(1.0)
+    assert summary["ceiling_tau"] == pytest.approx(1.0)
+    assert (tmp_path / "summary.json").is_file()
