@@ -20,8 +20,9 @@ from typing import Any, Dict, Iterable, Iterator, Optional
 
 from .errors import CheckpointError
 
-__all__ = ["atomic_write_bytes", "write_json", "read_json", "tensor_bytes", "save_checkpoint",
-           "load_checkpoint", "resume_state", "naming", "AppendLog", "all_or_nothing"]
+__all__ = ["append_csv_row", "atomic_write_bytes", "write_json", "read_json", "tensor_bytes",
+           "save_checkpoint", "load_checkpoint", "resume_state", "naming", "AppendLog",
+           "all_or_nothing"]
 
 
 @contextlib.contextmanager
@@ -77,6 +78,27 @@ class AppendLog:
             self._file.close()
         except OSError:  # what did not reach the disk was reported by write()
             pass
+
+
+def append_csv_row(path, row: Dict[str, Any]) -> None:
+    """Append one CSV line (a header first when the file is new) under an exclusive lock,
+    so that several processes can share the file; an ``OSError`` names the path."""
+    import csv
+    import fcntl
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(row))
+    try:
+        with open(path, "a", newline="") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            if f.tell() == 0:
+                writer.writeheader()
+            writer.writerow(row)
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise naming(e, path) from None
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

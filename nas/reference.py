@@ -38,7 +38,7 @@ from .config import Settings, setting
 from .cost import count_cost
 from .data import data_location
 from .errors import RunError, UsageError
-from .files import atomic_write_bytes, read_json, write_json
+from .files import append_csv_row, atomic_write_bytes, read_json, write_json
 from .runs import ReferenceDir
 from .space import space_location
 from .units import parse_flops
@@ -103,25 +103,6 @@ def _sample(config: ReferenceConfig) -> List[Architecture]:
     space = load_space(config.space)
     return sample_band(space, config.archs, int(config.band_low * config.budget),
                        int(config.band_high * config.budget), config.sample_seed)
-
-
-def _append_row(path, row: Dict[str, Any]) -> None:
-    """Append one CSV line under a lock: several processes (other seeds) share the file."""
-    import csv
-    import fcntl
-    import io
-    import os
-
-    with open(path, "a", newline="") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(row))
-        if f.tell() == 0:
-            writer.writeheader()
-        writer.writerow(row)
-        f.write(buffer.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _write_csv(path, rows: List[Dict[str, Any]]) -> None:
@@ -189,7 +170,7 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]
                    "steps": metrics["steps"], "train_images": metrics["train_images"],
                    "wall_s": round(time.perf_counter() - started, 1)}
             rows.append(row)
-            _append_row(out.rows, row)
+            append_csv_row(out.rows, row)
             shutil.rmtree(run_dir.path, ignore_errors=True)  # the row is what the reference keeps
             finished += 1
             log(f"[{finished}/{total}] seed {seed} arch {i + 1}/{len(archs)} "

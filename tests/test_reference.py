@@ -25,3 +25,35 @@ def test_summary_uses_the_complete_seeds_while_another_is_in_progress(tmp_path):
     assert summary["pairwise_tau"] == pytest.approx(1.0)
     assert summary["ceiling_tau"] == pytest.approx(1.0)
     assert (tmp_path / "summary.json").is_file()
+
+
+def _append_many(path, writer: int, count: int) -> None:
+    from nas.files import append_csv_row
+
+    for i in range(count):
+        append_csv_row(path, {"writer": writer, "i": i, "text": "a,b \"quoted\""})
+
+
+def test_rows_appended_by_several_processes_are_all_kept_under_one_header(tmp_path):
+    """The reference's shards (and the found-vs-MixNet study's) append to one rows.csv at
+    once: every row arrives whole, the header once."""
+    import multiprocessing
+
+    path = tmp_path / "rows.csv"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(path, w, 200)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    table = pd.read_csv(path)
+    assert len(table) == 600 and set(table.text) == {"a,b \"quoted\""}
+    assert sorted(zip(table.writer, table.i)) == [(w, i) for w in range(3) for i in range(200)]
+
+
+def test_a_rows_file_that_cannot_be_written_is_named(tmp_path):
+    from nas.files import append_csv_row
+
+    with pytest.raises(OSError, match="missing"):
+        append_csv_row(tmp_path / "missing" / "rows.csv", {"a": 1})

@@ -3,7 +3,7 @@ all at <= MixNet-S's FLOPs, retrained alike with several seeds and scored on the
 
     .venv/bin/python experiments/studies/found_vs_mixnet/run.py \\
         --data ../shared/data/cifar10-jpg.tar.gz [--found NAME=RUN ...] [--epochs 3] \\
-        [--seeds 0 1 2] [--random 10] [--out runs/found-vs-mixnet]
+        [--seeds 0 1 2] [--random 10] [--out runs/found-vs-mixnet] [--shard I/N]
 
 Networks: ``mixnet_s`` (the paper's layer table), ``randomI`` (I = 0..9: architectures of
 mixnet_300m drawn uniformly with a fixed seed, kept when their FLOPs are <= MixNet-S's), and
@@ -12,8 +12,10 @@ reranked winner when it has one, else its best reward), which must also be <= Mi
 Each is trained from scratch with ``nas train``'s recipe (AdamW 2e-3, cosine, label smoothing
 0.1, pad-crop and flip, batch 128) for ``--epochs`` on the training split less the seeded
 validation carve, then scored once on the **test** split. Every (network, seed) row is
-appended to ``rows.csv`` beside this script as it finishes; rerunning skips finished rows and
-resumes a killed training, so networks can be added later (the found one after its search).
+appended to ``rows.csv`` beside this script as it finishes (under a file lock); rerunning
+skips finished rows and resumes a killed training, so networks can be added later (the found
+one after its search). ``--shard I/N`` (as in ``nas reference``): process ``I`` of ``N``
+takes every N-th (seed, network) job, so N processes share the cores.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import pandas as pd
 import torch
 
 import nas
+from nas.files import append_csv_row
+from nas.reference import shard_indices
 from nas.train import RetrainConfig, retrain
 
 HERE = Path(__file__).parent
@@ -47,7 +51,7 @@ def networks(found, n_random: int, seed: int = 0):
         name, _, run = item.partition("=")
         from nas.search import open_run
 
-        row = open_run(run).best("reward")  # TODO(issue 19): the reranked winner
+        row = open_run(run).best("reward")  # the reranked winner when the run has one
         if row["flops"] > limit:
             raise SystemExit(f"{name}: {row['flops']:,} FLOPs > MixNet-S's {limit:,}")
         out.append((name, row["arch"]))
@@ -63,27 +67,28 @@ def main() -> None:
     p.add_argument("--random", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/found-vs-mixnet")
+    p.add_argument("--shard", default="0/1", help="I/N: this process takes every N-th job")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    done = pd.read_csv(ROWS).to_dict("records") if ROWS.exists() else []
-    have = {(r["network"], r["seed"], r["arch"]) for r in done}
-    for seed in args.seeds:
-        for name, arch in networks(args.found, args.random):
-            if (name, seed, arch) in have:
-                continue
-            out = Path(args.out) / f"{name}-seed{seed}"
-            start = time.perf_counter()
-            config = RetrainConfig(arch=arch, data=args.data, epochs=args.epochs, seed=seed)
-            resume = (out / "checkpoint.pt").exists()
-            m = retrain(None if resume else config, out, resume=resume, progress=False)
-            row = {"network": name, "seed": seed, "test_accuracy": m["test_accuracy"],
-                   "val_accuracy": m["val_accuracy"], "flops": m["flops"], "params": m["params"],
-                   "epochs": m["epochs"], "data": args.data, "arch": m["arch"],
-                   "wall_s": round(time.perf_counter() - start, 1)}
-            done.append(row)
-            pd.DataFrame(done).to_csv(ROWS, index=False)
-            print({k: v for k, v in row.items() if k != "arch"}, flush=True)
-    table = pd.DataFrame(done)
+    jobs = [(seed, name, arch) for seed in args.seeds
+            for name, arch in networks(args.found, args.random)]
+    for index in shard_indices(args.shard, len(jobs)):
+        seed, name, arch = jobs[index]
+        done = pd.read_csv(ROWS).to_dict("records") if ROWS.exists() else []
+        if (name, seed, arch) in {(r["network"], r["seed"], r["arch"]) for r in done}:
+            continue
+        out = Path(args.out) / f"{name}-seed{seed}"
+        start = time.perf_counter()
+        config = RetrainConfig(arch=arch, data=args.data, epochs=args.epochs, seed=seed)
+        resume = (out / "checkpoint.pt").exists()
+        m = retrain(None if resume else config, out, resume=resume, progress=False)
+        row = {"network": name, "seed": seed, "test_accuracy": m["test_accuracy"],
+               "val_accuracy": m["val_accuracy"], "flops": m["flops"], "params": m["params"],
+               "epochs": m["epochs"], "data": args.data, "arch": m["arch"],
+               "wall_s": round(time.perf_counter() - start, 1)}
+        append_csv_row(ROWS, row)
+        print({k: v for k, v in row.items() if k != "arch"}, flush=True)
+    table = pd.read_csv(ROWS)
     agg = table.groupby("network").test_accuracy.agg(["mean", "std", "count"])
     print(agg.sort_values("mean", ascending=False).to_string())
 
