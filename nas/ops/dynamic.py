@@ -32,38 +32,40 @@ ACTIVATIONS = {"relu": F.relu, "relu6": F.relu6, "swish": F.silu, "hswish": F.ha
 Region = tuple  # a tuple of slices, one per leading dimension
 
 
-class _TakeRegions(torch.autograd.Function):
-    """Views of disjoint sub-blocks of one tensor, with a single backward.
+def _view(t: torch.Tensor, region: Region) -> torch.Tensor:
+    """``t[region]`` (slices of step 1 within bounds, over the leading dimensions) as one
+    strided view. (Arithmetic on the slices: ``slice.indices`` and ``t[region]`` cost
+    more interpreter time than the conv of a small layer.)"""
+    sizes, strides, offset = list(t.shape), t.stride(), t.storage_offset()
+    for dim, s in enumerate(region):
+        start = s.start or 0
+        sizes[dim] = (sizes[dim] if s.stop is None else s.stop) - start
+        offset += start * strides[dim]
+    return t.as_strided(sizes, strides, offset)
 
-    Plain indexing records one slice op per sliced dimension, and each one's backward
-    allocates, zero-fills and copies a tensor of the full shape: for a 3-group MixConv
-    that is 6 full-size tensors per step for one weight. Here backward writes every
-    block's gradient into one zero tensor.
+
+def take_regions(weight: torch.Tensor, regions: Sequence[Region]) -> List[torch.Tensor]:
+    """``[weight[r] for r in regions]``, cheaper to differentiate.
+
+    ``regions`` are tuples of slices (step 1); several regions must be consecutive along
+    dimension 0 (MixConv groups, the blocks of a grouped 1x1 conv), else plain indexing is
+    used. Plain indexing records one slice op per sliced dimension, and each one's backward
+    allocates, zero-fills and copies a tensor of the full shape: for a 3-group MixConv 6
+    full-size tensors per step for one weight. Here dimension 0 is narrowed once and split
+    into the regions, and each block is one strided view of its piece, so backward fills
+    one full-size tensor per weight and the rest at the size of a group. (A Python
+    ``autograd.Function`` doing the same cost more in interpreter time than it saved:
+    supernet/static train step 1.126 with it, see experiments/README.md.)
     """
-
-    @staticmethod
-    def forward(ctx, weight: torch.Tensor, regions: Sequence[Region]):
-        ctx.regions = regions
-        ctx.shape = weight.shape
-        ctx.channels_last = weight.dim() == 4 and not weight.is_contiguous() and \
-            weight.is_contiguous(memory_format=torch.channels_last)
-        return tuple(weight[r] for r in regions)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        grad = grads[0].new_zeros(ctx.shape)
-        if ctx.channels_last:  # match the parameter's layout, as autograd's own grads do
-            grad = grad.contiguous(memory_format=torch.channels_last)
-        for region, g in zip(ctx.regions, grads):  # autograd passes zeros for unused ones
-            grad[region] = g
-        return grad, None
-
-
-def take_regions(weight: torch.Tensor, regions: Sequence[Region]) -> Sequence[torch.Tensor]:
-    """``[weight[r] for r in regions]`` for disjoint regions, cheaper to differentiate."""
-    if not torch.is_grad_enabled() or not weight.requires_grad:
+    if len(regions) == 1:
+        return [_view(weight, regions[0])]
+    rows = [(r[0].start or 0, weight.shape[0] if r[0].stop is None else r[0].stop)
+            for r in regions]
+    if any(a[1] != b[0] for a, b in zip(rows, rows[1:])):
         return [weight[r] for r in regions]
-    return _TakeRegions.apply(weight, tuple(regions))
+    sizes = [stop - start for start, stop in rows]
+    pieces = weight.narrow(0, rows[0][0], sum(sizes)).split(sizes, 0)
+    return [_view(piece, (slice(None),) + tuple(r[1:])) for piece, r in zip(pieces, regions)]
 
 
 class DynamicPointwise(nn.Module):
@@ -207,11 +209,12 @@ class DynamicBatchNorm(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
+        stats, affine = (self.running_mean, self.running_var), (self.weight, self.bias)
+        if c != self.num_features:  # narrow: cheaper than indexing, ~1 us per call
+            stats = tuple(t.narrow(0, 0, c) for t in stats)
+            affine = tuple(t.narrow(0, 0, c) for t in affine)
         # Like nn.BatchNorm2d with momentum set: num_batches_tracked is not used.
-        return F.batch_norm(
-            x, self.running_mean[:c], self.running_var[:c], self.weight[:c], self.bias[:c],
-            self.training, self.momentum, self.eps,
-        )
+        return F.batch_norm(x, *stats, *affine, self.training, self.momentum, self.eps)
 
     def active_state(self, c: int) -> Dict[str, torch.Tensor]:
         return {"weight": self.weight[:c], "bias": self.bias[:c],

@@ -158,12 +158,21 @@ def test_extract_in_channels_last_layout(spaces):
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_take_regions_gradient_equals_plain_indexing(layout):
-    from nas.ops.dynamic import take_regions
-
     weight = torch.randn(12, 1, 7, 7).contiguous(memory_format=layout).requires_grad_()
     regions = [(slice(0, 5), slice(None), slice(2, 5), slice(2, 5)),
                (slice(5, 9), slice(None), slice(1, 6), slice(1, 6)),
                (slice(9, 11), slice(None), slice(0, 7), slice(0, 7))]
+    check_take_regions(weight, regions, layout)
+    # the blocks of a grouped 1x1 conv; one region; regions not consecutive (plain indexing)
+    weight = torch.randn(12, 8, 1, 1).contiguous(memory_format=layout).requires_grad_()
+    check_take_regions(weight, [(slice(0, 4), slice(0, 3)), (slice(4, 8), slice(3, 6))], layout)
+    check_take_regions(weight, [(slice(0, 10), slice(0, 5))], layout)
+    check_take_regions(weight, [(slice(6, 9), slice(0, 5)), (slice(0, 2), slice(1, 8))], layout)
+
+
+def check_take_regions(weight, regions, layout):
+    from nas.ops.dynamic import take_regions
+
     upstream = [torch.randn(weight[r].shape) for r in regions]
     for block, r in zip(take_regions(weight, regions), regions):
         assert torch.equal(block, weight[r])
@@ -172,3 +181,4 @@ def test_take_regions_gradient_equals_plain_indexing(layout):
     sum((weight[r] * u).sum() for r, u in zip(regions, upstream)).backward()
     assert torch.equal(ours, weight.grad)
     assert ours.is_contiguous(memory_format=layout)
+    weight.grad = None
