@@ -18,7 +18,15 @@ repeatability, ONNX Runtime / torch eager latency, and prediction / measurement 
 (the same shuffled groups of 48, round-robin, the calibration networks measured between
 them), which predicts them as the full table would, in a fraction of the time.
 ``--rows`` writes one row per runtime and architecture (predicted, both measurements) so
-the figures can be recomputed.
+the figures can be recomputed; ``--from-rows CSV`` recomputes them without measuring.
+
+The machine's speed drifts over minutes (the same network, timed again minutes later,
+comes out several percent faster or slower on average), and a table's scale is fitted when
+it is built, so part of the error is one factor between calibration and evaluation. The
+bench therefore also prints the error left once a single scale is refitted to the
+evaluation's own measurements (the median ratio of the mean measurement to the
+prediction: the table's shape, what a search's ranking by latency depends on) and Kendall's
+tau of prediction against measurement beside the tau between the two measurements.
 """
 
 from __future__ import annotations
@@ -39,6 +47,31 @@ from nas.latency.units import arch_units
 def mape(predicted, measured):
     errors = [abs(p - m) / m for p, m in zip(predicted, measured)]
     return 100 * statistics.mean(errors), 100 * statistics.median(errors), 100 * max(errors)
+
+
+def shape_error(predicted, first, second) -> str:
+    """The error left after refitting one scale to the measurements, and the ranking."""
+    from scipy.stats import kendalltau
+
+    mean = [(a + b) / 2 for a, b in zip(first, second)]
+    scale = statistics.median(m / p for m, p in zip(mean, predicted))
+    error = mape([scale * p for p in predicted], mean)
+    return (f"  with one scale refitted to these measurements (x{scale:.3f}, drift since "
+            f"calibration): MAPE {error[0]:.1f}% (median {error[1]:.1f}%) against the mean "
+            f"of both; Kendall tau prediction/mean {kendalltau(predicted, mean)[0]:.2f}, "
+            f"between the two measurements {kendalltau(first, second)[0]:.2f}")
+
+
+def from_rows(path: str) -> None:
+    """The figures of a ``--rows`` file, recomputed."""
+    import pandas as pd
+
+    for name, g in pd.read_csv(path).groupby("runtime", sort=False):
+        p, a, b = (g[c].tolist() for c in ("predicted_ms", "measured_ms", "measured_again_ms"))
+        print(f"== {name}, {len(g)} archs: MAPE {mape(p, a)[0]:.1f}% vs the first measurement, "
+              f"{mape(p, [(x + y) / 2 for x, y in zip(a, b)])[0]:.1f}% vs the mean of both; "
+              f"repeatability {mape(b, a)[0]:.1f}%")
+        print(shape_error(p, a, b))
 
 
 def bench_runtime(name: str, space, fresh, args) -> dict:
@@ -99,6 +132,7 @@ def bench_runtime(name: str, space, fresh, args) -> dict:
           "{:.1f}% (median {:.1f}%, max {:.1f}%)".format(*result["noise"]))
     print(f"  ratio prediction error / repeatability (means): "
           f"{result['error'][0] / max(result['noise'][0], 1e-9):.2f}")
+    print(shape_error(predicted, first, second))
     print(f"  prediction {result['predict_ms']:.2f} ms vs measurement {result['measure_s']:.2f} s "
           f"(medians; measurement includes building{' and exporting' if name != 'torch' else ''}"
           f" the network): ratio {result['time_ratio']:.5f}", flush=True)
@@ -115,7 +149,10 @@ def main() -> None:
     p.add_argument("--calibrate", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", help="write the per-architecture rows to this CSV")
+    p.add_argument("--from-rows", metavar="CSV", help="recompute the figures of a --rows file")
     args = p.parse_args()
+    if args.from_rows:
+        return from_rows(args.from_rows)
     space = nas.load_space(args.space)
     rng = random.Random(12345)  # archs unseen by the tables' calibration (seed 0)
     fresh = [space.sample(rng) for _ in range(args.archs)]
