@@ -38,23 +38,25 @@ ROWS = HERE / "rows.csv"
 
 
 def networks(found, n_random: int, seed: int = 0):
-    """``[(name, canonical arch)]``: MixNet-S, the random draws, the found ones."""
+    """``[(name, canonical arch)]``: MixNet-S, the found ones, the random draws (in the
+    order they train for each seed: a study cut short still compares the first three)."""
+    from nas.search import open_run
+
     s = nas.load_space("mixnet_s").sample(0)
     limit = nas.count_cost(s).flops
     out = [("mixnet_s", str(s))]
-    space, rng = nas.load_space("mixnet_300m"), random.Random(seed)
-    while len(out) < 1 + n_random:
-        arch = space.sample(rng)
-        if nas.count_cost(arch).flops <= limit:
-            out.append((f"random{len(out) - 1}", str(arch)))
     for item in found:
         name, _, run = item.partition("=")
-        from nas.search import open_run
-
         row = open_run(run).best("reward")  # the reranked winner when the run has one
         if row["flops"] > limit:
             raise SystemExit(f"{name}: {row['flops']:,} FLOPs > MixNet-S's {limit:,}")
         out.append((name, row["arch"]))
+    space, rng, drawn = nas.load_space("mixnet_300m"), random.Random(seed), 0
+    while drawn < n_random:
+        arch = space.sample(rng)
+        if nas.count_cost(arch).flops <= limit:
+            out.append((f"random{drawn}", str(arch)))
+            drawn += 1
     return out
 
 
