@@ -16,13 +16,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
-from .errors import CheckpointError
+from .errors import CheckpointError, RunError
 
-__all__ = ["append_csv_row", "atomic_write_bytes", "write_json", "read_json", "tensor_bytes",
-           "save_checkpoint", "load_checkpoint", "resume_state", "naming", "AppendLog",
-           "all_or_nothing"]
+__all__ = ["append_csv_row", "read_csv_rows", "atomic_write_bytes", "write_json", "read_json",
+           "tensor_bytes", "save_checkpoint", "load_checkpoint", "resume_state", "naming",
+           "AppendLog", "all_or_nothing"]
 
 
 @contextlib.contextmanager
@@ -81,22 +81,50 @@ class AppendLog:
 
 
 def append_csv_row(path, row: Dict[str, Any]) -> None:
-    """Append one CSV line (a header first when the file is new) under an exclusive lock,
-    so that several processes can share the file; an ``OSError`` names the path."""
+    """Append one CSV line under an exclusive lock, so that several processes can share the
+    file: a header first when the file is empty, else the row in the existing header's
+    order. Raises :class:`~nas.errors.RunError` naming the file when the row's columns
+    are not the header's; an ``OSError`` names the path."""
     import csv
     import fcntl
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(row))
     try:
-        with open(path, "a", newline="") as f:
+        with open(path, "a+", newline="") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
-            if f.tell() == 0:
+            # the size only now: another process may have written while this one waited
+            empty = os.fstat(f.fileno()).st_size == 0
+            if empty:
+                columns = list(row)
+            else:
+                f.seek(0)
+                columns = next(csv.reader(f), [])
+                if sorted(columns) != sorted(row):
+                    raise RunError(f"{path}: its columns are {', '.join(columns)}; this row "
+                                     f"has {', '.join(row)}")
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=columns)
+            if empty:
                 writer.writeheader()
             writer.writerow(row)
-            f.write(buffer.getvalue())
+            f.write(buffer.getvalue())  # "a+": writes go to the end whatever the position
             f.flush()
             os.fsync(f.fileno())
+    except OSError as e:
+        raise naming(e, path) from None
+
+
+def read_csv_rows(path) -> List[Dict[str, str]]:
+    """The rows of a CSV file that :func:`append_csv_row` writes, read under a shared lock
+    (never half a row); ``[]`` when the file does not exist."""
+    import csv
+    import fcntl
+
+    try:
+        with open(path, newline="") as f:
+            fcntl.flock(f, fcntl.LOCK_SH)
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
     except OSError as e:
         raise naming(e, path) from None
 

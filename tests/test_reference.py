@@ -52,6 +52,43 @@ def test_rows_appended_by_several_processes_are_all_kept_under_one_header(tmp_pa
     assert sorted(zip(table.writer, table.i)) == [(w, i) for w in range(3) for i in range(200)]
 
 
+def test_a_writer_that_waited_for_the_lock_writes_no_second_header(tmp_path):
+    """The writer that opens the empty file first but gets the lock second must see the
+    other's header (the size is read under the lock, not at open)."""
+    import fcntl
+    import threading
+
+    from nas.files import append_csv_row, read_csv_rows
+
+    path = tmp_path / "rows.csv"
+    path.touch()
+    with open(path, "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        waiting = threading.Thread(target=append_csv_row, args=(path, {"a": 2, "b": 3}))
+        waiting.start()  # opens the empty file, then blocks on the lock
+        waiting.join(0.5)
+        holder.write("a,b\n1,1\n")
+        holder.flush()
+        fcntl.flock(holder, fcntl.LOCK_UN)
+    waiting.join(10)
+    assert path.read_text() == "a,b\n1,1\n2,3\n"
+    assert read_csv_rows(path) == [{"a": "1", "b": "1"}, {"a": "2", "b": "3"}]
+
+
+def test_a_row_goes_under_the_files_header_or_is_refused(tmp_path):
+    from nas.errors import RunError
+    from nas.files import append_csv_row, read_csv_rows
+
+    path = tmp_path / "rows.csv"
+    append_csv_row(path, {"a": 1, "b": 2})
+    append_csv_row(path, {"b": 4, "a": 3})  # another key order: the header's order wins
+    assert read_csv_rows(path) == [{"a": "1", "b": "2"}, {"a": "3", "b": "4"}]
+    with pytest.raises(RunError, match="rows.csv: its columns are a, b; this row has a, c"):
+        append_csv_row(path, {"a": 5, "c": 6})
+    assert path.read_text() == "a,b\n1,2\n3,4\n"
+    assert read_csv_rows(tmp_path / "absent.csv") == []
+
+
 def test_a_rows_file_that_cannot_be_written_is_named(tmp_path):
     from nas.files import append_csv_row
 

@@ -15,7 +15,8 @@ validation carve, then scored once on the **test** split. Every (network, seed) 
 appended to ``rows.csv`` beside this script as it finishes (under a file lock); rerunning
 skips finished rows and resumes a killed training, so networks can be added later (the found
 one after its search). ``--shard I/N`` (as in ``nas reference``): process ``I`` of ``N``
-takes every N-th (seed, network) job, so N processes share the cores.
+takes every N-th (seed, network) job, so N processes share the cores; give every shard the
+same other arguments (the job list is numbered from them).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import pandas as pd
 import torch
 
 import nas
-from nas.files import append_csv_row
+from nas.files import append_csv_row, read_csv_rows
 from nas.reference import shard_indices
 from nas.train import RetrainConfig, retrain
 
@@ -78,8 +79,8 @@ def main() -> None:
     jobs.sort(key=lambda job: job[1].startswith("random"))
     for index in shard_indices(args.shard, len(jobs)):
         seed, name, arch = jobs[index]
-        done = pd.read_csv(ROWS).to_dict("records") if ROWS.exists() else []
-        if (name, seed, arch) in {(r["network"], r["seed"], r["arch"]) for r in done}:
+        done = {(r["network"], int(r["seed"]), r["arch"]) for r in read_csv_rows(ROWS)}
+        if (name, seed, arch) in done:
             continue
         out = Path(args.out) / f"{name}-seed{seed}"
         start = time.perf_counter()
@@ -92,7 +93,10 @@ def main() -> None:
                "wall_s": round(time.perf_counter() - start, 1)}
         append_csv_row(ROWS, row)
         print({k: v for k, v in row.items() if k != "arch"}, flush=True)
-    table = pd.read_csv(ROWS)
+    table = pd.DataFrame(read_csv_rows(ROWS))
+    if table.empty:
+        return
+    table["test_accuracy"] = table.test_accuracy.astype(float)
     agg = table.groupby("network").test_accuracy.agg(["mean", "std", "count"])
     print(agg.sort_values("mean", ascending=False).to_string())
 
