@@ -20,13 +20,14 @@ them), which predicts them as the full table would, in a fraction of the time.
 ``--rows`` writes one row per runtime and architecture (predicted, both measurements) so
 the figures can be recomputed; ``--from-rows CSV`` recomputes them without measuring.
 
-The machine's speed drifts over minutes (the same network, timed again minutes later,
-comes out several percent faster or slower on average), and a table's scale is fitted when
-it is built, so part of the error is one factor between calibration and evaluation. The
-bench therefore also prints the error left once a single scale is refitted to the
-evaluation's own measurements (the median ratio of the mean measurement to the
-prediction: the table's shape, what a search's ranking by latency depends on) and Kendall's
-tau of prediction against measurement beside the tau between the two measurements.
+The machine's speed drifts over minutes (the second pass comes out several percent faster
+or slower than the first on average), and a table's scale is fitted when it is built, so
+part of the error may be one factor between calibration and evaluation. The bench
+therefore also prints the error left once one scale is refitted (the median ratio of
+measurement to prediction): in sample, to the mean of both passes, and out of sample,
+fitted to the first pass and scored on the second; and Kendall's tau of the prediction
+against each pass beside the tau between the passes (the ranking a search by latency
+depends on).
 """
 
 from __future__ import annotations
@@ -50,28 +51,49 @@ def mape(predicted, measured):
 
 
 def shape_error(predicted, first, second) -> str:
-    """The error left after refitting one scale to the measurements, and the ranking."""
+    """What is left once one scale is refitted: in sample (fitted to the mean of both
+    passes and scored against it) and out of sample (fitted to the first pass, scored
+    against the second); and Kendall's tau of the prediction against each pass beside the
+    tau between the passes."""
     from scipy.stats import kendalltau
 
+    def refit(target):
+        return statistics.median(m / p for m, p in zip(target, predicted))
+
     mean = [(a + b) / 2 for a, b in zip(first, second)]
-    scale = statistics.median(m / p for m, p in zip(mean, predicted))
-    error = mape([scale * p for p in predicted], mean)
-    return (f"  with one scale refitted to these measurements (x{scale:.3f}, drift since "
-            f"calibration): MAPE {error[0]:.1f}% (median {error[1]:.1f}%) against the mean "
-            f"of both; Kendall tau prediction/mean {kendalltau(predicted, mean)[0]:.2f}, "
-            f"between the two measurements {kendalltau(first, second)[0]:.2f}")
+    inside = mape([refit(mean) * p for p in predicted], mean)
+    outside = mape([refit(first) * p for p in predicted], second)
+    drift = statistics.mean(b / a for a, b in zip(first, second)) - 1
+    tau = [kendalltau(predicted, m)[0] for m in (first, second)]
+    return (f"  one scale refitted: in sample (to the mean of both) x{refit(mean):.3f}, MAPE "
+            f"{inside[0]:.1f}% (median {inside[1]:.1f}%); out of sample (fitted to the first "
+            f"pass, scored on the second) {outside[0]:.1f}% (median {outside[1]:.1f}%); second "
+            f"pass / first {100 * drift:+.1f}% on average\n"
+            f"  Kendall tau prediction/first pass {tau[0]:.2f}, prediction/second pass "
+            f"{tau[1]:.2f}, between the passes {kendalltau(first, second)[0]:.2f}")
 
 
 def from_rows(path: str) -> None:
     """The figures of a ``--rows`` file, recomputed."""
     import pandas as pd
 
-    for name, g in pd.read_csv(path).groupby("runtime", sort=False):
+    rows = pd.read_csv(path)
+    for name, g in rows.groupby("runtime", sort=False):
         p, a, b = (g[c].tolist() for c in ("predicted_ms", "measured_ms", "measured_again_ms"))
-        print(f"== {name}, {len(g)} archs: MAPE {mape(p, a)[0]:.1f}% vs the first measurement, "
-              f"{mape(p, [(x + y) / 2 for x, y in zip(a, b)])[0]:.1f}% vs the mean of both; "
-              f"repeatability {mape(b, a)[0]:.1f}%")
+        print(f"== {name}, {len(g)} archs")
+        print("  predicted vs first pass: MAPE {:.1f}% (median {:.1f}%, max {:.1f}%)"
+              .format(*mape(p, a)))
+        print("  predicted vs the mean of both passes: MAPE {:.1f}% (median {:.1f}%, max "
+              "{:.1f}%)".format(*mape(p, [(x + y) / 2 for x, y in zip(a, b)])))
+        print("  repeatability, second pass vs first: {:.1f}% (median {:.1f}%, max {:.1f}%)"
+              .format(*mape(b, a)))
         print(shape_error(p, a, b))
+    if {"torch", "onnxruntime"} <= set(rows.runtime):
+        t, o = (rows[rows.runtime == r].set_index("arch").measured_ms
+                for r in ("torch", "onnxruntime"))
+        ratio = (o / t.loc[o.index]).tolist()
+        print(f"ONNX Runtime / torch eager latency: median {statistics.median(ratio):.3f} "
+              f"(range {min(ratio):.3f}-{max(ratio):.3f})")
 
 
 def bench_runtime(name: str, space, fresh, args) -> dict:

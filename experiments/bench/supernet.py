@@ -11,6 +11,10 @@
    sandwich rules.
 3. Peak RSS of supernet training (sandwich) vs training the largest static subnet alone,
    each in a fresh process (goal <= 1.5x).
+
+``--phases N`` instead times forward, backward and optimizer step separately (the two
+nets taking turns step by step), summing each phase's per-arch median over N archs: where
+the supernet's extra time goes.
 """
 
 from __future__ import annotations
@@ -56,13 +60,17 @@ def interleaved_steps(runs, x, y, steps: int):
 CL = torch.channels_last  # the layout training uses (TrainConfig.channels_last)
 
 
-def throughput(args) -> None:
+def setup(args):
+    """The space, a channels-last supernet (seed 0), the arch sampler's rng and one batch."""
     space = nas.load_space(args.space)
     torch.manual_seed(0)
     supernet = Supernet(space, num_classes=10, in_chans=1).train().use_memory_format(CL)
-    rng = random.Random(0)
     x = torch.randn(args.batch, 1, args.resolution, args.resolution).contiguous(memory_format=CL)
-    y = torch.randint(0, 10, (args.batch,))
+    return space, supernet, random.Random(0), x, torch.randint(0, 10, (args.batch,))
+
+
+def throughput(args) -> None:
+    space, supernet, rng, x, y = setup(args)
     ratios = []
     for i in range(args.archs):
         arch = space.sample(rng)
@@ -81,6 +89,42 @@ def throughput(args) -> None:
           f"median over {args.archs} archs: "
           f"{statistics.median(ratios):.3f} (quartiles {q[0]:.3f}..{q[2]:.3f}; "
           f"goal <= 1.10, limit 1.15)")
+
+
+def phases(args) -> None:
+    """Forward, backward and optimizer step of the supernet vs the static net, per phase."""
+    space, supernet, rng, x, y = setup(args)
+    total = {"static": [0.0] * 3, "supernet": [0.0] * 3}
+    for _ in range(args.phases):
+        arch = space.sample(rng)
+        static = supernet.extract(arch).train()
+        runs = {"static": (static, static.parameters()),
+                "supernet": (lambda t, arch=arch: supernet(t, arch), supernet.parameters())}
+        runs = {k: (fn, torch.optim.SGD(ps, lr=0.01, momentum=0.9)) for k, (fn, ps) in runs.items()}
+        times = {k: ([], [], []) for k in runs}
+        for i in range(args.steps + 1):
+            for name, (fn, opt) in runs.items():
+                t0 = time.perf_counter()
+                loss = torch.nn.functional.cross_entropy(fn(x), y)
+                t1 = time.perf_counter()
+                loss.backward()
+                t2 = time.perf_counter()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                t3 = time.perf_counter()
+                if i:  # the first step warms up
+                    for phase, dt in zip(times[name], (t1 - t0, t2 - t1, t3 - t2)):
+                        phase.append(dt)
+        for name, phase_times in times.items():
+            for j, phase in enumerate(phase_times):
+                total[name][j] += statistics.median(phase)
+    print(f"per phase, ms summed over {args.phases} archs (each the median of {args.steps} steps):")
+    for j, phase in enumerate(("forward", "backward", "optimizer step")):
+        a, b = total["static"][j] * 1e3, total["supernet"][j] * 1e3
+        print(f"  {phase:15s} static {a:8.1f}  supernet {b:8.1f}  ratio {b / a:.3f}  "
+              f"(+{(b - a) / args.phases:.1f} ms per step)")
+    a, b = sum(total["static"]) * 1e3, sum(total["supernet"]) * 1e3
+    print(f"  {'whole step':15s} static {a:8.1f}  supernet {b:8.1f}  ratio {b / a:.3f}")
 
 
 def training_rate(args) -> None:
@@ -149,10 +193,14 @@ def main() -> None:
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--train-steps", type=int, default=30)
     p.add_argument("--child", choices=["static", "supernet"])
+    p.add_argument("--phases", type=int, default=0, metavar="N",
+                   help="only time forward, backward and step separately over N archs")
     args = p.parse_args()
     torch.set_num_threads(2)
     if args.child:
         return child(args.child, args)
+    if args.phases:
+        return phases(args)
     print(f"space {args.space}, batch {args.batch}, {args.resolution}x{args.resolution}, "
           f"torch threads {torch.get_num_threads()}")
     throughput(args)

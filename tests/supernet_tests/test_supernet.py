@@ -168,6 +168,7 @@ def test_take_regions_gradient_equals_plain_indexing(layout):
     check_take_regions(weight, [(slice(0, 4), slice(0, 3)), (slice(4, 8), slice(3, 6))], layout)
     check_take_regions(weight, [(slice(0, 10), slice(0, 5))], layout)
     check_take_regions(weight, [(slice(6, 9), slice(0, 5)), (slice(0, 2), slice(1, 8))], layout)
+    check_take_regions(weight, [(slice(0, 2), slice(0, 20))], layout)  # stop clamped, as indexing
 
 
 def check_take_regions(weight, regions, layout):
