@@ -16,7 +16,8 @@ appended to ``rows.csv`` beside this script as it finishes (under a file lock); 
 skips finished rows and resumes a killed training, so networks can be added later (the found
 one after its search). ``--shard I/N`` (as in ``nas reference``): process ``I`` of ``N``
 takes every N-th (seed, network) job, so N processes share the cores; give every shard the
-same other arguments (the job list is numbered from them).
+same other arguments (the job list is numbered from them). ``--summary`` prints the table
+and the comparisons from ``rows.csv`` without training.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/found-vs-mixnet")
     p.add_argument("--shard", default="0/1", help="I/N: this process takes every N-th job")
+    p.add_argument("--summary", action="store_true", help="only summarize rows.csv")
     args = p.parse_args()
+    if args.summary:
+        return summarize(pd.DataFrame(read_csv_rows(ROWS)))
     torch.set_num_threads(args.threads)
     jobs = [(seed, name, arch) for seed in args.seeds
             for name, arch in networks(args.found, args.random)]
@@ -93,12 +97,47 @@ def main() -> None:
                "wall_s": round(time.perf_counter() - start, 1)}
         append_csv_row(ROWS, row)
         print({k: v for k, v in row.items() if k != "arch"}, flush=True)
-    table = pd.DataFrame(read_csv_rows(ROWS))
+    summarize(pd.DataFrame(read_csv_rows(ROWS)))
+
+
+def summarize(table: pd.DataFrame) -> None:
+    """Per network: test accuracy per seed, mean and std; each found network minus MixNet-S
+    seed by seed, with a t-interval over the seeds both have; and the best of the random
+    draws, chosen by mean *validation* accuracy (the test split picks nothing)."""
+    from scipy import stats
+
     if table.empty:
+        print("no finished rows yet")
         return
-    table["test_accuracy"] = table.test_accuracy.astype(float)
-    agg = table.groupby("network").test_accuracy.agg(["mean", "std", "count"])
-    print(agg.sort_values("mean", ascending=False).to_string())
+    for column in ("test_accuracy", "val_accuracy", "flops", "params"):
+        table[column] = table[column].astype(float)
+    table["seed"] = table.seed.astype(int)
+    test = 100 * table.pivot_table(index="network", columns="seed", values="test_accuracy")
+    agg = 100 * table.groupby("network").agg(test=("test_accuracy", "mean"),
+                                             test_std=("test_accuracy", "std"),
+                                             val=("val_accuracy", "mean"))
+    agg["MFLOPs"] = table.groupby("network").flops.first() / 1e6
+    agg["Mparams"] = table.groupby("network").params.first() / 1e6
+    out = test.join(agg).sort_values("test", ascending=False)
+    print("test accuracy (%) per seed; mean, std over seeds; mean validation accuracy")
+    print(out.round(2).to_string())
+    randoms = agg[agg.index.str.startswith("random")]
+    best = randoms.val.idxmax() if len(randoms) else None
+    if best is not None:
+        print(f"best of {len(randoms)} random draws by validation accuracy: {best}")
+    for name in agg.index:
+        if name == "mixnet_s" or name.startswith("random") or "mixnet_s" not in test.index:
+            continue
+        for rival in ["mixnet_s"] + ([best] if best else []):
+            diff = (test.loc[name] - test.loc[rival]).dropna()
+            if len(diff) == 0:
+                continue
+            line = f"{name} - {rival}: " + ", ".join(f"seed {s} {d:+.2f}" for s, d in diff.items())
+            if len(diff) > 1:
+                half = stats.t.ppf(0.975, len(diff) - 1) * diff.std() / len(diff) ** 0.5
+                line += (f"; mean {diff.mean():+.2f} ± {diff.std():.2f} (95% CI "
+                         f"{diff.mean() - half:+.2f} to {diff.mean() + half:+.2f})")
+            print(line + " points")
 
 
 if __name__ == "__main__":
