@@ -28,6 +28,7 @@ import contextlib
 import os
 import socket
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import Iterator, Optional
@@ -73,7 +74,18 @@ def sqlite_storage(path) -> optuna.storages.RDBStorage:
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection
 
-    return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
+    import sqlalchemy.exc
+
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(f"sqlite:///{path}",
+                                              engine_kwargs={"creator": connect})
+        except sqlalchemy.exc.OperationalError:
+            # Opened while another process (the search starting) creates the tables: both
+            # saw none and one CREATE TABLE failed. The second look finds them made.
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
 
 
 def open_storage(url: str):

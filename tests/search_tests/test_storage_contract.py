@@ -144,3 +144,25 @@ def test_several_workers_refuse_sqlite(tmp_path, capsys, storage):
             str(tmp_path / "a")] + (["--storage", storage] if storage else [])
     assert main(argv) == 2
     assert "SQLite" in capsys.readouterr().err
+
+
+def test_opening_a_sqlite_study_while_another_process_creates_it_retries(tmp_path, monkeypatch):
+    """Two openers of a new study.db can both find no tables, and the second CREATE TABLE
+    fails ("table studies already exists"): seen when a reader polled a search that was
+    starting. The opener looks again instead of raising."""
+    import sqlalchemy.exc
+
+    from nas.search import storage as storage_module
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", (),
+                                                  Exception("table studies already exists"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(storage_module.optuna.storages, "RDBStorage", racing)
+    opened = storage_module.sqlite_storage(tmp_path / "study.db")
+    assert len(calls) == 2 and isinstance(opened, real)
