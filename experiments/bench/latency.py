@@ -73,6 +73,20 @@ def shape_error(predicted, first, second) -> str:
             f"{tau[1]:.2f}, between the passes {kendalltau(first, second)[0]:.2f}")
 
 
+def print_errors(predicted, first, second) -> None:
+    """The prediction's error against each pass and their mean, the passes' own
+    repeatability, and what is left once one scale is refitted: one report for a run and
+    for ``--from-rows``."""
+    error, noise = mape(predicted, first), mape(second, first)
+    print("  predicted vs first pass: MAPE {:.1f}% (median {:.1f}%, max {:.1f}%)".format(*error))
+    print("  predicted vs the mean of both passes: MAPE {:.1f}% (median {:.1f}%, max "
+          "{:.1f}%)".format(*mape(predicted, [(x + y) / 2 for x, y in zip(first, second)])))
+    print("  repeatability, second pass vs first (the same arch minutes apart): {:.1f}% "
+          "(median {:.1f}%, max {:.1f}%)".format(*noise))
+    print(f"  ratio prediction error / repeatability (means): {error[0] / max(noise[0], 1e-9):.2f}")
+    print(shape_error(predicted, first, second))
+
+
 def from_rows(path: str) -> None:
     """The figures of a ``--rows`` file, recomputed."""
     import pandas as pd
@@ -81,13 +95,7 @@ def from_rows(path: str) -> None:
     for name, g in rows.groupby("runtime", sort=False):
         p, a, b = (g[c].tolist() for c in ("predicted_ms", "measured_ms", "measured_again_ms"))
         print(f"== {name}, {len(g)} archs")
-        print("  predicted vs first pass: MAPE {:.1f}% (median {:.1f}%, max {:.1f}%)"
-              .format(*mape(p, a)))
-        print("  predicted vs the mean of both passes: MAPE {:.1f}% (median {:.1f}%, max "
-              "{:.1f}%)".format(*mape(p, [(x + y) / 2 for x, y in zip(a, b)])))
-        print("  repeatability, second pass vs first: {:.1f}% (median {:.1f}%, max {:.1f}%)"
-              .format(*mape(b, a)))
-        print(shape_error(p, a, b))
+        print_errors(p, a, b)
     if {"torch", "onnxruntime"} <= set(rows.runtime):
         t, o = (rows[rows.runtime == r].set_index("arch").measured_ms
                 for r in ("torch", "onnxruntime"))
@@ -133,9 +141,6 @@ def bench_runtime(name: str, space, fresh, args) -> dict:
         "build_min": build_s / 60, "units": len(table.entries), "misses": table.misses,
         "scale": table.scale,
         "calibration": mape(fitted, cal["measured"]),
-        "error": mape(predicted, first),
-        "error_vs_mean": mape(predicted, [(a + b) / 2 for a, b in zip(first, second)]),
-        "noise": mape(second, first),
         "measured": first, "measured_again": second, "predicted": predicted,
         "time_ratio": statistics.median(predict_s) / statistics.median(measure_s),
         "predict_ms": 1000 * statistics.median(predict_s),
@@ -146,15 +151,8 @@ def bench_runtime(name: str, space, fresh, args) -> dict:
           f"units measured while predicting", flush=True)
     print("  fit on the {} calibration networks: MAPE {:.1f}% (median {:.1f}%, max {:.1f}%)"
           .format(args.calibrate, *result["calibration"]))
-    print("  predicted vs measured, {} fresh archs: MAPE {:.1f}% (median {:.1f}%, max "
-          "{:.1f}%; goal <= 5%)".format(len(fresh), *result["error"]))
-    print("    against the mean of both measurements: MAPE {:.1f}% (median {:.1f}%)"
-          .format(*result["error_vs_mean"][:2]))
-    print("  measurement repeatability (the same arch measured twice, minutes apart): "
-          "{:.1f}% (median {:.1f}%, max {:.1f}%)".format(*result["noise"]))
-    print(f"  ratio prediction error / repeatability (means): "
-          f"{result['error'][0] / max(result['noise'][0], 1e-9):.2f}")
-    print(shape_error(predicted, first, second))
+    print(f"  {len(fresh)} fresh archs (goal: MAPE <= 5% against the first pass)")
+    print_errors(predicted, first, second)
     print(f"  prediction {result['predict_ms']:.2f} ms vs measurement {result['measure_s']:.2f} s "
           f"(medians; measurement includes building{' and exporting' if name != 'torch' else ''}"
           f" the network): ratio {result['time_ratio']:.5f}", flush=True)
