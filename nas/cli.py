@@ -446,6 +446,8 @@ def _search(args) -> None:
     run = SearchDir(out)
     print(f"\nbest reward: trial {best['trial']} ({best['accuracy']:.2%}, "
           f"{best['flops'] / 1e6:.1f}M FLOPs, {best['latency_ms']:.1f} ms)")
+    if best.get("caveat"):
+        print(f"caveat:     {best['caveat']}")
     print(f"all trials: {run.trials_csv}   study: {result.study}")
     print(f"report:     nas report {_quote(out)}")
     print(f"export it:  nas export {_quote(out)} --best -o {_quote(run.export)}")

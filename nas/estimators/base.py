@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from ..arch import Architecture
 
@@ -38,3 +38,8 @@ class Estimator(ABC):
         """What each score really rests on, as stored with every trial (e.g. the supernet's
         BatchNorm batches and validation images, fewer than asked on a small dataset)."""
         return {}
+
+    def caveat(self, arch: Architecture) -> Optional[str]:
+        """Why the score of ``arch`` deserves less trust than most (e.g. a predictor asked
+        outside the data it was fitted on), in a few words; None when nothing is known."""
+        return None

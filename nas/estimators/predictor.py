@@ -21,6 +21,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from ..arch import Architecture
+from ..cost import count_cost
 from ..errors import CheckpointError, UsageError
 from ..files import read_json, write_json
 from .base import Estimator
@@ -141,15 +142,31 @@ class PredictorEstimator(Estimator):
                              "architectures")
         self.predictor.fit(archs, targets, scores)
         self.trained_on = len(archs)
+        # Both models extrapolate poorly (ridge linearly, trees flat): say when a network's
+        # FLOPs leave the range the training architectures span.
+        flops = [count_cost(a).flops for a in archs]
+        self.flops_range = (min(flops), max(flops))
 
     def score(self, archs: Sequence[Architecture]) -> List[float]:
         extra = {name: est.score(archs) for name, est in self.extra.items()}
         return self.predictor.predict(archs, extra)
 
+    def caveat(self, arch: Architecture) -> Optional[str]:
+        """Set when ``arch``'s FLOPs lie outside those of the training architectures."""
+        lo, hi = self.flops_range
+        flops = count_cost(arch).flops
+        if lo <= flops <= hi:
+            return None
+        return (f"{flops / 1e6:.1f}M FLOPs is outside the {lo / 1e6:.1f}-{hi / 1e6:.1f}M "
+                f"FLOPs of the predictor's {self.trained_on} training architectures: "
+                "its accuracy there is extrapolated")
+
     def describe(self) -> str:
         extra = f" + {', '.join(self.predictor.extra)}" if self.predictor.extra else ""
+        lo, hi = self.flops_range
         return (f"predictor {self.path} ({self.predictor.model_kind} on "
-                f"{self.predictor.encoding}{extra}, {self.trained_on} training architectures)")
+                f"{self.predictor.encoding}{extra}, {self.trained_on} training architectures "
+                f"of {lo / 1e6:.1f}-{hi / 1e6:.1f}M FLOPs)")
 
 
 def save_predictor(path, archs: Sequence[Architecture], targets: Sequence[float], model: str,

@@ -144,6 +144,9 @@ class Objective:
         trial.set_user_attr("reward", r)
         for name, value in self.estimator.used().items():  # what the estimate rests on
             trial.set_user_attr(name, value)
+        caveat = self.estimator.caveat(arch)
+        if caveat:
+            trial.set_user_attr("caveat", caveat)
         trial.set_user_attr("feasible", True)
         if cfg.objective == "pareto":
             return acc, float(cost.flops), latency

@@ -344,9 +344,21 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
             what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  {estimator.name} {a['accuracy']:.2f}  "
                     f"{a['latency_ms']:.1f} ms")
         log(f"{prefix}trial {completed(study)}/{config.trials}: {what}")
+        if a.get("caveat") and not warned:
+            warned.append(trial.number)
+            log(f"{prefix}warning: trial {completed(study)}: {a['caveat']} (each such "
+                "trial keeps the note in its 'caveat' attribute)")
+
+    warned: list = []
 
     retried = run_until(study, objective, config.trials, timeout=config.timeout or None,
                         callbacks=[report], owns_study=not shared)
     if retried:
         log(f"{prefix}retried {retried} trial(s) interrupted by a previous run")
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    scored = [t for t in done if t.user_attrs.get("feasible")]
+    flagged = sum(1 for t in scored if t.user_attrs.get("caveat"))
+    if flagged:
+        log(f"{prefix}warning: {flagged} of {len(scored)} scored trials carry a caveat from the "
+            f"estimator ({estimator.name}); see the 'caveat' attribute of each")
     return study, retried

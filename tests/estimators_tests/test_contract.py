@@ -68,6 +68,7 @@ def test_deterministic(estimator):
 
 def test_says_what_it_is(estimator):
     assert estimator.name and estimator.describe()
+    assert all(c is None or (isinstance(c, str) and c) for c in map(estimator.caveat, ARCHS))
 
 
 def test_context_builds_each_by_name(images, tiny_supernet):

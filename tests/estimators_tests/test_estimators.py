@@ -69,6 +69,22 @@ def test_predictor_file_round_trip_and_refusals(tmp_path):
         PredictorEstimator(tmp_path / "pickle.json")
 
 
+def test_predictor_flags_architectures_outside_its_flops_range(tmp_path):
+    rng = random.Random(2)
+    archs = sorted({a.id: a for a in (TINY.sample(rng) for _ in range(40))}.values(),
+                   key=lambda a: nas.count_cost(a).flops)
+    inside = archs[5:-5]
+    save_predictor(tmp_path / "p.json", inside, [0.5] * len(inside), "ridge", "summary", 28, {})
+    est = PredictorEstimator(tmp_path / "p.json")
+    assert all(est.caveat(a) is None for a in inside)
+    below, above = archs[0], archs[-1]
+    lo, hi = (nas.count_cost(a).flops for a in (inside[0], inside[-1]))
+    assert nas.count_cost(below).flops < lo and nas.count_cost(above).flops > hi
+    for arch in (below, above):
+        assert "outside" in est.caveat(arch) and "extrapolated" in est.caveat(arch)
+    assert f"{len(inside)} training architectures of" in est.describe()
+
+
 def test_top_k_precision_and_regret():
     truth = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
     assert top_k(truth, truth, 2) == {"precision": 1.0, "regret": 0.0}

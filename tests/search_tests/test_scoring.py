@@ -37,6 +37,29 @@ def test_naswot_search_trains_no_supernet(tmp_path, capsys):
     assert "--objective pareto" in capsys.readouterr().err
 
 
+def test_a_predictor_search_warns_where_the_predictor_extrapolates(tmp_path):
+    import random
+
+    from nas.estimators import save_predictor
+
+    space = nas.load_space(TINY)
+    rng = random.Random(0)
+    archs = sorted({a.id: a for a in (space.sample(rng) for _ in range(30))}.values(),
+                   key=lambda a: nas.count_cost(a).flops)
+    middle = archs[len(archs) // 2 - 2: len(archs) // 2 + 2]  # a narrow FLOPs band
+    save_predictor(tmp_path / "p.json", middle, [0.4, 0.5, 0.6, 0.7], "ridge", "summary", 28,
+                   {})
+    lines = []
+    run_search(_config(estimator=f"predictor:{tmp_path / 'p.json'}", trials=8), tmp_path / "r",
+               progress=False, log=lines.append)
+    study = optuna.load_study(study_name="nas-search",
+                              storage=f"sqlite:///{tmp_path / 'r' / 'study.db'}")
+    flagged = [t for t in study.trials if t.user_attrs.get("caveat")]
+    assert flagged and all("extrapolated" in t.user_attrs["caveat"] for t in flagged)
+    assert sum("warning: trial" in line and "outside the" in line for line in lines) == 1
+    assert any(f"warning: {len(flagged)} of " in line for line in lines)
+
+
 def test_rerank_trains_the_best_and_export_best_means_the_winner(tmp_path, capsys):
     run = tmp_path / "r"
     run_search(_config(trials=6, rerank=2, rerank_steps=4, rerank_seeds=2), run,
