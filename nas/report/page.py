@@ -254,6 +254,8 @@ down, latency down). Objective: {e(run.config.objective)}, sampler
             arch = archs[row["trial"]]
             badges = "".join(f'<span class="badge">{e(n)}</span>' for n in
                              picked.get(row["trial"], []))
+            if row.get("caveat"):  # e.g. a predictor asked outside its training data
+                badges += f'<p class="note caveat">caveat: {e(str(row["caveat"]))}</p>'
             picture = (arch_picture(arch, scale, legend=False).svg() if arch else
                        '<p class="note">(malformed architecture: no picture)</p>')
             parts.append(

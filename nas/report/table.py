@@ -102,7 +102,11 @@ def front_table(front: List[Dict[str, Any]]) -> str:
     lines = ["  ".join(f"{title:>{w}}" for (_, title, _), w in zip(COLUMNS, widths)) + "  arch"]
     for row in front:
         cells = [f"{fmt(row.get(key), kind):>{w}}" for (key, _, kind), w in zip(COLUMNS, widths)]
-        lines.append("  ".join(cells) + "  " + row_summary(row))
+        mark = " (*)" if row.get("caveat") else ""
+        lines.append("  ".join(cells) + "  " + row_summary(row) + mark)
+    if any(row.get("caveat") for row in front):
+        lines.append("(*) the estimator flagged this accuracy: see the trial's 'caveat' in "
+                     "trials.csv")
     return "\n".join(lines)
 
 

@@ -58,6 +58,17 @@ def test_a_predictor_search_warns_where_the_predictor_extrapolates(tmp_path):
     assert flagged and all("extrapolated" in t.user_attrs["caveat"] for t in flagged)
     assert sum("warning: trial" in line and "outside the" in line for line in lines) == 1
     assert any(f"warning: {len(flagged)} of " in line for line in lines)
+    # the report marks a flagged member of the front (text table and page)
+    from nas.report import front_table, write_report
+    from nas.search import open_run
+
+    run = open_run(tmp_path / "r")
+    front = run.front()
+    page = write_report(run)["html"].read_text()
+    text = front_table(front)
+    assert any(r.get("caveat") for r in front)  # this band is narrow: the front leaves it
+    assert "(*) the estimator flagged" in text and "caveat: " in page
+    assert text.count("(*)") == 1 + sum(bool(r.get("caveat")) for r in front)
 
 
 def test_rerank_trains_the_best_and_export_best_means_the_winner(tmp_path, capsys):
