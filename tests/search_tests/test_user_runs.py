@@ -78,6 +78,8 @@ def test_printed_commands_survive_a_paste_with_spaces(user, cache, tmp_path, cap
     assert shlex.split(report) == ["nas", "report", str(out)]
     assert shlex.split(export) == ["nas", "export", str(out), "--best", "-o",
                                    str(out / "export")]
+    (check,) = commands(printed, "check it:")  # printed when the front has two or more
+    assert shlex.split(check) == ["nas", "rerank", str(out), "--top", "3"]
     assert main(shlex.split(report)[1:]) == 0
     (again,) = [c for c in commands(capsys.readouterr().out, "export:") if c.startswith("nas ")]
     assert again == export  # nas report prints the same command
