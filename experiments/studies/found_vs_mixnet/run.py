@@ -83,8 +83,11 @@ def main() -> None:
     jobs.sort(key=lambda job: job[1].startswith("random"))
     for index in shard_indices(args.shard, len(jobs)):
         seed, name, arch = jobs[index]
-        done = {(r["network"], int(r["seed"]), r["arch"]) for r in read_csv_rows(ROWS)}
-        if (name, seed, arch) in done:
+        # rows hold the network as trained (the data's input size and classes): compare
+        # everything after the input spec, so a name reused for another network trains anew
+        done = {(r["network"], int(r["seed"]), r["arch"].split("/", 1)[1])
+                for r in read_csv_rows(ROWS)}
+        if (name, seed, arch.split("/", 1)[1]) in done:
             continue
         out = Path(args.out) / f"{name}-seed{seed}"
         start = time.perf_counter()
@@ -112,6 +115,10 @@ def summarize(table: pd.DataFrame) -> None:
     for column in ("test_accuracy", "val_accuracy", "flops", "params"):
         table[column] = table[column].astype(float)
     table["seed"] = table.seed.astype(int)
+    twice = table.duplicated(["network", "seed"])
+    if twice.any():  # would weight one seed twice in every mean below
+        raise SystemExit(f"{ROWS}: {int(twice.sum())} (network, seed) rows appear twice; "
+                         "remove the later copies")
     test = 100 * table.pivot_table(index="network", columns="seed", values="test_accuracy")
     agg = 100 * table.groupby("network").agg(test=("test_accuracy", "mean"),
                                              test_std=("test_accuracy", "std"),
