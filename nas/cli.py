@@ -451,7 +451,7 @@ def _search(args) -> None:
     print(f"all trials: {run.trials_csv}   study: {result.study}")
     print(f"report:     nas report {_quote(out)}")
     print(f"export it:  nas export {_quote(out)} --best -o {_quote(run.export)}")
-    if not config.rerank and len(result.front) > 1:
+    if result.feasible > 1 and not run.rerank_json.exists():
         # measured: the supernet ranks a budget band at Kendall tau ~0.2 against standalone
         # training (experiments/README.md), so the pick is worth checking before retraining
         print(f"check it:   nas rerank {_quote(out)} --top 3")

@@ -112,7 +112,8 @@ def front_table(front: List[Dict[str, Any]]) -> str:
 
 def front_json(front: List[Dict[str, Any]]) -> str:
     """The front for scripts: one JSON list of the stored trial attributes."""
-    keep = ("trial", "accuracy", "flops", "params", "proxy_flops", "latency_ms", "reward", "arch")
+    keep = ("trial", "accuracy", "flops", "params", "proxy_flops", "latency_ms", "reward",
+            "caveat", "arch")
 
     def clean(v):  # strict JSON: a non-finite number becomes null
         return None if isinstance(v, float) and not math.isfinite(v) else v

@@ -29,7 +29,7 @@ __all__ = ["SearchRun", "open_run", "trial_rows", "pareto_front", "write_trials_
 OBJECTIVES = ("reward", "acc")
 TRIAL_COLUMNS = ("trial", "feasible", "accuracy", "flops", "params", "proxy_flops",
                  "proxy_params", "resolution", "latency_ms", "latency_backend",
-                 "latency_source", "reward", "bn_batches", "val_images", "arch")
+                 "latency_source", "reward", "bn_batches", "val_images", "caveat", "arch")
 _NUMBERS = ("accuracy", "flops", "params", "latency_ms", "reward")
 
 

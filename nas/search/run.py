@@ -286,6 +286,10 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
         rerank(config, run, study, log=log, progress=progress)
     rows = trial_rows(study)
     feasible = [r for r in rows if r["feasible"]]
+    flagged = [r for r in feasible if r.get("caveat")]
+    if flagged:  # once, for all processes of the study
+        log(f"warning: {len(flagged)} of {len(feasible)} scored trials carry a caveat from "
+            "the estimator (trials.csv, column caveat)")
     best = max(feasible, key=lambda r: r["reward"]) if feasible else None
     rejected: Dict[str, int] = {}
     for r in rows:
@@ -344,10 +348,10 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
             what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  {estimator.name} {a['accuracy']:.2f}  "
                     f"{a['latency_ms']:.1f} ms")
         log(f"{prefix}trial {completed(study)}/{config.trials}: {what}")
-        if a.get("caveat") and not warned:
+        if a.get("caveat") and not warned and not prefix:  # workers: counted at the end
             warned.append(trial.number)
-            log(f"{prefix}warning: trial {completed(study)}: {a['caveat']} (each such "
-                "trial keeps the note in its 'caveat' attribute)")
+            log(f"warning: trial {trial.number}: {a['caveat']} (each such trial keeps the "
+                "note in its 'caveat' attribute)")
 
     warned: list = []
 
@@ -355,10 +359,4 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
                         callbacks=[report], owns_study=not shared)
     if retried:
         log(f"{prefix}retried {retried} trial(s) interrupted by a previous run")
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    scored = [t for t in done if t.user_attrs.get("feasible")]
-    flagged = sum(1 for t in scored if t.user_attrs.get("caveat"))
-    if flagged:
-        log(f"{prefix}warning: {flagged} of {len(scored)} scored trials carry a caveat from the "
-            f"estimator ({estimator.name}); see the 'caveat' attribute of each")
     return study, retried

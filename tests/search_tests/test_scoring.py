@@ -58,8 +58,14 @@ def test_a_predictor_search_warns_where_the_predictor_extrapolates(tmp_path):
     assert flagged and all("extrapolated" in t.user_attrs["caveat"] for t in flagged)
     assert sum("warning: trial" in line and "outside the" in line for line in lines) == 1
     assert any(f"warning: {len(flagged)} of " in line for line in lines)
+    first = next(line for line in lines if "warning: trial" in line)
+    assert f"trial {min(t.number for t in flagged)}:" in first  # the number trials.csv shows
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert table["caveat"].notna().sum() == len(flagged)
     # the report marks a flagged member of the front (text table and page)
-    from nas.report import front_table, write_report
+    from nas.report import front_json, front_table, write_report
     from nas.search import open_run
 
     run = open_run(tmp_path / "r")
@@ -68,6 +74,7 @@ def test_a_predictor_search_warns_where_the_predictor_extrapolates(tmp_path):
     text = front_table(front)
     assert any(r.get("caveat") for r in front)  # this band is narrow: the front leaves it
     assert "(*) the estimator flagged" in text and "caveat: " in page
+    assert any(r["caveat"] for r in json.loads(front_json(front)))
     assert text.count("(*)") == 1 + sum(bool(r.get("caveat")) for r in front)
 
 

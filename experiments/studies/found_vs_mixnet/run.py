@@ -86,7 +86,7 @@ def main() -> None:
         # rows hold the network as trained (the data's input size and classes): compare
         # everything after the input spec, so a name reused for another network trains anew
         done = {(r["network"], int(r["seed"]), r["arch"].split("/", 1)[1])
-                for r in read_csv_rows(ROWS)}
+                for r in read_csv_rows(ROWS) if r["data"] == args.data}
         if (name, seed, arch.split("/", 1)[1]) in done:
             continue
         out = Path(args.out) / f"{name}-seed{seed}"
