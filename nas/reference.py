@@ -235,11 +235,12 @@ def summarize(out_dir) -> Dict[str, Any]:
     # two are complete), not the saved --seeds: processes running other seeds each saved
     # their own list, and a seed still in progress would shrink the table to a few rows.
     seeds = sorted(int(s) for s in rows["seed"].unique())
+    spread = per_arch["std"].mean() if len(per_arch) else float("nan")  # NaN with one seed
     complete = [s for s in seeds if set(archs["id"]) <= set(rows.loc[rows["seed"] == s, "id"])]
     summary = {"rows": int(len(rows)),
                **reliability(rows, complete if len(complete) >= 2 else seeds),
                "accuracy_range": [float(per_arch["mean"].min()), float(per_arch["mean"].max())],
-               "mean_seed_std": float(per_arch["std"].mean()) if len(per_arch) else None}
+               "mean_seed_std": None if math.isnan(spread) else float(spread)}  # strict JSON
     write_json(out.summary, summary)
     return summary
 

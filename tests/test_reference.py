@@ -27,6 +27,22 @@ def test_summary_uses_the_complete_seeds_while_another_is_in_progress(tmp_path):
     assert (tmp_path / "summary.json").is_file()
 
 
+def test_a_one_seed_reference_writes_strict_json(tmp_path):
+    """A reference of other architectures trained once (predictor training data) has no
+    seed spread: null, not NaN, which strict JSON readers refuse."""
+    import json
+
+    ids = [f"{i:016x}" for i in range(4)]
+    pd.DataFrame({"index": range(4), "id": ids, "flops": 1, "params": 1, "arch": "x"}).to_csv(
+        tmp_path / "archs.csv", index=False)
+    pd.DataFrame([{"id": i, "seed": 0, "val_accuracy": 0.4 + 0.01 * n, "steps": 1,
+                   "train_images": 1, "wall_s": 1.0} for n, i in enumerate(ids)]).to_csv(
+        tmp_path / "rows.csv", index=False)
+    assert summarize(tmp_path)["mean_seed_std"] is None
+    text = (tmp_path / "summary.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+
 def _append_many(path, writer: int, count: int) -> None:
     from nas.files import append_csv_row
 
