@@ -1,4 +1,7 @@
-"""nas.reference's summary: reliability from the seeds complete so far."""
+"""nas.reference: the summary (reliability from the seeds complete so far), locked row
+appends, and nas predictor fit pooling references."""
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -110,3 +113,49 @@ def test_a_rows_file_that_cannot_be_written_is_named(tmp_path):
 
     with pytest.raises(OSError, match="missing"):
         append_csv_row(tmp_path / "missing" / "rows.csv", {"a": 1})
+
+
+def _reference(path, archs, seeds, lr=0.002):
+    """A reference directory as nas reference writes it, with made-up accuracies."""
+    import json
+
+    from nas.reference import ReferenceConfig
+
+    path.mkdir()
+    tiny = str(Path(__file__).parent / "spaces" / "tiny.yaml")
+    config = ReferenceConfig(space=tiny, data="fashion-mnist", lr=lr)
+    (path / "reference.json").write_text(json.dumps(config.to_dict()))
+    pd.DataFrame({"index": range(len(archs)), "id": [a.id for a in archs], "flops": 1,
+                  "params": 1, "arch": [str(a) for a in archs]}).to_csv(path / "archs.csv",
+                                                                       index=False)
+    pd.DataFrame([{"id": a.id, "seed": s, "val_accuracy": 0.3 + 0.01 * n + 0.001 * s,
+                   "steps": 1, "train_images": 1, "wall_s": 1.0}
+                  for n, a in enumerate(archs) for s in seeds]).to_csv(path / "rows.csv",
+                                                                       index=False)
+    return str(path)
+
+
+def test_predictor_fit_pools_references_of_one_recipe(tmp_path, capsys):
+    """Two references (one 2-seed, one 1-seed, one architecture in both) make one predictor
+    of their union; a reference of another recipe is refused, exit 2."""
+    import random
+
+    import nas
+    from nas.cli import main
+    from nas.estimators import PredictorEstimator
+
+    space = nas.load_space(str(Path(__file__).parent / "spaces" / "tiny.yaml"))
+    rng = random.Random(0)
+    archs = list({a.id: a for a in (space.sample(rng) for _ in range(30))}.values())[:14]
+    a = _reference(tmp_path / "a", archs[:8], seeds=(0, 1))
+    b = _reference(tmp_path / "b", archs[7:], seeds=(0,))
+    out = tmp_path / "p.json"
+    assert main(["predictor", "fit", a, b, "-o", str(out)]) == 0
+    assert PredictorEstimator(out).trained_on == 14
+    assert "14 architectures of" in capsys.readouterr().out
+    assert main(["predictor", "fit", a, b, "--min-seeds", "2", "-o", str(out)]) == 0
+    assert PredictorEstimator(out).trained_on == 8
+    other = _reference(tmp_path / "c", archs[:6], seeds=(0,), lr=0.01)
+    assert main(["predictor", "fit", a, other, "-o", str(tmp_path / "q.json")]) == 2
+    err = capsys.readouterr().err
+    assert "lr differ" in err and other in err and not (tmp_path / "q.json").exists()
