@@ -448,8 +448,13 @@ def _search(args) -> None:
     print(front_table(result.front))
     best = result.best
     run = SearchDir(out)
-    print(f"\nbest reward: trial {best['trial']} ({best['accuracy']:.2%}, "
-          f"{best['flops'] / 1e6:.1f}M FLOPs, {best['latency_ms']:.1f} ms)")
+    if "standalone_accuracy" in best:
+        print(f"\nre-ranking winner: trial {best['trial']} ({best['standalone_accuracy']:.2%} "
+              f"standalone, estimate {best['accuracy']:.2%}, {best['flops'] / 1e6:.1f}M FLOPs, "
+              f"{best['latency_ms']:.1f} ms)")
+    else:
+        print(f"\nbest reward: trial {best['trial']} ({best['accuracy']:.2%}, "
+              f"{best['flops'] / 1e6:.1f}M FLOPs, {best['latency_ms']:.1f} ms)")
     if best.get("caveat"):
         print(f"caveat:     {best['caveat']}")
     print(f"all trials: {run.trials_csv}   study: {result.study}")

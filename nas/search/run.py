@@ -291,6 +291,14 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
         log(f"warning: {len(flagged)} of {len(feasible)} scored trials carry a caveat from "
             "the estimator (trials.csv, column caveat)")
     best = max(feasible, key=lambda r: r["reward"]) if feasible else None
+    from .rerank import read_rerank
+
+    reranked = read_rerank(run) if feasible else None
+    if reranked is not None:  # what nas export --best means (SearchRun.best)
+        won = [r for r in reranked["table"] if r.get("trial") == reranked["winner"]]
+        row = [r for r in feasible if r["trial"] == reranked["winner"]]
+        if won and row:
+            best = {**row[0], "standalone_accuracy": won[0]["val_accuracy"]}
     rejected: Dict[str, int] = {}
     for r in rows:
         if not r["feasible"]:

@@ -80,9 +80,12 @@ def test_a_predictor_search_warns_where_the_predictor_extrapolates(tmp_path):
 
 def test_rerank_trains_the_best_and_export_best_means_the_winner(tmp_path, capsys):
     run = tmp_path / "r"
-    run_search(_config(trials=6, rerank=2, rerank_steps=4, rerank_seeds=2), run,
-               progress=False, log=lambda m: None)
+    searched = run_search(_config(trials=6, rerank=2, rerank_steps=4, rerank_seeds=2), run,
+                          progress=False, log=lambda m: None)
     result = json.loads((run / "rerank.json").read_text())
+    # the search's pick is the re-ranking's winner, with its standalone accuracy
+    assert searched.best["trial"] == result["winner"]
+    assert searched.best["standalone_accuracy"] == result["table"][0]["val_accuracy"]
     assert len(result["table"]) == 2 and result["winner"] == result["table"][0]["trial"]
     assert len((run / "rerank.csv").read_text().splitlines()) == 1 + 2 * 2
     rewards = [r["reward"] for r in result["table"]]
