@@ -577,9 +577,7 @@ def _predictor_fit(args) -> None:
 
     from .arch import Architecture
     from .estimators import NaswotEstimator, save_predictor
-    from .files import read_json
-    from .reference import ReferenceConfig, estimator_context, load_reference
-    from .runs import ReferenceDir
+    from .reference import estimator_context, load_reference, reference_config
 
     if args.min_seeds < 1:
         raise UsageError("--min-seeds must be at least 1")
@@ -588,9 +586,7 @@ def _predictor_fit(args) -> None:
             "val_fraction")
     configs, tables = [], []
     for path in args.reference:
-        ref = ReferenceDir(path)
-        config = ReferenceConfig.from_dict(read_json(ref.settings, "reference settings"),
-                                           str(ref.settings))
+        config = reference_config(path)
         differ = [k for k in same if configs and getattr(config, k) != getattr(configs[0], k)]
         if differ:
             raise UsageError(f"{path}: its {', '.join(differ)} differ from those of "

@@ -44,7 +44,7 @@ from .space import space_location
 from .units import parse_flops
 
 __all__ = ["ReferenceConfig", "run_reference", "shard_indices", "reliability", "load_reference",
-           "summarize", "estimator_context", "rank_estimator"]
+           "summarize", "estimator_context", "rank_estimator", "reference_config"]
 
 
 @dataclass
@@ -119,6 +119,13 @@ def _read_csv(path) -> List[Dict[str, Any]]:
     return pd.read_csv(path, dtype={"id": str}).to_dict("records")
 
 
+def reference_config(out_dir) -> ReferenceConfig:
+    """The recipe saved in a reference directory (its files absolute again)."""
+    out = ReferenceDir(out_dir)
+    return ReferenceConfig.from_dict(read_json(out.settings, "reference settings"),
+                                     str(out.settings), base=out.path)
+
+
 def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]:
     """Train (or continue training) every (architecture, seed) of the reference."""
     from .train import RetrainConfig, retrain
@@ -126,8 +133,7 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]
     config = config.validate().resolved()
     out = ReferenceDir(out_dir)
     if out.settings.exists():
-        old = ReferenceConfig.from_dict(read_json(out.settings, "reference settings"),
-                                        str(out.settings), base=out.path)
+        old = reference_config(out.path)
         if config.differences(old):
             raise RunError(f"{out} holds a reference with another recipe ("
                            + ", ".join(f"{k}={v!r}" for k, v in config.differences(old).items())
@@ -255,9 +261,7 @@ def estimator_context(out_dir, supernets=(), calib_images: int = 2048,
     from .estimators import EstimatorContext
     from .train import LoopConfig, data_splits, load_supernet
 
-    out = ReferenceDir(out_dir)
-    config = ReferenceConfig.from_dict(read_json(out.settings, "reference settings"),
-                                       str(out.settings))
+    config = reference_config(out_dir)
     dataset = load_dataset(config.data)
     train, val = data_splits(dataset, LoopConfig(data=config.data, split_seed=config.split_seed,
                                                  val_fraction=config.val_fraction))
