@@ -2,10 +2,14 @@
 # Both install what they need first (virtualenv, pinned CPU torch, the package).
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build, pinned and installed before anything that depends on torch: an
-# unpinned resolve pulls a multi-GB CUDA build. Override e.g. TORCH_SPEC=torch==2.5.1.
-TORCH_VERSION ?= 2.13.0
-TORCH_SPEC ?= torch==$(TORCH_VERSION)
+# torch and torchvision, pinned as a pair and installed before anything that depends on
+# torch (an unpinned resolve can pull another build than the one tested). The pair is the
+# standard build (it runs on the CPU): torchvision's operators do not load with the CPU-only
+# torch 2.13.0, and the data pipeline (transforms v2) and ultralytics need them.
+# Override e.g. TORCH_SPEC="torch==2.9.1 torchvision==0.24.1" (aarch64).
+TORCH_VERSION ?= 2.14.1
+TORCHVISION_VERSION ?= 0.29.1
+TORCH_SPEC ?= torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
 PIP_FLAGS ?= --disable-pip-version-check
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
@@ -17,7 +21,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_FLAGS) -q "$(TORCH_SPEC)"
+	$(BIN)/pip install $(PIP_FLAGS) -q $(TORCH_SPEC)
 	$(BIN)/pip install $(PIP_FLAGS) -q -e '.[dev]'
 	@$(MAKE) --no-print-directory data
 	touch $(STAMP)
