@@ -67,6 +67,20 @@ def _supernet_args(p: argparse.ArgumentParser) -> None:
                        help="BN recalibration batches for the final evaluation (default 20)")
 
 
+def _data_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    shards = sub.add_parser(
+        "shards", help="write an image folder as tar shards (WebDataset layout, timm's "
+                       "_info.json)",
+        description="Copy the images of an image folder (or a .tar.gz of one) into tar shards "
+                    "in the WebDataset layout, samples in a seeded random order, with timm's "
+                    "_info.json: --data DIR reads them, each torchrun rank its own shards.")
+    shards.add_argument("source", help="an image folder with train/ and test/, or a .tar.gz")
+    shards.add_argument("-o", "--output", required=True, help="the shard folder")
+    shards.add_argument("--shard-size", type=int, default=1000,
+                        help="images per shard (default 1000)")
+
+
 def _search_args(p: argparse.ArgumentParser) -> None:
     from .search import SearchConfig
 
@@ -197,6 +211,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 _COMMANDS: Dict[str, Tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
     "space": ("inspect search spaces", "", _space_args),
     "supernet": ("train the weight-sharing supernet", "", _supernet_args),
+    "data": ("data sets: tar shards for data that outgrows one disk", "", _data_args),
     "search": ("the main job: search a space under a FLOPs budget",
                "Train a supernet (or reuse one), run an Optuna study over the space under a "
                "hard FLOPs budget, write the run directory (config.json, trials.csv and the "
@@ -576,6 +591,7 @@ def _predictor_fit(args) -> None:
     import pandas as pd
 
     from .arch import Architecture
+    from .data.recipe import same_recipe
     from .estimators import NaswotEstimator, save_predictor
     from .reference import estimator_context, load_reference, reference_config
 
@@ -588,6 +604,8 @@ def _predictor_fit(args) -> None:
     for path in args.reference:
         config = reference_config(path)
         differ = [k for k in same if configs and getattr(config, k) != getattr(configs[0], k)]
+        if configs and not same_recipe(config.recipe, configs[0].recipe):
+            differ.append("data recipe")
         if differ:
             raise UsageError(f"{path}: its {', '.join(differ)} differ from those of "
                              f"{args.reference[0]}; pool only references of one recipe")
@@ -604,7 +622,8 @@ def _predictor_fit(args) -> None:
         raise RunError(f"{where}: {len(per_arch)} architectures have {args.min_seeds} "
                        "seeds or more; a predictor needs at least 5")
     archs = [Architecture.parse(a) for a in per_arch.arch]
-    extra, settings = {}, {"reference": list(args.reference), "data": config.data}
+    extra, settings = {}, {"reference": list(args.reference), "data": config.data,
+                           "recipe": next((c.recipe for c in configs if c.recipe), "")}
     if args.naswot:
         context = estimator_context(args.reference[0])
         extra["naswot"] = NaswotEstimator(context.images(128), context.num_classes).score(archs)
@@ -741,7 +760,21 @@ def _export(args) -> None:
           + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas else ""))
 
 
+def _data_shards(args) -> None:
+    from .data import load_dataset
+    from .data.shards import write_shards
+
+    if args.shard_size < 1:
+        raise UsageError("--shard-size must be at least 1")
+    index = write_shards(load_dataset(args.source, "stream"), Path(args.output),
+                         args.shard_size)
+    for name, split in index["splits"].items():
+        print(f"{name}: {split['num_samples']:,} images in {len(split['filenames'])} shards")
+    print(f"use it: nas search --budget 300M --data {_quote(args.output)}")
+
+
 _HANDLERS = {
+    ("data", "shards"): _data_shards,
     ("space", "list"): _space_list,
     ("space", "show"): _space_show,
     ("space", "sample"): _space_sample,
@@ -780,6 +813,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logger.propagate = False
     args = _parser(_command(argv)).parse_args(argv)
     sub = (getattr(args, "space_command", None) or getattr(args, "supernet_command", None)
+           or getattr(args, "data_command", None)
            or getattr(args, "latency_command", None) or getattr(args, "predictor_command", None))
     handler = _HANDLERS[(args.command, sub)]
     try:

@@ -54,9 +54,8 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
     import pandas as pd
     import torch
 
-    from .data import Loader
     from .evaluate import calibration_batches, evaluate
-    from .train import RetrainConfig, load_supernet, retrain
+    from .train import RetrainConfig, data_settings, load_supernet, retrain
 
     config.validate()
     run = open_run(run_dir)
@@ -82,9 +81,7 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
     calib, valid = sn.loaders(device=torch.device("cpu"))
     valid_n = min(run.config.val_images, len(valid.data))
     # One size for both scores: the one the supernet was trained and the search scored at.
-    scored = Loader(valid.data.subset(torch.arange(valid_n)), 256, sn.mean, sn.std,
-                    resolution=sn.resolution, device=valid.device,
-                    channels_last=sn.config.channels_last)
+    scored = valid.derive(data=valid.data.subset(torch.arange(valid_n)))
     bn_batches = calibration_batches(calib, run.config.recalibration_batches)
     csv = out.rows
     rows: List[Dict[str, Any]] = (pd.read_csv(csv, dtype={"id": str}).to_dict("records")
@@ -94,14 +91,13 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
         if arch.id in done:
             continue
         supernet_acc = evaluate(sn.supernet, arch, scored, calib, bn_batches)
-        recipe = RetrainConfig(arch=str(arch), data=sn.config.data, steps=config.steps,
+        recipe = RetrainConfig(arch=str(arch), steps=config.steps,
                                batch_size=config.batch_size, train_subset=config.train_subset,
-                               lr=config.lr, resolution=sn.resolution,
-                               # the supernet's split: standalone nets never train on the
-                               # validation images both are scored on
-                               seed=sn.config.seed, split_seed=sn.config.split_seed,
-                               val_fraction=sn.config.val_fraction,
-                               checkpoint_every=max(50, config.steps // 4))
+                               lr=config.lr, seed=sn.config.seed,
+                               checkpoint_every=max(50, config.steps // 4),
+                               # the supernet's data, recipe and split: standalone nets never
+                               # train on the validation images both are scored on
+                               **data_settings(sn.config, resolution=sn.resolution))
         arch_dir = out.arch(arch.id)
         if arch_dir.metrics.exists():  # trained before the kill: reuse
             metrics = read_json(arch_dir.metrics, "metrics file")

@@ -36,7 +36,7 @@ import numpy as np
 from .arch import Architecture
 from .config import Settings, setting
 from .cost import count_cost
-from .data import data_location
+from .data import DATA_MODES, data_location
 from .errors import RunError, UsageError
 from .files import append_csv_row, atomic_write_bytes, read_json, write_json
 from .runs import ReferenceDir
@@ -74,6 +74,21 @@ class ReferenceConfig(Settings):
                               "0 (N processes share one reference, each I once; not saved)")
     val_fraction: float = setting(0.1, above=0, below=1,
                                   help="share of the training data held out for validation")
+    data_mode: str = setting("auto", choices=DATA_MODES, rerun=True,
+                             help="auto, memory or stream (where the images live; results "
+                                  "do not depend on it beyond rounding)")
+    loader_workers: int = setting(-1, at_least=-1, rerun=True,
+                                  help="DataLoader workers for streamed images (-1: one per "
+                                       "core)")
+    # Resolved from the data when the reference is first run; "" in references from before
+    # recipes were recorded (all of them the small-image recipe).
+    recipe: str = setting("", cli=False, help="the data recipe the architectures trained with")
+
+    def data_settings(self) -> Dict[str, Any]:
+        """The settings of a :class:`nas.train.LoopConfig` that sees this reference's data."""
+        return {"data": self.data, "data_mode": self.data_mode,
+                "loader_workers": self.loader_workers, "resolution": self.resolution,
+                "split_seed": self.split_seed, "val_fraction": self.val_fraction}
 
     def check(self) -> None:
         if len(set(self.seeds)) != len(self.seeds):
@@ -126,12 +141,32 @@ def reference_config(out_dir) -> ReferenceConfig:
                                      str(out.settings), base=out.path)
 
 
+def data_recipe(config: ReferenceConfig) -> str:
+    """The recipe (:meth:`nas.data.Recipe.describe`) the reference's data gives."""
+    from .train import LoopConfig, load_data, recipe_of
+
+    loop = LoopConfig(**config.data_settings())
+    return recipe_of(load_data(loop), loop).describe()
+
+
 def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]:
     """Train (or continue training) every (architecture, seed) of the reference."""
+    from dataclasses import replace
+
+    from .data.recipe import same_recipe
     from .train import RetrainConfig, retrain
 
     config = config.validate().resolved()
     out = ReferenceDir(out_dir)
+    recipe = data_recipe(config)
+    if out.settings.exists():
+        old = reference_config(out.path)
+        if not same_recipe(old.recipe, recipe):
+            raise RunError(f"{out} holds a reference trained with the data recipe "
+                           f"'{old.recipe}', but {config.data} now gives '{recipe}'; use "
+                           "another -o")
+        recipe = old.recipe  # a legacy "" stays as it was
+    config = replace(config, recipe=recipe)
     if out.settings.exists():
         old = reference_config(out.path)
         if config.differences(old):
@@ -163,14 +198,12 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]
             if (arch.id, seed) in done:
                 continue
             run_dir = out.run(arch.id, seed)
-            recipe = RetrainConfig(
-                arch=str(arch), data=config.data, epochs=config.epochs,
-                batch_size=config.batch_size, lr=config.lr, resolution=config.resolution,
-                seed=seed, split_seed=config.split_seed, val_fraction=config.val_fraction,
-                checkpoint_every=100)
+            training = RetrainConfig(
+                arch=str(arch), epochs=config.epochs, batch_size=config.batch_size,
+                lr=config.lr, seed=seed, checkpoint_every=100, **config.data_settings())
             resume = run_dir.checkpoint.exists()
             started = time.perf_counter()
-            metrics = retrain(None if resume else recipe, run_dir.path, resume=resume,
+            metrics = retrain(None if resume else training, run_dir.path, resume=resume,
                               progress=False, test=False)
             row = {"id": arch.id, "seed": seed, "val_accuracy": metrics["val_accuracy"],
                    "steps": metrics["steps"], "train_images": metrics["train_images"],
@@ -255,17 +288,16 @@ def estimator_context(out_dir, supernets=(), calib_images: int = 2048,
                       val_images: int = 0, seed: int = 0):
     """What an estimator scores the reference's architectures with: its data, at its
     resolution, on its validation carve (``val_images`` 0: all of it), the supernets given."""
-    import torch
-
-    from .data import Loader, image_stats, load_dataset
+    from .data import image_stats, sample_batch
     from .estimators import EstimatorContext
-    from .train import LoopConfig, data_splits, load_supernet
+    from .train import LoopConfig, data_splits, load_data, load_supernet, recipe_of
 
     config = reference_config(out_dir)
-    dataset = load_dataset(config.data)
-    train, val = data_splits(dataset, LoopConfig(data=config.data, split_seed=config.split_seed,
-                                                 val_fraction=config.val_fraction))
+    loop = LoopConfig(**config.data_settings())
+    dataset = load_data(loop)
+    train, val = data_splits(dataset, loop)
     mean, std = image_stats(train)
+    recipe = recipe_of(dataset, loop)
     resolution = config.resolution or None
     runs = [load_supernet(path, device="cpu") for path in supernets]
     for path, run in zip(supernets, runs):
@@ -275,9 +307,7 @@ def estimator_context(out_dir, supernets=(), calib_images: int = 2048,
                            "scores would be measured on images it trained on")
 
     def images(n: int):
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-        batch = train.subset(order[:n])
-        return next(iter(Loader(batch, n, mean, std, resolution=resolution).epoch(0)))[0]
+        return sample_batch(train, n, mean, std, recipe, seed)
 
     return EstimatorContext(num_classes=len(dataset.classes), images=images,
                             supernets=(lambda: runs) if runs else None,

@@ -268,7 +268,6 @@ def test_model_source_refuses_unvalidated_text():
 
 def test_export_with_recalibration_reproduces_the_search_accuracy(tmp_path):
     """The exported network scores the accuracy the search stored for its trial."""
-    from nas.data import Loader
     from nas.evaluate import accuracy
 
     run_dir = tmp_path / "run"
@@ -279,7 +278,7 @@ def test_export_with_recalibration_reproduces_the_search_accuracy(tmp_path):
     export_trial(run_dir, tmp_path / "e", trial=row["trial"])
     sn = load_supernet(run_dir / "supernet" / "supernet.pt", device="cpu")
     _, valid = sn.loaders(device=torch.device("cpu"))
-    valid = Loader(valid.data.subset(torch.arange(300)), 256, sn.mean, sn.std)
+    valid = valid.derive(data=valid.data.subset(torch.arange(300)))
     net = nas.export.load_exported(tmp_path / "e", "recal_model").build_model()
     net.load_state_dict(torch.load(tmp_path / "e" / "weights.pt", weights_only=True))
     assert accuracy(net.eval(), valid) == pytest.approx(row["accuracy"], abs=1e-9)

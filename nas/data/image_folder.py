@@ -1,13 +1,9 @@
 """Image folders (ImageFolder layout: ``train/`` and ``test/``, one folder per class), or a
-``.tar.gz`` of one, decoded once with Pillow into a uint8 cache under :func:`cache_dir`.
+``.tar.gz`` of one (extracted once into :func:`cache_dir`).
 
-What a dataset is made of is decided from **every** image, never from the first one:
+What a data set is made of is decided from **every** image's header
+(:mod:`nas.data.index`), never from the first one, and without holding the images:
 
-* **entries**: hidden files and folders (a leading dot: ``.ipynb_checkpoints/``,
-  ``.DS_Store``, macOS's ``._name`` AppleDouble files) and the metadata operating systems
-  and archivers leave (``__MACOSX/``, ``Thumbs.db``, ``desktop.ini``, ``@eaDir/``, ...) are
-  not data, in folders and archives alike. Images in sub-folders of a class folder belong
-  to that class (as torchvision's ``ImageFolder``); other files are skipped with a note.
 * **channels**: RGB when any image has colour (greyscale ones are replicated, with a
   note), otherwise one channel. A palette image is colour only if its palette is.
 * **value range**: 8-bit modes keep their values (alpha is dropped, as Pillow's
@@ -15,243 +11,110 @@ What a dataset is made of is decided from **every** image, never from the first 
   mapped linearly to 0..255 with **one** range for the whole dataset, from
   ``min(0, smallest value)`` to the largest value of its high-depth images, so brightness
   differences between images survive. A mode Pillow cannot convert is refused by name.
-* **size**: kept when every image has the same square size. Otherwise every image is
-  resized (bilinear, antialiased) so its shorter side is ``S`` and centre-cropped to
-  ``S x S``, with ``S`` the median shorter side of the training images (the usual
-  resize-and-centre-crop of image classification), with a note.
+* **size and recipe**: images whose median shorter side (training split) is at most
+  :data:`~nas.data.recipe.SMALL_SIDE` px keep the small-image recipe; when they differ in
+  size each is resized (shorter side) and centre-cropped to that median side, with a note.
+  Larger images (photos) keep their own size: the crop recipe's ``RandomResizedCrop`` and
+  evaluation resize work on each image as it is, at ``--resolution`` (default: 224, or the
+  median shorter side when smaller).
+
+**Where the images live** (``mode``): small images whose decoded set fits
+:func:`~nas.data.dataset.memory_budget` are decoded once into a uint8 cache and held in
+memory (Fashion-MNIST, CIFAR-10); everything else is streamed from the files by loader
+workers (:mod:`nas.data.stream`). The choice is noted; ``--data-mode memory|stream``
+overrides it (photos cannot be held in memory: their recipe needs each whole image).
 
 The notes are logged (logger ``nas.data``) and kept in :attr:`Dataset.notes`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import statistics
-import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List
 
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
 from ..files import write_json
-from .dataset import Dataset, ImageSet, cache_dir, note
+from .dataset import Dataset, ImageSet, cache_dir, memory_budget, note
+from .decode import Form
+from .index import FileSet, extract, index_files, index_key, is_metadata, list_folder
+from .recipe import DEFAULT_PHOTO_RESOLUTION, SMALL_SIDE
 
-__all__ = ["load_image_folder", "IMAGE_SUFFIXES", "is_metadata"]
+__all__ = ["load_image_folder", "is_metadata", "MODES"]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
-                  ".pgm", ".pbm", ".pnm"}
-# Left by operating systems, file managers, NAS boxes and archivers; never data.
-SYSTEM_NAMES = {"__macosx", "thumbs.db", "ehthumbs.db", "desktop.ini", "@eadir",
-                "$recycle.bin", "system volume information", "lost+found", "icon\r"}
-GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
-HIGH_DEPTH_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+#: ``--data-mode``: decide by size, or force one path.
+MODES = ("auto", "memory", "stream")
 # Bump when the decoding rules change: cached decodes of the old rules are not reused.
-DECODE_RULES = "2"
+DECODE_RULES = "3"
 
 
-def is_metadata(name: str) -> bool:
-    """Whether a directory entry is a hidden or system file rather than data."""
-    return name.startswith(".") or name.lower() in SYSTEM_NAMES
-
-
-def _extract(archive: Path) -> Path:
-    """Extract a .tar.gz into the cache once; returns the folder holding train/ and test/."""
-    stat = archive.stat()
-    key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    target = cache_dir() / "extracted" / key.hexdigest()[:16]
-    if not (target / ".complete").exists():
-        shutil.rmtree(target, ignore_errors=True)  # a half-done extraction of a killed run
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(archive) as tar:
-                tar.extractall(target, filter="data")
-            (target / ".complete").touch()
-        except (tarfile.TarError, OSError, EOFError) as e:
-            shutil.rmtree(target, ignore_errors=True)  # nothing half-extracted stays
-            raise DataError(f"{archive}: cannot extract into {target} ({e})") from None
-    candidates = [target, *sorted(p for p in target.iterdir()
-                                  if p.is_dir() and not is_metadata(p.name))]
-    for candidate in candidates:
-        if (candidate / "train").is_dir():
-            return candidate
-    raise DataError(f"{archive}: no train/ folder inside")
-
-
-def _images_under(folder: Path, skipped: Dict[str, int]) -> List[Path]:
-    """Image files under ``folder`` (sub-folders included, metadata pruned), sorted."""
-    found = []
-    for here, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if not is_metadata(d)]
-        for name in files:
-            if is_metadata(name):
-                continue
-            path = Path(here) / name
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                found.append(path)
-            else:
-                skipped[path.suffix.lower() or "(no suffix)"] = skipped.get(
-                    path.suffix.lower() or "(no suffix)", 0) + 1
-    return sorted(found)
-
-
-def _list_folder(root: Path, notes: List[str]) -> Tuple[List[str], List[Tuple[Path, int]]]:
-    if not root.is_dir():
-        raise DataError(f"{root}: no such image folder")
-    entries = [p for p in root.iterdir() if not is_metadata(p.name)]
-    classes = sorted(p.name for p in entries if p.is_dir())
-    if not classes:
-        raise DataError(f"{root}: no class folders (expected one folder per class)")
-    loose = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    if loose:
-        notes.append(f"{root}: {len(loose)} image(s) outside the class folders are not used "
-                     f"(e.g. {loose[0].name})")
-    items: List[Tuple[Path, int]] = []
-    skipped: Dict[str, int] = {}
-    for index, name in enumerate(classes):
-        files = _images_under(root / name, skipped)
-        if not files:
-            raise DataError(f"{root / name}: class folder has no images "
-                            f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-        items += [(p, index) for p in files]
-    if skipped:
-        what = ", ".join(f"{n} {s}" for s, n in sorted(skipped.items()))
-        notes.append(f"{root}: files that are not images are skipped ({what})")
-    return classes, items
-
-
-@dataclass
-class _Header:
-    """What the whole-dataset decisions need to know of one image."""
-
-    size: Tuple[int, int]
-    colour: bool
-    extrema: Optional[Tuple[float, float]]  # high-depth images only
-
-
-def _open(path: Path):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        return Image.open(path)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot decode image ({e})") from None
-
-
-def _is_colour(img) -> bool:
-    if img.mode in GREY_MODES:
-        return False
-    if img.mode in ("P", "PA"):
-        palette = img.getpalette("RGB") or []
-        return any(palette[i] != palette[i + 1] or palette[i] != palette[i + 2]
-                   for i in range(0, len(palette) - 2, 3))
-    return True
-
-
-def _header(path: Path) -> _Header:
-    from PIL import UnidentifiedImageError
-
-    with _open(path) as img:
-        try:
-            extrema = None
-            if img.mode in HIGH_DEPTH_MODES:
-                lo, hi = img.getextrema()  # decodes: only for high-depth images
-                extrema = (float(lo), float(hi))
-            return _Header(img.size, _is_colour(img), extrema)
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot decode image ({e})") from None
-
-
-@dataclass(frozen=True)
-class _Form:
-    """The common form every image is decoded to."""
-
-    channels: int
-    side: Optional[int]  # None: every image already has one square size
-    value_range: Optional[Tuple[float, float]]  # of the high-depth images
-
-
-def _common_form(root: Path, train: List[_Header], test: List[_Header],
-                 notes: List[str]) -> _Form:
-    every = train + test
-    colour = sum(h.colour for h in every)
-    channels = 3 if colour else 1
-    if 0 < colour < len(every):
-        notes.append(f"{root}: {len(every) - colour} of {len(every)} images are greyscale "
-                     "and the others colour: the greyscale ones are converted to RGB")
-    sizes = {h.size for h in every}
+def _common_form(root: Path, train: FileSet, test: FileSet, colour: np.ndarray,
+                 deep: np.ndarray, notes: List[str]):
+    """``(form, small, native)`` of the whole data set, from its headers."""
+    n = len(colour)
+    coloured = int(colour.sum())
+    channels = 3 if coloured else 1
+    if 0 < coloured < n:
+        notes.append(f"{root}: {n - coloured} of {n} images are greyscale and the others "
+                     "colour: the greyscale ones are converted to RGB")
+    sizes = {tuple(s) for s in np.concatenate([train.sizes, test.sizes]).tolist()}
+    native = int(statistics.median_low(train.sizes.min(axis=1).tolist()))
+    small = native <= SMALL_SIDE
     side = None
     if len(sizes) > 1 or next(iter(sizes))[0] != next(iter(sizes))[1]:
-        side = int(statistics.median_low(min(h.size) for h in train))
         shown = sorted(sizes, key=lambda s: s[0] * s[1])
-        notes.append(f"{root}: images have {len(sizes)} size(s) ({shown[0][0]}x{shown[0][1]}"
-                     + (f" .. {shown[-1][0]}x{shown[-1][1]}" if len(shown) > 1 else "")
-                     + f"): each is resized to a shorter side of {side} and centre-cropped "
-                     f"to {side}x{side} (the median shorter side of the training images)")
-    deep = [h.extrema for h in every if h.extrema is not None]
+        span = (f"{shown[0][0]}x{shown[0][1]}"
+                + (f" .. {shown[-1][0]}x{shown[-1][1]}" if len(shown) > 1 else ""))
+        if small:
+            side = native
+            notes.append(f"{root}: images have {len(sizes)} size(s) ({span}): each is resized "
+                         f"to a shorter side of {side} and centre-cropped to {side}x{side} (the "
+                         "median shorter side of the training images)")
+        else:
+            notes.append(f"{root}: images have {len(sizes)} size(s) ({span}): each is cropped "
+                         f"at its own size by the training recipe and trained at "
+                         f"{min(native, DEFAULT_PHOTO_RESOLUTION)} px unless --resolution says "
+                         "otherwise")
     value_range = None
-    if deep:
-        lo = min(0.0, min(e[0] for e in deep))
-        hi = max(e[1] for e in deep)
+    if len(deep):
+        lo = min(0.0, float(deep[:, 0].min()))
+        hi = float(deep[:, 1].max())
         value_range = (lo, hi if hi > lo else lo + 1)
         notes.append(f"{root}: {len(deep)} high-bit-depth image(s) are mapped linearly to "
                      f"0..255 from {value_range[0]:g}..{value_range[1]:g}, the range of the "
                      "dataset's high-depth images")
-    return _Form(channels, side, value_range)
+    return Form(channels, side, value_range), small, native
 
 
-def _to_form(img, form: _Form):
-    """``img`` (a Pillow image) in the common form, as a Pillow image of mode L or RGB."""
-    from PIL import Image
-
-    if img.mode in HIGH_DEPTH_MODES:
-        lo, hi = form.value_range
-        values = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(np.rint((values - lo) * (255.0 / (hi - lo))), 0, 255)
-                              .astype(np.uint8), mode="L")
-    if img.mode == "La":  # premultiplied alpha: Pillow converts it only via LA
-        img = img.convert("LA")
-    img = img.convert("RGB" if form.channels == 3 else "L")
-    if form.side is not None and img.size != (form.side, form.side):
-        w, h = img.size
-        scale = form.side / min(w, h)
-        new = (max(form.side, round(w * scale)), max(form.side, round(h * scale)))
-        img = img.resize(new, Image.BILINEAR)
-        left, top = (new[0] - form.side) // 2, (new[1] - form.side) // 2
-        img = img.crop((left, top, left + form.side, top + form.side))
-    return img
-
-
-def _decode(root: Path, items, form: _Form, side: int) -> ImageSet:
-    from PIL import UnidentifiedImageError
+def _decode_all(files: FileSet, side: int, notes: List[str]) -> ImageSet:
+    """Every image of ``files`` at ``side`` x ``side`` in memory (files that fail to decode
+    are left out with a note)."""
     from tqdm import tqdm
 
-    c = form.channels
-    images = np.empty((len(items), side, side, c), dtype=np.uint8)
-    for i, (path, _) in enumerate(tqdm(items, desc=f"decoding {root.name}", unit="img",
-                                       leave=False, disable=None)):
-        with _open(path) as img:
-            try:
-                images[i] = np.asarray(_to_form(img, form)).reshape(side, side, c)
-            except (UnidentifiedImageError, OSError, ValueError) as e:
-                raise DataError(f"{path}: cannot decode image mode {img.mode!r} ({e})") from None
-    labels = np.array([label for _, label in items], dtype=np.int64)
-    return ImageSet(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-                    torch.from_numpy(labels))
-
-
-def _cached_meta(cache: Path) -> Optional[dict]:
-    try:
-        meta = json.loads((cache / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
+    c = files.form.channels
+    images = np.empty((len(files), side, side, c), dtype=np.uint8)
+    keep, bad = [], []
+    for i in tqdm(range(len(files)), desc=f"decoding {Path(files.root).name}", unit="img",
+                  leave=False, disable=None):
+        try:
+            images[i] = files.image(i).permute(1, 2, 0).numpy()
+            keep.append(i)
+        except DataError as e:
+            bad.append(str(e))
+    if bad:
+        notes.append(f"{files.root}: {len(bad)} image(s) failed to decode and are left out: "
+                     + "; ".join(bad[:3]))
+    index = torch.tensor(keep, dtype=torch.int64)
+    return ImageSet(torch.from_numpy(images[keep]).permute(0, 3, 1, 2).contiguous(),
+                    files.labels[index])
 
 
 def _save_npz(path: Path, data: ImageSet) -> None:
@@ -265,52 +128,91 @@ def _save_npz(path: Path, data: ImageSet) -> None:
         raise
 
 
-def load_image_folder(path: Path) -> Dataset:
-    """An ImageFolder dataset (train/ and test/), decoded once into a uint8 cache.
+def _in_memory(cache: Path, train: FileSet, test: FileSet, side: int, notes: List[str]):
+    """``(train, test)`` decoded into memory, through a uint8 cache (decoded once)."""
+    memory = cache / f"memory-{DECODE_RULES}"
+    try:
+        meta = json.loads((memory / "meta.json").read_text())
+        sets = {}
+        for split in ("train", "test"):
+            with np.load(memory / f"{split}.npz", allow_pickle=False) as z:
+                sets[split] = ImageSet(torch.from_numpy(z["images"]),
+                                       torch.from_numpy(z["labels"]))
+        notes.extend(meta.get("notes", []))
+        return sets["train"], sets["test"]
+    except (OSError, ValueError, KeyError):
+        pass
+    decoded: List[str] = []
+    sets = {"train": _decode_all(train, side, decoded), "test": _decode_all(test, side, decoded)}
+    notes.extend(decoded)
+    try:
+        memory.mkdir(parents=True, exist_ok=True)
+        for split, data in sets.items():
+            _save_npz(memory / f"{split}.npz", data)
+        write_json(memory / "meta.json", {"notes": decoded})  # last: marks it complete
+    except OSError as e:  # a full cache disk costs a decode next time, nothing else
+        shutil.rmtree(memory, ignore_errors=True)
+        notes.append(f"cannot cache the decoded images in {memory} ({e.strerror or e})")
+    return sets["train"], sets["test"]
+
+
+def load_image_folder(path: Path, mode: str = "auto") -> Dataset:
+    """An ImageFolder dataset (train/ and test/): indexed, then held in memory or streamed.
+
+    Args:
+        path: the folder, or a .tar.gz of one.
+        mode: ``auto``, ``memory`` or ``stream`` (see the module docstring).
 
     Raises:
         DataError: no train/ or test/ folder, a class folder without images, train/ and
-            test/ with other classes, an image Pillow cannot decode or convert.
+            test/ with other classes, too many unreadable images.
+        UsageError: ``mode`` memory for photos.
     """
+    if mode not in MODES:
+        raise UsageError(f"--data-mode must be one of {', '.join(MODES)}, got {mode!r}")
     path = Path(path)
-    root = _extract(path) if path.is_file() else path
+    root = extract(path) if path.is_file() else path
     if not (root / "train").is_dir():
         raise DataError(f"{root}: expected train/ and test/ folders with one folder per class")
     notes: List[str] = []
-    classes, train_items = _list_folder(root / "train", notes)
-    test_classes, test_items = _list_folder(root / "test", notes)
+    classes, train_items = list_folder(root / "train", notes)
+    test_classes, test_items = list_folder(root / "test", notes)
     if test_classes != classes:
         only = sorted(set(classes) ^ set(test_classes))
         raise DataError(f"{root}: train/ and test/ have different class folders "
                         f"({', '.join(only)} in only one of them)")
-    listing = "\n".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-                        for p, _ in train_items + test_items)
-    key = hashlib.sha256(f"{root.resolve()}|{DECODE_RULES}|{listing}".encode()).hexdigest()[:16]
-    cache = cache_dir() / "imagefolder" / key
-    sets = {}
-    meta = _cached_meta(cache)
-    if meta is not None:
-        notes = list(meta.get("notes", []))
-        for split in ("train", "test"):
-            with np.load(cache / f"{split}.npz", allow_pickle=False) as z:
-                sets[split] = ImageSet(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]))
+    cache = cache_dir() / "imagefolder" / index_key(root, train_items + test_items)
+    train, train_colour, train_deep = index_files(root / "train", train_items, cache / "train",
+                                                  notes, "train/")
+    test, test_colour, test_deep = index_files(root / "test", test_items, cache / "test",
+                                               notes, "test/")
+    if not len(train) or not len(test):
+        raise DataError(f"{root}: no readable images in {'train/' if not len(train) else 'test/'}")
+    form, small, native = _common_form(root, train, test,
+                                       np.concatenate([train_colour, test_colour]),
+                                       np.concatenate([train_deep, test_deep]), notes)
+    train, test = replace(train, form=form), replace(test, form=form)
+    side = form.side or native
+    decoded = (len(train) + len(test)) * side * side * form.channels
+    budget = memory_budget()
+    held = mode == "memory" or (mode == "auto" and small and decoded <= budget)
+    if held and not small:
+        raise UsageError(f"--data-mode memory: {root} holds photos (median shorter side "
+                         f"{native} px > {SMALL_SIDE}), which the training recipe crops at "
+                         "their own size; use --data-mode stream (or auto)")
+    count = f"{len(train) + len(test):,} images"
+    if held:
+        train, test = _in_memory(cache, train, test, side, notes)
+        notes.append(f"{root}: {count} of {side}x{side} held in memory ({decoded / 2 ** 20:,.0f} "
+                     f"MB decoded; budget {budget / 2 ** 30:.1f} GB; --data-mode stream streams "
+                     "them)")
     else:
-        headers = {split: [_header(p) for p, _ in items]
-                   for split, items in (("train", train_items), ("test", test_items))}
-        form = _common_form(root, headers["train"], headers["test"], notes)
-        side = form.side or headers["train"][0].size[0]
-        sets["train"] = _decode(root / "train", train_items, form, side)
-        sets["test"] = _decode(root / "test", test_items, form, side)
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-            for split, data in sets.items():
-                _save_npz(cache / f"{split}.npz", data)
-            # Written last and atomically: it marks the cache complete.
-            write_json(cache / "meta.json", {"root": str(root), "classes": classes,
-                                             "notes": notes})
-        except OSError as e:  # a full cache disk costs a decode next time, nothing else
-            shutil.rmtree(cache, ignore_errors=True)
-            notes.append(f"cannot cache the decoded images in {cache} ({e.strerror or e})")
+        why = ("photos: each is decoded and cropped at its own size" if not small else
+               f"{decoded / 2 ** 30:.1f} GB decoded, over the {budget / 2 ** 30:.1f} GB budget"
+               if mode == "auto" else "--data-mode stream")
+        notes.append(f"{root}: {count} streamed from the files by loader workers ({why})")
     for line in notes:
         note(line)
-    return Dataset(root.name, sets["train"], sets["test"], classes, notes)
+    return Dataset(root.name, train, test, classes, notes, channels=form.channels,
+                   native=native, small=small)
+

@@ -20,6 +20,11 @@ from .base import Estimator
 __all__ = ["SupernetEstimator"]
 
 
+def _keep(loader, batches: int) -> dict:
+    """``keep=batches`` for a streamed loader (the in-memory one holds everything anyway)."""
+    return {"keep": batches} if hasattr(loader, "keep") else {}
+
+
 class SupernetEstimator(Estimator):
     """Mean over ``runs`` of the recalibrated subnet's validation accuracy.
 
@@ -41,8 +46,6 @@ class SupernetEstimator(Estimator):
                  resolution: Optional[int] = None):
         import torch
 
-        from ..data import Loader
-
         if not runs:
             raise ValueError("a supernet estimator needs at least one supernet")
         self.runs = list(runs)
@@ -50,18 +53,17 @@ class SupernetEstimator(Estimator):
         self.loaders = []
         for run in self.runs:
             calib, valid = run.loaders()
-            res = resolution or run.config.resolution or None
-            n = min(val_images, len(valid.data))
-            valid = Loader(valid.data.subset(torch.arange(n)), 256, run.mean, run.std,
-                           resolution=res, device=valid.device,
-                           channels_last=run.config.channels_last)
-            if res != (run.config.resolution or None):
-                calib = Loader(calib.data, calib.batch_size, run.mean, run.std, train=True,
-                               resolution=res, seed=calib.seed, device=calib.device,
-                               channels_last=run.config.channels_last)
+            recipe = run.recipe.with_resolution(resolution or run.recipe.resolution)
+            calib = calib.derive(recipe=recipe)
             # what recalibration really averages over: fewer batches on a small dataset
             batches = calibration_batches(
                 calib, math.ceil(calib_images / calib.batch_size) if calib_images else 0)
+            n = min(val_images, len(valid.data))
+            # Every trial sees these same images: streamed ones are decoded once and kept
+            # (bounded by --val-images and the calibration batches, not the data set).
+            valid = valid.derive(data=valid.data.subset(torch.arange(n)), recipe=recipe,
+                                 **_keep(valid, -(-n // valid.batch_size)))
+            calib = calib.derive(**_keep(calib, batches))
             self.loaders.append((calib, valid, batches))
 
     def score(self, archs: Sequence[Architecture]) -> List[float]:

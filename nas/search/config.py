@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Settings, a_path, setting
-from ..data import data_location
+from ..data import DATA_MODES, data_location
 from ..errors import UsageError
 from ..estimators import ESTIMATOR_SPEC
 from ..latency import LATENCY_SPEC
@@ -35,6 +35,14 @@ class SearchConfig(Settings):
                          path=space_location)
     data: str = setting("fashion-mnist", path=data_location,
                         help="fashion-mnist, an ImageFolder dir or a .tar.gz of one")
+    data_mode: str = setting("auto", choices=DATA_MODES,
+                             help="auto: small images that fit min(2 GB, 10% of RAM) in "
+                                  "memory, everything else streamed from the files; or force "
+                                  "memory | stream")
+    loader_workers: int = setting(-1, at_least=-1, rerun=True,
+                                  help="DataLoader worker processes decoding streamed images "
+                                       "(-1: one per core, 0: in the search process; not "
+                                       "--workers, which are search processes)")
     objective: str = setting("reward", choices=OBJECTIVES,
                              help="reward (acc - beta ln FLOPs - gamma ms) or pareto (acc, "
                                   "FLOPs, latency)")

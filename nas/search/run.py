@@ -75,7 +75,8 @@ def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
         from ..data import load_dataset
         from ..train import check_resolution
 
-        check_resolution(space, config.resolution or load_dataset(config.data).resolution)
+        check_resolution(space, config.resolution
+                         or load_dataset(config.data, config.data_mode).resolution)
     if run.config.exists():
         old = SearchConfig.from_dict(read_json(run.config, "search configuration"),
                                      str(run.config), base=run.path)
@@ -155,7 +156,8 @@ def _supernet_config(config: SearchConfig):
     """How the search trains its own supernet."""
     from ..train import TrainConfig
 
-    return TrainConfig(space=config.space, data=config.data, steps=config.supernet_steps,
+    return TrainConfig(space=config.space, data=config.data, data_mode=config.data_mode,
+                       loader_workers=config.loader_workers, steps=config.supernet_steps,
                        resolution=config.resolution, seed=config.seed, device=config.device,
                        checkpoint_every=max(10, config.supernet_steps // 5))
 
@@ -184,12 +186,11 @@ def _check_data(config: SearchConfig, run: SearchDir, given) -> None:
         return
     if run.supernet.checkpoint.exists():  # checked when it was trained
         return
-    from ..data import load_dataset
-    from ..train import data_splits
+    from ..train import data_splits, load_data
     from ..train.loop import train_loader
 
-    dataset = load_dataset(config.data)
     train_config = _supernet_config(config)
+    dataset = load_data(train_config)
     train, val = data_splits(dataset, train_config)
     ones = [1.0] * dataset.channels
     train_loader(train, dataset, ones, ones, train_config, "cpu")  # at least one batch

@@ -19,32 +19,31 @@ __all__ = ["build_estimator", "proxy_input", "proxy_warning", "needs_supernet"]
 
 
 def _task(config: SearchConfig, sn):
-    """``(dataset, train split, mean, std)`` the estimators score on."""
-    from ..data import image_stats, load_dataset
-    from ..train import LoopConfig, data_splits
+    """``(dataset, train split, mean, std, recipe)`` the estimators score on."""
+    from ..data import image_stats
+    from ..train import LoopConfig, data_splits, load_data, recipe_of
 
     if sn is not None:
         train, _ = data_splits(sn.dataset, sn.config)
-        return sn.dataset, train, sn.mean, sn.std
-    dataset = load_dataset(config.data)
-    train, _ = data_splits(dataset, LoopConfig(data=config.data))
+        return sn.dataset, train, sn.mean, sn.std, sn.recipe
+    loop = LoopConfig(data=config.data, data_mode=config.data_mode,
+                      resolution=config.resolution)
+    dataset = load_data(loop)
+    train, _ = data_splits(dataset, loop)
     mean, std = image_stats(train)
-    return dataset, train, mean, std
+    return dataset, train, mean, std, recipe_of(dataset, loop)
 
 
 def build_estimator(config: SearchConfig, sn=None):
     """``(estimator, proxy input)`` for a search; ``sn`` is its supernet run when it has one."""
-    import torch
-
-    from ..data import Loader
-
-    dataset, train, mean, std = _task(config, sn)
+    dataset, train, mean, std, recipe = _task(config, sn)
     resolution = config.resolution or None
 
     def images(n: int):
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed))
-        batch = train.subset(order[:n])
-        return next(iter(Loader(batch, n, mean, std, resolution=resolution).epoch(0)))[0]
+        from ..data import sample_batch
+
+        return sample_batch(train, n, mean, std, recipe.with_resolution(
+            resolution or recipe.resolution), config.seed)
 
     calib_images = config.recalibration_batches * (sn.config.batch_size if sn else 64)
     context = EstimatorContext(num_classes=len(dataset.classes), images=images,
@@ -52,7 +51,7 @@ def build_estimator(config: SearchConfig, sn=None):
                                calib_images=calib_images, val_images=config.val_images,
                                resolution=resolution, seed=config.seed)
     # the side every trial is scored at: a supernet's own (the search refuses another)
-    side = sn.resolution if sn is not None else resolution or dataset.resolution
+    side = sn.resolution if sn is not None else resolution or recipe.resolution
     proxy = InputSpec(dataset.channels, side, len(dataset.classes))
     return make_estimator(config.estimator, context), proxy
 

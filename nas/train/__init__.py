@@ -6,7 +6,16 @@
 """
 
 from .distributed import Dist
-from .loop import LoopConfig, data_splits, fit, resolve_device
+from .loop import (
+    DATA_SETTINGS,
+    LoopConfig,
+    data_settings,
+    data_splits,
+    fit,
+    load_data,
+    recipe_of,
+    resolve_device,
+)
 from .optim import create_optimizer, create_schedule
 from .standalone import RetrainConfig, arch_from_export, retrain
 from .supernet import (
@@ -21,7 +30,8 @@ from .supernet import (
                        train_supernet,
 )
 
-__all__ = ["Dist", "LoopConfig", "data_splits", "fit", "resolve_device", "create_optimizer",
+__all__ = ["Dist", "LoopConfig", "DATA_SETTINGS", "data_settings", "data_splits", "fit",
+           "load_data", "recipe_of", "resolve_device", "create_optimizer",
            "create_schedule", "RetrainConfig", "arch_from_export", "retrain",
            "CHECKPOINT_FORMAT", "SAMPLERS", "ArchSampler", "SupernetRun", "TrainConfig",
            "check_resolution", "load_supernet", "quick_report", "train_supernet"]

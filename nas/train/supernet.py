@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..arch import Architecture
 from ..config import setting
 from ..cost import count_cost
-from ..data import Dataset, Loader, image_stats, load_dataset
+from ..data import Dataset, image_stats, make_loader
 from ..errors import CheckpointError, RunError, UsageError
 from ..evaluate import evaluate
 from ..files import load_checkpoint, resume_state, save_checkpoint, write_json
@@ -31,8 +31,18 @@ from ..runs import SupernetDir, supernet_checkpoint
 from ..space import SearchSpace, load_space, parse_space, space_location
 from ..supernet import Supernet
 from ..units import parse_flops
+from .amp import Precision
 from .distributed import setup
-from .loop import LoopConfig, data_splits, fit, resolve_device, total_steps, train_loader
+from .loop import (
+    LoopConfig,
+    data_splits,
+    fit,
+    load_data,
+    recipe_of,
+    resolve_device,
+    total_steps,
+    train_loader,
+)
 from .optim import create_optimizer, create_schedule
 
 __all__ = ["TrainConfig", "ArchSampler", "SupernetRun", "train_supernet", "load_supernet",
@@ -114,21 +124,26 @@ class SupernetRun:
     step: int
 
     @property
+    def recipe(self):
+        """The data recipe it was trained with (:class:`~nas.data.Recipe`)."""
+        return recipe_of(self.dataset, self.config)
+
+    @property
     def resolution(self) -> int:
         """The input side it was trained at, which its batches have: ``--resolution``, or
-        the data's own."""
-        return self.config.resolution or self.dataset.resolution
+        the recipe's default for the data."""
+        return self.recipe.resolution
 
     def loaders(self, batch_size: int = 256, device=None):
-        """``(calibration, validation)`` loaders over the train/val split the run used."""
+        """``(calibration, validation)`` loaders over the train/val split the run used:
+        calibration batches are shuffled training images without augmentation."""
         train, val = data_splits(self.dataset, self.config)
         device = device or self.supernet.stem_weight.device
-        res = self.config.resolution or None
-        cl = self.config.channels_last
-        calib = Loader(train, self.config.batch_size, self.mean, self.std, train=True,
-                       resolution=res, seed=self.config.seed + 1, device=device, channels_last=cl)
-        valid = Loader(val, batch_size, self.mean, self.std, resolution=res, device=device,
-                       channels_last=cl)
+        common = dict(recipe=self.recipe, device=device, channels_last=self.config.channels_last,
+                      workers=self.config.loader_workers)
+        calib = make_loader(train, self.config.batch_size, self.mean, self.std, train=True,
+                            augment=False, seed=self.config.seed + 1, **common)
+        valid = make_loader(val, batch_size, self.mean, self.std, **common)
         return calib, valid
 
 
@@ -177,12 +192,16 @@ def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
             raise UsageError(f"--batch-size {config.batch_size} must divide evenly over "
                              f"{dist.world} processes")
     space = _space_of(config, state["space_text"] if state else None)
-    dataset = load_dataset(config.data)
-    check_resolution(space, config.resolution or dataset.resolution)
+    precision = Precision.resolve(config.precision, device)
+    dataset = load_data(config)
+    recipe = recipe_of(dataset, config)
+    check_resolution(space, recipe.resolution)
     train, _ = data_splits(dataset, config)
     mean, std = image_stats(train)  # normalisation from the training split only
-    loader = train_loader(train, dataset, mean, std, config, device)
+    loader = train_loader(train, dataset, mean, std, config, device, dist)
     total = total_steps(config, loader)
+    if dist.main and progress:
+        print(f"data: {recipe.describe()}; {precision.name} on {device}", flush=True)
 
     torch.manual_seed(config.seed)
     supernet = Supernet(space, num_classes=len(dataset.classes),
@@ -201,6 +220,7 @@ def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         rng.setstate(_as_rng_state(state["sampler_rng"]))
+        precision.load_state_dict(state.get("scaler", {}))
         step = state["step"]
     elif dist.main:
         write_json(run.config, config.to_dict(run.path))
@@ -215,34 +235,39 @@ def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
             "model": supernet.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "sampler_rng": list_rng(rng.getstate()),
             "space_text": space.text, "classes": list(dataset.classes),
-            "mean": mean, "std": std,
+            "mean": mean, "std": std, "recipe": recipe.describe(),
+            "scaler": precision.state_dict(),
         }, run.checkpoint)
         dist.barrier()
 
     supernet.train()
     try:
-        step = fit(lambda x, y: _train_step(supernet, sampler, x, y, config),
+        step = fit(lambda x, y: _train_step(supernet, sampler, x, y, config, precision),
                    supernet.parameters(), optimizer, scheduler, loader, total, step,
                    grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every,
                    save=save, log_path=run.log, desc="supernet", progress=progress,
-                   dist=dist, stop_after=stop_after)
+                   dist=dist, stop_after=stop_after, precision=precision)
     finally:
         dist.close()
     return SupernetRun(supernet.eval(), config, dataset, mean, std, step)
 
 
-def _train_step(supernet: Supernet, sampler: ArchSampler, x, y, config: TrainConfig) -> float:
-    """Forward/backward every arch of the step; gradients accumulate. Returns the first loss."""
+def _train_step(supernet: Supernet, sampler: ArchSampler, x, y, config: TrainConfig,
+                precision: Precision) -> float:
+    """Forward/backward every arch of the step; gradients accumulate. Returns the first loss.
+    ``y`` holds class indices, or soft labels ``[B, classes]`` under mixup / cutmix."""
     teacher = None
     first = None
     for arch, distilled in sampler.step():
-        logits = supernet(x, arch)
+        with precision.autocast():
+            logits = supernet(x, arch)
+        logits = logits.float()
         if distilled and teacher is not None:
             loss = -(teacher * F.log_softmax(logits, 1)).sum(1).mean()
         else:
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             teacher = F.softmax(logits.detach(), 1)
-        loss.backward()
+        precision.backward(loss)
         if first is None:
             first = loss.item()
     return first
@@ -265,7 +290,11 @@ def load_supernet(path, device: str = "auto") -> SupernetRun:
     state = load_checkpoint(path, CHECKPOINT_FORMAT)
     config = TrainConfig.from_dict(state["config"], str(path), base=path.parent)
     space = _space_of(config, state["space_text"])
-    dataset = load_dataset(config.data)
+    dataset = load_data(config)
+    recipe = recipe_of(dataset, config).describe()
+    if state.get("recipe", recipe) != recipe:
+        raise CheckpointError(f"{path}: trained with the data recipe '{state['recipe']}', but "
+                              f"{config.data} now gives '{recipe}'")
     if list(dataset.classes) != list(state["classes"]):
         raise CheckpointError(f"{path}: trained on classes {state['classes']}, but "
                               f"{config.data} has {dataset.classes}")

@@ -18,6 +18,7 @@ from nas.data import (
     dataset,
     fashion_mnist,
     image_folder,
+    index,
     load_dataset,
     read_idx,
     train_val_split,
@@ -170,9 +171,12 @@ def test_image_folder_is_decoded_once_into_a_cache(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(image_folder, "_decode", boom)
+    monkeypatch.setattr(image_folder, "_decode_all", boom)
+    monkeypatch.setattr(index, "_header", boom)  # nor are the headers read again
     again = load_dataset(str(root))
     assert torch.equal(again.train.images, d.train.images)
+    streamed = load_dataset(str(root), "stream")  # the same index, no decode
+    assert not streamed.in_memory and streamed.train.labels.tolist() == [0, 0, 0, 1, 1, 1]
 
 
 def test_image_folder_tarball(tmp_path):
@@ -188,8 +192,10 @@ def test_image_folder_tarball(tmp_path):
      "class folder has no images"),
     (lambda r: shutil.rmtree(r / "test"), "no such image folder"),
     (lambda r: shutil.rmtree(r / "test" / "dog"), "different class folders"),
-    (lambda r: (r / "train" / "cat" / "9.png").write_bytes(b"garbage"), "cannot decode image"),
-    (lambda r: (r / "train" / "cat" / "0.png").write_bytes(b"garbage"), "cannot decode image"),
+    # more than 5% of a split unreadable: refused, naming the file
+    (lambda r: (r / "train" / "cat" / "9.png").write_bytes(b"garbage"),
+     r"1 of 7 images cannot be read.*9.png: cannot decode image"),
+    (lambda r: (r / "train" / "cat" / "0.png").write_bytes(b"garbage"), "0.png: cannot decode"),
 ])
 def test_broken_image_folders(tmp_path, damage, fragment):
     root = make_folder(tmp_path / "imgs")
@@ -230,8 +236,9 @@ def test_validation_split_is_seeded_and_disjoint():
 def test_loader_augments_reproducibly():
     d = load_dataset("fashion-mnist")
     mean, std = d.stats()
-    loader = Loader(d.train.subset(torch.arange(512)), 64, mean, std, train=True, pad=2,
-                    flip=True, seed=5, resolution=32)
+    loader = Loader(d.train.subset(torch.arange(512)), 64, mean, std, train=True,
+                    recipe=d.recipe(32), seed=5)
+    assert loader.pad == 2 and loader.flip == 0.5
     x, y = next(loader.epoch(2))
     assert x.shape == (64, 1, 32, 32) and x.dtype == torch.float32
     assert abs(x.mean().item()) < 0.5 and 0.5 < x.std().item() < 1.5

@@ -1,5 +1,9 @@
 """Users' own image folders: every dataset-wide property from every image, every mode
-decoded to its range, hidden entries are not data, degenerate data refused (issue 16)."""
+decoded to its range, hidden entries are not data, degenerate data refused (issue 16).
+
+Every rule holds on both paths: images held in memory and images streamed from the files
+(issue 25), so the tests run over both (``mode``) and read images through ``image(i)``,
+which both kinds of split have."""
 
 import tarfile
 from pathlib import Path
@@ -18,6 +22,16 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.fixture(params=["memory", "stream"])
+def mode(request):
+    return request.param
+
+
+def pixels(split) -> torch.Tensor:
+    """Every image of a split, uint8 [N, C, H, W] (same-size images)."""
+    return torch.stack([split.image(i) for i in range(len(split))])
+
+
 def save(path: Path, image: Image.Image) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
@@ -33,19 +47,19 @@ def colour_folder(root: Path, n: int = 4, size=(16, 16)) -> Path:
     return root
 
 
-def test_channels_come_from_every_image_not_the_first(tmp_path):
+def test_channels_come_from_every_image_not_the_first(tmp_path, mode):
     root = colour_folder(tmp_path / "d")
     # a greyscale PNG that sorts first in the first class
     save(root / "train" / "blue" / "0.png", Image.new("L", (16, 16), 100))
-    d = load_dataset(str(root))
+    d = load_dataset(str(root), mode)
     assert d.channels == 3
-    assert d.train.images[0, :, 0, 0].tolist() == [100, 100, 100]  # replicated, not lost
-    assert d.train.images[1, :, 0, 0].tolist() == [30, 30, 200]  # blue stays blue
-    assert d.train.images[-1, :, 0, 0].tolist() == [200, 30, 30]  # red stays red
+    assert d.train.image(0)[:, 0, 0].tolist() == [100, 100, 100]  # replicated, not lost
+    assert d.train.image(1)[:, 0, 0].tolist() == [30, 30, 200]  # blue stays blue
+    assert d.train.image(len(d.train) - 1)[:, 0, 0].tolist() == [200, 30, 30]  # red stays red
     assert any("1 of 17 images are greyscale" in n for n in d.notes)
 
 
-def test_greyscale_sets_stay_one_channel_and_a_grey_palette_is_grey(tmp_path):
+def test_greyscale_sets_stay_one_channel_and_a_grey_palette_is_grey(tmp_path, mode):
     root = tmp_path / "g"
     for split in ("train", "test"):
         for i, name in enumerate(("a", "b")):
@@ -54,25 +68,26 @@ def test_greyscale_sets_stay_one_channel_and_a_grey_palette_is_grey(tmp_path):
     palette = Image.new("P", (8, 8), 1)
     palette.putpalette([0, 0, 0, 77, 77, 77] + [0, 0, 0] * 254)
     save(root / "train" / "a" / "p.png", palette)
-    d = load_dataset(str(root))
-    assert d.channels == 1 and not d.notes
-    assert sorted(d.train.images[:, 0, 0, 0].tolist()) == [40, 40, 40, 77, 140, 140, 140]
+    d = load_dataset(str(root), mode)
+    assert d.channels == 1 and not [n for n in d.notes if "held in memory" not in n
+                                    and "streamed" not in n]
+    assert sorted(pixels(d.train)[:, 0, 0, 0].tolist()) == [40, 40, 40, 77, 140, 140, 140]
 
 
-def test_sizes_come_from_every_image(tmp_path):
+def test_sizes_come_from_every_image(tmp_path, mode):
     root = colour_folder(tmp_path / "s", n=2)
     # the first file is large, most are 16x16, one is not square
     save(root / "train" / "blue" / "0.png", Image.new("RGB", (40, 40), (30, 30, 200)))
     save(root / "train" / "red" / "9.png", Image.new("RGB", (20, 32), (200, 30, 30)))
-    d = load_dataset(str(root))
-    assert d.train.images.shape[1:] == (3, 16, 16)  # the median shorter side, not 40
-    assert d.test.images.shape[1:] == (3, 16, 16)
+    d = load_dataset(str(root), mode)
+    assert pixels(d.train).shape[1:] == (3, 16, 16)  # the median shorter side, not 40
+    assert pixels(d.test).shape[1:] == (3, 16, 16)
     # resized and centre-cropped, a uniform image keeps its colour
-    assert d.train.images[0].flatten(1).unique(dim=1).T.tolist() == [[30, 30, 200]]
+    assert d.train.image(0).flatten(1).unique(dim=1).T.tolist() == [[30, 30, 200]]
     assert any("centre-cropped to 16x16" in n for n in d.notes)
 
 
-def test_16_bit_greyscale_keeps_its_brightness(tmp_path):
+def test_16_bit_greyscale_keeps_its_brightness(tmp_path, mode):
     root = tmp_path / "deep"
     for split in ("train", "test"):
         for name, value in (("bright", 3000), ("dim", 1000)):
@@ -80,23 +95,23 @@ def test_16_bit_greyscale_keeps_its_brightness(tmp_path):
                 image = Image.fromarray(np.full((8, 8), value, dtype=np.uint16))
                 assert image.mode == "I;16"
                 save(root / split / name / f"{j}.png", image)
-    d = load_dataset(str(root))
+    d = load_dataset(str(root), mode)
     assert d.channels == 1
     # one linear map for the whole dataset, 0..3000 -> 0..255: the classes stay apart
-    assert d.train.images[d.train.labels == 0].unique().tolist() == [255]
-    assert d.train.images[d.train.labels == 1].unique().tolist() == [85]
+    assert pixels(d.train)[d.train.labels == 0].unique().tolist() == [255]
+    assert pixels(d.train)[d.train.labels == 1].unique().tolist() == [85]
 
 
-def test_float_and_32_bit_images_share_one_range(tmp_path):
+def test_float_and_32_bit_images_share_one_range(tmp_path, mode):
     root = tmp_path / "f"
     for split in ("train", "test"):
         for name, value in (("neg", -1.0), ("pos", 3.0)):
             for j in range(3):
                 save(root / split / name / f"{j}.tif",
                      Image.fromarray(np.full((8, 8), value, dtype=np.float32)))
-    d = load_dataset(str(root))
-    assert d.train.images[d.train.labels == 0].unique().tolist() == [0]
-    assert d.train.images[d.train.labels == 1].unique().tolist() == [255]
+    d = load_dataset(str(root), mode)
+    assert pixels(d.train)[d.train.labels == 0].unique().tolist() == [0]
+    assert pixels(d.train)[d.train.labels == 1].unique().tolist() == [255]
 
 
 def add_clutter(root: Path, image: Image.Image) -> None:
@@ -112,52 +127,52 @@ def add_clutter(root: Path, image: Image.Image) -> None:
     save(root / "test" / "@eaDir" / "1.png", image)
 
 
-def test_hidden_and_system_entries_are_not_data(tmp_path):
+def test_hidden_and_system_entries_are_not_data(tmp_path, mode):
     root = colour_folder(tmp_path / "h")
     add_clutter(root, Image.new("RGB", (16, 16), (0, 255, 0)))
-    d = load_dataset(str(root))
+    d = load_dataset(str(root), mode)
     assert d.classes == ["blue", "red"]
     assert len(d.train) == 8 and len(d.test) == 8
-    assert not (d.train.images[:, 1] == 255).any()  # no green checkpoint copy got in
+    assert not (pixels(d.train)[:, 1] == 255).any()  # no green checkpoint copy got in
 
 
-def test_hidden_entries_in_an_archive_are_not_data(tmp_path):
+def test_hidden_entries_in_an_archive_are_not_data(tmp_path, mode):
     root = colour_folder(tmp_path / "pets")
     add_clutter(root, Image.new("RGB", (16, 16), (0, 255, 0)))
     archive = tmp_path / "pets.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(root, arcname="pets")
         tar.add(root / "train", arcname="__MACOSX/train")  # sorts before pets/
-    d = load_dataset(str(archive))
+    d = load_dataset(str(archive), mode)
     assert d.classes == ["blue", "red"] and len(d.train) == 8
 
 
-def test_images_in_sub_folders_belong_to_their_class(tmp_path):
+def test_images_in_sub_folders_belong_to_their_class(tmp_path, mode):
     root = colour_folder(tmp_path / "n", n=2)
     save(root / "train" / "red" / "batch2" / "x.png", Image.new("RGB", (16, 16), (200, 30, 30)))
     (root / "train" / "red" / "labels.csv").write_text("x,1\n")
-    d = load_dataset(str(root))
+    d = load_dataset(str(root), mode)
     assert torch.bincount(d.train.labels).tolist() == [2, 3]
     assert any("not images are skipped (1 .csv)" in n for n in d.notes)
 
 
-def test_one_class_is_refused(tmp_path):
+def test_one_class_is_refused(tmp_path, mode):
     root = tmp_path / "one"
     for split in ("train", "test"):
         for j in range(4):
             save(root / split / "cat" / f"{j}.png", Image.new("RGB", (8, 8), (10 * j, 0, 0)))
     with pytest.raises(DataError, match="only one class \\(cat\\).*nothing can be ranked"):
-        load_dataset(str(root))
+        load_dataset(str(root), mode)
 
 
-def test_identical_images_are_refused(tmp_path):
+def test_identical_images_are_refused(tmp_path, mode):
     root = tmp_path / "same"
     for split in ("train", "test"):
         for name in ("a", "b"):
             for j in range(3):
                 save(root / split / name / f"{j}.png", Image.new("L", (8, 8), 50))
     with pytest.raises(DataError, match="every training image is the same"):
-        load_dataset(str(root))
+        load_dataset(str(root), mode)
 
 
 def test_a_validation_split_too_small_for_the_classes_is_refused():

@@ -160,9 +160,8 @@ def test_one_input_size_for_calibration_scoring_cost_and_export(user, cache, tmp
         # the stored accuracy is what a consistent evaluation at 20 px gives
         assert row["bn_batches"] == len(calib) < 9  # what was really averaged over
         model = nas.evaluate.recalibrate(sn.supernet, arch, calib, row["bn_batches"])
-        scored = nas.data.Loader(valid.data.subset(torch.arange(row["val_images"])), 256,
-                                 sn.mean, sn.std, resolution=20,
-                                 channels_last=sn.config.channels_last)
+        scored = valid.derive(data=valid.data.subset(torch.arange(row["val_images"])),
+                              recipe=sn.recipe.with_resolution(20))
         assert nas.evaluate.accuracy(model, scored) == row["accuracy"]
     nas.export.export_trial(run_dir, tmp_path / "e", onnx=False)
     meta = json.loads((tmp_path / "e" / "arch.json").read_text())
