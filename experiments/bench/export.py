@@ -23,26 +23,19 @@ clock is wall time; with ``--threads 1`` it is the calling thread's CPU time (bo
 compute a one-thread call on the caller's thread), which time given to other processes on a
 loaded machine does not inflate (``nas.latency``'s convention).
 
-timm: timm imports torchvision at import time (its data transforms and its
-``FrozenBatchNorm2d``; ``mixnet_s`` uses neither), and torchvision does not load with this
-CPU torch build. Installed with ``--no-deps`` (else pip pulls torchvision and with it
-another torch), timm is imported here behind a stub ``torchvision``: a module finder whose
-every name is a placeholder class that refuses to be instantiated, so timm's own
-``mixnet_s`` code builds the network and no torchvision code runs (any use would raise).
+timm (``pip install timm``; ``make bench`` installs it) imports torchvision, which loads
+with the torch + torchvision pair the Makefile installs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.machinery
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -65,58 +58,13 @@ FORMS = {  # name: nas export flags
 BASELINE = "timm mixnet_s"
 
 
-class _Placeholder(type):
-    """A stub torchvision class: subclassable, attribute access gives more stubs."""
-
-    def __getattr__(cls, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _placeholder(f"{cls.__qualname__}.{name}")
-
-
-def _placeholder(qualname: str) -> type:
-    def refuse(self, *args, **kwargs):
-        raise RuntimeError(f"torchvision is stubbed in this benchmark: {qualname} was used")
-
-    return _Placeholder(qualname.rsplit(".", 1)[-1], (),
-                        {"__init__": refuse, "__qualname__": qualname})
-
-
-class _StubTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Answers every ``torchvision[.x]`` import with a module of placeholders."""
-
-    def find_spec(self, name, path, target=None):
-        if name == "torchvision" or name.startswith("torchvision."):
-            return importlib.machinery.ModuleSpec(name, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = types.ModuleType(spec.name)
-        module.__path__ = []
-
-        def attribute(name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return _placeholder(f"{spec.name}.{name}")
-
-        module.__getattr__ = attribute
-        return module
-
-    def exec_module(self, module):
-        pass
-
-
 def import_timm():
     try:
-        import timm  # noqa: F401  (a working torchvision, if one day there is one)
+        import timm
     except ImportError as e:
         if e.name == "timm":
-            sys.exit("timm is not installed: .venv/bin/pip install --no-deps timm")
-        for name in [m for m in sys.modules if m == "timm" or m.startswith("timm.")]:
-            del sys.modules[name]
-        sys.meta_path.insert(0, _StubTorchvision())
-    import timm
-
+            sys.exit("timm is not installed: .venv/bin/pip install timm")
+        raise
     return timm
 
 
