@@ -206,7 +206,8 @@ def open_study(config: SearchConfig, run: SearchDir, seed_offset: int = 0) -> op
     try:
         if url.startswith("journal:"):
             repair_journal(storage_file(url))  # a line cut short by a full disk
-        study = optuna.create_study(storage=open_storage(url), study_name=config.study,
+        study = optuna.create_study(storage=open_storage(url, create=True),
+                                    study_name=config.study,
                                     directions=directions, load_if_exists=True)
     except (SQLAlchemyError, ImportError, OSError, ValueError) as e:
         why = storage_failure(e, url) or f"{e.__class__.__name__}: {str(e).splitlines()[0]}"
