@@ -356,7 +356,12 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
         else:
             what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  {estimator.name} {a['accuracy']:.2f}  "
                     f"{a['latency_ms']:.1f} ms")
-        log(f"{prefix}trial {completed(study)}/{config.trials}: {what}")
+        # Optuna's number names the trial, as trials.csv, the report and `nas export
+        # --trial` do; the count of complete trials beside it only shows progress.
+        retry = a.get("retry_of", trial.system_attrs.get("failed_trial"))
+        done = f"{completed(study)}/{config.trials} done" + (
+            f", retry of trial {retry}" if isinstance(retry, int) else "")
+        log(f"{prefix}trial {trial.number} ({done}): {what}")
         if a.get("caveat") and not warned and not prefix:  # workers: counted at the end
             warned.append(trial.number)
             log(f"warning: trial {trial.number}: {a['caveat']} (each such trial keeps the "

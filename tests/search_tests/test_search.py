@@ -273,3 +273,65 @@ def test_hypervolume_is_exact():
                 exact += (-1) ** (k + 1) * np.prod(ref - corner)
         assert hypervolume(points, ref) == pytest.approx(exact, abs=1e-12)
     assert hypervolume(np.empty((0, 3)), np.ones(3)) == 0.0
+
+
+def test_one_trial_number_in_the_live_lines_the_files_and_the_commands(tmp_path, tiny_supernet,
+                                                                      capsys):
+    """Every trial is named by Optuna's number everywhere: the live lines (with the count of
+    complete trials beside it), trials.csv, the summary, nas report and nas export --trial,
+    with two workers and a trial retried after its worker died (a RUNNING trial of a
+    process that is gone, left in the study before the search starts). The live lines
+    printed the count alone ("trial 37/50"), which is another trial's number. ~45 s of CPU."""
+    import re
+    import socket
+    import subprocess
+    import sys
+
+    from nas.search import labels_of, open_storage
+
+    space = nas.load_space(TINY)
+    url = f"journal:{tmp_path / 'study.journal'}"
+    study = optuna.create_study(storage=open_storage(url, create=True), study_name="nas-search",
+                                direction="maximize")
+    study.enqueue_trial(labels_of(space, space.extreme_arch(False)))  # feasible: the smallest
+    dead = study.ask()
+    dead_arch = str(suggest_arch(dead, space))
+    dead.set_user_attr("worker", f"{socket.gethostname()}:999999999")  # its process is gone
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "nas", "search", "--budget", "8M", "--space", TINY,
+         "--storage", url, "--supernet", tiny_supernet, "--trials", "6", "--workers", "2",
+         "--val-images", "100", "--recalibration-batches", "1", "--latency-repeats", "1",
+         "-o", str(run)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(run / "trials.csv").set_index("trial")
+    assert len(frame) == 6 and dead.number not in frame.index  # it failed; its retry counts
+
+    live = re.findall(r"\[worker \d\] trial (\d+) \((\d+)/6 done(?:, retry of trial (\d+))?\): "
+                      r"(.*)", done.stdout)
+    numbers = [int(n) for n, *_ in live]
+    assert sorted(numbers) == sorted(frame.index)  # each complete trial once, by its number
+    assert max(int(count) for _, count, *_ in live) == 6
+    (retry,) = [int(n) for n, _, of, _ in live if of]
+    assert [int(of) for *_, of, _ in live if of] == [dead.number]
+    assert frame.loc[retry, "arch"] == dead_arch and frame.loc[retry, "feasible"]
+    for n, _, _, what in live:
+        row = frame.loc[int(n)]
+        if row.feasible:  # the line's numbers are that trial's
+            assert what.split()[:4] == [f"{row.flops / 1e6:.1f}M", "FLOPs", "acc",
+                                        f"{row.accuracy:.2%}"], what
+
+    best = frame[frame.feasible].reward.idxmax()
+    (summary,) = re.findall(r"best reward: trial (\d+) \(([\d.]+%), ([\d.]+)M FLOPs", done.stdout)
+    assert summary == (str(best), f"{frame.loc[best, 'accuracy']:.2%}",
+                       f"{frame.loc[best, 'flops'] / 1e6:.1f}")
+
+    assert main(["report", str(run), "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert front and all(frame.loc[r["trial"], "arch"] == r["arch"]
+                         and frame.loc[r["trial"], "flops"] == r["flops"] for r in front)
+
+    assert main(["export", str(run), "--trial", str(retry), "-o", str(tmp_path / "e")]) == 0
+    assert f"exported trial {retry} " in capsys.readouterr().out
+    target = json.loads((tmp_path / "e" / "arch.json").read_text())["target"]
+    assert (target["arch"], target["flops"]) == (dead_arch, frame.loc[retry, "flops"])
