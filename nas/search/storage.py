@@ -10,7 +10,9 @@
 Any number of processes may open or create one study together: a new SQLite file comes into
 being whole (:func:`sqlite_storage`), a journal file is created by appending, and only a
 search creates either; whatever only reads a run (``nas report``, ``nas export``) finds a
-missing file an error (``open_storage(url)`` without ``create``).
+missing file an error (``open_storage(url)`` without ``create``). Before a search trains
+anything, :func:`check_storage` refuses a file it could not write and a database server
+that does not answer within ``NAS_CONNECT_TIMEOUT_S`` seconds.
 
 A process killed mid-trial leaves it RUNNING. :func:`recover` fails such trials once
 their process is known to be gone (the run lock says so for the default storage; for
@@ -45,8 +47,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import NasError, RunError
 
-__all__ = ["open_storage", "sqlite_storage", "journal_storage", "worker_id",
-           "recover", "requeue", "MAX_RETRY", "HEARTBEAT_S", "GRACE_S",
+__all__ = ["open_storage", "sqlite_storage", "journal_storage", "check_storage", "worker_id",
+           "recover", "requeue", "MAX_RETRY", "HEARTBEAT_S", "GRACE_S", "CONNECT_TIMEOUT_S",
            "storage_file", "storage_location", "storage_name", "storage_failure",
            "storage_errors", "repair_journal", "study_display"]
 
@@ -54,6 +56,8 @@ __all__ = ["open_storage", "sqlite_storage", "journal_storage", "worker_id",
 # (tests shorten it; on a busy cluster lengthen it).
 GRACE_S = max(2, int(os.environ.get("NAS_HEARTBEAT_GRACE_S", "20")))
 HEARTBEAT_S = max(1, GRACE_S // 4)  # seconds between a running trial's heartbeats
+# A database server that has not answered in this many seconds is refused (tests shorten it).
+CONNECT_TIMEOUT_S = max(1, int(os.environ.get("NAS_CONNECT_TIMEOUT_S", "10")))
 MAX_RETRY = 3
 WORKER_ATTR = "worker"
 
@@ -183,7 +187,8 @@ def journal_storage(path, create: bool = False) -> optuna.storages.JournalStorag
 
 def open_storage(url: str, create: bool = False):
     """An Optuna storage for ``url``: ``journal:PATH``, ``sqlite:///PATH`` or an RDB URL
-    (PostgreSQL and the like, with heartbeats).
+    (PostgreSQL and the like, with heartbeats and a connect timeout of
+    ``NAS_CONNECT_TIMEOUT_S`` seconds).
 
     ``create``: a missing ``journal:``/``sqlite:///`` file is created (by the search only);
     otherwise it is a :class:`RunError` and nothing is written.
@@ -192,8 +197,7 @@ def open_storage(url: str, create: bool = False):
         return journal_storage(url[len("journal:"):], create)
     if url.startswith("sqlite:///"):
         return sqlite_storage(url[len("sqlite:///"):], create)
-    if url.startswith("postgresql://"):  # SQLAlchemy's default driver differs by version
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    url, engine = _server(url)
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
         warnings.simplefilter("ignore", ExperimentalWarning)
         # Optuna 5 names the heartbeat callback apart from failed trials; Optuna 4 does not.
@@ -203,8 +207,59 @@ def open_storage(url: str, create: bool = False):
         else:
             retry = {"failed_trial_callback":
                      optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine,
+                                          heartbeat_interval=HEARTBEAT_S,
                                           grace_period=GRACE_S, **retry)
+
+
+def _server(url: str):
+    """``(url, SQLAlchemy engine arguments)`` of a database server's URL: PostgreSQL's
+    driver named, and a connect timeout where the driver takes one (without it, a host
+    that drops packets holds a connection attempt for minutes)."""
+    engine: dict = {}
+    if url.startswith("postgresql://"):  # SQLAlchemy's default driver differs by version
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.split("://")[0] in ("postgresql+psycopg", "postgresql+psycopg2"):  # libpq's name
+        engine["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return url, engine
+
+
+def check_storage(url: str) -> None:
+    """Refuse a storage the search could not use, before anything is trained or written.
+
+    A file (``journal:``, ``sqlite:///``) must be readable and writable, or its directory
+    creatable; a database server must accept a connection within ``NAS_CONNECT_TIMEOUT_S``
+    seconds (no table is created here).
+
+    Raises:
+        RunError: the storage and why, in one line.
+    """
+    path = storage_file(url)
+    if path is not None:
+        path = Path(os.path.abspath(path))
+        if path.exists():
+            if not path.is_file() or not os.access(path, os.R_OK | os.W_OK):
+                raise RunError(f"cannot use the study file {path}: not a file this user can "
+                               "read and write")
+            return
+        parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise RunError(f"cannot create the study file {path}: {parent} is not a "
+                           "directory this user can write in")
+        return
+    import sqlalchemy
+
+    server, options = _server(url)
+    try:
+        engine = sqlalchemy.create_engine(server, **options)
+        try:
+            engine.connect().close()
+        finally:
+            engine.dispose()
+    except Exception as e:  # noqa: BLE001 (a bad URL, a missing driver, a refused connection)
+        why = storage_failure(e, url) or f"{e.__class__.__name__}: {e}"
+        raise RunError(f"cannot reach the study's database {storage_name(url)} (connect "
+                       f"timeout {CONNECT_TIMEOUT_S} s): {' '.join(why.split())}") from None
 
 
 def storage_file(url: str) -> Optional[Path]:

@@ -168,6 +168,85 @@ def test_bad_budgets_exit_2_and_write_nothing(tmp_path, capsys, budget, fragment
     assert not out.exists()
 
 
+@pytest.fixture
+def silent_server():
+    """A TCP port that accepts connections and never answers (a database server hung, or
+    behind a firewall that lets the handshake through)."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+BAD_SETTINGS = {  # name: (flags, a fragment of the one-line error)
+    "missing table": (["--latency", "lut:{tmp}/none.json"], "not a latency table"),
+    "table of another space": (["--latency", "lut:{tmp}/other.json"], "is not a table of tiny"),
+    "refused database": (["--storage", "postgresql://nobody@127.0.0.1:1/x"],
+                         "cannot reach the study's database"),
+    "silent database": (["--storage", "postgresql://nobody@127.0.0.1:{port}/x"],
+                        "connect timeout 2 s): connection timeout expired"),
+    "journal under a file": (["--storage", "journal:{tmp}/a-file/s.journal"],
+                             "is not a directory"),
+    "missing predictor": (["--estimator", "predictor:{tmp}/none.json"],
+                          "no such predictor file"),
+    "no cuda": (["--device", "cuda"], "torch sees no CUDA device"),
+    "missing data": (["--data", "{tmp}/no-data"], "no dataset"),
+    "empty data folder": (["--data", "{tmp}/empty"], "expected train/ and test/ folders"),
+    "missing supernet": (["--supernet", "{tmp}/none.pt"], "no such checkpoint"),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_SETTINGS))
+def test_every_bad_setting_is_refused_in_seconds_before_any_training(
+        bad, tmp_path, capsys, monkeypatch, silent_server):
+    """Each setting that can only fail is refused in seconds, with one line and exit 2,
+    before the supernet trains and before anything is written: a bad --latency table or
+    --storage used to start the 200-step supernet training (~5 min) first."""
+    import time
+
+    from nas.latency import LatencyTable
+    from nas.search import storage
+
+    if bad == "no cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    trained = []
+    import nas.train
+
+    monkeypatch.setattr(nas.train, "train_supernet", lambda *a, **k: trained.append(a))
+    monkeypatch.setattr(storage, "CONNECT_TIMEOUT_S", 2)
+    LatencyTable("torch", {"unit of another space": 1.0}).save(tmp_path / "other.json")
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "empty").mkdir()
+    flags, fragment = BAD_SETTINGS[bad]
+    flags = [f.format(tmp=tmp_path, port=silent_server) for f in flags]
+    out = tmp_path / "run"
+    started = time.monotonic()
+    code = main(["search", "--budget", "8M", "--space", TINY, "-o", str(out), *flags])
+    seconds = time.monotonic() - started
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("nas: error:"), err
+    assert fragment in err[0]
+    assert seconds < 30  # ~0.1-3 s here; the supernet's training alone takes minutes
+    assert not trained and not out.exists()
+
+
+def test_a_latency_table_serves_the_space_it_was_built_for_only(spaces):
+    from nas.errors import CheckpointError
+    from nas.latency import LatencyTable
+    from nas.latency.units import unit_keys
+
+    tiny = spaces["tiny"]
+    # what every build of tiny times, a partial one too: its smallest and largest networks
+    keys = {k for largest in (False, True) for k in unit_keys(tiny.extreme_arch(largest))}
+    LatencyTable("torch", dict.fromkeys(keys, 1.0)).check(tiny)
+    with pytest.raises(CheckpointError, match="not a table of mixnet_300m: it lacks"):
+        LatencyTable("torch", dict.fromkeys(keys, 1.0)).check(spaces["mixnet_300m"])
+    with pytest.raises(CheckpointError, match="not a table of tiny: it lacks 1 of"):
+        LatencyTable("torch", dict.fromkeys(sorted(keys)[1:], 1.0)).check(tiny)
+
+
 def test_a_space_too_deep_for_the_training_resolution_exits_2_and_writes_nothing(
         tmp_path, capsys):
     # At its 64x64 target the last ADown is fed 2x2; on Fashion-MNIST's 28x28 it would be
