@@ -26,13 +26,19 @@ def kill_after_file(cmd, path, env=None, timeout=240) -> None:
 def kill_mid_evaluation(storage, study_name, deadline_s=180):
     """SIGKILL the worker of a trial that is being evaluated; returns (pid, trial number)."""
     deadline = time.time() + deadline_s
+    path = storage_file(storage)
+    # One storage for every look: each new RDBStorage keeps pooled connections until the
+    # cyclic garbage collector frees it, and PostgreSQL refuses clients past its
+    # max_connections (100): "too many clients already" while a loaded machine polled long.
+    opened = None
     while time.time() < deadline:
-        path = storage_file(storage)
-        if path is not None and not path.exists():
-            time.sleep(0.2)  # not yet created by the search (and not to be created here)
-            continue
+        if opened is None:
+            if path is not None and not path.exists():
+                time.sleep(0.2)  # not yet created by the search (and not to be created here)
+                continue
+            opened = open_storage(storage)
         try:
-            study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+            study = optuna.load_study(study_name=study_name, storage=opened)
         except KeyError:
             time.sleep(0.2)
             continue
