@@ -27,12 +27,14 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "summary_features": "encoding", "rank_correlation": "metrics", "rank_metrics": "metrics",
     "top_k": "metrics", "NaswotEstimator": "naswot", "naswot_score": "naswot",
     "MODELS": "predictor", "Predictor": "predictor", "PredictorEstimator": "predictor",
-    "save_predictor": "predictor", "SupernetEstimator": "supernet"})
+    "save_predictor": "predictor", "read_predictor": "predictor",
+    "SupernetEstimator": "supernet"})
 
 __all__ = ["Estimator", "SupernetEstimator", "NaswotEstimator", "PredictorEstimator",
            "Predictor", "EstimatorContext", "make_estimator", "naswot_score", "save_predictor",
            "summary_features", "onehot_features", "feature_table", "ENCODINGS", "MODELS",
-           "ESTIMATOR_SPEC", "needs_supernet", "rank_correlation", "rank_metrics", "top_k"]
+           "ESTIMATOR_SPEC", "needs_supernet", "check_estimator", "read_predictor",
+           "rank_correlation", "rank_metrics", "top_k"]
 
 #: What ``--estimator`` accepts.
 ESTIMATOR_SPEC = r"supernet|naswot|predictor:.+"
@@ -82,17 +84,35 @@ def make_estimator(spec: str, context: EstimatorContext) -> Estimator:
         return NaswotEstimator(context.images(NASWOT_IMAGES), context.num_classes,
                                seed=context.seed)
     if spec.startswith("predictor:"):
-        from ..files import read_json
-
         path = spec[len("predictor:"):]
-        settings = read_json(path, "predictor file").get("settings", {})
-        extra = {}
-        for name in read_json(path, "predictor file").get("extra", {}):
-            if name != "naswot":
-                raise UsageError(f"{path}: the extra score {name!r} cannot be computed for "
-                                 "new architectures (only naswot can)")
-            extra[name] = NaswotEstimator(context.images(int(settings.get(
-                "naswot_images", NASWOT_IMAGES))), context.num_classes,
-                seed=int(settings.get("naswot_seed", 0)))
+        stored = _predictor_file(path)
+        images = int(stored.settings.get("naswot_images", NASWOT_IMAGES))
+        seed = int(stored.settings.get("naswot_seed", 0))
+        extra = {name: NaswotEstimator(context.images(images), context.num_classes, seed=seed)
+                 for name in stored.scores}  # naswot only (_predictor_file)
         return PredictorEstimator(path, extra)
     raise UsageError(f"--estimator must be supernet, naswot or predictor:PATH, got {spec!r}")
+
+
+def check_estimator(spec: str) -> None:
+    """Refuse an ``--estimator`` that could not be built, before anything is trained: a
+    predictor file that is missing or malformed, or whose extra scores nas cannot compute
+    for new architectures. Reads no data.
+
+    Raises:
+        CheckpointError, UsageError: the file and what is wrong, in one line.
+    """
+    if spec.startswith("predictor:"):
+        _predictor_file(spec[len("predictor:"):])
+
+
+def _predictor_file(path: str):
+    """The checked contents of a predictor file whose extra scores can be computed."""
+    from .predictor import read_predictor
+
+    stored = read_predictor(path)
+    for name in stored.scores:
+        if name != "naswot":
+            raise UsageError(f"{path}: the extra score {name!r} cannot be computed for "
+                             "new architectures (only naswot can)")
+    return stored

@@ -15,6 +15,7 @@ file holds only data nas validates, never a pickle.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -27,7 +28,8 @@ from ..files import read_json, write_json
 from .base import Estimator
 from .encoding import ENCODINGS, feature_table
 
-__all__ = ["Predictor", "PredictorEstimator", "MODELS", "FORMAT"]
+__all__ = ["Predictor", "PredictorEstimator", "PredictorFile", "read_predictor", "MODELS",
+           "FORMAT"]
 
 FORMAT = "nas-predictor/1"
 MODELS = ("ridge", "gbm")
@@ -99,6 +101,56 @@ class Predictor:
         return [float(v) for v in self.fitted.predict(self._matrix(archs, extra))]
 
 
+@dataclass
+class PredictorFile:
+    """A predictor file's contents, checked (:func:`read_predictor`).
+
+    Attributes:
+        archs, targets: the training architectures and their accuracies (fractions).
+        scores: ``{name: one extra score per architecture}`` (features other estimators give).
+        predictor: the model the file describes, not yet fitted.
+        settings: how the file was made (the reference, the extra scores' settings).
+    """
+
+    archs: List[Architecture]
+    targets: List[float]
+    scores: Dict[str, List[float]]
+    predictor: Predictor
+    settings: Dict
+
+
+def read_predictor(path) -> PredictorFile:
+    """Read and check a predictor file (``nas predictor fit``) without fitting it.
+
+    Raises:
+        CheckpointError: missing, not a predictor file, malformed, or its lists differ in
+            length.
+    """
+    path = Path(path)
+    data = read_json(path, "predictor file")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} file")
+    try:
+        archs = [Architecture.parse(a) for a in data["archs"]]
+        targets = [float(t) for t in data["targets"]]
+        scores = {k: [float(v) for v in vs] for k, vs in data.get("extra", {}).items()}
+        space = None
+        if data["encoding"] == "onehot":
+            from ..space import parse_space
+
+            space = parse_space(data["space_text"], data["space"], str(path))
+        predictor = Predictor(data["model"], data["encoding"], space, data.get("resolution"),
+                              tuple(scores))
+        settings = dict(data.get("settings", {}))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed predictor file ({e})") from None
+    if len(targets) != len(archs) or any(len(v) != len(archs) for v in scores.values()):
+        raise CheckpointError(f"{path}: architectures, targets and scores differ in number")
+    if not all(math.isfinite(t) for t in targets):
+        raise CheckpointError(f"{path}: non-finite targets")
+    return PredictorFile(archs, targets, scores, predictor, settings)
+
+
 class PredictorEstimator(Estimator):
     """A :class:`Predictor` loaded from a predictor file, with its extra estimators.
 
@@ -113,38 +165,18 @@ class PredictorEstimator(Estimator):
 
     def __init__(self, path, extra: Optional[Mapping[str, Estimator]] = None):
         self.path = Path(path)
-        data = read_json(self.path, "predictor file")
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise CheckpointError(f"{self.path}: not a {FORMAT} file")
-        try:
-            archs = [Architecture.parse(a) for a in data["archs"]]
-            targets = [float(t) for t in data["targets"]]
-            scores = {k: [float(v) for v in vs] for k, vs in data.get("extra", {}).items()}
-            space = None
-            if data["encoding"] == "onehot":
-                from ..space import parse_space
-
-                space = parse_space(data["space_text"], data["space"], str(self.path))
-            self.predictor = Predictor(data["model"], data["encoding"], space,
-                                       data.get("resolution"), tuple(scores))
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.path}: malformed predictor file ({e})") from None
-        if len(targets) != len(archs) or any(len(v) != len(archs) for v in scores.values()):
-            raise CheckpointError(f"{self.path}: architectures, targets and scores differ "
-                                  "in number")
-        if not all(math.isfinite(t) for t in targets):
-            raise CheckpointError(f"{self.path}: non-finite targets")
-        self.settings = data.get("settings", {})
+        stored = read_predictor(self.path)
+        self.predictor, self.settings = stored.predictor, stored.settings
         self.extra = dict(extra or {})
-        missing = set(scores) - set(self.extra)
+        missing = set(stored.scores) - set(self.extra)
         if missing:
             raise UsageError(f"{self.path} needs the scores {sorted(missing)} for new "
                              "architectures")
-        self.predictor.fit(archs, targets, scores)
-        self.trained_on = len(archs)
+        self.predictor.fit(stored.archs, stored.targets, stored.scores)
+        self.trained_on = len(stored.archs)
         # Both models extrapolate poorly (ridge linearly, trees flat): say when a network's
         # FLOPs leave the range the training architectures span.
-        flops = [count_cost(a).flops for a in archs]
+        flops = [count_cost(a).flops for a in stored.archs]
         self.flops_range = (min(flops), max(flops))
 
     def score(self, archs: Sequence[Architecture]) -> List[float]:

@@ -34,3 +34,12 @@ class LatencyModel(ABC):
     def describe(self) -> str:
         """One line for logs and reports: the backend and its settings."""
         return self.name
+
+    def check(self, space) -> None:
+        """Refuse to serve a search of ``space`` (a :class:`~nas.space.SearchSpace`) when
+        this backend cannot, before anything is trained. Measuring serves any space.
+
+        Raises:
+            NasError: why, in one line.
+        """
+        return None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shlex
 import statistics
 import time
 from dataclasses import dataclass
@@ -151,6 +152,24 @@ class LatencyTable(LatencyModel):
     def fit(self, sums: Sequence[float], measured: Sequence[float]) -> None:
         """Set ``scale`` to the median of ``measured / sums`` over whole networks."""
         self.scale = float(statistics.median(m / u for u, m in zip(sums, measured)))
+
+    def check(self, space) -> None:
+        """Refuse a table not made for ``space``: it must hold every unit of the space's
+        smallest and largest networks, which every build of that space times (a partial
+        one too). A table of another space would have the search time nearly every unit
+        on first use, and its scale was fitted on other networks.
+
+        Raises:
+            CheckpointError: names the table, the space and the command that builds one.
+        """
+        keys = {k for largest in (False, True) for k in unit_keys(space.extreme_arch(largest))}
+        missing = keys - set(self.entries)
+        if missing:
+            raise CheckpointError(
+                f"{self.path or 'the latency table'} is not a table of {space.name}: it "
+                f"lacks {len(missing)} of the {len(keys)} units of its smallest and largest "
+                "networks; build one with: nas latency build --space "
+                f"{shlex.quote(str(space.source or space.name))} -o FILE")
 
     # ----------------------------------------------------------------- files
     def save(self, path, **extra) -> None:

@@ -80,7 +80,7 @@ def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
                          "steps": m["steps"], "estimate": row["accuracy"], "flops": row["flops"],
                          "latency_ms": row["latency_ms"], "arch": row["arch"]})
             atomic_write_bytes(run.rerank_csv, pd.DataFrame(done).to_csv(index=False).encode())
-            log(f"re-rank {len(done)}/{total}: trial {row['trial']} seed {seed}: "
+            log(f"re-rank trial {row['trial']} seed {seed} ({len(done)}/{total} done): "
                 f"validation {m['val_accuracy']:.2%} (estimate {row['accuracy']:.4g})")
     table = []
     for row in chosen:

@@ -32,6 +32,7 @@ from .results import pareto_front, study_url, trial_rows, write_trials_csv
 from .samplers import make_sampler
 from .scoring import build_estimator, needs_supernet, proxy_warning
 from .storage import (
+    check_storage,
     open_storage,
     repair_journal,
     storage_errors,
@@ -41,8 +42,8 @@ from .storage import (
     study_display,
 )
 
-__all__ = ["SearchResult", "run_search", "prepare_run", "run_trials", "open_study",
-           "supernet_file"]
+__all__ = ["SearchResult", "run_search", "prepare_run", "check_settings", "run_trials",
+           "open_study", "supernet_file"]
 
 
 @dataclass
@@ -86,6 +87,30 @@ def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
                            + ", ".join(f"{k}={v!r}" for k, v in clash.items())
                            + "); use another -o or the same settings")
     return run
+
+
+def check_settings(config: SearchConfig, run: SearchDir) -> None:
+    """Refuse, in seconds, the settings that could otherwise fail only after the supernet
+    trained: the device, the latency backend (a table must be readable and made for the
+    space; ONNX Runtime installed), the estimator's predictor file and the storage (a
+    file that can be written, a database server that answers within the connect timeout).
+    Writes nothing. (The space, the budget and the run directory's own settings are
+    :func:`prepare_run`'s; a given supernet and the data are checked next, also before
+    anything is written.)
+
+    Raises:
+        NasError: the first setting refused, in one line.
+    """
+    from ..estimators import check_estimator
+    from ..latency import make_latency_model
+    from ..train import resolve_device
+
+    resolve_device(config.device)
+    latency = make_latency_model(config.latency, repeats=config.latency_repeats,
+                                 num_threads=config.latency_threads)
+    latency.check(load_space(config.space))
+    check_estimator(config.estimator)
+    check_storage(study_url(config, run))
 
 
 @contextlib.contextmanager
@@ -207,7 +232,8 @@ def open_study(config: SearchConfig, run: SearchDir, seed_offset: int = 0) -> op
     try:
         if url.startswith("journal:"):
             repair_journal(storage_file(url))  # a line cut short by a full disk
-        study = optuna.create_study(storage=open_storage(url), study_name=config.study,
+        study = optuna.create_study(storage=open_storage(url, create=True),
+                                    study_name=config.study,
                                     directions=directions, load_if_exists=True)
     except (SQLAlchemyError, ImportError, OSError, ValueError) as e:
         why = storage_failure(e, url) or f"{e.__class__.__name__}: {str(e).splitlines()[0]}"
@@ -240,6 +266,7 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
     # inside the run directory relative to it, so the directory can be moved).
     config = config.validate().resolved()
     run = prepare_run(config, run_dir)
+    check_settings(config, run)
     given = None
     if config.supernet:  # checked before anything is written
         from ..train import load_supernet
@@ -356,7 +383,12 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
         else:
             what = (f"{a['flops'] / 1e6:6.1f}M FLOPs  {estimator.name} {a['accuracy']:.2f}  "
                     f"{a['latency_ms']:.1f} ms")
-        log(f"{prefix}trial {completed(study)}/{config.trials}: {what}")
+        # Optuna's number names the trial, as trials.csv, the report and `nas export
+        # --trial` do; the count of complete trials beside it only shows progress.
+        retry = a.get("retry_of", trial.system_attrs.get("failed_trial"))
+        done = f"{completed(study)}/{config.trials} done" + (
+            f", retry of trial {retry}" if isinstance(retry, int) else "")
+        log(f"{prefix}trial {trial.number} ({done}): {what}")
         if a.get("caveat") and not warned and not prefix:  # workers: counted at the end
             warned.append(trial.number)
             log(f"warning: trial {trial.number}: {a['caveat']} (each such trial keeps the "

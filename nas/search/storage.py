@@ -7,6 +7,13 @@
   next worker that looks, and queued again);
 * ``journal:FILE``: several workers on one machine, through Optuna's journal file.
 
+Any number of processes may open or create one study together: a new SQLite file comes into
+being whole (:func:`sqlite_storage`), a journal file is created by appending, and only a
+search creates either; whatever only reads a run (``nas report``, ``nas export``) finds a
+missing file an error (``open_storage(url)`` without ``create``). Before a search trains
+anything, :func:`check_storage` refuses a file it could not write and a database server
+that does not answer within ``NAS_CONNECT_TIMEOUT_S`` seconds.
+
 A process killed mid-trial leaves it RUNNING. :func:`recover` fails such trials once
 their process is known to be gone (the run lock says so for the default storage; for
 shared ones, the trial's ``worker`` attribute names a dead process of this host, or its
@@ -28,6 +35,7 @@ import contextlib
 import os
 import socket
 import sqlite3
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -39,14 +47,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import NasError, RunError
 
-__all__ = ["open_storage", "sqlite_storage", "worker_id", "recover", "requeue", "MAX_RETRY",
-           "HEARTBEAT_S", "GRACE_S", "storage_file", "storage_location", "storage_name",
-           "storage_failure", "storage_errors", "repair_journal", "study_display"]
+__all__ = ["open_storage", "sqlite_storage", "journal_storage", "check_storage", "worker_id",
+           "recover", "requeue", "MAX_RETRY", "HEARTBEAT_S", "GRACE_S", "CONNECT_TIMEOUT_S",
+           "storage_file", "storage_location", "storage_name", "storage_failure",
+           "storage_errors", "repair_journal", "study_display"]
 
 # No heartbeat for GRACE_S seconds: the worker is dead. NAS_HEARTBEAT_GRACE_S overrides it
 # (tests shorten it; on a busy cluster lengthen it).
 GRACE_S = max(2, int(os.environ.get("NAS_HEARTBEAT_GRACE_S", "20")))
 HEARTBEAT_S = max(1, GRACE_S // 4)  # seconds between a running trial's heartbeats
+# A database server that has not answered in this many seconds is refused (tests shorten it).
+CONNECT_TIMEOUT_S = max(1, int(os.environ.get("NAS_CONNECT_TIMEOUT_S", "10")))
 MAX_RETRY = 3
 WORKER_ATTR = "worker"
 
@@ -56,21 +67,34 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def sqlite_storage(path) -> optuna.storages.RDBStorage:
+def sqlite_storage(path, create: bool = False) -> optuna.storages.RDBStorage:
     """A run's own SQLite study, in write-ahead-log mode with ``synchronous=NORMAL``.
 
-    Why: in SQLite's default mode every commit waits for two fsyncs, and Optuna commits
+    Why WAL: in SQLite's default mode every commit waits for two fsyncs, and Optuna commits
     every suggestion and attribute on its own (about 90 per trial here): 330 ms of a trial
     against 140 ms in WAL mode (``experiments/bench/search.py``). A commit still survives
     the process being killed (what resume needs); only an OS crash can lose the last
     commits, and it never corrupts the file. Readers (``nas report``, optuna-dashboard)
     open it as usual.
+
+    Args:
+        path: the database file.
+        create: make the file (and its directory) when it does not exist, atomically
+            (:func:`_create_sqlite`); without it a missing file is an error, so that
+            readers never create one.
+
+    Raises:
+        RunError: the file does not exist and ``create`` is False.
     """
     path = Path(path).resolve()
+    if not path.exists():
+        if not create:
+            raise _missing(path)
+        _create_sqlite(path)
 
     def connect():  # SQLAlchemy's `creator`: every pooled connection gets the pragmas
         connection = sqlite3.connect(str(path), check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA journal_mode=WAL")  # a no-op on files made here
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection
 
@@ -80,25 +104,100 @@ def sqlite_storage(path) -> optuna.storages.RDBStorage:
         try:
             return optuna.storages.RDBStorage(f"sqlite:///{path}",
                                               engine_kwargs={"creator": connect})
-        except sqlalchemy.exc.OperationalError:
-            # Opened while another process (the search starting) creates the tables: both
-            # saw none and one CREATE TABLE failed. The second look finds them made.
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+            # A file that another program (optuna-dashboard started first) is creating
+            # with Optuna's own, non-atomic steps: its schema is complete a moment later.
             if attempt == 2:
                 raise
             time.sleep(0.2)
 
 
-def open_storage(url: str):
-    """An Optuna storage for ``url``: ``journal:PATH``, ``sqlite:///PATH`` or an RDB URL
-    (PostgreSQL and the like, with heartbeats)."""
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
+def _create_sqlite(path: Path) -> None:
+    """Bring a study database into being at ``path`` whole, or keep the one another process
+    made meanwhile.
 
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    Why: Optuna creates its tables and stamps its schema version in separate transactions,
+    so processes opening one new file together could each find it empty and some of them
+    fail (``UNIQUE constraint failed: alembic_version.version_num``, ``table studies already
+    exists``); optuna-dashboard and other readers open it beyond our control. The schema is
+    built (by Optuna itself) in a private file of the same directory, switched to WAL, and
+    hard-linked to ``path``: a link never replaces an existing name, so every opener sees
+    no file or a complete one, and the first link wins.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    os.close(fd)
+
+    def private():
+        # A rollback journal, not WAL: every commit is in the file itself (a WAL file beside
+        # the private copy would not travel with the link). No fsync per commit (0.7 s for
+        # Optuna's schema): the private copy is synced once, whole, before it is linked.
+        connection = sqlite3.connect(name, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=MEMORY")
+        connection.execute("PRAGMA synchronous=OFF")
+        return connection
+
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{name}",
+                                             engine_kwargs={"creator": private})
+        storage.remove_session()
+        storage.engine.dispose()
+        with contextlib.closing(sqlite3.connect(name)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")  # recorded in the file's header
+        with open(name, "rb") as f:
+            os.fsync(f.fileno())
+        try:
+            os.link(name, path)
+        except FileExistsError:
+            pass  # another process linked its copy first: that one is the study
+    finally:
+        for leftover in (name, name + "-wal", name + "-shm", name + "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
+def _missing(path: Path) -> RunError:
+    return RunError(f"{path} does not exist: no study was started there (nas search "
+                    "creates it)")
+
+
+def journal_storage(path, create: bool = False) -> optuna.storages.JournalStorage:
+    """A study in Optuna's journal file ``path`` (several workers on one machine).
+
+    Any number of processes may open a new file together: Optuna creates it by opening it
+    for appending, and writes every log under its lock.
+
+    Args:
+        path: the journal file.
+        create: make the file (and its directory) when it does not exist; without it a
+            missing file is an error, so that readers never create one.
+
+    Raises:
+        RunError: the file does not exist and ``create`` is False.
+    """
+    from optuna.storages.journal import JournalFileBackend
+
+    path = Path(path)
+    if not path.exists():
+        if not create:
+            raise _missing(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def open_storage(url: str, create: bool = False):
+    """An Optuna storage for ``url``: ``journal:PATH``, ``sqlite:///PATH`` or an RDB URL
+    (PostgreSQL and the like, with heartbeats and a connect timeout of
+    ``NAS_CONNECT_TIMEOUT_S`` seconds).
+
+    ``create``: a missing ``journal:``/``sqlite:///`` file is created (by the search only);
+    otherwise it is a :class:`RunError` and nothing is written.
+    """
+    if url.startswith("journal:"):
+        return journal_storage(url[len("journal:"):], create)
     if url.startswith("sqlite:///"):
-        return sqlite_storage(url[len("sqlite:///"):])
-    if url.startswith("postgresql://"):  # SQLAlchemy's default driver differs by version
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        return sqlite_storage(url[len("sqlite:///"):], create)
+    url, engine = _server(url)
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
         warnings.simplefilter("ignore", ExperimentalWarning)
         # Optuna 5 names the heartbeat callback apart from failed trials; Optuna 4 does not.
@@ -108,8 +207,59 @@ def open_storage(url: str):
         else:
             retry = {"failed_trial_callback":
                      optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine,
+                                          heartbeat_interval=HEARTBEAT_S,
                                           grace_period=GRACE_S, **retry)
+
+
+def _server(url: str):
+    """``(url, SQLAlchemy engine arguments)`` of a database server's URL: PostgreSQL's
+    driver named, and a connect timeout where the driver takes one (without it, a host
+    that drops packets holds a connection attempt for minutes)."""
+    engine: dict = {}
+    if url.startswith("postgresql://"):  # SQLAlchemy's default driver differs by version
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.split("://")[0] in ("postgresql+psycopg", "postgresql+psycopg2"):  # libpq's name
+        engine["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return url, engine
+
+
+def check_storage(url: str) -> None:
+    """Refuse a storage the search could not use, before anything is trained or written.
+
+    A file (``journal:``, ``sqlite:///``) must be readable and writable, or its directory
+    creatable; a database server must accept a connection within ``NAS_CONNECT_TIMEOUT_S``
+    seconds (no table is created here).
+
+    Raises:
+        RunError: the storage and why, in one line.
+    """
+    path = storage_file(url)
+    if path is not None:
+        path = Path(os.path.abspath(path))
+        if path.exists():
+            if not path.is_file() or not os.access(path, os.R_OK | os.W_OK):
+                raise RunError(f"cannot use the study file {path}: not a file this user can "
+                               "read and write")
+            return
+        parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise RunError(f"cannot create the study file {path}: {parent} is not a "
+                           "directory this user can write in")
+        return
+    import sqlalchemy
+
+    server, options = _server(url)
+    try:
+        engine = sqlalchemy.create_engine(server, **options)
+        try:
+            engine.connect().close()
+        finally:
+            engine.dispose()
+    except Exception as e:  # noqa: BLE001 (a bad URL, a missing driver, a refused connection)
+        why = storage_failure(e, url) or f"{e.__class__.__name__}: {e}"
+        raise RunError(f"cannot reach the study's database {storage_name(url)} (connect "
+                       f"timeout {CONNECT_TIMEOUT_S} s): {' '.join(why.split())}") from None
 
 
 def storage_file(url: str) -> Optional[Path]:

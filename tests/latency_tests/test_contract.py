@@ -4,7 +4,8 @@ A backend answers, for any architecture: a finite, positive number of millisecon
 batch 1 and the space's target input; the same order of magnitude when asked twice; more
 for a network with many times the FLOPs of another; and says what it is (``name``,
 ``backend``, ``source``, ``describe()``), so the search and the report can say which
-backend measured.
+backend measured; and ``check(space)`` accepts the space it was made for (a search refuses
+a backend that cannot serve its space before anything is trained).
 
 Backends: measured in torch eager and in ONNX Runtime, and a lookup table for each (a
 partial one, built from the tiny test space's units: the mixnet_300m blocks asked about
@@ -57,6 +58,10 @@ def test_repeatable_to_the_order_of_magnitude(latency_model):
 
 def test_a_much_larger_network_is_slower(latency_model):
     assert latency_model.predict(LARGE) > 1.5 * latency_model.predict(SMALL)
+
+
+def test_serves_the_space_it_was_made_for(latency_model):
+    latency_model.check(TINY_SPACE)  # refusing one raises a NasError (test_search.py)
 
 
 def test_says_what_it_is(latency_model):

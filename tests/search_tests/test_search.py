@@ -168,6 +168,85 @@ def test_bad_budgets_exit_2_and_write_nothing(tmp_path, capsys, budget, fragment
     assert not out.exists()
 
 
+@pytest.fixture
+def silent_server():
+    """A TCP port that accepts connections and never answers (a database server hung, or
+    behind a firewall that lets the handshake through)."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+BAD_SETTINGS = {  # name: (flags, a fragment of the one-line error)
+    "missing table": (["--latency", "lut:{tmp}/none.json"], "not a latency table"),
+    "table of another space": (["--latency", "lut:{tmp}/other.json"], "is not a table of tiny"),
+    "refused database": (["--storage", "postgresql://nobody@127.0.0.1:1/x"],
+                         "cannot reach the study's database"),
+    "silent database": (["--storage", "postgresql://nobody@127.0.0.1:{port}/x"],
+                        "connect timeout 2 s): connection timeout expired"),
+    "journal under a file": (["--storage", "journal:{tmp}/a-file/s.journal"],
+                             "is not a directory"),
+    "missing predictor": (["--estimator", "predictor:{tmp}/none.json"],
+                          "no such predictor file"),
+    "no cuda": (["--device", "cuda"], "torch sees no CUDA device"),
+    "missing data": (["--data", "{tmp}/no-data"], "no dataset"),
+    "empty data folder": (["--data", "{tmp}/empty"], "expected train/ and test/ folders"),
+    "missing supernet": (["--supernet", "{tmp}/none.pt"], "no such checkpoint"),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_SETTINGS))
+def test_every_bad_setting_is_refused_in_seconds_before_any_training(
+        bad, tmp_path, capsys, monkeypatch, silent_server):
+    """Each setting that can only fail is refused in seconds, with one line and exit 2,
+    before the supernet trains and before anything is written: a bad --latency table or
+    --storage used to start the 200-step supernet training (~5 min) first."""
+    import time
+
+    from nas.latency import LatencyTable
+    from nas.search import storage
+
+    if bad == "no cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    trained = []
+    import nas.train
+
+    monkeypatch.setattr(nas.train, "train_supernet", lambda *a, **k: trained.append(a))
+    monkeypatch.setattr(storage, "CONNECT_TIMEOUT_S", 2)
+    LatencyTable("torch", {"unit of another space": 1.0}).save(tmp_path / "other.json")
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "empty").mkdir()
+    flags, fragment = BAD_SETTINGS[bad]
+    flags = [f.format(tmp=tmp_path, port=silent_server) for f in flags]
+    out = tmp_path / "run"
+    started = time.monotonic()
+    code = main(["search", "--budget", "8M", "--space", TINY, "-o", str(out), *flags])
+    seconds = time.monotonic() - started
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("nas: error:"), err
+    assert fragment in err[0]
+    assert seconds < 30  # ~0.1-3 s here; the supernet's training alone takes minutes
+    assert not trained and not out.exists()
+
+
+def test_a_latency_table_serves_the_space_it_was_built_for_only(spaces):
+    from nas.errors import CheckpointError
+    from nas.latency import LatencyTable
+    from nas.latency.units import unit_keys
+
+    tiny = spaces["tiny"]
+    # what every build of tiny times, a partial one too: its smallest and largest networks
+    keys = {k for largest in (False, True) for k in unit_keys(tiny.extreme_arch(largest))}
+    LatencyTable("torch", dict.fromkeys(keys, 1.0)).check(tiny)
+    with pytest.raises(CheckpointError, match="not a table of mixnet_300m: it lacks"):
+        LatencyTable("torch", dict.fromkeys(keys, 1.0)).check(spaces["mixnet_300m"])
+    with pytest.raises(CheckpointError, match="not a table of tiny: it lacks 1 of"):
+        LatencyTable("torch", dict.fromkeys(sorted(keys)[1:], 1.0)).check(tiny)
+
+
 def test_a_space_too_deep_for_the_training_resolution_exits_2_and_writes_nothing(
         tmp_path, capsys):
     # At its 64x64 target the last ADown is fed 2x2; on Fashion-MNIST's 28x28 it would be
@@ -273,3 +352,65 @@ def test_hypervolume_is_exact():
                 exact += (-1) ** (k + 1) * np.prod(ref - corner)
         assert hypervolume(points, ref) == pytest.approx(exact, abs=1e-12)
     assert hypervolume(np.empty((0, 3)), np.ones(3)) == 0.0
+
+
+def test_one_trial_number_in_the_live_lines_the_files_and_the_commands(tmp_path, tiny_supernet,
+                                                                      capsys):
+    """Every trial is named by Optuna's number everywhere: the live lines (with the count of
+    complete trials beside it), trials.csv, the summary, nas report and nas export --trial,
+    with two workers and a trial retried after its worker died (a RUNNING trial of a
+    process that is gone, left in the study before the search starts). The live lines
+    printed the count alone ("trial 37/50"), which is another trial's number. ~45 s of CPU."""
+    import re
+    import socket
+    import subprocess
+    import sys
+
+    from nas.search import labels_of, open_storage
+
+    space = nas.load_space(TINY)
+    url = f"journal:{tmp_path / 'study.journal'}"
+    study = optuna.create_study(storage=open_storage(url, create=True), study_name="nas-search",
+                                direction="maximize")
+    study.enqueue_trial(labels_of(space, space.extreme_arch(False)))  # feasible: the smallest
+    dead = study.ask()
+    dead_arch = str(suggest_arch(dead, space))
+    dead.set_user_attr("worker", f"{socket.gethostname()}:999999999")  # its process is gone
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "nas", "search", "--budget", "8M", "--space", TINY,
+         "--storage", url, "--supernet", tiny_supernet, "--trials", "6", "--workers", "2",
+         "--val-images", "100", "--recalibration-batches", "1", "--latency-repeats", "1",
+         "-o", str(run)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(run / "trials.csv").set_index("trial")
+    assert len(frame) == 6 and dead.number not in frame.index  # it failed; its retry counts
+
+    live = re.findall(r"\[worker \d\] trial (\d+) \((\d+)/6 done(?:, retry of trial (\d+))?\): "
+                      r"(.*)", done.stdout)
+    numbers = [int(n) for n, *_ in live]
+    assert sorted(numbers) == sorted(frame.index)  # each complete trial once, by its number
+    assert max(int(count) for _, count, *_ in live) == 6
+    (retry,) = [int(n) for n, _, of, _ in live if of]
+    assert [int(of) for *_, of, _ in live if of] == [dead.number]
+    assert frame.loc[retry, "arch"] == dead_arch and frame.loc[retry, "feasible"]
+    for n, _, _, what in live:
+        row = frame.loc[int(n)]
+        if row.feasible:  # the line's numbers are that trial's
+            assert what.split()[:4] == [f"{row.flops / 1e6:.1f}M", "FLOPs", "acc",
+                                        f"{row.accuracy:.2%}"], what
+
+    best = frame[frame.feasible].reward.idxmax()
+    (summary,) = re.findall(r"best reward: trial (\d+) \(([\d.]+%), ([\d.]+)M FLOPs", done.stdout)
+    assert summary == (str(best), f"{frame.loc[best, 'accuracy']:.2%}",
+                       f"{frame.loc[best, 'flops'] / 1e6:.1f}")
+
+    assert main(["report", str(run), "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert front and all(frame.loc[r["trial"], "arch"] == r["arch"]
+                         and frame.loc[r["trial"], "flops"] == r["flops"] for r in front)
+
+    assert main(["export", str(run), "--trial", str(retry), "-o", str(tmp_path / "e")]) == 0
+    assert f"exported trial {retry} " in capsys.readouterr().out
+    target = json.loads((tmp_path / "e" / "arch.json").read_text())["target"]
+    assert (target["arch"], target["flops"]) == (dead_arch, frame.loc[retry, "flops"])
