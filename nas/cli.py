@@ -191,6 +191,37 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="the backbone's feature levels, 0 the stem's (default: the levels "
                         "at strides 8, 16 and 32)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier export")
+    # Deploy forms (kept together: they move into the export's settings class as one).
+    p.add_argument("--format", dest="formats", nargs="+", default=[],
+                   choices=("ncnn", "mnn", "tflite", "coreml"), metavar="FORMAT",
+                   help="also write the network for a mobile runtime: ncnn, mnn, tflite, "
+                        "coreml (each an extra: pip install 'nas[FORMAT]'), each checked "
+                        "against torch where its runtime runs here (Core ML: converted only)")
+    p.add_argument("--convert-timeout", type=float, default=900.0, metavar="SECONDS",
+                   help="seconds each format's converter may run (default 900)")
+    p.add_argument("--yolo", action="store_true",
+                   help="also write the backbone as an ultralytics plugin (nas_yolo_ID.py) and "
+                        "a YOLOv8-style detector over its stride 8/16/32 levels (yolo.yaml); "
+                        "implies --backbone")
+
+
+def _deploy(args):
+    from .export import Deploy
+
+    return Deploy(formats=tuple(args.formats), timeout=args.convert_timeout, yolo=args.yolo)
+
+
+def _print_deploy(result_paths, converted, yolo: bool, fresh: bool) -> None:
+    for c in converted.values():
+        check = (f"max |Δ| vs torch {c.delta:.2e} in {c.runtime}" if c.delta is not None
+                 else "converted only (Core ML predicts on macOS only)")
+        print(f"{c.format}: converted in {c.seconds:.1f} s, {check}"
+              + (" (fresh weights, seed 0: for timing and checking, not predictions)"
+                 if fresh else ""))
+    if yolo:
+        plugin = next(p for p in result_paths if p.name.startswith("nas_yolo_"))
+        print(f"YOLO: train it with: cd {_quote(plugin.parent)} && python {plugin.name} "
+              "train data=coco8.yaml epochs=100 imgsz=640")
 
 
 # name: (help, description, adds the command's arguments)
@@ -692,25 +723,31 @@ def _levels(out_indices):
 
 def _export(args) -> None:
     from .cost import count_cost
-    from .export import ExportForm, export_arch
+    from .export import ExportForm, check_deploy, export_arch, write_deploy
 
+    deploy = _deploy(args)
     if args.arch is not None:
         if args.run:
             raise UsageError("give either a run directory (with --trial/--best) or --arch")
         arch = _read_arch(args.arch)
+        from .export.trial import target_inputs
         from .files import all_or_nothing
         from .runs import ExportDir
 
-        form = ExportForm(fused=args.fused, channels_last=args.channels_last,
-                          fold_bn=args.fold_bn, backbone=args.backbone,
-                          out_indices=_levels(args.out_indices))
-        with all_or_nothing(ExportDir(args.output).files()):  # no half export on failure
+        form = deploy.form(ExportForm(fused=args.fused, channels_last=args.channels_last,
+                                      fold_bn=args.fold_bn, backbone=args.backbone,
+                                      out_indices=_levels(args.out_indices)))
+        check_deploy(arch, form, deploy)
+        with all_or_nothing(ExportDir(args.output).files(arch.id)):  # no half export
             paths = export_arch(arch, args.output, force=args.force, form=form)
+            more, converted = write_deploy(args.output, arch, form, target_inputs(arch),
+                                           deploy)
         cost = count_cost(arch)
         print(f"exported {arch.id}: {fmt_count(cost.flops)} FLOPs, "
               f"{fmt_count(cost.params)} params (no weights)")
-        for path in paths:
+        for path in paths + more:
             print(f"  {path}")
+        _print_deploy(more, converted, deploy.yolo, fresh=True)
         return
     if not args.run:
         raise UsageError("--trial and --best need a run directory: nas export RUN --best -o DIR")
@@ -719,7 +756,7 @@ def _export(args) -> None:
     result = export_trial(args.run, args.output, trial=args.trial, objective=args.objective,
                           fused=args.fused, channels_last=args.channels_last, force=args.force,
                           fold_bn=args.fold_bn, backbone=args.backbone,
-                          out_indices=_levels(args.out_indices))
+                          out_indices=_levels(args.out_indices), deploy=deploy)
     row, deltas, net = result["row"], result["deltas"], result["produced"]
     cost, inp = count_cost(net), net.input
     estimate = (f"search accuracy {row['accuracy']:.2%}"
@@ -731,11 +768,13 @@ def _export(args) -> None:
           f"target input: {fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params)")
     for path in result["paths"]:
         print(f"  {path}")
+    _print_deploy(result["paths"], result["converted"], deploy.yolo, fresh=not deltas)
     if not deltas:
         print("no weights: the search scored without a supernet and did not re-rank "
               "(nas rerank RUN trains the best few); retrain it with nas train --from DIR")
         return
-    print(f"check: max |{'features' if args.backbone else 'logits'} - exported network's "
+    what = "features" if args.backbone or args.yolo else "logits"
+    print(f"check: max |{what} - exported network's "
           f"source| = {deltas['model']:.2e} (model.py + "
           f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"
           + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas else ""))

@@ -163,9 +163,32 @@ class ExportDir(_Dir):
     def onnx(self) -> Path:
         return self.path / "model.onnx"
 
-    def files(self) -> Tuple[Path, ...]:
-        """Every file an export may write (an overwrite removes them all first)."""
-        return self.model_py, self.arch_json, self.weights, self.torchscript, self.onnx
+    def mobile(self) -> Tuple[Path, ...]:
+        """The mobile formats' files (``nas export --format``; ``model.mlpackage`` is a
+        folder)."""
+        return tuple(self.path / name for name in (
+            "model.ncnn.param", "model.ncnn.bin", "model.mnn", "model.tflite",
+            "model.mlpackage"))
+
+    @property
+    def yolo_yaml(self) -> Path:
+        """The detection model over the backbone (``nas export --yolo``)."""
+        return self.path / "yolo.yaml"
+
+    def yolo_plugin(self, arch_id: str) -> Path:
+        """The plugin module that registers the backbone of architecture ``arch_id`` into
+        ultralytics (a name of its own, since checkpoints store it)."""
+        return self.path / f"nas_yolo_{arch_id}.py"
+
+    def files(self, arch_id: str = "") -> Tuple[Path, ...]:
+        """Every file an export may write (an overwrite removes them all first): with
+        ``arch_id``, the YOLO plugin of that architecture too, and any plugin already
+        there."""
+        plugins = set(self.path.glob("nas_yolo_*.py")) if self.path.is_dir() else set()
+        if arch_id:
+            plugins.add(self.yolo_plugin(arch_id))
+        return (self.model_py, self.arch_json, self.weights, self.torchscript, self.onnx,
+                *self.mobile(), self.yolo_yaml, *sorted(plugins))
 
 
 class DiagnoseDir(_Dir):
