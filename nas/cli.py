@@ -85,6 +85,31 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
     build.add_argument("-o", "--output", required=True,
                        help="the table (.json); a killed build continues when rerun")
     TableConfig.add_arguments(build)
+    pack = sub.add_parser(
+        "pack", help="write a space's blocks as files for a runtime, with a runner to time "
+                     "them on your device",
+        description="Write every block of a space (and a few whole networks) as files for "
+                    "ONNX Runtime or ncnn, with run_latency.py, a standalone script (standard "
+                    "library and the runtime only) that times them on the device it is "
+                    "copied to; nas latency read turns its timings.json into a table.")
+    pack.add_argument("-o", "--output", required=True, help="the pack's folder")
+    pack.add_argument("--space", default="mixnet_300m",
+                      help="search space (name or .yaml; default mixnet_300m)")
+    pack.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "ncnn"),
+                      help="the device's runtime (default onnxruntime)")
+    pack.add_argument("--archs", type=int, default=0,
+                      help="0: every block of the space (default); N: only those of N random "
+                           "architectures (a partial table: networks with other blocks are "
+                           "refused)")
+    pack.add_argument("--calibrate", type=int, default=12,
+                      help="whole networks timed to fit the table's scale (default 12)")
+    pack.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pack.add_argument("--force", action="store_true", help="replace an earlier pack")
+    read = sub.add_parser("read", help="a pack's timings (run_latency.py on the device) as a "
+                                       "table for --latency lut:FILE")
+    read.add_argument("pack", help="the pack's folder (nas latency pack)")
+    read.add_argument("--timings", help="the runner's timings.json (default PACK/timings.json)")
+    read.add_argument("-o", "--output", required=True, help="the table (.json)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -233,7 +258,8 @@ _COMMANDS: Dict[str, Tuple[str, str, Callable[[argparse.ArgumentParser], None]]]
                "hard FLOPs budget, write the run directory (config.json, trials.csv and the "
                "study: study.db unless --storage names another) and print the Pareto front. "
                "Rerunning the same command continues the study.", _search_args),
-    "latency": ("latency lookup tables", "", _latency_args),
+    "latency": ("latency lookup tables: timed here (build) or on your device (pack, read)", "",
+                _latency_args),
     "train": ("train one architecture standalone; test accuracy in OUT/metrics.json",
               "Train the static network of one architecture (an export, or --arch) on the "
               "training split less the validation carve, then evaluate it on the validation "
@@ -523,6 +549,40 @@ def _latency_build(args) -> None:
     print(f"use it: nas search --budget 300M --latency lut:{_quote(str(out))}")
 
 
+def _latency_pack(args) -> None:
+    from .export.device import pack_space
+    from .space import load_space
+
+    if args.archs < 0 or args.calibrate < 2:
+        raise UsageError("--archs must be at least 0 and --calibrate at least 2")
+    space = load_space(args.space)
+    r = pack_space(space, args.runtime, args.output, archs=args.archs,
+                   calibrate=args.calibrate, seed=args.seed, force=args.force)
+    print(f"{r['units']} units and {r['networks']} networks of {space.name} packed for "
+          f"{args.runtime} in {r['seconds'] / 60:.1f} min: {args.output}")
+    print(f"on the device: python {RUNNER_HINT} (needs Python 3.8+ and "
+          f"{args.runtime} only), then bring back timings.json and run:")
+    print(f"  nas latency read {_quote(args.output)} -o lut-{args.runtime}-device.json")
+
+
+RUNNER_HINT = "run_latency.py [--threads N]"
+
+
+def _latency_read(args) -> None:
+    from .latency.device import read_timings
+
+    table = read_timings(args.pack, args.timings)
+    table.save(args.output)
+    cal = table.calibration
+    errors = [abs(table.scale * s - m) / m for s, m in zip(cal["unit_sums"], cal["measured"])]
+    d = table.device
+    print(f"{len(table.entries)} units timed in {d['runtime_version']} on {d.get('machine')} "
+          f"{d.get('system', '')} ({table.threads} thread(s)); latency = {table.scale:.3f} x "
+          f"sum of its units, {100 * sum(errors) / len(errors):.1f}% mean error on the "
+          f"{len(errors)} networks timed whole: {args.output}")
+    print(f"use it: nas search --budget 300M --latency lut:{_quote(str(args.output))}")
+
+
 def _train(args) -> None:
     from .runs import TrainDir
     from .train import RetrainConfig, arch_from_export, retrain
@@ -787,6 +847,8 @@ _HANDLERS = {
     ("supernet", "train"): _supernet_train,
     ("search", None): _search,
     ("latency", "build"): _latency_build,
+    ("latency", "pack"): _latency_pack,
+    ("latency", "read"): _latency_read,
     ("report", None): _report,
     ("train", None): _train,
     ("diagnose", None): _diagnose,
