@@ -22,6 +22,7 @@ there with the standard library and the runtime alone.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import random
 import shutil
@@ -91,6 +92,10 @@ def pack_space(space, runtime: str, out_dir, archs: int = 0, calibrate: int = 12
                           f"{', '.join(DEVICE_RUNTIMES)}, got {runtime!r}")
     if runtime == "ncnn":
         check_formats(["ncnn"])  # pnnx converts, in a worker process
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if runtime == "onnxruntime" and missing:  # torch's ONNX exporter
+        raise ExportError(f"nas latency pack --runtime onnxruntime needs {', '.join(missing)}: "
+                          "pip install 'nas[onnx]'")
     out = Path(out_dir)
     if (out / "manifest.json").exists() and not force:
         raise ExportError(f"{out} already holds a pack; choose another -o or pass --force")
