@@ -114,7 +114,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
         paths, deltas = export_network(model, produced, out_dir, example, form, force=force,
                                       weights_note=note, extra=extra, onnx=onnx)
         more, converted = write_deploy(out_dir, produced, form, _batch_ones(example), deploy)
-    if bn_batches == 0 and not backbone:
+    if bn_batches == 0 and not form.backbone:  # --yolo makes a backbone too
         # The weights are the supernet's own, statistics included: the written network must
         # give the supernet's logits for this architecture.
         exported = load_exported(out_dir).build_model().eval()

@@ -172,3 +172,34 @@ def test_yolo_needs_three_levels_at_doubling_strides(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
     assert main(["export", "--arch", ARCH, "--yolo", "--fold-bn", "-o", str(tmp_path / "y")]) == 2
     assert "drop --fused and --fold-bn" in capsys.readouterr().err
+
+
+def test_a_search_runs_pick_as_a_backbone_plugin_and_ncnn(search_run_dir, tmp_path, capsys,
+                                                           monkeypatch):
+    """The user's path: nas export RUN --best --yolo --format ncnn. The run's weights are
+    Fashion-MNIST's (one channel); the plugin feeds RGB: a gray image replicated over
+    three channels gives what the one-channel network gives."""
+    pytest.importorskip("pnnx")
+    out = tmp_path / "det"
+    # the tiny space reduces to stride 8 only: its levels at strides 2, 4, 8
+    assert main(["export", str(search_run_dir), "--best", "--yolo", "--out-indices", "0", "1",
+                 "2", "--format", "ncnn", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ncnn: converted in" in text and "max |Δ| vs torch" in text
+    assert "fresh weights" not in text
+    plugin = next(out.glob("nas_yolo_*.py"))
+    assert f"python {plugin.name} train data=" in text
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.setenv("YOLO_AUTOINSTALL", "false")
+    monkeypatch.syspath_prepend(str(out))
+    module = importlib.import_module(plugin.stem)
+    cls = getattr(module, module.BACKBONE)
+    exported = nas.export.load_exported(out, "run_backbone").build_model().eval()
+    state = torch.load(out / "weights.pt", weights_only=True)
+    exported.load_state_dict(state)
+    assert exported.feature_info.channels() == list(module.LEVEL_CHANNELS)
+    gray = torch.rand(1, exported.stem[0].weight.shape[1], 64, 64)
+    assert gray.shape[1] == 1
+    with torch.no_grad():
+        for got, want in zip(cls(in_chans=3).eval()(gray.expand(1, 3, 64, 64)), exported(gray)):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
