@@ -78,6 +78,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 def _latency_args(p: argparse.ArgumentParser) -> None:
     from .latency import TableConfig
+    from .latency.device import PackConfig
 
     sub = p.add_subparsers(dest="latency_command", required=True, metavar="SUBCOMMAND")
     build = sub.add_parser("build", help="time every block of a space once, in torch eager "
@@ -93,18 +94,8 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
                     "library and the runtime only) that times them on the device it is "
                     "copied to; nas latency read turns its timings.json into a table.")
     pack.add_argument("-o", "--output", required=True, help="the pack's folder")
-    pack.add_argument("--space", default="mixnet_300m",
-                      help="search space (name or .yaml; default mixnet_300m)")
-    pack.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "ncnn"),
-                      help="the device's runtime (default onnxruntime)")
-    pack.add_argument("--archs", type=int, default=0,
-                      help="0: every block of the space (default); N: only those of N random "
-                           "architectures (a partial table: networks with other blocks are "
-                           "refused)")
-    pack.add_argument("--calibrate", type=int, default=12,
-                      help="whole networks timed to fit the table's scale (default 12)")
-    pack.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     pack.add_argument("--force", action="store_true", help="replace an earlier pack")
+    PackConfig.add_arguments(pack)
     read = sub.add_parser("read", help="a pack's timings (run_latency.py on the device) as a "
                                        "table for --latency lut:FILE")
     read.add_argument("pack", help="the pack's folder (nas latency pack)")
@@ -551,18 +542,18 @@ def _latency_build(args) -> None:
 
 def _latency_pack(args) -> None:
     from .export.device import pack_space
+    from .latency.device import PackConfig
     from .space import load_space
 
-    if args.archs < 0 or args.calibrate < 2:
-        raise UsageError("--archs must be at least 0 and --calibrate at least 2")
-    space = load_space(args.space)
-    r = pack_space(space, args.runtime, args.output, archs=args.archs,
-                   calibrate=args.calibrate, seed=args.seed, force=args.force)
+    c = PackConfig(**PackConfig.given(args)).validate()
+    space = load_space(c.space)
+    r = pack_space(space, c.runtime, args.output, archs=c.archs, calibrate=c.calibrate,
+                   seed=c.seed, force=args.force)
     print(f"{r['units']} units and {r['networks']} networks of {space.name} packed for "
-          f"{args.runtime} in {r['seconds'] / 60:.1f} min: {args.output}")
+          f"{c.runtime} in {r['seconds'] / 60:.1f} min: {args.output}")
     print(f"on the device: python {RUNNER_HINT} (needs Python 3.8+ and "
-          f"{args.runtime} only), then bring back timings.json and run:")
-    print(f"  nas latency read {_quote(args.output)} -o lut-{args.runtime}-device.json")
+          f"{c.runtime} only), then bring back timings.json and run:")
+    print(f"  nas latency read {_quote(args.output)} -o lut-{c.runtime}-device.json")
 
 
 RUNNER_HINT = "run_latency.py [--threads N]"

@@ -163,12 +163,19 @@ class ExportDir(_Dir):
     def onnx(self) -> Path:
         return self.path / "model.onnx"
 
+    #: The YOLO plugin module's file name, by architecture id.
+    PLUGIN = "nas_yolo_{}.py"
+    #: Each mobile format's files (``nas export --format``; Core ML's is a folder).
+    FORMAT_FILES = {"ncnn": ("model.ncnn.param", "model.ncnn.bin"), "mnn": ("model.mnn",),
+                    "tflite": ("model.tflite",), "coreml": ("model.mlpackage",)}
+
+    def format_files(self, name: str) -> Tuple[Path, ...]:
+        """The files of the mobile format ``name``."""
+        return tuple(self.path / f for f in self.FORMAT_FILES[name])
+
     def mobile(self) -> Tuple[Path, ...]:
-        """The mobile formats' files (``nas export --format``; ``model.mlpackage`` is a
-        folder)."""
-        return tuple(self.path / name for name in (
-            "model.ncnn.param", "model.ncnn.bin", "model.mnn", "model.tflite",
-            "model.mlpackage"))
+        """Every mobile format's files."""
+        return tuple(p for name in self.FORMAT_FILES for p in self.format_files(name))
 
     @property
     def yolo_yaml(self) -> Path:
@@ -178,13 +185,13 @@ class ExportDir(_Dir):
     def yolo_plugin(self, arch_id: str) -> Path:
         """The plugin module that registers the backbone of architecture ``arch_id`` into
         ultralytics (a name of its own, since checkpoints store it)."""
-        return self.path / f"nas_yolo_{arch_id}.py"
+        return self.path / self.PLUGIN.format(arch_id)
 
     def files(self, arch_id: str = "") -> Tuple[Path, ...]:
         """Every file an export may write (an overwrite removes them all first): with
         ``arch_id``, the YOLO plugin of that architecture too, and any plugin already
         there."""
-        plugins = set(self.path.glob("nas_yolo_*.py")) if self.path.is_dir() else set()
+        plugins = set(self.path.glob(self.PLUGIN.format("*"))) if self.path.is_dir() else set()
         if arch_id:
             plugins.add(self.yolo_plugin(arch_id))
         return (self.model_py, self.arch_json, self.weights, self.torchscript, self.onnx,

@@ -10,7 +10,7 @@ state (thread pools, logging), and because two of them reach out unless stopped
 
 The job (JSON): ``format``, ``export_dir``, ``weights`` (a state dict file),
 ``inputs`` (a ``.pt`` list of batch-1 tensors), ``stage`` (where to write the converted
-files, named as :data:`nas.export.mobile.FORMATS` says), ``work`` (scratch), ``result``
+files, named as ``ExportDir.format_files`` says), ``work`` (scratch), ``result``
 (the JSON written on success: ``seconds`` of conversion, ``runtime`` (name and version,
 or null), ``outputs`` (a ``.pt`` file of the runtime's outputs per input, or null)).
 """
@@ -26,6 +26,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
+
+from ..runs import ExportDir
 
 __all__ = ["main"]
 
@@ -55,12 +57,13 @@ def _ncnn(model: nn.Module, inputs: List[torch.Tensor], stage: Path, work: Path)
     import ncnn
     import pnnx
 
+    param, binary = ExportDir(stage).format_files("ncnn")
     started = time.perf_counter()
     # pnnx writes its intermediate files beside the .pt path: all of them into scratch
     pnnx.export(model, str(work / "model.pt"), (inputs[0],),
                 pnnxparam=str(work / "model.pnnx.param"), pnnxbin=str(work / "model.pnnx.bin"),
                 pnnxpy=str(work / "model_pnnx.py"), pnnxonnx=str(work / "model.pnnx.onnx"),
-                ncnnparam=str(stage / "model.ncnn.param"), ncnnbin=str(stage / "model.ncnn.bin"),
+                ncnnparam=str(param), ncnnbin=str(binary),
                 ncnnpy=str(work / "model_ncnn.py"),
                 fp16=False)  # fp32 weights: the check measures the conversion, not fp16
     seconds = time.perf_counter() - started
@@ -72,8 +75,8 @@ def _ncnn(model: nn.Module, inputs: List[torch.Tensor], stage: Path, work: Path)
         net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = False
         net.opt.use_fp16_packed = False
         net.opt.num_threads = 1
-        net.load_param(str(stage / "model.ncnn.param"))
-        net.load_model(str(stage / "model.ncnn.bin"))
+        net.load_param(str(param))
+        net.load_model(str(binary))
         ex = net.create_extractor()
         ex.input(net.input_names()[0], ncnn.Mat(x.squeeze(0).numpy()).clone())
         outs = []
@@ -110,16 +113,17 @@ def _mnn(model: nn.Module, inputs: List[torch.Tensor], stage: Path, work: Path):
 
     sample = _outputs(model(inputs[0]))
     names = [f"out{i}" for i in range(len(sample))]
-    onnx_path = work / "model.onnx"
+    onnx_path = work / "for_mnn.onnx"  # scratch: MNN converts from it
     started = time.perf_counter()
     # MNN converts from ONNX (static shapes: batch 1 at this resolution)
     onnx_program(model, (inputs[0],), ["input"], names).save(str(onnx_path))
+    (target,) = ExportDir(stage).format_files("mnn")
     convert(["mnnconvert", "-f", "ONNX", "--modelFile", str(onnx_path),
-             "--MNNModel", str(stage / "model.mnn"), "--bizCode", "nas"])
+             "--MNNModel", str(target), "--bizCode", "nas"])
     seconds = time.perf_counter() - started
-    if not (stage / "model.mnn").exists():
-        raise RuntimeError("MNN's converter wrote no model.mnn")
-    net = mnn_nn.load_module_from_file(str(stage / "model.mnn"), ["input"], names)
+    if not target.exists():
+        raise RuntimeError("MNN's converter wrote no file")
+    net = mnn_nn.load_module_from_file(str(target), ["input"], names)
 
     def run(x: torch.Tensor) -> List[torch.Tensor]:
         outs = net.forward([F.const(x.numpy(), list(x.shape), F.NCHW)])
@@ -133,10 +137,11 @@ def _tflite(model: nn.Module, inputs: List[torch.Tensor], stage: Path, work: Pat
     import litert_torch
     from ai_edge_litert.interpreter import Interpreter
 
+    (target,) = ExportDir(stage).format_files("tflite")
     started = time.perf_counter()
-    litert_torch.convert(model, (inputs[0],)).export(str(stage / "model.tflite"))
+    litert_torch.convert(model, (inputs[0],)).export(str(target))
     seconds = time.perf_counter() - started
-    interpreter = Interpreter(model_path=str(stage / "model.tflite"), num_threads=1)
+    interpreter = Interpreter(model_path=str(target), num_threads=1)
     interpreter.allocate_tensors()
     expected = [tuple(t.shape) for t in _outputs(model(inputs[0]))]
 
@@ -172,7 +177,7 @@ def _coreml(model: nn.Module, inputs: List[torch.Tensor], stage: Path, work: Pat
     converted = ct.convert(traced, inputs=[ct.TensorType(name="input",
                                                          shape=tuple(inputs[0].shape))],
                            convert_to="mlprogram")
-    converted.save(str(stage / "model.mlpackage"))
+    converted.save(str(ExportDir(stage).format_files("coreml")[0]))
     # Core ML predicts only on macOS: converted, not run
     return time.perf_counter() - started, None, None
 

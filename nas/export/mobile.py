@@ -39,15 +39,13 @@ class Format:
     """One mobile format.
 
     Attributes:
-        name: as ``--format`` spells it.
-        files: what it writes into the export directory (``model.mlpackage`` is a folder).
+        name: as ``--format`` spells it (its files: ``ExportDir.format_files(name)``).
         modules: the Python modules it needs (converter and runtime).
         extra: the ``nas`` extra that installs them.
         runtime: the runtime that runs the converted file here, or "" (converted only).
     """
 
     name: str
-    files: Tuple[str, ...]
     modules: Tuple[str, ...]
     extra: str
     runtime: str
@@ -55,12 +53,11 @@ class Format:
 
 #: The formats, by ``--format`` name.
 FORMATS: Dict[str, Format] = {f.name: f for f in (
-    Format("ncnn", ("model.ncnn.param", "model.ncnn.bin"), ("pnnx", "ncnn"), "ncnn", "ncnn"),
+    Format("ncnn", ("pnnx", "ncnn"), "ncnn", "ncnn"),
     # MNN converts from ONNX, which torch writes with onnx and onnxscript
-    Format("mnn", ("model.mnn",), ("MNN", "onnx", "onnxscript"), "mnn", "MNN"),
-    Format("tflite", ("model.tflite",), ("litert_torch", "ai_edge_litert"), "tflite",
-           "LiteRT"),
-    Format("coreml", ("model.mlpackage",), ("coremltools",), "coreml", ""),
+    Format("mnn", ("MNN", "onnx", "onnxscript"), "mnn", "MNN"),
+    Format("tflite", ("litert_torch", "ai_edge_litert"), "tflite", "LiteRT"),
+    Format("coreml", ("coremltools",), "coreml", ""),
 )}
 
 #: Seconds a converter may run (pnnx and litert-torch take ~20-30 s for MixNet-S here).
@@ -145,7 +142,7 @@ def convert_export(out_dir, formats: Sequence[str], inputs: Sequence[torch.Tenso
         if weights_path.exists():
             net.load_state_dict(torch.load(weights_path, weights_only=True))
         else:
-            weights_path = tmp_path / "weights.pt"
+            weights_path = ExportDir(tmp_path).weights
             torch.save(net.state_dict(), weights_path)
         net.eval()
         with torch.no_grad():
@@ -172,11 +169,9 @@ def _convert_one(fmt: Format, out: ExportDir, weights: Path, tmp: Path,
         delta = max(max_difference(g, list(e) if isinstance(e, (list, tuple)) else [e])
                     for g, e in zip(got, expected))
     paths = []
-    for name in fmt.files:
-        src = stage / name
+    for src, dst in zip(ExportDir(stage).format_files(fmt.name), out.format_files(fmt.name)):
         if not src.exists():
-            raise ExportError(f"--format {fmt.name}: the converter wrote no {name}")
-        dst = out.path / name
+            raise ExportError(f"--format {fmt.name}: the converter wrote no {src.name}")
         remove_path(dst)
         shutil.move(str(src), str(dst))
         paths.append(dst)

@@ -13,15 +13,27 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ..arch import Architecture
+from ..config import setting
 from ..errors import CheckpointError
-from .table import DEVICE_RUNTIMES, LatencyTable
+from .table import DEVICE_RUNTIMES, LatencyTable, UnitsConfig
 from .units import unit_keys
 
-__all__ = ["PACK_FORMAT", "TIMINGS_FORMAT", "read_manifest", "read_timings"]
+__all__ = ["PACK_FORMAT", "TIMINGS_FORMAT", "PackConfig", "read_manifest", "read_timings"]
+
+
+@dataclass
+class PackConfig(UnitsConfig):
+    """How ``nas latency pack`` writes a space's units for a device (a partial pack: a
+    search refuses networks with units it lacks, since this machine is not the device)."""
+
+    runtime: str = setting("onnxruntime", choices=DEVICE_RUNTIMES,
+                           help="the device's runtime")
+    seed: int = setting(0, help="seed of the random architectures and of the units' order")
 
 PACK_FORMAT = "nas-device-pack/1"
 TIMINGS_FORMAT = "nas-device-timings/1"

@@ -42,7 +42,8 @@ from .measure import arch_latency
 from .runtime import ONNX_BUNDLE, RUNTIMES, Runtime, make_runtime
 from .units import Unit, arch_units, space_units, unit_keys
 
-__all__ = ["LatencyTable", "TableConfig", "build_table", "FORMAT", "DEVICE_RUNTIMES"]
+__all__ = ["LatencyTable", "TableConfig", "UnitsConfig", "build_table", "FORMAT",
+           "DEVICE_RUNTIMES"]
 
 FORMAT = "nas-latency-lut/3"
 _OPERATION_FORMATS = ("nas-latency-lut/1", "nas-latency-lut/2")  # per-operation tables
@@ -51,17 +52,25 @@ DEVICE_RUNTIMES = ("onnxruntime", "ncnn")
 
 
 @dataclass
-class TableConfig(Settings):
-    """How ``nas latency build`` measures a table."""
+class UnitsConfig(Settings):
+    """Which units of a space a table holds, and how many whole networks fit its scale
+    (``nas latency build`` here, ``nas latency pack`` for a device)."""
 
     space: str = setting("mixnet_300m", help="search space (name or .yaml)")
-    runtime: str = setting("torch", choices=RUNTIMES,
-                           help="the runtime whose latency the table predicts")
     archs: int = setting(0, at_least=0,
                          help="0: every unit of the space; N: only the units of N random "
-                              "architectures (others are measured when first asked for)")
+                              "architectures (a partial table)")
     calibrate: int = setting(12, at_least=2,
                              help="whole networks measured to fit the table's two numbers")
+
+
+@dataclass
+class TableConfig(UnitsConfig):
+    """How ``nas latency build`` measures a table (units it lacks are measured when first
+    asked for)."""
+
+    runtime: str = setting("torch", choices=RUNTIMES,
+                           help="the runtime whose latency the table predicts")
     threads: int = setting(1, at_least=1, help="intra-op threads")
     repeats: int = setting(20, at_least=1,
                            help="timed runs per unit and network (the fastest is kept)")
