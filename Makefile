@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test search bench clean data browser postgres
+.PHONY: install lint test search bench clean data opengl browser postgres
 
 install: $(STAMP)
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) -q $(TORCH_SPEC)
 	$(BIN)/pip install $(PIP_FLAGS) -q -e '.[dev]'
-	@$(MAKE) --no-print-directory data
+	@$(MAKE) --no-print-directory data opengl
 	touch $(STAMP)
 
 # $(call apt_ensure,CHECK,PACKAGE,WHAT IT IS FOR,WHAT HAPPENS WITHOUT IT): run CHECK; if it
@@ -42,6 +42,10 @@ endef
 # Fashion-MNIST from Debian, the default data.
 data:
 	$(call apt_ensure,test -d /usr/share/datasets/fashion-mnist,dataset-fashion-mnist,the default data,set NAS_DATA_DIR to Fashion-MNIST IDX files)
+
+# Debian libgl1: OpenCV (ultralytics', for nas export --yolo and its test) loads libGL.so.1.
+opengl:
+	$(call apt_ensure,ls /usr/lib/*/libGL.so.1,libgl1,OpenCV for nas export --yolo,importing ultralytics fails)
 
 # Debian chromium, for the test that renders report.html headless.
 browser:

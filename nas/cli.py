@@ -92,6 +92,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 def _latency_args(p: argparse.ArgumentParser) -> None:
     from .latency import TableConfig
+    from .latency.device import PackConfig
 
     sub = p.add_subparsers(dest="latency_command", required=True, metavar="SUBCOMMAND")
     build = sub.add_parser("build", help="time every block of a space once, in torch eager "
@@ -99,6 +100,21 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
     build.add_argument("-o", "--output", required=True,
                        help="the table (.json); a killed build continues when rerun")
     TableConfig.add_arguments(build)
+    pack = sub.add_parser(
+        "pack", help="write a space's blocks as files for a runtime, with a runner to time "
+                     "them on your device",
+        description="Write every block of a space (and a few whole networks) as files for "
+                    "ONNX Runtime or ncnn, with run_latency.py, a standalone script (standard "
+                    "library and the runtime only) that times them on the device it is "
+                    "copied to; nas latency read turns its timings.json into a table.")
+    pack.add_argument("-o", "--output", required=True, help="the pack's folder")
+    pack.add_argument("--force", action="store_true", help="replace an earlier pack")
+    PackConfig.add_arguments(pack)
+    read = sub.add_parser("read", help="a pack's timings (run_latency.py on the device) as a "
+                                       "table for --latency lut:FILE")
+    read.add_argument("pack", help="the pack's folder (nas latency pack)")
+    read.add_argument("--timings", help="the runner's timings.json (default PACK/timings.json)")
+    read.add_argument("-o", "--output", required=True, help="the table (.json)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -205,6 +221,37 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="the backbone's feature levels, 0 the stem's (default: the levels "
                         "at strides 8, 16 and 32)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier export")
+    # Deploy forms (kept together: they move into the export's settings class as one).
+    p.add_argument("--format", dest="formats", nargs="+", default=[],
+                   choices=("ncnn", "mnn", "tflite", "coreml"), metavar="FORMAT",
+                   help="also write the network for a mobile runtime: ncnn, mnn, tflite, "
+                        "coreml (each an extra: pip install 'nas[FORMAT]'), each checked "
+                        "against torch where its runtime runs here (Core ML: converted only)")
+    p.add_argument("--convert-timeout", type=float, default=900.0, metavar="SECONDS",
+                   help="seconds each format's converter may run (default 900)")
+    p.add_argument("--yolo", action="store_true",
+                   help="also write the backbone as an ultralytics plugin (nas_yolo_ID.py) and "
+                        "a YOLOv8-style detector over its stride 8/16/32 levels (yolo.yaml); "
+                        "implies --backbone")
+
+
+def _deploy(args):
+    from .export import Deploy
+
+    return Deploy(formats=tuple(args.formats), timeout=args.convert_timeout, yolo=args.yolo)
+
+
+def _print_deploy(result_paths, converted, yolo: bool, fresh: bool) -> None:
+    for c in converted.values():
+        check = (f"max |Δ| vs torch {c.delta:.2e} in {c.runtime}" if c.delta is not None
+                 else "converted only (Core ML predicts on macOS only)")
+        print(f"{c.format}: converted in {c.seconds:.1f} s, {check}"
+              + (" (fresh weights, seed 0: for timing and checking, not predictions)"
+                 if fresh else ""))
+    if yolo:
+        plugin = next(p for p in result_paths if p.name.startswith("nas_yolo_"))
+        print(f"YOLO: train it with: cd {_quote(plugin.parent)} && python {plugin.name} "
+              "train data=coco8.yaml epochs=100 imgsz=640")
 
 
 # name: (help, description, adds the command's arguments)
@@ -217,7 +264,8 @@ _COMMANDS: Dict[str, Tuple[str, str, Callable[[argparse.ArgumentParser], None]]]
                "hard FLOPs budget, write the run directory (config.json, trials.csv and the "
                "study: study.db unless --storage names another) and print the Pareto front. "
                "Rerunning the same command continues the study.", _search_args),
-    "latency": ("latency lookup tables", "", _latency_args),
+    "latency": ("latency lookup tables: timed here (build) or on your device (pack, read)", "",
+                _latency_args),
     "train": ("train one architecture standalone; test accuracy in OUT/metrics.json",
               "Train the static network of one architecture (an export, or --arch) on the "
               "training split less the validation carve, then evaluate it on the validation "
@@ -507,6 +555,40 @@ def _latency_build(args) -> None:
     print(f"use it: nas search --budget 300M --latency lut:{_quote(str(out))}")
 
 
+def _latency_pack(args) -> None:
+    from .export.device import pack_space
+    from .latency.device import PackConfig
+    from .space import load_space
+
+    c = PackConfig(**PackConfig.given(args)).validate()
+    space = load_space(c.space)
+    r = pack_space(space, c.runtime, args.output, archs=c.archs, calibrate=c.calibrate,
+                   seed=c.seed, force=args.force)
+    print(f"{r['units']} units and {r['networks']} networks of {space.name} packed for "
+          f"{c.runtime} in {r['seconds'] / 60:.1f} min: {args.output}")
+    print(f"on the device: python {RUNNER_HINT} (needs Python 3.8+ and "
+          f"{c.runtime} only), then bring back timings.json and run:")
+    print(f"  nas latency read {_quote(args.output)} -o lut-{c.runtime}-device.json")
+
+
+RUNNER_HINT = "run_latency.py [--threads N]"
+
+
+def _latency_read(args) -> None:
+    from .latency.device import read_timings
+
+    table = read_timings(args.pack, args.timings)
+    table.save(args.output)
+    cal = table.calibration
+    errors = [abs(table.scale * s - m) / m for s, m in zip(cal["unit_sums"], cal["measured"])]
+    d = table.device
+    print(f"{len(table.entries)} units timed in {d['runtime_version']} on {d.get('machine')} "
+          f"{d.get('system', '')} ({table.threads} thread(s)); latency = {table.scale:.3f} x "
+          f"sum of its units, {100 * sum(errors) / len(errors):.1f}% mean error on the "
+          f"{len(errors)} networks timed whole: {args.output}")
+    print(f"use it: nas search --budget 300M --latency lut:{_quote(str(args.output))}")
+
+
 def _train(args) -> None:
     from .runs import TrainDir
     from .train import RetrainConfig, arch_from_export, retrain
@@ -711,25 +793,31 @@ def _levels(out_indices):
 
 def _export(args) -> None:
     from .cost import count_cost
-    from .export import ExportForm, export_arch
+    from .export import ExportForm, check_deploy, export_arch, write_deploy
 
+    deploy = _deploy(args)
     if args.arch is not None:
         if args.run:
             raise UsageError("give either a run directory (with --trial/--best) or --arch")
         arch = _read_arch(args.arch)
+        from .export.trial import target_inputs
         from .files import all_or_nothing
         from .runs import ExportDir
 
-        form = ExportForm(fused=args.fused, channels_last=args.channels_last,
-                          fold_bn=args.fold_bn, backbone=args.backbone,
-                          out_indices=_levels(args.out_indices))
-        with all_or_nothing(ExportDir(args.output).files()):  # no half export on failure
+        form = deploy.form(ExportForm(fused=args.fused, channels_last=args.channels_last,
+                                      fold_bn=args.fold_bn, backbone=args.backbone,
+                                      out_indices=_levels(args.out_indices)))
+        check_deploy(arch, form, deploy)
+        with all_or_nothing(ExportDir(args.output).files(arch.id)):  # no half export
             paths = export_arch(arch, args.output, force=args.force, form=form)
+            more, converted = write_deploy(args.output, arch, form, target_inputs(arch),
+                                           deploy)
         cost = count_cost(arch)
         print(f"exported {arch.id}: {fmt_count(cost.flops)} FLOPs, "
               f"{fmt_count(cost.params)} params (no weights)")
-        for path in paths:
+        for path in paths + more:
             print(f"  {path}")
+        _print_deploy(more, converted, deploy.yolo, fresh=True)
         return
     if not args.run:
         raise UsageError("--trial and --best need a run directory: nas export RUN --best -o DIR")
@@ -738,7 +826,7 @@ def _export(args) -> None:
     result = export_trial(args.run, args.output, trial=args.trial, objective=args.objective,
                           fused=args.fused, channels_last=args.channels_last, force=args.force,
                           fold_bn=args.fold_bn, backbone=args.backbone,
-                          out_indices=_levels(args.out_indices))
+                          out_indices=_levels(args.out_indices), deploy=deploy)
     row, deltas, net = result["row"], result["deltas"], result["produced"]
     cost, inp = count_cost(net), net.input
     estimate = (f"search accuracy {row['accuracy']:.2%}"
@@ -750,11 +838,13 @@ def _export(args) -> None:
           f"target input: {fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params)")
     for path in result["paths"]:
         print(f"  {path}")
+    _print_deploy(result["paths"], result["converted"], deploy.yolo, fresh=not deltas)
     if not deltas:
         print("no weights: the search scored without a supernet and did not re-rank "
               "(nas rerank RUN trains the best few); retrain it with nas train --from DIR")
         return
-    print(f"check: max |{'features' if args.backbone else 'logits'} - exported network's "
+    what = "features" if args.backbone or args.yolo else "logits"
+    print(f"check: max |{what} - exported network's "
           f"source| = {deltas['model']:.2e} (model.py + "
           f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"
           + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas else ""))
@@ -781,6 +871,8 @@ _HANDLERS = {
     ("supernet", "train"): _supernet_train,
     ("search", None): _search,
     ("latency", "build"): _latency_build,
+    ("latency", "pack"): _latency_pack,
+    ("latency", "read"): _latency_read,
     ("report", None): _report,
     ("train", None): _train,
     ("diagnose", None): _diagnose,

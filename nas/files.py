@@ -14,14 +14,16 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from .errors import CheckpointError, RunError
 
-__all__ = ["append_csv_row", "read_csv_rows", "atomic_write_bytes", "write_json", "read_json",
-           "tensor_bytes", "save_checkpoint", "load_checkpoint", "resume_state", "naming",
+__all__ = ["append_csv_row", "read_csv_rows", "remove_path", "atomic_write_bytes", "write_json",
+           "read_json", "tensor_bytes", "save_checkpoint", "load_checkpoint", "resume_state",
+           "naming",
            "AppendLog", "all_or_nothing"]
 
 
@@ -44,8 +46,17 @@ def all_or_nothing(paths: Iterable) -> Iterator[None]:
         for p in paths:
             now = stamp(p)
             if now is not None and now != before[p]:  # written (replaced) by the block
-                p.unlink(missing_ok=True)
+                remove_path(p)
         raise
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, or a folder with what it holds (Core ML's ``model.mlpackage``)."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def naming(error: OSError, path) -> OSError:

@@ -163,9 +163,39 @@ class ExportDir(_Dir):
     def onnx(self) -> Path:
         return self.path / "model.onnx"
 
-    def files(self) -> Tuple[Path, ...]:
-        """Every file an export may write (an overwrite removes them all first)."""
-        return self.model_py, self.arch_json, self.weights, self.torchscript, self.onnx
+    #: The YOLO plugin module's file name, by architecture id.
+    PLUGIN = "nas_yolo_{}.py"
+    #: Each mobile format's files (``nas export --format``; Core ML's is a folder).
+    FORMAT_FILES = {"ncnn": ("model.ncnn.param", "model.ncnn.bin"), "mnn": ("model.mnn",),
+                    "tflite": ("model.tflite",), "coreml": ("model.mlpackage",)}
+
+    def format_files(self, name: str) -> Tuple[Path, ...]:
+        """The files of the mobile format ``name``."""
+        return tuple(self.path / f for f in self.FORMAT_FILES[name])
+
+    def mobile(self) -> Tuple[Path, ...]:
+        """Every mobile format's files."""
+        return tuple(p for name in self.FORMAT_FILES for p in self.format_files(name))
+
+    @property
+    def yolo_yaml(self) -> Path:
+        """The detection model over the backbone (``nas export --yolo``)."""
+        return self.path / "yolo.yaml"
+
+    def yolo_plugin(self, arch_id: str) -> Path:
+        """The plugin module that registers the backbone of architecture ``arch_id`` into
+        ultralytics (a name of its own, since checkpoints store it)."""
+        return self.path / self.PLUGIN.format(arch_id)
+
+    def files(self, arch_id: str = "") -> Tuple[Path, ...]:
+        """Every file an export may write (an overwrite removes them all first): with
+        ``arch_id``, the YOLO plugin of that architecture too, and any plugin already
+        there."""
+        plugins = set(self.path.glob(self.PLUGIN.format("*"))) if self.path.is_dir() else set()
+        if arch_id:
+            plugins.add(self.yolo_plugin(arch_id))
+        return (self.model_py, self.arch_json, self.weights, self.torchscript, self.onnx,
+                *self.mobile(), self.yolo_yaml, *sorted(plugins))
 
 
 class DiagnoseDir(_Dir):

@@ -13,6 +13,7 @@ from nas.config import Settings, inherit, setting
 from nas.diagnose import DiagnoseConfig
 from nas.errors import UsageError
 from nas.latency import TableConfig
+from nas.latency.device import PackConfig
 from nas.reference import ReferenceConfig
 from nas.search import SearchConfig
 from nas.train import RetrainConfig, TrainConfig
@@ -20,7 +21,7 @@ from nas.units import parse_flops
 
 NAS = Path(__file__).parents[1] / "nas"
 ALL_SETTINGS = [SearchConfig, TrainConfig, RetrainConfig, DiagnoseConfig, ReferenceConfig,
-                TableConfig]
+                TableConfig, PackConfig]
 
 
 @dataclasses.dataclass
@@ -102,7 +103,8 @@ def test_the_cli_declares_no_setting_flag_by_hand():
 
     builders = {SearchConfig: cli._search_args, TrainConfig: cli._supernet_args,
                 RetrainConfig: cli._train_args, DiagnoseConfig: cli._diagnose_args,
-                ReferenceConfig: cli._reference_args, TableConfig: cli._latency_args}
+                ReferenceConfig: cli._reference_args, TableConfig: cli._latency_args,
+                PackConfig: cli._latency_args}
     for cls, builder in builders.items():
         source = inspect.getsource(builder)
         assert f"{cls.__name__}.add_arguments(" in source

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -28,25 +28,28 @@ from ..files import all_or_nothing
 from ..runs import ExportDir
 from ..search import open_run
 from ..train import load_supernet
+from .deploy import Deploy, check_deploy, write_deploy
 from .source import ExportForm, out_levels
 from .write import export_arch, export_network, load_exported
 
-__all__ = ["export_trial"]
+__all__ = ["export_trial", "target_inputs"]
 
 
 def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str = "reward",
                  fused: bool = False, channels_last: bool = False,
                  force: bool = False, backbone: bool = False, fold_bn: bool = False,
                  out_indices: Optional[Tuple[int, ...]] = None,
-                 onnx: bool = True) -> Dict[str, Any]:
+                 onnx: bool = True, deploy: Deploy = Deploy()) -> Dict[str, Any]:
     """Export trial ``trial`` of ``run_dir`` (the best by ``objective`` when None);
-    ``onnx=False`` skips ``model.onnx`` (slow to write).
+    ``onnx=False`` skips ``model.onnx`` (slow to write); ``deploy``: mobile formats and
+    the YOLO plugin (:class:`nas.export.deploy.Deploy`), converted at the resolution the
+    weights were scored at, checked on two of the run's validation images.
 
     Returns:
-        ``{"paths", "deltas", "row", "arch", "out"}``: the files written, the largest
-        absolute logit differences of the written network and of its TorchScript file
-        from the subnet nas extracted from the supernet, the trial's stored results, its
-        architecture and the output directory.
+        ``{"paths", "deltas", "row", "arch", "out", "converted"}``: the files written, the
+        largest absolute logit differences of the written network and of its TorchScript
+        file from the subnet nas extracted from the supernet, the trial's stored results,
+        its architecture, the output directory and each format's conversion.
     """
     run = open_run(run_dir)
     row = run.best(objective) if trial is None else run.trial(trial)
@@ -56,18 +59,20 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
         raise RunError(f"trial {row['trial']} of {run.path} stores a malformed "
                        f"architecture: {e}") from None
     out_levels(arch, out_indices)  # before any weights are loaded: a bad level fails fast
-    form = ExportForm(fused=fused, channels_last=channels_last, fold_bn=fold_bn,
-                      backbone=backbone, out_indices=out_indices)
+    form = deploy.form(ExportForm(fused=fused, channels_last=channels_last, fold_bn=fold_bn,
+                                  backbone=backbone, out_indices=out_indices))
+    check_deploy(arch, form, deploy)
     trained = run.dir.rerank_run(int(row["trial"]), 0)
     if trained.weights.exists():  # re-ranked: its own standalone training beats inheritance
-        return _export_trained(run, row, arch, trained, out_dir, form, force, onnx)
+        return _export_trained(run, row, arch, trained, out_dir, form, force, onnx, deploy)
     if not run.supernet_path().exists() and run.config.estimator != "supernet":
         # scored without a supernet (NASWOT, a predictor): nothing to inherit
-        with all_or_nothing(ExportDir(out_dir).files()):
+        with all_or_nothing(ExportDir(out_dir).files(arch.id)):
             paths = export_arch(arch, out_dir, force=force, form=form,
                                 extra=_search_extra(row))
-        return {"paths": paths, "deltas": {}, "row": row, "arch": arch, "produced": arch,
-                "out": Path(out_dir)}
+            more, converted = write_deploy(out_dir, arch, form, target_inputs(arch), deploy)
+        return {"paths": paths + more, "deltas": {}, "row": row, "arch": arch,
+                "produced": arch, "out": Path(out_dir), "converted": converted}
     sn = load_supernet(run.supernet_path(), device="cpu")
     if not sn.supernet.space.contains(arch):
         raise RunError(f"trial {row['trial']}'s architecture is not a point of the "
@@ -105,10 +110,11 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
                     "num_classes": classes, "resolution": resolution,
                     "mean": [float(m) for m in sn.mean], "std": [float(s) for s in sn.std]},
     }
-    with all_or_nothing(ExportDir(out_dir).files()):  # a failed write leaves no half export
+    with all_or_nothing(ExportDir(out_dir).files(produced.id)):  # no half export on failure
         paths, deltas = export_network(model, produced, out_dir, example, form, force=force,
                                       weights_note=note, extra=extra, onnx=onnx)
-    if bn_batches == 0 and not backbone:
+        more, converted = write_deploy(out_dir, produced, form, _batch_ones(example), deploy)
+    if bn_batches == 0 and not form.backbone:  # --yolo makes a backbone too
         # The weights are the supernet's own, statistics included: the written network must
         # give the supernet's logits for this architecture.
         exported = load_exported(out_dir).build_model().eval()
@@ -117,8 +123,21 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str =
             deltas["supernet"] = (exported(example) - sn.supernet(
                 example.contiguous(memory_format=sn.supernet.memory_format), arch)
             ).abs().max().item()
-    return {"paths": paths, "deltas": deltas, "row": row, "arch": arch, "produced": produced,
-            "out": Path(out_dir)}
+    return {"paths": paths + more, "deltas": deltas, "row": row, "arch": arch,
+            "produced": produced, "out": Path(out_dir), "converted": converted}
+
+
+def _batch_ones(example: torch.Tensor) -> List[torch.Tensor]:
+    """The first two images of ``example``, each a batch of one (what mobile runtimes take)."""
+    return [x.unsqueeze(0) for x in example[:2]]
+
+
+def target_inputs(arch: Architecture) -> List[torch.Tensor]:
+    """Two seeded random images at ``arch``'s target input, each a batch of one."""
+    inp = arch.input
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(1, inp.channels, inp.resolution, inp.resolution, generator=g)
+            for _ in range(2)]
 
 
 def _search_extra(row: Dict[str, Any]) -> Dict[str, Any]:
@@ -128,7 +147,7 @@ def _search_extra(row: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _export_trained(run, row, arch: Architecture, trained, out_dir, form: ExportForm,
-                    force: bool, onnx: bool) -> Dict[str, Any]:
+                    force: bool, onnx: bool, deploy: Deploy) -> Dict[str, Any]:
     """Export with the weights of the re-ranking's first standalone training of ``row``."""
     from ..files import load_checkpoint, read_json
     from ..model import build_model
@@ -158,8 +177,9 @@ def _export_trained(run, row, arch: Architecture, trained, out_dir, form: Export
                          "resolution": resolution,
                          "mean": [float(m) for m in ckpt["mean"]],
                          "std": [float(s) for s in ckpt["std"]]}}
-    with all_or_nothing(ExportDir(out_dir).files()):  # a failed write leaves no half export
+    with all_or_nothing(ExportDir(out_dir).files(produced.id)):  # no half export on failure
         paths, deltas = export_network(model.eval(), produced, out_dir, example, form,
                                        force=force, weights_note=note, extra=extra, onnx=onnx)
-    return {"paths": paths, "deltas": deltas, "row": row, "arch": arch, "produced": produced,
-            "out": Path(out_dir)}
+        more, converted = write_deploy(out_dir, produced, form, _batch_ones(example), deploy)
+    return {"paths": paths + more, "deltas": deltas, "row": row, "arch": arch,
+            "produced": produced, "out": Path(out_dir), "converted": converted}

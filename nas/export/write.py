@@ -19,7 +19,7 @@ from .. import __version__
 from ..arch import Architecture
 from ..cost import count_cost
 from ..errors import ExportError
-from ..files import atomic_write_bytes, tensor_bytes
+from ..files import atomic_write_bytes, remove_path, tensor_bytes
 from ..model import build_model, layer_table, onnx_program
 from ..ops.static import feature_levels
 from ..runs import ExportDir
@@ -61,7 +61,7 @@ def _prepare(out_dir, force: bool, arch: Architecture, form: ExportForm) -> Expo
         )
     out.path.mkdir(parents=True, exist_ok=True)
     for path in existing:  # an overwritten export's files belong to another network
-        path.unlink()
+        remove_path(path)
     return out
 
 

@@ -21,7 +21,6 @@ is on the machine it runs on.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Callable, Iterator, List, Sequence
@@ -31,8 +30,10 @@ from torch import nn
 
 from ..errors import UsageError
 from ..model import onnx_program
+from .runner import time_calls
 
-__all__ = ["Runtime", "TorchEager", "OnnxRuntime", "RUNTIMES", "make_runtime", "threads"]
+__all__ = ["Runtime", "TorchEager", "OnnxRuntime", "RUNTIMES", "make_runtime", "threads",
+           "onnx_unit_models"]
 
 #: What ``--latency`` (measured) and ``nas latency build --runtime`` accept.
 RUNTIMES = ("torch", "onnxruntime")
@@ -94,18 +95,9 @@ class Runtime(ABC):
         eager, a ratio that spread by 10% between networks; timed round-robin, by 4% in
         ONNX Runtime and 8% in torch, on a machine whose own noise was 2% and 10%.)
         """
-        clock = time.thread_time if self.threads == 1 else time.perf_counter
-        best = [float("inf")] * len(calls)
         with self._running():
-            for _ in range(warmup):
-                for call in calls:
-                    call()
-            for _ in range(repeats):
-                for i, call in enumerate(calls):
-                    start = clock()
-                    call()
-                    best[i] = min(best[i], clock() - start)
-        return [t * 1000 for t in best]
+            # the device runner's own loop: a table timed there follows this protocol
+            return time_calls(calls, warmup, repeats, self.threads)
 
     def describe(self) -> str:
         return f"{self.name}, {self.threads} thread(s)"
@@ -177,23 +169,30 @@ class OnnxRuntime(Runtime):
         return calls
 
     def _compile_bundle(self, modules, inputs):
-        from onnx.utils import Extractor
-
+        parts = onnx_unit_models(modules, inputs)
         names_in = [f"x{i}" for i in range(len(modules))]
-        names_out = [f"y{i}" for i in range(len(modules))]
-        if len(modules) == 1:  # a whole network: its own graph, as nas export writes it
-            parts = [onnx_program(modules[0].eval(), inputs, names_in, names_out).model_proto]
-        else:
-            graph = onnx_program(_Bundle(modules).eval(), inputs, names_in,
-                                 names_out).model_proto
-            extractor = Extractor(graph)
-            parts = [extractor.extract_model([i], [o]) for i, o in zip(names_in, names_out)]
         calls = []
         for part, name, x in zip(parts, names_in, inputs):
             session = self._session(part.SerializeToString())
             feed = {name: x.detach().cpu().numpy()}
             calls.append(lambda session=session, feed=feed: session.run(None, feed))
         return calls
+
+
+def onnx_unit_models(modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor]) -> list:
+    """One ONNX model (``onnx.ModelProto``) per module, module ``i`` reading input ``x{i}``
+    and writing output ``y{i}``, from one export of them all side by side (the
+    exporter's fixed cost per call is seconds; :data:`ONNX_BUNDLE` at a time); a single
+    module is exported alone, as ``nas export`` writes a whole network."""
+    from onnx.utils import Extractor
+
+    names_in = [f"x{i}" for i in range(len(modules))]
+    names_out = [f"y{i}" for i in range(len(modules))]
+    if len(modules) == 1:
+        return [onnx_program(modules[0].eval(), inputs, names_in, names_out).model_proto]
+    graph = onnx_program(_Bundle(modules).eval(), inputs, names_in, names_out).model_proto
+    extractor = Extractor(graph)
+    return [extractor.extract_model([i], [o]) for i, o in zip(names_in, names_out)]
 
 
 def make_runtime(name: str, threads: int = 1) -> Runtime:

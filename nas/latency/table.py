@@ -30,7 +30,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -43,24 +43,35 @@ from .measure import arch_latency
 from .runtime import ONNX_BUNDLE, RUNTIMES, Runtime, make_runtime
 from .units import Unit, arch_units, space_units, unit_keys
 
-__all__ = ["LatencyTable", "TableConfig", "build_table", "FORMAT"]
+__all__ = ["LatencyTable", "TableConfig", "UnitsConfig", "build_table", "FORMAT",
+           "DEVICE_RUNTIMES"]
 
 FORMAT = "nas-latency-lut/3"
 _OPERATION_FORMATS = ("nas-latency-lut/1", "nas-latency-lut/2")  # per-operation tables
+#: Runtimes a table timed on another device may be for (``nas latency pack --runtime``).
+DEVICE_RUNTIMES = ("onnxruntime", "ncnn")
 
 
 @dataclass
-class TableConfig(Settings):
-    """How ``nas latency build`` measures a table."""
+class UnitsConfig(Settings):
+    """Which units of a space a table holds, and how many whole networks fit its scale
+    (``nas latency build`` here, ``nas latency pack`` for a device)."""
 
     space: str = setting("mixnet_300m", help="search space (name or .yaml)")
-    runtime: str = setting("torch", choices=RUNTIMES,
-                           help="the runtime whose latency the table predicts")
     archs: int = setting(0, at_least=0,
                          help="0: every unit of the space; N: only the units of N random "
-                              "architectures (others are measured when first asked for)")
+                              "architectures (a partial table)")
     calibrate: int = setting(12, at_least=2,
                              help="whole networks measured to fit the table's two numbers")
+
+
+@dataclass
+class TableConfig(UnitsConfig):
+    """How ``nas latency build`` measures a table (units it lacks are measured when first
+    asked for)."""
+
+    runtime: str = setting("torch", choices=RUNTIMES,
+                           help="the runtime whose latency the table predicts")
     threads: int = setting(1, at_least=1, help="intra-op threads")
     repeats: int = setting(20, at_least=1,
                            help="timed runs per unit and network (the fastest is kept)")
@@ -75,17 +86,23 @@ class LatencyTable(LatencyModel):
         scale: the prediction is ``scale * (sum of the units' entries)``.
         threads, repeats: how entries are measured (also those measured on first use).
         path: the file it was loaded from (for messages).
+        device: where the entries were timed when not on this machine (``nas latency
+            read``: machine, system, runtime version, ...); such a table never measures a
+            unit it lacks here (this machine is not that device): it refuses it.
     """
 
     source = "table"
 
     def __init__(self, runtime: str = "torch", entries: Optional[Dict[str, float]] = None,
                  scale: float = 1.0, threads: int = 1,
-                 repeats: int = 20, path: Optional[Path] = None):
-        if runtime not in RUNTIMES:
-            raise ValueError(f"unknown runtime {runtime!r}: expected one of {RUNTIMES}")
+                 repeats: int = 20, path: Optional[Path] = None,
+                 device: Optional[Dict[str, Any]] = None):
+        known = DEVICE_RUNTIMES if device else RUNTIMES
+        if runtime not in known:
+            raise ValueError(f"unknown runtime {runtime!r}: expected one of {known}")
         self.backend = runtime
-        self.name = f"table ({runtime})"
+        self.device = dict(device) if device else None
+        self.name = f"table ({runtime}{' on a device' if device else ''})"
         self.entries: Dict[str, float] = dict(entries or {})
         self.scale = scale
         self.threads, self.repeats, self.path = threads, repeats, path
@@ -94,8 +111,10 @@ class LatencyTable(LatencyModel):
         self._runtime: Optional[Runtime] = None
 
     def describe(self) -> str:
+        where = (f" on {self.device.get('machine', '?')} {self.device.get('system', '')}"
+                 .rstrip() if self.device else "")
         return (f"predicted by the lookup table {self.path or '(in memory)'} for "
-                f"{self.backend}, {self.threads} thread(s) ({len(self.entries)} units)")
+                f"{self.backend}{where}, {self.threads} thread(s) ({len(self.entries)} units)")
 
     @property
     def runtime(self) -> Runtime:
@@ -135,6 +154,11 @@ class LatencyTable(LatencyModel):
         ``arch``'s units as their round-robin company)."""
         keys = unit_keys(arch)
         missing = [k for k in keys if k not in self.entries]
+        if missing and self.device:
+            raise CheckpointError(
+                f"{self.path or 'the device table'} lacks {len(set(missing))} unit(s) of "
+                f"{arch.id} (e.g. {missing[0]}), and this machine is not the device it was "
+                "timed on: pack the whole space (nas latency pack without --archs)")
         if missing:
             self.misses += len(set(missing))
             units = arch_units(arch)
@@ -177,6 +201,8 @@ class LatencyTable(LatencyModel):
         data = {"format": FORMAT, "runtime": self.backend, "threads": self.threads,
                 "repeats": self.repeats, "scale": self.scale,
                 "entries": self.entries, **extra}
+        if self.device:
+            data["device"] = self.device
         atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
     @classmethod
@@ -205,12 +231,16 @@ class LatencyTable(LatencyModel):
                 raise ValueError("latencies and scale must be numbers")
             if not all(v >= 0 for v in numbers):
                 raise ValueError("latencies and scale must not be negative")
-            if data["runtime"] not in RUNTIMES:
+            device = data.get("device")
+            if device is not None and not isinstance(device, dict):
+                raise ValueError("device must be an object")
+            known = DEVICE_RUNTIMES if device else RUNTIMES
+            if data["runtime"] not in known:
                 raise ValueError(f"runtime {data['runtime']!r} is not one of "
-                                 f"{', '.join(RUNTIMES)}")
+                                 f"{', '.join(known)}")
             return cls(data["runtime"], {str(k): float(v) for k, v in entries.items()},
                        float(data["scale"]), int(data["threads"]),
-                       int(data["repeats"]), path)
+                       int(data["repeats"]), path, device)
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise CheckpointError(f"{path}: malformed latency table ({e})") from None
 
