@@ -9,7 +9,7 @@ from typing import List
 
 import pytest
 
-from nas.config import Settings, inherit, setting
+from nas.config import Settings, inherit, setting, setting_of
 from nas.diagnose import DiagnoseConfig
 from nas.errors import UsageError
 from nas.latency import TableConfig
@@ -31,6 +31,7 @@ class Base(Settings):
     seeds: List[int] = setting([0, 1], rerun=True, help="seeds")
     fast: bool = setting(True, help="go fast")
     hidden: str = setting("", cli=False, help="not a flag")
+    files: List[str] = setting([], metavar="PATH", help="some files")
 
 
 @dataclasses.dataclass
@@ -45,9 +46,12 @@ def _parse(cls, argv):
 
 
 def test_flags_help_and_values_come_from_the_fields():
-    p, args = _parse(Base, ["--budget", "300M", "--seeds", "3", "4", "--no-fast"])
-    assert Base.given(args) == {"budget": 300_000_000, "seeds": [3, 4], "fast": False}
+    p, args = _parse(Base, ["--budget", "300M", "--seeds", "3", "4", "--no-fast", "--files",
+                            "a", "7"])
+    assert Base.given(args) == {"budget": 300_000_000, "seeds": [3, 4], "fast": False,
+                                "files": ["a", "7"]}
     text = p.format_help()
+    assert "--files PATH [PATH ...]" in text and "some files (default: none)" in text
     assert "--epochs EPOCHS  epochs (default: 1.0)" in " ".join(text.split()).replace(
         "EPOCHS epochs", "EPOCHS  epochs") or "(default: 1.0)" in text
     assert "--hidden" not in text and "{a,b}" in text
@@ -66,10 +70,28 @@ def test_inherit_keeps_the_declaration_and_changes_the_default():
 @pytest.mark.parametrize("bad, fragment", [
     ({"budget": 0}, "--budget must be >= 1"), ({"mode": "c"}, "--mode must be a or b"),
     ({"epochs": float("nan")}, "finite"), ({"fast": 1}, "true or false"),
-    ({"seeds": [1, "2"]}, "list of whole numbers")])
+    ({"seeds": [1, "2"]}, "list of whole numbers"), ({"files": ["a", 2]}, "list of texts")])
 def test_checks_name_the_flag(bad, fragment):
     with pytest.raises(UsageError, match=fragment):
         Base(**{"budget": 1, **bad}).validate()
+
+
+@dataclasses.dataclass
+class Elsewhere(Settings):
+    rounds: float = setting_of(Child, "epochs", default=7.0, rerun=True)
+    mode_again: str = setting_of(Base, "mode", flag="--mode")
+
+
+def test_a_setting_declared_again_elsewhere_keeps_its_declaration():
+    """setting_of: another class's setting under another name: the help and bounds come
+    along, the flag is its own."""
+    assert Elsewhere().rounds == 7.0 and Elsewhere.flag("rounds") == "--rounds"
+    assert Elsewhere.flag("mode_again") == "--mode" and Elsewhere.rerun_settings() == {"rounds"}
+    with pytest.raises(UsageError, match="--rounds must be > 0"):
+        Elsewhere(rounds=0.0).validate()
+    with pytest.raises(UsageError, match="--mode must be a or b"):
+        Elsewhere(mode_again="c").validate()
+    assert "epochs (default: 7.0)" in " ".join(_parse(Elsewhere, [])[0].format_help().split())
 
 
 def test_strict_loading_of_saved_settings():
