@@ -12,15 +12,17 @@ import pytest
 from nas.config import Settings, inherit, setting, setting_of
 from nas.diagnose import DiagnoseConfig
 from nas.errors import UsageError
+from nas.estimators import PredictorConfig, RankConfig
+from nas.export import ExportConfig
 from nas.latency import TableConfig
 from nas.reference import ReferenceConfig
-from nas.search import SearchConfig
+from nas.search import RerankConfig, SearchConfig
 from nas.train import RetrainConfig, TrainConfig
 from nas.units import parse_flops
 
 NAS = Path(__file__).parents[1] / "nas"
 ALL_SETTINGS = [SearchConfig, TrainConfig, RetrainConfig, DiagnoseConfig, ReferenceConfig,
-                TableConfig]
+                TableConfig, RerankConfig, RankConfig, PredictorConfig, ExportConfig]
 
 
 @dataclasses.dataclass
@@ -83,8 +85,8 @@ class Elsewhere(Settings):
 
 
 def test_a_setting_declared_again_elsewhere_keeps_its_declaration():
-    """setting_of: another class's setting under another name: the help and bounds come
-    along, the flag is its own."""
+    """setting_of: another class's setting under another name (nas search --rerank-steps is
+    nas rerank --steps): the help and bounds come along, the flag is its own."""
     assert Elsewhere().rounds == 7.0 and Elsewhere.flag("rounds") == "--rounds"
     assert Elsewhere.flag("mode_again") == "--mode" and Elsewhere.rerun_settings() == {"rounds"}
     with pytest.raises(UsageError, match="--rounds must be > 0"):
@@ -92,6 +94,12 @@ def test_a_setting_declared_again_elsewhere_keeps_its_declaration():
     with pytest.raises(UsageError, match="--mode must be a or b"):
         Elsewhere(mode_again="c").validate()
     assert "epochs (default: 7.0)" in " ".join(_parse(Elsewhere, [])[0].format_help().split())
+    # the search's re-ranking recipe is nas rerank's: one default each
+    for name in ("steps", "seeds"):
+        mine, theirs = (SearchConfig.settings()[f"rerank_{name}"],
+                        RerankConfig.settings()[name])
+        assert mine.default == theirs.default and \
+            mine.metadata["nas_setting"]["help"] == theirs.metadata["nas_setting"]["help"]
 
 
 def test_strict_loading_of_saved_settings():
@@ -111,8 +119,9 @@ def test_strict_loading_of_saved_settings():
 def test_every_command_setting_round_trips_and_has_help(cls):
     required = {n: 1 for n, f in cls.settings().items()
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    extra = {"arch": "3x32x32-10/stem_c8/ds_r1_k3_c8/head_c16"} if cls is RetrainConfig else {}
-    config = cls(**required, **extra).validate()
+    extra = {RetrainConfig: {"arch": "3x32x32-10/stem_c8/ds_r1_k3_c8/head_c16"},
+             RankConfig: {"estimator": "naswot"}}.get(cls, {})
+    config = cls(**{**required, **extra}).validate()
     assert cls.from_dict(config.to_dict()) == config
     assert all(f.metadata["nas_setting"]["help"] for f in cls.settings().values())
 
@@ -124,7 +133,10 @@ def test_the_cli_declares_no_setting_flag_by_hand():
 
     builders = {SearchConfig: cli._search_args, TrainConfig: cli._supernet_args,
                 RetrainConfig: cli._train_args, DiagnoseConfig: cli._diagnose_args,
-                ReferenceConfig: cli._reference_args, TableConfig: cli._latency_args}
+                ReferenceConfig: cli._reference_args, TableConfig: cli._latency_args,
+                RerankConfig: cli._rerank_args, RankConfig: cli._rank_args,
+                PredictorConfig: cli._predictor_args, ExportConfig: cli._export_args}
+    assert set(builders) == set(ALL_SETTINGS)
     for cls, builder in builders.items():
         source = inspect.getsource(builder)
         assert f"{cls.__name__}.add_arguments(" in source
