@@ -138,17 +138,16 @@ def _diagnose_args(p: argparse.ArgumentParser) -> None:
 
 
 def _rank_args(p: argparse.ArgumentParser) -> None:
+    from .estimators import RankConfig
+
     p.add_argument("reference", help="a reference directory (nas reference)")
-    p.add_argument("--estimator", required=True, metavar="{supernet,naswot,predictor:PATH}",
-                   help="the estimator to rank the reference's architectures with")
-    p.add_argument("--supernet", nargs="+", default=[], metavar="PATH",
-                   help="supernet checkpoints for --estimator supernet (their scores averaged)")
-    p.add_argument("--calib-images", type=int, default=2048,
-                   help="BatchNorm recalibration images of the supernet score (default 2048)")
+    RankConfig.add_arguments(p)
     p.add_argument("-o", "--output", help="write the per-architecture scores (.csv)")
 
 
 def _predictor_args(p: argparse.ArgumentParser) -> None:
+    from .estimators import PredictorConfig
+
     sub = p.add_subparsers(dest="predictor_command", required=True, metavar="SUBCOMMAND")
     fit = sub.add_parser("fit", help="fit an accuracy predictor on a reference",
                          description="Fit a predictor (nas search --estimator predictor:FILE) "
@@ -157,24 +156,14 @@ def _predictor_args(p: argparse.ArgumentParser) -> None:
                      help="reference directories (nas reference) of one space, data and "
                           "recipe; several are pooled")
     fit.add_argument("-o", "--output", required=True, help="the predictor file (.json)")
-    fit.add_argument("--model", default="ridge", choices=("ridge", "gbm"),
-                     help="ridge regression or gradient-boosted trees (default ridge)")
-    fit.add_argument("--encoding", default="summary", choices=("summary", "onehot"),
-                     help="per-stage summaries or one indicator per decision (default summary)")
-    fit.add_argument("--naswot", action="store_true",
-                     help="add the NASWOT score as a feature (computed on the search's data)")
-    # measured (experiments/README.md): 80 architectures at one seed each trained a predictor
-    # that ranked better than 40 at three seeds; more architectures beat more seeds
-    fit.add_argument("--min-seeds", type=int, default=1,
-                     help="use architectures with at least this many seeds (default 1)")
+    PredictorConfig.add_arguments(fit)
 
 
 def _rerank_args(p: argparse.ArgumentParser) -> None:
+    from .search import RerankConfig
+
     p.add_argument("run", help="run directory written by nas search")
-    p.add_argument("--top", type=int, default=3, help="architectures to retrain (default 3)")
-    p.add_argument("--steps", type=int, default=300,
-                   help="standalone training steps of batch 128 (default 300)")
-    p.add_argument("--seeds", type=int, default=2, help="seeds per architecture (default 2)")
+    RerankConfig.add_arguments(p)
 
 
 def _reference_args(p: argparse.ArgumentParser) -> None:
@@ -197,48 +186,16 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
+    from .export import ExportConfig
+
     p.add_argument("run", nargs="?", help="run directory written by nas search")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", type=int, help="trial number (see nas report RUN)")
     which.add_argument("--best", action="store_true", help="the best trial by --objective")
     which.add_argument("--arch", help="canonical architecture string, or a path to an "
                                       "arch.json (no weights)")
-    p.add_argument("--objective", default="reward", choices=("reward", "acc"),
-                   help="what --best maximises (default reward)")
     p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--fused", action="store_true",
-                   help="each MixConv as one zero-padded depthwise conv (same outputs)")
-    p.add_argument("--channels-last", action="store_true",
-                   help="NHWC memory format (often faster on CPU)")
-    p.add_argument("--fold-bn", action="store_true",
-                   help="fold each BatchNorm into the conv before it: an inference-only form "
-                        "(same outputs up to rounding, fewer operations)")
-    p.add_argument("--backbone", action="store_true",
-                   help="a detection backbone: build_model() returns the feature maps of "
-                        "--out-indices (timm's features_only), no head; arch.json lists "
-                        "every level's channels, reduction and shape")
-    p.add_argument("--out-indices", type=int, nargs="+", metavar="LEVEL",
-                   help="the backbone's feature levels, 0 the stem's (default: the levels "
-                        "at strides 8, 16 and 32)")
-    p.add_argument("--force", action="store_true", help="overwrite an earlier export")
-    # Deploy forms (kept together: they move into the export's settings class as one).
-    p.add_argument("--format", dest="formats", nargs="+", default=[],
-                   choices=("ncnn", "mnn", "tflite", "coreml"), metavar="FORMAT",
-                   help="also write the network for a mobile runtime: ncnn, mnn, tflite, "
-                        "coreml (each an extra: pip install 'nas[FORMAT]'), each checked "
-                        "against torch where its runtime runs here (Core ML: converted only)")
-    p.add_argument("--convert-timeout", type=float, default=900.0, metavar="SECONDS",
-                   help="seconds each format's converter may run (default 900)")
-    p.add_argument("--yolo", action="store_true",
-                   help="also write the backbone as an ultralytics plugin (nas_yolo_ID.py) and "
-                        "a YOLOv8-style detector over its stride 8/16/32 levels (yolo.yaml); "
-                        "implies --backbone")
-
-
-def _deploy(args):
-    from .export import Deploy
-
-    return Deploy(formats=tuple(args.formats), timeout=args.convert_timeout, yolo=args.yolo)
+    ExportConfig.add_arguments(p)
 
 
 def _print_deploy(result_paths, converted, yolo: bool, fresh: bool) -> None:
@@ -650,12 +607,13 @@ def _reference(args) -> None:
 
 
 def _rank(args) -> None:
-    from .estimators import make_estimator
+    from .estimators import RankConfig, make_estimator
     from .reference import estimator_context, rank_estimator
 
-    context = estimator_context(args.reference, supernets=args.supernet,
-                                calib_images=args.calib_images)
-    s = rank_estimator(args.reference, make_estimator(args.estimator, context))
+    config = RankConfig(**RankConfig.given(args)).validate()
+    context = estimator_context(args.reference, supernets=config.supernet,
+                                calib_images=config.calib_images)
+    s = rank_estimator(args.reference, make_estimator(config.estimator, context))
     print(f"{s['estimator']}")
     print(f"{s['n']} architectures: Kendall tau {s['kendall']:.3f} [{s['kendall_ci'][0]:.2f}, "
           f"{s['kendall_ci'][1]:.2f}], Spearman rho {s['spearman']:.3f} "
@@ -674,11 +632,10 @@ def _predictor_fit(args) -> None:
 
     from .arch import Architecture
     from .data.recipe import same_recipe
-    from .estimators import NaswotEstimator, save_predictor
+    from .estimators import NaswotEstimator, PredictorConfig, save_predictor
     from .reference import estimator_context, load_reference, reference_config
 
-    if args.min_seeds < 1:
-        raise UsageError("--min-seeds must be at least 1")
+    fit = PredictorConfig(**PredictorConfig.given(args)).validate()
     # targets pooled from several references are comparable only under one recipe
     same = ("space", "data", "resolution", "epochs", "batch_size", "lr", "split_seed",
             "val_fraction")
@@ -698,26 +655,26 @@ def _predictor_fit(args) -> None:
     per_arch = (pd.concat(tables, ignore_index=True).sort_values("count", ascending=False,
                                                                kind="stable")
                 .drop_duplicates("id"))
-    per_arch = per_arch[per_arch["count"] >= args.min_seeds]
+    per_arch = per_arch[per_arch["count"] >= fit.min_seeds]
     where = " + ".join(args.reference)
     if len(per_arch) < 5:
-        raise RunError(f"{where}: {len(per_arch)} architectures have {args.min_seeds} "
+        raise RunError(f"{where}: {len(per_arch)} architectures have {fit.min_seeds} "
                        "seeds or more; a predictor needs at least 5")
     archs = [Architecture.parse(a) for a in per_arch.arch]
     extra, settings = {}, {"reference": list(args.reference), "data": config.data,
                            "recipe": next((c.recipe for c in configs if c.recipe), "")}
-    if args.naswot:
+    if fit.naswot:
         context = estimator_context(args.reference[0])
         extra["naswot"] = NaswotEstimator(context.images(128), context.num_classes).score(archs)
         settings.update(naswot_images=128, naswot_seed=0)
     space = None
-    if args.encoding == "onehot":
+    if fit.encoding == "onehot":
         from .space import load_space
 
         space = load_space(config.space)
-    save_predictor(args.output, archs, list(per_arch["mean"]), args.model, args.encoding,
+    save_predictor(args.output, archs, list(per_arch["mean"]), fit.model, fit.encoding,
                    config.resolution or None, extra, space, settings)
-    print(f"{args.model} on {args.encoding}{' + naswot' if extra else ''}, fitted on "
+    print(f"{fit.model} on {fit.encoding}{' + naswot' if extra else ''}, fitted on "
           f"{len(archs)} architectures of {where}: {args.output}")
     print(f"use it: nas search --budget 300M --data {_quote(config.data)} "
           f"--estimator predictor:{_quote(args.output)}")
@@ -726,15 +683,14 @@ def _predictor_fit(args) -> None:
 def _rerank(args) -> None:
     from dataclasses import replace
 
-    from .search import open_run, open_storage
+    from .search import RerankConfig, open_run, open_storage
     from .search.rerank import rerank
     from .search.results import study_url
 
-    if args.top < 1 or args.steps < 1 or args.seeds < 1:
-        raise UsageError("--top, --steps and --seeds must be at least 1")
+    recipe = RerankConfig(**RerankConfig.given(args)).validate()
     run = open_run(args.run)
-    config = replace(run.config, rerank=args.top, rerank_steps=args.steps,
-                     rerank_seeds=args.seeds).validate()
+    config = replace(run.config, rerank=recipe.top, rerank_steps=recipe.steps,
+                     rerank_seeds=recipe.seeds).validate()
     import optuna
 
     study = optuna.load_study(study_name=config.study,
@@ -787,15 +743,13 @@ def _report(args) -> None:
     print(f"study:  {dashboard_command(run)}")
 
 
-def _levels(out_indices):
-    return tuple(out_indices) if out_indices is not None else None
-
-
 def _export(args) -> None:
     from .cost import count_cost
-    from .export import ExportForm, check_deploy, export_arch, write_deploy
+    from .export import ExportConfig, check_deploy, export_arch, write_deploy
 
-    deploy = _deploy(args)
+    settings = ExportConfig.given(args)
+    config = ExportConfig(**settings).validate()
+    form, deploy = config.form(), config.deploy()
     if args.arch is not None:
         if args.run:
             raise UsageError("give either a run directory (with --trial/--best) or --arch")
@@ -804,12 +758,9 @@ def _export(args) -> None:
         from .files import all_or_nothing
         from .runs import ExportDir
 
-        form = deploy.form(ExportForm(fused=args.fused, channels_last=args.channels_last,
-                                      fold_bn=args.fold_bn, backbone=args.backbone,
-                                      out_indices=_levels(args.out_indices)))
         check_deploy(arch, form, deploy)
         with all_or_nothing(ExportDir(args.output).files(arch.id)):  # no half export
-            paths = export_arch(arch, args.output, force=args.force, form=form)
+            paths = export_arch(arch, args.output, force=config.force, form=form)
             more, converted = write_deploy(args.output, arch, form, target_inputs(arch),
                                            deploy)
         cost = count_cost(arch)
@@ -823,10 +774,7 @@ def _export(args) -> None:
         raise UsageError("--trial and --best need a run directory: nas export RUN --best -o DIR")
     from .export import export_trial
 
-    result = export_trial(args.run, args.output, trial=args.trial, objective=args.objective,
-                          fused=args.fused, channels_last=args.channels_last, force=args.force,
-                          fold_bn=args.fold_bn, backbone=args.backbone,
-                          out_indices=_levels(args.out_indices), deploy=deploy)
+    result = export_trial(args.run, args.output, trial=args.trial, **settings)
     row, deltas, net = result["row"], result["deltas"], result["produced"]
     cost, inp = count_cost(net), net.input
     estimate = (f"search accuracy {row['accuracy']:.2%}"
@@ -843,7 +791,7 @@ def _export(args) -> None:
         print("no weights: the search scored without a supernet and did not re-rank "
               "(nas rerank RUN trains the best few); retrain it with nas train --from DIR")
         return
-    what = "features" if args.backbone or args.yolo else "logits"
+    what = "features" if form.backbone else "logits"
     print(f"check: max |{what} - exported network's "
           f"source| = {deltas['model']:.2e} (model.py + "
           f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"

@@ -16,6 +16,10 @@ with :func:`inherit`, so the help and bounds stay written once::
     class RetrainSettings(LoopSettings):
         epochs: float = inherit(5.0)
 
+A setting that another command declares too, under its own flag (``nas search
+--rerank-steps`` is ``nas rerank --steps``), is taken from there with :func:`setting_of`.
+A list setting (``List[int]``, ``List[str]``) takes one or more values after its flag.
+
 A setting whose value may name a file (``path=``) is independent of the working directory:
 :meth:`Settings.resolved` makes its file absolute, and a saved ``config.json`` stores a file
 inside the run directory relative to it (so the directory can be moved) and any other file
@@ -34,7 +38,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, T
 
 from .errors import UsageError
 
-__all__ = ["setting", "inherit", "Settings", "flag_of", "a_path"]
+__all__ = ["setting", "inherit", "setting_of", "Settings", "flag_of", "a_path"]
 
 #: Splits a setting's value into ``(prefix, file)`` when it names a file, else None.
 Locate = Callable[[str], Optional[Tuple[str, str]]]
@@ -91,6 +95,18 @@ def inherit(default: Any) -> Any:
     return dataclasses.field(default=default, metadata={_INHERIT: True})
 
 
+def setting_of(cls: type, name: str, **changes: Any) -> Any:
+    """Setting ``name`` of the settings class ``cls`` declared again in another class, under
+    this field's name and flag: its default, help and bounds stay written once.
+    ``changes`` are :func:`setting`'s arguments that differ here (``rerun=True``,
+    ``default=...``, ``flag=...``)."""
+    base = cls.__dataclass_fields__[name]
+    default = (base.default_factory() if base.default_factory is not dataclasses.MISSING
+               else base.default)
+    meta = {**base.metadata[_META], "flag": None, "default": default, **changes}
+    return setting(meta.pop("default"), **meta)
+
+
 def flag_of(name: str, meta: Optional[Mapping[str, Any]] = None) -> str:
     """``batch_size`` -> ``--batch-size`` (or the flag the setting declares)."""
     if meta and meta.get("flag"):
@@ -99,8 +115,18 @@ def flag_of(name: str, meta: Optional[Mapping[str, Any]] = None) -> str:
 
 
 def _describe(kind) -> str:
-    return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(
-        kind, "a list of whole numbers")
+    if _is_list(kind):
+        return {int: "a list of whole numbers", str: "a list of texts"}[_item(kind)]
+    return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}[kind]
+
+
+def _is_list(kind) -> bool:
+    return typing.get_origin(kind) is list
+
+
+def _item(kind):
+    """The type of a list setting's items (``List[str]``: ``str``)."""
+    return typing.get_args(kind)[0]
 
 
 class Settings:
@@ -129,8 +155,9 @@ class Settings:
         out = {}
         for name in cls.settings():
             hint = hints[name]
-            origin = typing.get_origin(hint)
-            out[name] = list if origin in (list, typing.List) else hint
+            if typing.get_origin(hint) is list:  # List[int] or List[str], as declared
+                hint = typing.List[(typing.get_args(hint) or (int,))[0]]
+            out[name] = hint
         return out
 
     @classmethod
@@ -246,7 +273,7 @@ class Settings:
             kind = types[name]
             if kind is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
-            elif kind is list:
+            elif _is_list(kind):
                 kwargs.update(nargs="+", type=str)
             else:
                 kwargs["type"] = str
@@ -271,7 +298,7 @@ class Settings:
 
 
 def _show(value) -> str:
-    if value == "":
+    if value == "" or value == []:
         return "none"
     if isinstance(value, list):
         return " ".join(map(str, value))
@@ -279,9 +306,8 @@ def _show(value) -> str:
 
 
 def _is_type(value, kind) -> bool:
-    if kind is list:
-        return isinstance(value, list) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if _is_list(kind):
+        return isinstance(value, list) and all(_is_type(v, _item(kind)) for v in value)
     if kind is bool:
         return isinstance(value, bool)
     if isinstance(value, bool):
@@ -297,8 +323,8 @@ def _from_text(name: str, raw, kind, meta) -> Any:
         return bool(raw)
     if meta["parse"] is not None:
         return meta["parse"](raw)
-    if kind is list:
-        return [_from_text(name, r, int, meta) for r in raw]
+    if _is_list(kind):
+        return [_from_text(name, r, _item(kind), meta) for r in raw]
     try:
         if kind is int:
             if not re.fullmatch(r"[+-]?\d+", raw.strip()):
@@ -315,7 +341,7 @@ def _check_value(name: str, value, kind, meta) -> None:
     flag = flag_of(name, meta)
     if not _is_type(value, kind):
         raise UsageError(f"{flag} must be {_describe(kind)}, got {value!r}")
-    values = value if kind is list else [value]
+    values = value if _is_list(kind) else [value]
     for v in values:
         if isinstance(v, float) and not math.isfinite(v):
             raise UsageError(f"{flag} must be a finite number, got {v}")

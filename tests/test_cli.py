@@ -184,3 +184,54 @@ def test_os_errors_name_the_file_they_could_not_write(tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert err[0] == f"nas: error: {tmp_path / 'x' / 'model.py'}: File too large"
     assert not (tmp_path / "x" / "model.py").exists() and not list((tmp_path / "x").iterdir())
+
+
+ARCH = "3x32x32-10/stem_c8/ds_r1_k3_c8/head_c16"
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["rerank", "RUN", "--top", "0"], "--top must be >= 1, got 0"),
+    (["rerank", "RUN", "--steps", "many"], "--steps must be a whole number, got 'many'"),
+    (["rank", "REF", "--estimator", "oracle"],
+     "--estimator must be supernet, naswot or predictor:PATH, got 'oracle'"),
+    (["rank", "REF", "--estimator", "naswot", "--calib-images", "-1"],
+     "--calib-images must be >= 0, got -1"),
+    (["predictor", "fit", "REF", "-o", "p.json", "--model", "svm"],
+     "--model must be ridge or gbm, got 'svm'"),
+    (["predictor", "fit", "REF", "-o", "p.json", "--min-seeds", "0"],
+     "--min-seeds must be >= 1, got 0"),
+    (["export", "--arch", ARCH, "-o", "x", "--objective", "loss"],
+     "--objective must be reward or acc, got 'loss'"),
+    (["export", "--arch", ARCH, "-o", "x", "--out-indices", "2", "top"],
+     "--out-indices must be a whole number, got 'top'"),
+])
+def test_settings_of_rerank_rank_predictor_and_export_are_refused_first(argv, fragment, capsys,
+                                                                        tmp_path, monkeypatch):
+    """Their flags are settings classes: a bad value is one line naming the flag, exit 2,
+    before the run, reference or output named is read or written."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"nas: error: {fragment}"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["rerank"], ["--top TOP architectures to retrain (default: 3)",
+                  "(batch 128) (default: 300)", "--seeds SEEDS seeds per re-ranked "
+                  "architecture (default: 2)"]),
+    (["rank"], ["--estimator {supernet,naswot,predictor:PATH}", "--supernet PATH [PATH ...]",
+                "(default: none)", "(default: 2048)"]),
+    (["predictor", "fit"], ["--model {ridge,gbm}", "(default: ridge)", "(default: summary)",
+                            "--naswot, --no-naswot", "(default: 1)"]),
+    (["export"], ["--objective {reward,acc} what --best maximises (default: reward)",
+                  "--fused, --no-fused", "--fold-bn, --no-fold-bn",
+                  "--out-indices LEVEL [LEVEL ...]", "--force, --no-force"]),
+])
+def test_settings_commands_show_each_default_once_declared(argv, shown, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for part in shown:
+        assert part in text

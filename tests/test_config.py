@@ -9,19 +9,21 @@ from typing import List
 
 import pytest
 
-from nas.config import Settings, inherit, setting
+from nas.config import Settings, inherit, setting, setting_of
 from nas.diagnose import DiagnoseConfig
 from nas.errors import UsageError
+from nas.estimators import PredictorConfig, RankConfig
+from nas.export import ExportConfig
 from nas.latency import TableConfig
 from nas.latency.device import PackConfig
 from nas.reference import ReferenceConfig
-from nas.search import SearchConfig
+from nas.search import RerankConfig, SearchConfig
 from nas.train import RetrainConfig, TrainConfig
 from nas.units import parse_flops
 
 NAS = Path(__file__).parents[1] / "nas"
 ALL_SETTINGS = [SearchConfig, TrainConfig, RetrainConfig, DiagnoseConfig, ReferenceConfig,
-                TableConfig, PackConfig]
+                TableConfig, PackConfig, RerankConfig, RankConfig, PredictorConfig, ExportConfig]
 
 
 @dataclasses.dataclass
@@ -32,6 +34,7 @@ class Base(Settings):
     seeds: List[int] = setting([0, 1], rerun=True, help="seeds")
     fast: bool = setting(True, help="go fast")
     hidden: str = setting("", cli=False, help="not a flag")
+    files: List[str] = setting([], metavar="PATH", help="some files")
 
 
 @dataclasses.dataclass
@@ -46,9 +49,12 @@ def _parse(cls, argv):
 
 
 def test_flags_help_and_values_come_from_the_fields():
-    p, args = _parse(Base, ["--budget", "300M", "--seeds", "3", "4", "--no-fast"])
-    assert Base.given(args) == {"budget": 300_000_000, "seeds": [3, 4], "fast": False}
+    p, args = _parse(Base, ["--budget", "300M", "--seeds", "3", "4", "--no-fast", "--files",
+                            "a", "7"])
+    assert Base.given(args) == {"budget": 300_000_000, "seeds": [3, 4], "fast": False,
+                                "files": ["a", "7"]}
     text = p.format_help()
+    assert "--files PATH [PATH ...]" in text and "some files (default: none)" in text
     assert "--epochs EPOCHS  epochs (default: 1.0)" in " ".join(text.split()).replace(
         "EPOCHS epochs", "EPOCHS  epochs") or "(default: 1.0)" in text
     assert "--hidden" not in text and "{a,b}" in text
@@ -67,10 +73,34 @@ def test_inherit_keeps_the_declaration_and_changes_the_default():
 @pytest.mark.parametrize("bad, fragment", [
     ({"budget": 0}, "--budget must be >= 1"), ({"mode": "c"}, "--mode must be a or b"),
     ({"epochs": float("nan")}, "finite"), ({"fast": 1}, "true or false"),
-    ({"seeds": [1, "2"]}, "list of whole numbers")])
+    ({"seeds": [1, "2"]}, "list of whole numbers"), ({"files": ["a", 2]}, "list of texts")])
 def test_checks_name_the_flag(bad, fragment):
     with pytest.raises(UsageError, match=fragment):
         Base(**{"budget": 1, **bad}).validate()
+
+
+@dataclasses.dataclass
+class Elsewhere(Settings):
+    rounds: float = setting_of(Child, "epochs", default=7.0, rerun=True)
+    mode_again: str = setting_of(Base, "mode", flag="--mode")
+
+
+def test_a_setting_declared_again_elsewhere_keeps_its_declaration():
+    """setting_of: another class's setting under another name (nas search --rerank-steps is
+    nas rerank --steps): the help and bounds come along, the flag is its own."""
+    assert Elsewhere().rounds == 7.0 and Elsewhere.flag("rounds") == "--rounds"
+    assert Elsewhere.flag("mode_again") == "--mode" and Elsewhere.rerun_settings() == {"rounds"}
+    with pytest.raises(UsageError, match="--rounds must be > 0"):
+        Elsewhere(rounds=0.0).validate()
+    with pytest.raises(UsageError, match="--mode must be a or b"):
+        Elsewhere(mode_again="c").validate()
+    assert "epochs (default: 7.0)" in " ".join(_parse(Elsewhere, [])[0].format_help().split())
+    # the search's re-ranking recipe is nas rerank's: one default each
+    for name in ("steps", "seeds"):
+        mine, theirs = (SearchConfig.settings()[f"rerank_{name}"],
+                        RerankConfig.settings()[name])
+        assert mine.default == theirs.default and \
+            mine.metadata["nas_setting"]["help"] == theirs.metadata["nas_setting"]["help"]
 
 
 def test_strict_loading_of_saved_settings():
@@ -90,8 +120,9 @@ def test_strict_loading_of_saved_settings():
 def test_every_command_setting_round_trips_and_has_help(cls):
     required = {n: 1 for n, f in cls.settings().items()
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    extra = {"arch": "3x32x32-10/stem_c8/ds_r1_k3_c8/head_c16"} if cls is RetrainConfig else {}
-    config = cls(**required, **extra).validate()
+    extra = {RetrainConfig: {"arch": "3x32x32-10/stem_c8/ds_r1_k3_c8/head_c16"},
+             RankConfig: {"estimator": "naswot"}}.get(cls, {})
+    config = cls(**{**required, **extra}).validate()
     assert cls.from_dict(config.to_dict()) == config
     assert all(f.metadata["nas_setting"]["help"] for f in cls.settings().values())
 
@@ -104,7 +135,10 @@ def test_the_cli_declares_no_setting_flag_by_hand():
     builders = {SearchConfig: cli._search_args, TrainConfig: cli._supernet_args,
                 RetrainConfig: cli._train_args, DiagnoseConfig: cli._diagnose_args,
                 ReferenceConfig: cli._reference_args, TableConfig: cli._latency_args,
-                PackConfig: cli._latency_args}
+                PackConfig: cli._latency_args,
+                RerankConfig: cli._rerank_args, RankConfig: cli._rank_args,
+                PredictorConfig: cli._predictor_args, ExportConfig: cli._export_args}
+    assert set(builders) == set(ALL_SETTINGS)
     for cls, builder in builders.items():
         source = inspect.getsource(builder)
         assert f"{cls.__name__}.add_arguments(" in source

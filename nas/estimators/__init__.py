@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
+from ..config import Settings, setting
 from ..errors import UsageError
 from ..lazy import lazy_names
 from .base import Estimator
@@ -28,17 +29,32 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "top_k": "metrics", "NaswotEstimator": "naswot", "naswot_score": "naswot",
     "MODELS": "predictor", "Predictor": "predictor", "PredictorEstimator": "predictor",
     "save_predictor": "predictor", "read_predictor": "predictor",
-    "SupernetEstimator": "supernet"})
+    "PredictorConfig": "predictor", "SupernetEstimator": "supernet"})
 
 __all__ = ["Estimator", "SupernetEstimator", "NaswotEstimator", "PredictorEstimator",
-           "Predictor", "EstimatorContext", "make_estimator", "naswot_score", "save_predictor",
-           "summary_features", "onehot_features", "feature_table", "ENCODINGS", "MODELS",
-           "ESTIMATOR_SPEC", "needs_supernet", "check_estimator", "read_predictor",
-           "rank_correlation", "rank_metrics", "top_k"]
+           "Predictor", "PredictorConfig", "RankConfig", "EstimatorContext", "make_estimator",
+           "naswot_score", "save_predictor", "summary_features", "onehot_features",
+           "feature_table", "ENCODINGS", "MODELS", "ESTIMATOR_SPEC", "needs_supernet",
+           "check_estimator", "read_predictor", "rank_correlation", "rank_metrics", "top_k"]
 
 #: What ``--estimator`` accepts.
 ESTIMATOR_SPEC = r"supernet|naswot|predictor:.+"
 NASWOT_IMAGES = 128  # the paper's minibatch
+
+
+@dataclass
+class RankConfig(Settings):
+    """How ``nas rank REFERENCE`` scores a reference's architectures: the estimator, and
+    what it is built from (:func:`nas.reference.estimator_context`)."""
+
+    estimator: str = setting(pattern=ESTIMATOR_SPEC, metavar="{supernet,naswot,predictor:PATH}",
+                             expected="supernet, naswot or predictor:PATH",
+                             help="the estimator to rank the reference's architectures with")
+    supernet: List[str] = setting([], metavar="PATH",
+                                  help="supernet checkpoints for --estimator supernet (their "
+                                       "scores averaged)")
+    calib_images: int = setting(2048, at_least=0,
+                                help="BatchNorm recalibration images of the supernet score")
 
 
 @dataclass

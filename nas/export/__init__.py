@@ -4,15 +4,19 @@ backbone as a YOLO (ultralytics) plugin.
 
     export_arch(arch, "out/")                            # model.py + arch.json, no weights
     export_trial("runs/RUN", "mynet", trial=None)        # the best trial, supernet weights
-    export_trial("runs/RUN", "mynet", deploy=Deploy(formats=("ncnn",), yolo=True))
+    export_trial("runs/RUN", "mynet", formats=["ncnn"], yolo=True)  # ExportConfig's names
 """
 
-from .deploy import Deploy, check_deploy, write_deploy
-from .mobile import FORMATS, Converted, convert_export
-from .source import ExportForm, model_source
-from .trial import export_trial
-from .write import export_arch, export_network, fold_state_dict, fuse_state_dict, load_exported
+from ..lazy import lazy_names
 
-__all__ = ["ExportForm", "model_source", "export_trial", "export_arch", "export_network",
-           "fold_state_dict", "fuse_state_dict", "load_exported", "Deploy", "check_deploy",
-           "write_deploy", "FORMATS", "Converted", "convert_export"]
+# Imported on first use: ``nas export``'s flags (:mod:`.config`) are read before torch is.
+__getattr__, __dir__ = lazy_names(__name__, {
+    "ExportConfig": "config", "ExportForm": "source", "model_source": "source",
+    "export_trial": "trial", "export_arch": "write", "export_network": "write",
+    "fold_state_dict": "write", "fuse_state_dict": "write", "load_exported": "write",
+    "Deploy": "deploy", "check_deploy": "deploy", "write_deploy": "deploy",
+    "FORMATS": "formats", "Converted": "mobile", "convert_export": "mobile"})
+
+__all__ = ["ExportConfig", "ExportForm", "model_source", "export_trial", "export_arch",
+           "export_network", "fold_state_dict", "fuse_state_dict", "load_exported", "Deploy",
+           "check_deploy", "write_deploy", "FORMATS", "Converted", "convert_export"]

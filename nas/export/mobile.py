@@ -29,39 +29,12 @@ import torch
 from ..errors import ExportError
 from ..files import remove_path
 from ..runs import ExportDir
+from .formats import DEFAULT_TIMEOUT, FORMATS, Format
 from .write import load_exported, max_difference
 
 __all__ = ["FORMATS", "Format", "Converted", "check_formats", "convert_export", "run_worker"]
 
 
-@dataclass(frozen=True)
-class Format:
-    """One mobile format.
-
-    Attributes:
-        name: as ``--format`` spells it (its files: ``ExportDir.format_files(name)``).
-        modules: the Python modules it needs (converter and runtime).
-        extra: the ``nas`` extra that installs them.
-        runtime: the runtime that runs the converted file here, or "" (converted only).
-    """
-
-    name: str
-    modules: Tuple[str, ...]
-    extra: str
-    runtime: str
-
-
-#: The formats, by ``--format`` name.
-FORMATS: Dict[str, Format] = {f.name: f for f in (
-    Format("ncnn", ("pnnx", "ncnn"), "ncnn", "ncnn"),
-    # MNN converts from ONNX, which torch writes with onnx and onnxscript
-    Format("mnn", ("MNN", "onnx", "onnxscript"), "mnn", "MNN"),
-    Format("tflite", ("litert_torch", "ai_edge_litert"), "tflite", "LiteRT"),
-    Format("coreml", ("coremltools",), "coreml", ""),
-)}
-
-#: Seconds a converter may run (pnnx and litert-torch take ~20-30 s for MixNet-S here).
-DEFAULT_TIMEOUT = 900.0
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -28,6 +28,7 @@ from ..files import all_or_nothing
 from ..runs import ExportDir
 from ..search import open_run
 from ..train import load_supernet
+from .config import ExportConfig
 from .deploy import Deploy, check_deploy, write_deploy
 from .source import ExportForm, out_levels
 from .write import export_arch, export_network, load_exported
@@ -35,32 +36,38 @@ from .write import export_arch, export_network, load_exported
 __all__ = ["export_trial", "target_inputs"]
 
 
-def export_trial(run_dir, out_dir, trial: Optional[int] = None, objective: str = "reward",
-                 fused: bool = False, channels_last: bool = False,
-                 force: bool = False, backbone: bool = False, fold_bn: bool = False,
-                 out_indices: Optional[Tuple[int, ...]] = None,
-                 onnx: bool = True, deploy: Deploy = Deploy()) -> Dict[str, Any]:
+def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = True,
+                 **settings: Any) -> Dict[str, Any]:
     """Export trial ``trial`` of ``run_dir`` (the best by ``objective`` when None);
-    ``onnx=False`` skips ``model.onnx`` (slow to write); ``deploy``: mobile formats and
-    the YOLO plugin (:class:`nas.export.deploy.Deploy`), converted at the resolution the
-    weights were scored at, checked on two of the run's validation images.
+    ``onnx=False`` skips ``model.onnx`` (slow to write). The settings ``formats`` and
+    ``yolo`` add the deploy forms (:class:`nas.export.deploy.Deploy`), converted at the
+    resolution the weights were scored at, checked on two of the run's validation images.
+
+    Args:
+        settings: :class:`~nas.export.ExportConfig`'s settings by name (``fused=True``,
+            ``objective="acc"``, ...), the others at its defaults: its fields are the one
+            declaration of what ``nas export`` takes.
 
     Returns:
         ``{"paths", "deltas", "row", "arch", "out", "converted"}``: the files written, the
         largest absolute logit differences of the written network and of its TorchScript
         file from the subnet nas extracted from the supernet, the trial's stored results,
         its architecture, the output directory and each format's conversion.
+
+    Raises:
+        UsageError: a setting out of its bounds (TypeError: a name ExportConfig lacks).
     """
+    config = ExportConfig(**settings).validate()
+    force = config.force
     run = open_run(run_dir)
-    row = run.best(objective) if trial is None else run.trial(trial)
+    row = run.best(config.objective) if trial is None else run.trial(trial)
     try:
         arch = Architecture.parse(str(row.get("arch", "")))
     except ValueError as e:
         raise RunError(f"trial {row['trial']} of {run.path} stores a malformed "
                        f"architecture: {e}") from None
-    out_levels(arch, out_indices)  # before any weights are loaded: a bad level fails fast
-    form = deploy.form(ExportForm(fused=fused, channels_last=channels_last, fold_bn=fold_bn,
-                                  backbone=backbone, out_indices=out_indices))
+    form, deploy = config.form(), config.deploy()
+    out_levels(arch, form.out_indices)  # before any weights are loaded: a bad level fails fast
     check_deploy(arch, form, deploy)
     trained = run.dir.rerank_run(int(row["trial"]), 0)
     if trained.weights.exists():  # re-ranked: its own standalone training beats inheritance

@@ -19,6 +19,7 @@ from ..lazy import lazy_names
 __getattr__, __dir__ = lazy_names(__name__, {
     "DEFAULT_BETA": "config", "DEFAULT_GAMMA": "config", "OBJECTIVES": "config",
     "SAMPLERS": "config", "STUDY_NAME": "config", "SearchConfig": "config",
+    "RerankConfig": "config",
     "run_until": "loop", "Objective": "objective", "labels_of": "objective",
     "reward": "objective", "suggest_arch": "objective", "warm_start": "objective",
     "SearchRun": "results", "open_run": "results", "pareto_front": "results",
@@ -28,7 +29,7 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "sqlite_storage": "storage"})
 
 __all__ = ["DEFAULT_BETA", "DEFAULT_GAMMA", "OBJECTIVES", "SAMPLERS", "STUDY_NAME",
-           "SearchConfig", "run_until", "Objective", "labels_of", "reward", "suggest_arch",
-           "warm_start", "SearchRun", "open_run", "pareto_front", "trial_rows",
+           "SearchConfig", "RerankConfig", "run_until", "Objective", "labels_of", "reward",
+           "suggest_arch", "warm_start", "SearchRun", "open_run", "pareto_front", "trial_rows",
            "write_trials_csv", "SearchResult", "open_study", "prepare_run", "run_search",
            "run_trials", "make_sampler", "open_storage", "recover", "sqlite_storage"]

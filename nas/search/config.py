@@ -1,10 +1,11 @@
-"""What a search depends on: :class:`SearchConfig`, saved as ``RUN/config.json``."""
+"""What a search depends on: :class:`SearchConfig`, saved as ``RUN/config.json``; and how
+``nas rerank`` retrains its best few (:class:`RerankConfig`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Settings, a_path, setting
+from ..config import Settings, a_path, setting, setting_of
 from ..data import DATA_MODES, data_location
 from ..errors import UsageError
 from ..estimators import ESTIMATOR_SPEC
@@ -13,8 +14,8 @@ from ..space import space_location
 from ..units import parse_flops, parse_ms
 from .storage import storage_location
 
-__all__ = ["SearchConfig", "OBJECTIVES", "SAMPLERS", "STUDY_NAME", "DEFAULT_BETA",
-           "DEFAULT_GAMMA"]
+__all__ = ["SearchConfig", "RerankConfig", "OBJECTIVES", "SAMPLERS", "STUDY_NAME",
+           "DEFAULT_BETA", "DEFAULT_GAMMA"]
 
 # Doubling FLOPs costs beta * ln 2 = 1.39 accuracy points; +1 ms of latency costs 0.1.
 DEFAULT_BETA = 0.02
@@ -22,6 +23,19 @@ DEFAULT_GAMMA = 0.001
 STUDY_NAME = "nas-search"
 OBJECTIVES = ("reward", "pareto")
 SAMPLERS = ("auto", "tpe", "nsga2", "random")
+
+
+@dataclass
+class RerankConfig(Settings):
+    """How ``nas rerank RUN`` retrains a search's best few architectures standalone
+    (:mod:`nas.search.rerank`); ``nas search --rerank K`` shares its recipe (``--rerank-steps``,
+    ``--rerank-seeds``). Declared here, beside :class:`SearchConfig`, which takes those two
+    from it, and not in ``rerank.py``, which imports this module."""
+
+    top: int = setting(3, at_least=1, help="architectures to retrain")
+    steps: int = setting(300, at_least=1,
+                         help="steps of the re-ranking's standalone training (batch 128)")
+    seeds: int = setting(2, at_least=1, help="seeds per re-ranked architecture")
 
 
 @dataclass
@@ -68,10 +82,8 @@ class SearchConfig(Settings):
                           help="train the K best feasible architectures standalone (--rerank-"
                                "steps, --rerank-seeds) and record the winner, which nas export "
                                "--best then means (0: no reranking)")
-    rerank_steps: int = setting(300, at_least=1, rerun=True,
-                                help="steps of the reranking's standalone training (batch 128)")
-    rerank_seeds: int = setting(2, at_least=1, rerun=True,
-                                help="seeds per reranked architecture")
+    rerank_steps: int = setting_of(RerankConfig, "steps", rerun=True)
+    rerank_seeds: int = setting_of(RerankConfig, "seeds", rerun=True)
     supernet: str = setting("", path=a_path,
                             help="reuse a trained supernet (its .pt or run directory) "
                                  "instead of training one")
