@@ -55,11 +55,13 @@ browser:
 postgres:
 	$(call apt_ensure,ls /usr/lib/postgresql/*/bin/initdb,postgresql,for the multi-worker test,that test is skipped)
 
-# Architecture rules (import-linter contracts in pyproject.toml) and style (ruff) first:
-# they take seconds, and a broken layer is worth knowing before the suite runs.
+# Architecture rules (import-linter contracts in pyproject.toml), style (ruff) and dead code
+# (vulture over nas/, allow-list in vulture_allowlist.py) first: they take seconds, and a
+# broken layer is worth knowing before the suite runs.
 lint: install
 	$(BIN)/lint-imports
-	$(BIN)/ruff check nas tests experiments
+	$(BIN)/ruff check nas tests experiments vulture_allowlist.py
+	$(BIN)/vulture
 
 test: install browser postgres lint
 	$(BIN)/pytest $(PYTEST_ARGS)

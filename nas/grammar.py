@@ -384,11 +384,6 @@ def fields_of(kind: str) -> Tuple[Field, ...]:
     return _FIELDS_OF[kind]
 
 
-def field_of(kind: str, name: str) -> Field:
-    """The field ``name`` of blocks of ``kind``."""
-    return FIELDS_BY_KIND[kind][name]
-
-
 @dataclass(frozen=True)
 class ParsedBlock:
     """A block string, parsed: every field of its kind with its alternatives.
@@ -528,8 +523,3 @@ def single_values(parsed: ParsedBlock, text: str) -> Dict[str, Any]:
             )
         out[name] = alts[0]
     return out
-
-
-def field_key(name: str) -> Optional[str]:
-    f = FIELD_BY_NAME.get(name)
-    return f.key if f else None

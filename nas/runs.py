@@ -84,10 +84,6 @@ class SearchDir(_Dir):
     def study_db(self) -> Path:
         return self.path / "study.db"
 
-    def study_files(self) -> Tuple[Path, ...]:
-        """The SQLite database and the write-ahead log that belongs with it."""
-        return self.study_db, self.path / "study.db-wal"
-
     @property
     def trials_csv(self) -> Path:
         return self.path / "trials.csv"

@@ -215,9 +215,6 @@ class FileSet:
         array = np.asarray(img).reshape(img.size[1], img.size[0], self.form.channels)
         return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
-    def bytes_at(self, side: int, channels: int) -> int:
-        """Bytes the split takes decoded to ``side`` x ``side`` x ``channels`` uint8."""
-        return len(self) * side * side * channels
 
 
 def _pack(root: Path, paths: Sequence[Path]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import List
 
 from ..config import Settings, setting
-from ..search.results import OBJECTIVES
+from ..search.results import BEST_OBJECTIVES
 from .formats import DEFAULT_TIMEOUT, FORMATS
 
 __all__ = ["ExportConfig"]
@@ -19,7 +19,7 @@ class ExportConfig(Settings):
     ``model.py`` (:meth:`form`), whether an earlier export may be replaced. A new export
     flag is one more field here."""
 
-    objective: str = setting("reward", choices=OBJECTIVES, help="what --best maximises")
+    objective: str = setting("reward", choices=BEST_OBJECTIVES, help="what --best maximises")
     fused: bool = setting(False, help="each MixConv as one zero-padded depthwise conv (same "
                                       "outputs)")
     channels_last: bool = setting(False, help="NHWC memory format (often faster on CPU)")

@@ -158,11 +158,11 @@ def _export_trained(run, row, arch: Architecture, trained, out_dir, form: Export
     """Export with the weights of the re-ranking's first standalone training of ``row``."""
     from ..files import load_checkpoint, read_json
     from ..model import build_model
-    from ..train.standalone import CHECKPOINT_FORMAT
+    from ..train.standalone import RETRAIN_CHECKPOINT_FORMAT
 
     metrics = read_json(trained.metrics, "metrics file")
     state = torch.load(trained.weights, map_location="cpu", weights_only=True)
-    ckpt = load_checkpoint(trained.checkpoint, CHECKPOINT_FORMAT)
+    ckpt = load_checkpoint(trained.checkpoint, RETRAIN_CHECKPOINT_FORMAT)
     classes = int(state["classifier.weight"].shape[0])
     channels = int(state["stem.0.weight"].shape[1])
     model = build_model(arch, num_classes=classes, in_chans=channels)

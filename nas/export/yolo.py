@@ -33,7 +33,7 @@ from ..ops.static import feature_levels
 from ..runs import ExportDir
 from .source import ExportForm, model_source, out_levels
 
-__all__ = ["yolo_levels", "plugin_source", "plugin_module", "yolo_yaml", "write_yolo", "NECK"]
+__all__ = ["yolo_levels", "plugin_source", "yolo_yaml", "write_yolo", "NECK"]
 
 #: YOLOv8n's neck widths (YOLOv8's 256/512/1024 at width 0.25): SPPF and the P5 C2f, the
 #: P4 C2f and downsampling conv, the P3 C2f and downsampling conv.
@@ -234,9 +234,3 @@ def _version() -> str:
     if not re.fullmatch(r"[0-9][0-9a-z.+-]*", __version__):
         raise ExportError("bad version string")
     return __version__
-
-
-def plugin_module(arch: Architecture) -> str:
-    """The plugin's import name."""
-    return f"nas_yolo_{_check_id(arch)}"
-

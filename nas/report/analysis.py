@@ -194,7 +194,7 @@ def importances(run: SearchRun, evaluator: Optional[optuna.importance.BaseImport
     Calls :func:`optuna.importance.get_param_importances` once per target on the run's
     study, with ``target`` returning the attribute signed so that lower is better (what
     PED-ANOVA assumes) for a feasible trial, and NaN for any other: Optuna's evaluators
-    leave out trials whose target is not finite (tests/test_report_analysis.py checks the
+    leave out trials whose target is not finite (tests/report_tests/test_analysis.py checks the
     result against a study that holds only the feasible trials). The default evaluator is
     :class:`optuna.importance.PedAnovaImportanceEvaluator` (Watanabe et al., IJCAI 2023)
     asked for the top max(10%, 5 trials); any other public evaluator may be passed

@@ -12,7 +12,7 @@ import html
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 __all__ = ["Scene", "viridis", "nice_ticks", "Axis"]
 
@@ -230,8 +230,3 @@ def _paint(s) -> str:
     if s.get("opacity", 1.0) != 1.0:
         out += f' opacity="{s["opacity"]:.2f}"'
     return out
-
-
-def data_attr(**values: Optional[str]) -> Dict[str, str]:
-    """``data-*`` attributes without the empty ones."""
-    return {k: v for k, v in values.items() if v}

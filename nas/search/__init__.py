@@ -17,8 +17,8 @@ from ..lazy import lazy_names
 # Imported on first use: ``nas report`` reads a run (:mod:`.results`: Optuna) and must not
 # pay for what running a search needs (:mod:`.run`: torch, the data, the estimators).
 __getattr__, __dir__ = lazy_names(__name__, {
-    "DEFAULT_BETA": "config", "DEFAULT_GAMMA": "config", "OBJECTIVES": "config",
-    "SAMPLERS": "config", "STUDY_NAME": "config", "SearchConfig": "config",
+    "DEFAULT_BETA": "config", "DEFAULT_GAMMA": "config", "SEARCH_OBJECTIVES": "config",
+    "SEARCH_SAMPLERS": "config", "STUDY_NAME": "config", "SearchConfig": "config",
     "RerankConfig": "config",
     "run_until": "loop", "Objective": "objective", "labels_of": "objective",
     "reward": "objective", "suggest_arch": "objective", "warm_start": "objective",
@@ -28,7 +28,7 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "make_sampler": "samplers", "open_storage": "storage", "recover": "storage",
     "sqlite_storage": "storage"})
 
-__all__ = ["DEFAULT_BETA", "DEFAULT_GAMMA", "OBJECTIVES", "SAMPLERS", "STUDY_NAME",
+__all__ = ["DEFAULT_BETA", "DEFAULT_GAMMA", "SEARCH_OBJECTIVES", "SEARCH_SAMPLERS", "STUDY_NAME",
            "SearchConfig", "RerankConfig", "run_until", "Objective", "labels_of", "reward",
            "suggest_arch", "warm_start", "SearchRun", "open_run", "pareto_front", "trial_rows",
            "write_trials_csv", "SearchResult", "open_study", "prepare_run", "run_search",

@@ -14,15 +14,17 @@ from ..space import space_location
 from ..units import parse_flops, parse_ms
 from .storage import storage_location
 
-__all__ = ["SearchConfig", "RerankConfig", "OBJECTIVES", "SAMPLERS", "STUDY_NAME",
+__all__ = ["SearchConfig", "RerankConfig", "SEARCH_OBJECTIVES", "SEARCH_SAMPLERS", "STUDY_NAME",
            "DEFAULT_BETA", "DEFAULT_GAMMA"]
 
 # Doubling FLOPs costs beta * ln 2 = 1.39 accuracy points; +1 ms of latency costs 0.1.
 DEFAULT_BETA = 0.02
 DEFAULT_GAMMA = 0.001
 STUDY_NAME = "nas-search"
-OBJECTIVES = ("reward", "pareto")
-SAMPLERS = ("auto", "tpe", "nsga2", "random")
+# --objective: what the search optimises (one reward, or a front of accuracy and cost), and
+# --sampler: what proposes each trial
+SEARCH_OBJECTIVES = ("reward", "pareto")
+SEARCH_SAMPLERS = ("auto", "tpe", "nsga2", "random")
 
 
 @dataclass
@@ -57,10 +59,10 @@ class SearchConfig(Settings):
                                   help="DataLoader worker processes decoding streamed images "
                                        "(-1: one per core, 0: in the search process; not "
                                        "--workers, which are search processes)")
-    objective: str = setting("reward", choices=OBJECTIVES,
+    objective: str = setting("reward", choices=SEARCH_OBJECTIVES,
                              help="reward (acc - beta ln FLOPs - gamma ms) or pareto (acc, "
                                   "FLOPs, latency)")
-    sampler: str = setting("auto", choices=SAMPLERS,
+    sampler: str = setting("auto", choices=SEARCH_SAMPLERS,
                            help="auto (TPE for reward, NSGA-II for pareto), tpe, nsga2, or "
                                 "random (the baseline)")
     trials: int = setting(50, at_least=1, rerun=True,

@@ -23,10 +23,10 @@ from .config import SearchConfig
 from .storage import open_storage, storage_errors, storage_file
 
 __all__ = ["SearchRun", "open_run", "trial_rows", "pareto_front", "write_trials_csv",
-           "study_url", "hypervolume", "rejection", "OBJECTIVES", "TRIAL_COLUMNS"]
+           "study_url", "hypervolume", "rejection", "BEST_OBJECTIVES", "TRIAL_COLUMNS"]
 
 # What ``--best`` maximises: the search reward, or the supernet's validation accuracy.
-OBJECTIVES = ("reward", "acc")
+BEST_OBJECTIVES = ("reward", "acc")
 TRIAL_COLUMNS = ("trial", "feasible", "accuracy", "flops", "params", "proxy_flops",
                  "proxy_params", "resolution", "latency_ms", "latency_backend",
                  "latency_source", "reward", "bn_batches", "val_images", "caveat", "arch")
@@ -140,8 +140,8 @@ class SearchRun:
     def best(self, objective: str = "reward") -> Dict[str, Any]:
         """The best feasible trial: by reward (the re-ranking's winner when the run has
         one) or by estimated accuracy."""
-        if objective not in OBJECTIVES:
-            raise RunError(f"--objective must be one of {', '.join(OBJECTIVES)}, "
+        if objective not in BEST_OBJECTIVES:
+            raise RunError(f"--objective must be one of {', '.join(BEST_OBJECTIVES)}, "
                            f"got {objective!r}")
         if not self.feasible:
             raise RunError(f"{self.path} has no feasible trial yet")

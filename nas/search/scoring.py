@@ -15,7 +15,7 @@ from ..space import SearchSpace
 from ..space.proxy import blind_decisions, sighted_resolution
 from .config import SearchConfig
 
-__all__ = ["build_estimator", "proxy_input", "proxy_warning", "needs_supernet"]
+__all__ = ["build_estimator", "proxy_warning", "needs_supernet"]
 
 
 def _task(config: SearchConfig, sn):
@@ -54,11 +54,6 @@ def build_estimator(config: SearchConfig, sn=None):
     side = sn.resolution if sn is not None else resolution or recipe.resolution
     proxy = InputSpec(dataset.channels, side, len(dataset.classes))
     return make_estimator(config.estimator, context), proxy
-
-
-def proxy_input(config: SearchConfig, sn=None) -> int:
-    """The side of the images the estimator scores at."""
-    return config.resolution or (sn.dataset.resolution if sn is not None else 0)
 
 
 def proxy_warning(space: SearchSpace, resolution: int) -> Optional[str]:

@@ -131,7 +131,7 @@ def parse_space(text: str, name: str, file: str) -> SearchSpace:
                                    "out k and s, and do not mix it with a plain stem",
                         stem.where["patch"][0])
 
-    stages_key, stages_node = top["stages"]
+    _, stages_node = top["stages"]
     if not isinstance(stages_node, yaml.SequenceNode) or not stages_node.value:
         raise loc.error(stages_node, "stages must be a non-empty list of stages")
     stages: List[Tuple[RowSpace, ...]] = []

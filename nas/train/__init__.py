@@ -19,19 +19,19 @@ from .loop import (
 from .optim import create_optimizer, create_schedule
 from .standalone import RetrainConfig, arch_from_export, retrain
 from .supernet import (
-                       CHECKPOINT_FORMAT,
-                       SAMPLERS,
-                       ArchSampler,
-                       SupernetRun,
-                       TrainConfig,
-                       check_resolution,
-                       load_supernet,
-                       quick_report,
-                       train_supernet,
+    ARCH_SAMPLING_RULES,
+    SUPERNET_CHECKPOINT_FORMAT,
+    ArchSampler,
+    SupernetRun,
+    TrainConfig,
+    check_resolution,
+    load_supernet,
+    quick_report,
+    train_supernet,
 )
 
 __all__ = ["Dist", "LoopConfig", "DATA_SETTINGS", "data_settings", "data_splits", "fit",
            "load_data", "recipe_of", "resolve_device", "create_optimizer",
            "create_schedule", "RetrainConfig", "arch_from_export", "retrain",
-           "CHECKPOINT_FORMAT", "SAMPLERS", "ArchSampler", "SupernetRun", "TrainConfig",
-           "check_resolution", "load_supernet", "quick_report", "train_supernet"]
+           "SUPERNET_CHECKPOINT_FORMAT", "ARCH_SAMPLING_RULES", "ArchSampler", "SupernetRun",
+           "TrainConfig", "check_resolution", "load_supernet", "quick_report", "train_supernet"]

@@ -55,7 +55,7 @@ from .optim import create_optimizer, create_schedule
 
 __all__ = ["RetrainConfig", "retrain", "arch_from_export"]
 
-CHECKPOINT_FORMAT = "nas-retrain/1"
+RETRAIN_CHECKPOINT_FORMAT = "nas-retrain/1"
 INITS = ("scratch", "inherited")
 
 
@@ -136,7 +136,7 @@ def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
     studies compare on validation accuracy).
     """
     out = TrainDir(out_dir)
-    state = resume_state(out.checkpoint, CHECKPOINT_FORMAT, resume)
+    state = resume_state(out.checkpoint, RETRAIN_CHECKPOINT_FORMAT, resume)
     if state is not None:
         config = RetrainConfig.from_dict(state["config"], str(out.checkpoint), base=out.path)
     config = config.validate().resolved()
@@ -174,7 +174,7 @@ def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
         write_json(out.config, config.to_dict(out.path))
 
     def save(at: int) -> None:
-        save_checkpoint({"format": CHECKPOINT_FORMAT, "config": config.to_dict(out.path),
+        save_checkpoint({"format": RETRAIN_CHECKPOINT_FORMAT, "config": config.to_dict(out.path),
                          "step": at,
                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "fresh": fresh,

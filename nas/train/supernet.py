@@ -46,10 +46,11 @@ from .loop import (
 from .optim import create_optimizer, create_schedule
 
 __all__ = ["TrainConfig", "ArchSampler", "SupernetRun", "train_supernet", "load_supernet",
-           "quick_report", "SAMPLERS", "CHECKPOINT_FORMAT"]
+           "quick_report", "ARCH_SAMPLING_RULES", "SUPERNET_CHECKPOINT_FORMAT"]
 
-CHECKPOINT_FORMAT = "nas-supernet/1"
-SAMPLERS = ("uniform", "sandwich", "budget")
+SUPERNET_CHECKPOINT_FORMAT = "nas-supernet/1"
+# --sampler of a supernet training: how each step draws the architectures it trains
+ARCH_SAMPLING_RULES = ("uniform", "sandwich", "budget")
 
 
 @dataclass
@@ -58,7 +59,7 @@ class TrainConfig(LoopConfig):
 
     space: str = setting("mixnet_300m", help="search space (name or .yaml)",
                          path=space_location)
-    sampler: str = setting("sandwich", choices=SAMPLERS,
+    sampler: str = setting("sandwich", choices=ARCH_SAMPLING_RULES,
                            help="uniform | sandwich (largest + smallest + random, in-place "
                                 "distillation) | budget (archs within --band of --budget)")
     sandwich_random: int = setting(2, at_least=0, help="random archs per sandwich step")
@@ -179,7 +180,7 @@ def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
         stop_after: stop (with a checkpoint) after this many steps in this call (tests).
     """
     run = SupernetDir(run_dir)
-    state = resume_state(run.checkpoint, CHECKPOINT_FORMAT, resume)
+    state = resume_state(run.checkpoint, SUPERNET_CHECKPOINT_FORMAT, resume)
     if state is not None:
         config = TrainConfig.from_dict(state["config"], f"{run.checkpoint}", base=run.path)
     config = config.validate().resolved()
@@ -231,7 +232,7 @@ def train_supernet(config: Optional[TrainConfig], run_dir, resume: bool = False,
             dist.barrier()
             return
         save_checkpoint({
-            "format": CHECKPOINT_FORMAT, "config": config.to_dict(run.path), "step": at,
+            "format": SUPERNET_CHECKPOINT_FORMAT, "config": config.to_dict(run.path), "step": at,
             "model": supernet.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "sampler_rng": list_rng(rng.getstate()),
             "space_text": space.text, "classes": list(dataset.classes),
@@ -287,7 +288,7 @@ def _as_rng_state(saved) -> tuple:
 def load_supernet(path, device: str = "auto") -> SupernetRun:
     """Load a supernet checkpoint (or its run directory) for evaluation and search."""
     path = supernet_checkpoint(path)
-    state = load_checkpoint(path, CHECKPOINT_FORMAT)
+    state = load_checkpoint(path, SUPERNET_CHECKPOINT_FORMAT)
     config = TrainConfig.from_dict(state["config"], str(path), base=path.parent)
     space = _space_of(config, state["space_text"])
     dataset = load_data(config)

@@ -14,7 +14,8 @@ import torch
 from nas.cli import main
 from nas.errors import CheckpointError, RunError
 from nas.files import load_checkpoint
-from nas.train import CHECKPOINT_FORMAT, TrainConfig, load_supernet, train_supernet
+from nas.train import SUPERNET_CHECKPOINT_FORMAT as CHECKPOINT_FORMAT
+from nas.train import TrainConfig, load_supernet, train_supernet
 
 TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
 

@@ -22,7 +22,7 @@ from nas.report import dashboard_command
 from nas.search import open_run
 
 DASHBOARD = shutil.which("optuna-dashboard") or str(
-    Path(__file__).parents[1] / ".venv" / "bin" / "optuna-dashboard")
+    Path(__file__).parents[2] / ".venv" / "bin" / "optuna-dashboard")
 pytestmark = pytest.mark.skipif(not Path(DASHBOARD).exists(),
                                 reason="optuna-dashboard is not installed")
 

@@ -25,7 +25,7 @@ from nas.report import write_report
 from nas.search import SearchConfig, open_run, run_search
 from nas.train import load_supernet
 
-TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
+TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # Runs in a fresh interpreter where importing nas fails: model.py + weights.pt (or model.ts)
