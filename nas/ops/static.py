@@ -40,6 +40,8 @@ class ConvBNAct(nn.Sequential):
 
     # (conv, the BatchNorm right after it): what fold_bn folds, in every block class
     FOLDS = (("0", "1"),)
+    # The build options (make_block) a block class takes: MixConv's form, BN folding.
+    OPTIONS = ("fold_bn",)
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1,
                  groups: int = 1, act: str = "", fold_bn: bool = False):
@@ -162,6 +164,7 @@ class DepthwiseSeparable(nn.Module):
     """
 
     FOLDS = (("conv_dw", "bn1"), ("conv_pw", "bn2"))
+    OPTIONS = ("fused", "fold_bn")
 
     def __init__(self, in_ch: int, out_ch: int, kernels: Sequence[int], splits: Sequence[int],
                  stride: int, se_ch: int, proj_groups: int, act: str, residual: bool,
@@ -190,6 +193,7 @@ class InvertedResidual(nn.Module):
     """
 
     FOLDS = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
+    OPTIONS = ("fused", "fold_bn")
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, kernels: Sequence[int],
                  splits: Sequence[int], stride: int, se_ch: int, exp_groups: int,
@@ -226,6 +230,7 @@ class UniversalInvertedResidual(nn.Module):
 
     FOLDS = (("conv_dw_start", "bn_start"), ("conv_pw", "bn1"), ("conv_dw", "bn2"),
              ("conv_pwl", "bn3"))
+    OPTIONS = ("fused", "fold_bn")
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, start_kernels: Sequence[int],
                  start_splits: Sequence[int], kernels: Sequence[int], splits: Sequence[int],
@@ -264,6 +269,8 @@ class ConvMixerLayer(nn.Module):
     (Trockman & Kolter 2022, timm's ``ConvMixer``). Its BatchNorms follow an activation,
     so ``fold_bn`` leaves them (folding needs a conv right before the BN)."""
 
+    OPTIONS = ("fused",)  # its BatchNorms follow activations: nothing to fold
+
     def __init__(self, in_ch: int, out_ch: int, kernels: Sequence[int], splits: Sequence[int],
                  act: str, fused: bool = False):
         super().__init__()
@@ -286,6 +293,8 @@ class PConvBlock(nn.Module):
     inference form, its BatchNorm folded into the 1x1 expand."""
 
     FOLDS = (("conv_pw", "bn1"),)
+
+    OPTIONS = ("fold_bn",)  # no MixConv to fuse
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, part_ch: int, kernel: int,
                  act: str, residual: bool, fold_bn: bool = False):
@@ -315,8 +324,13 @@ class ADown(nn.Module):
     stride-2 conv -> BN -> act, half through a 3x3 stride-2 max pool and a 1x1 conv -> BN
     -> act, concatenated (Wang et al. 2024, ultralytics' ``ADown``)."""
 
-    def __init__(self, in_ch: int, out_ch: int, act: str, fold_bn: bool = False):
+    OPTIONS = ("fold_bn",)
+
+    def __init__(self, in_ch: int, out_ch: int, act: str, stride: int = 2,
+                 fold_bn: bool = False):
         super().__init__()
+        if stride != 2:
+            raise ValueError(f"ADown always has stride 2, got {stride}")
         self.pool = nn.AvgPool2d(2, 1, 0, False, True)
         self.cv1 = ConvBNAct(in_ch // 2, out_ch // 2, 3, 2, act=act, fold_bn=fold_bn)
         self.max_pool = nn.MaxPool2d(3, 2, 1)
@@ -336,24 +350,14 @@ class PatchStem(nn.Sequential):
                          nn.BatchNorm2d(out_ch))
 
 
-def make_block(kind: str, args: Dict, fused: bool = False, fold_bn: bool = False) -> nn.Module:
-    """The block of ``kind`` (a block string's kind) built from its literal row ``args``."""
-    if kind in ("ds", "dsa"):
-        return DepthwiseSeparable(fused=fused, pw_act=kind == "dsa", fold_bn=fold_bn, **args)
-    if kind == "ir":
-        return InvertedResidual(fused=fused, fold_bn=fold_bn, **args)
-    if kind == "uir":
-        return UniversalInvertedResidual(fused=fused, fold_bn=fold_bn, **args)
-    if kind == "cm":
-        return ConvMixerLayer(fused=fused, **args)
-    if kind == "cn":
-        return ConvBNAct(args["in_ch"], args["out_ch"], args["kernel"], args["stride"],
-                         act=args["act"], fold_bn=fold_bn)
-    if kind == "pc":
-        return PConvBlock(fold_bn=fold_bn, **args)
-    if kind == "adown":
-        return ADown(fold_bn=fold_bn, **args)
-    raise ValueError(f"unknown block kind {kind!r}")
+def make_block(name: str, args: Dict, fused: bool = False, fold_bn: bool = False) -> nn.Module:
+    """The block class ``name`` (one of :data:`BLOCKS`) built from its literal row
+    ``args``, with the build options it takes (its ``OPTIONS``)."""
+    cls = BLOCKS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown block class {name!r}")
+    options = {"fused": fused, "fold_bn": fold_bn}
+    return cls(**args, **{k: options[k] for k in cls.OPTIONS})
 
 
 class FeatureInfo(list):
@@ -390,8 +394,8 @@ def feature_levels(stem_stride: int, stem_ch: int, blocks) -> FeatureInfo:
     output of its last block (or of the stem), as in timm's ``features_only`` models.
     """
     levels = FeatureInfo([{"num_chs": stem_ch, "reduction": stem_stride, "index": -1}])
-    for i, (kind, args) in enumerate(blocks):
-        stride = 2 if kind == "adown" else args.get("stride", 1)
+    for i, (_, args) in enumerate(blocks):
+        stride = args.get("stride", 1)
         if stride > 1:
             levels.append({"num_chs": args["out_ch"],
                            "reduction": levels[-1]["reduction"] * stride, "index": i})
@@ -414,8 +418,8 @@ class MixNet(nn.Module):
 
     Args:
         stem: ``(kernel, stride, out_ch, act, patch)``; ``patch`` > 0 is a patch stem.
-        blocks: one ``(kind, args)`` per block: the block string's kind and the keyword
-            arguments of its class (see :func:`make_block`).
+        blocks: one ``(class name, args)`` per block: a class of :data:`BLOCKS` and its
+            keyword arguments (see :func:`make_block`).
         head: ``(out_ch, act, post, post_bn)``: the widths of the 1x1 convs before and
             after pooling (0: none) and whether the latter has a BN (else a bias).
         num_classes: classifier outputs.
@@ -456,8 +460,8 @@ class MixNet(nn.Module):
         else:
             self.feature_info = levels
         self._taps: List[int] = [f["index"] for f in self.feature_info]
-        self.blocks = nn.Sequential(*(make_block(kind, args, fused, fold_bn)
-                                      for kind, args in blocks))
+        self.blocks = nn.Sequential(*(make_block(name, args, fused, fold_bn)
+                                      for name, args in blocks))
         if not features_only:
             last_ch = blocks[-1][1]["out_ch"] if blocks else stem_ch
             self.head, self.pool, self.head_post, self.classifier = make_head(
@@ -489,3 +493,9 @@ class MixNet(nn.Module):
             return self.forward_levels(x)
         x = self.head_post(self.pool(self.forward_features(x)))
         return self.classifier(torch.flatten(x, 1))
+
+
+#: The block classes by name: what a block row of ``MixNet``'s table builds.
+BLOCKS: Dict[str, type] = {cls.__name__: cls for cls in (
+    DepthwiseSeparable, InvertedResidual, UniversalInvertedResidual, ConvMixerLayer, ConvBNAct,
+    PConvBlock, ADown)}
