@@ -414,9 +414,14 @@ def block_layers(block: Block, in_ch: int, size: int, stage: int = 0, row: int =
     layers = []
     kind = kind_of(block.kind)
     n = len(block.kernels)
+    if kind.keeps_width and block.repeats and block.out != in_ch:
+        raise ArchError(f"a {block.kind} row keeps the width it is fed ({in_ch}): it cannot "
+                        f"put out {block.out} channels")
     for i in range(block.repeats):
         stride = kind.stride_of(block, i)
         mid = kind.mid_width(in_ch, block.out, block.expansion)
+        # a second MixConv over the input: a uir's first one, or a strided branch's
+        start = block.start or (block.kernels if kind.input_mixconv and stride > 1 else ())
         out_size = kind.out_size(size, stride)
         if block.hse:
             se_ch, se_hard = hard_se_channels(mid, block.hse), True
@@ -429,9 +434,8 @@ def block_layers(block: Block, in_ch: int, size: int, stage: int = 0, row: int =
             se_ch=se_ch, exp_groups=block.exp_groups,
             proj_groups=block.proj_groups, act=block.act,
             residual=kind.residual(block, in_ch, stride), in_size=size, out_size=out_size,
-            start_kernels=block.start,
-            start_splits=(split_channels(in_ch, len(block.start), block.split)
-                          if block.start else ()),
+            start_kernels=start,
+            start_splits=split_channels(in_ch, len(start), block.split) if start else (),
             se_hard=se_hard, part_ch=kind.part(in_ch, block.div) if kind.part else 0,
         ))
         size, in_ch = out_size, block.out

@@ -185,9 +185,13 @@ class BlockKind:
         tokens: the grammar fields it takes, in any order (the canonical order is the
             grammar's).
         row: a stage row (False: the stem and the head, whose tokens only are here).
-        mid: the middle width: ``in`` (the input's), ``out`` (the output's) or ``expand``
-            (input x expansion, rounded to a multiple of 8).
+        mid: the middle width: ``in`` (the input's), ``out`` (the output's), ``half`` (half
+            the output's) or ``expand`` (input x expansion, rounded to a multiple of 8).
         mixconv: its depthwise conv splits the middle width into kernel groups (``k``).
+        input_mixconv: a strided repeat also runs the ``k`` MixConv over its input width
+            (a second branch; the layer's ``start_kernels``/``start_splits`` describe it).
+        keeps_width: its output width is its input width (a pool): a ``c`` other than the
+            width it is fed is an error.
         residual: whether a repeat adds its input: ``(block, in_ch, stride) -> bool``.
         stride_each: every repeat strides by this (ADown: 2); 0: the first by ``s``.
         part: PConv: the channels its dense conv sees, ``(in_ch, divisor) -> int``.
@@ -208,6 +212,8 @@ class BlockKind:
     row: bool = True
     mid: str = "in"
     mixconv: bool = False
+    input_mixconv: bool = False
+    keeps_width: bool = False
     residual: Callable[[Any, int, int], bool] = lambda block, in_ch, stride: False
     stride_each: int = 0
     part: Optional[Callable[[int, int], int]] = None
@@ -232,6 +238,8 @@ class BlockKind:
             return in_ch
         if self.mid == "out":
             return out
+        if self.mid == "half":
+            return out // 2
         return mid_channels(in_ch, expansion)
 
     def stride_of(self, block, repeat: int) -> int:
