@@ -68,20 +68,21 @@ def dw_weights(mid: int, kernels: Tuple[int, ...], split) -> int:
 
 
 # ------------------------------------------------------------ per-kind rules and costs
-# A cost function: (in_ch, out_ch, mid_ch, block, pixels in, pixels out) -> (flops, params).
+# A cost function: (in_ch, out_ch, mid_ch, block, pixels in, pixels out, stride) ->
+# (flops, params).
 
-def _cost_separable(in_ch, out, mid, b, px_in, px_out):
+def _cost_separable(in_ch, out, mid, b, px_in, px_out, stride):
     params = dw_weights(mid, b.kernels, b.split) + mid * out // b.proj_groups + 2 * mid + 2 * out
     return params * px_out, params
 
 
-def _cost_inverted(in_ch, out, mid, b, px_in, px_out):
-    flops, params = _cost_separable(in_ch, out, mid, b, px_in, px_out)
+def _cost_inverted(in_ch, out, mid, b, px_in, px_out, stride):
+    flops, params = _cost_separable(in_ch, out, mid, b, px_in, px_out, stride)
     expand = in_ch * mid // b.exp_groups + 2 * mid
     return flops + expand * px_in, params + expand
 
 
-def _cost_uib(in_ch, out, mid, b, px_in, px_out):
+def _cost_uib(in_ch, out, mid, b, px_in, px_out, stride):
     # Without a middle depthwise conv, the first one strides (timm's UIB).
     px_start = px_in if b.kernels else px_out
     flops = params = 0
@@ -99,25 +100,25 @@ def _cost_uib(in_ch, out, mid, b, px_in, px_out):
     return flops + project * px_out, params + project
 
 
-def _cost_conv(in_ch, out, mid, b, px_in, px_out):
+def _cost_conv(in_ch, out, mid, b, px_in, px_out, stride):
     params = in_ch * out * b.kernels[0] ** 2 + 2 * out
     return params * px_out, params
 
 
-def _cost_convmixer(in_ch, out, mid, b, px_in, px_out):
+def _cost_convmixer(in_ch, out, mid, b, px_in, px_out, stride):
     # conv biases are parameters, not FLOPs (fvcore counts multiply-accumulates)
     dw = dw_weights(in_ch, b.kernels, b.split)
     return ((dw + 2 * in_ch + in_ch * out + 2 * out) * px_out,
             dw + 3 * in_ch + in_ch * out + 3 * out)
 
 
-def _cost_pconv(in_ch, out, mid, b, px_in, px_out):
+def _cost_pconv(in_ch, out, mid, b, px_in, px_out, stride):
     part = in_ch // b.div
     params = part * part * b.kernels[0] ** 2 + in_ch * mid + 2 * mid + mid * out
     return params * px_out, params
 
 
-def _cost_adown(in_ch, out, mid, b, px_in, px_out):
+def _cost_adown(in_ch, out, mid, b, px_in, px_out, stride):
     # the pools count nothing, as in fvcore
     params = (in_ch // 2) * (out // 2) * 10 + 4 * (out // 2)
     return params * px_out, params

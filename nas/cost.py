@@ -36,12 +36,14 @@ class Cost:
     params: int
 
 
-def _layer(kind: str, in_ch: int, out: int, block: Block, size_in: int, size_out: int):
+def _layer(kind: str, in_ch: int, out: int, block: Block, size_in: int, size_out: int,
+           stride: int):
     """FLOPs and params of one block of a row: the kind's own terms (the table of block
     kinds, :mod:`nas.blocks`) plus its SE, alike for every kind."""
     k = kind_of(kind)
     mid = k.mid_width(in_ch, out, block.expansion)
-    flops, params = k.cost(in_ch, out, mid, block, size_in * size_in, size_out * size_out)
+    flops, params = k.cost(in_ch, out, mid, block, size_in * size_in, size_out * size_out,
+                           stride)
     if block.hse:
         se = hard_se_channels(mid, block.hse)
     else:
@@ -71,9 +73,10 @@ def _block_cost(block: Block, in_ch: int, size: int) -> Tuple[int, int, int]:
     kind = block.kind
     stride = kind_of(kind).stride_of(block, 0)
     out_size = out_size_of(kind, size, stride)
-    flops, params = _layer(kind, in_ch, block.out, block, size, out_size)
+    flops, params = _layer(kind, in_ch, block.out, block, size, out_size, stride)
     if block.repeats > 1:
-        f, p = _layer(kind, block.out, block.out, block, out_size, out_size)
+        f, p = _layer(kind, block.out, block.out, block, out_size, out_size,
+                      kind_of(kind).stride_of(block, 1))
         flops += f * (block.repeats - 1)
         params += p * (block.repeats - 1)
     return flops, params, out_size
