@@ -414,11 +414,12 @@ def block_layers(block: Block, in_ch: int, size: int, stage: int = 0, row: int =
     layers = []
     kind = kind_of(block.kind)
     n = len(block.kernels)
-    if kind.keeps_width and block.repeats and block.out != in_ch:
-        raise ArchError(f"a {block.kind} row keeps the width it is fed ({in_ch}): it cannot "
-                        f"put out {block.out} channels")
     for i in range(block.repeats):
         stride = kind.stride_of(block, i)
+        if block.out != in_ch and (kind.keeps_width == "always" or (
+                kind.keeps_width == "unstrided" and stride == 1)):
+            raise ArchError(f"a {'' if stride > 1 else 'stride-1 '}{block.kind} block keeps the "
+                            f"width it is fed ({in_ch}): it cannot put out {block.out} channels")
         mid = kind.mid_width(in_ch, block.out, block.expansion)
         # a second MixConv over the input: a uir's first one, or a strided branch's
         start = block.start or (block.kernels if kind.input_mixconv and stride > 1 else ())

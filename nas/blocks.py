@@ -191,8 +191,8 @@ class BlockKind:
         mixconv: its depthwise conv splits the middle width into kernel groups (``k``).
         input_mixconv: a strided repeat also runs the ``k`` MixConv over its input width
             (a second branch; the layer's ``start_kernels``/``start_splits`` describe it).
-        keeps_width: its output width is its input width (a pool): a ``c`` other than the
-            width it is fed is an error.
+        keeps_width: when a repeat must put out the width it is fed: ``always`` (a pool),
+            ``unstrided`` (only a strided repeat can change it), or never ("").
         residual: whether a repeat adds its input: ``(block, in_ch, stride) -> bool``.
         stride_each: every repeat strides by this (ADown: 2); 0: the first by ``s``.
         part: PConv: the channels its dense conv sees, ``(in_ch, divisor) -> int``.
@@ -214,7 +214,7 @@ class BlockKind:
     mid: str = "in"
     mixconv: bool = False
     input_mixconv: bool = False
-    keeps_width: bool = False
+    keeps_width: str = ""
     residual: Callable[[Any, int, int], bool] = lambda block, in_ch, stride: False
     stride_each: int = 0
     part: Optional[Callable[[int, int], int]] = None
