@@ -124,6 +124,23 @@ def _cost_adown(in_ch, out, mid, b, px_in, px_out, stride):
     return params * px_out, params
 
 
+def _cost_shuffle(in_ch, out, mid, b, px_in, px_out, stride):
+    # mid: each branch's width (half the output). Strided: both branches see the input;
+    # else the second branch sees the input's second half and the first half passes.
+    params = flops = 0
+    branch_in = in_ch if stride > 1 else in_ch // 2
+    if stride > 1:
+        first = dw_weights(in_ch, b.kernels, b.split) + 2 * in_ch + in_ch * mid + 2 * mid
+        params, flops = first, first * px_out
+    expand = branch_in * mid + 2 * mid
+    rest = dw_weights(mid, b.kernels, b.split) + 2 * mid + mid * mid + 2 * mid
+    return flops + expand * px_in + rest * px_out, params + expand + rest
+
+
+def _cost_pool(in_ch, out, mid, b, px_in, px_out, stride):
+    return 0, 0  # fvcore counts no max pool
+
+
 def _args_separable(layer) -> Dict[str, object]:
     return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, kernels=layer.kernels,
                 splits=layer.dw_splits, stride=layer.stride, se_ch=layer.se_ch,
@@ -169,6 +186,16 @@ def _args_pconv(layer) -> Dict[str, object]:
 
 def _args_adown(layer) -> Dict[str, object]:
     return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, act=layer.act, stride=2)
+
+
+def _args_shuffle(layer) -> Dict[str, object]:
+    return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, kernels=layer.kernels,
+                splits=layer.dw_splits, input_splits=layer.start_splits, stride=layer.stride,
+                act=layer.act)
+
+
+def _args_pool(layer) -> Dict[str, object]:
+    return dict(out_ch=layer.out_ch, stride=layer.stride)
 
 
 def _residual_if_same_shape(block, in_ch: int, stride: int) -> bool:
@@ -327,6 +354,20 @@ BLOCK_KINDS: Dict[str, BlockKind] = {k.name: k for k in (
         min_size=(2, "ADown needs a feature map of at least 2x2 (its 2x2 average pool)"),
         out_size=lambda size, stride: adown_out_size(size), cost=_cost_adown,
         static="ADown", args=_args_adown, dynamic="DynamicADown"),
+    BlockKind(
+        "sh", "ShuffleNetV2's unit with MixConv depthwise convs: strided, both branches on "
+        "the input (MixConv -> BN -> 1x1 -> BN -> act, and 1x1 -> BN -> act -> MixConv -> BN "
+        "-> 1x1 -> BN -> act), else the second on the input's second half and the first half "
+        "passed on; concatenated, channels shuffled in 2 groups",
+        _tokens(*_ROW, ("kernels", REQUIRED, True), ("split", "equal"), ("stride", 1), *_TAIL),
+        mid="half", mixconv=True, input_mixconv=True, keeps_width="unstrided",
+        cost=_cost_shuffle, static="ShuffleUnit",
+        args=_args_shuffle, dynamic="DynamicShuffle"),
+    BlockKind(
+        "mp", "3x3 max pool, stride s, padding 1 (ShuffleNet's and ResNet's after the stem); "
+        "keeps its width",
+        _tokens(*_ROW, ("stride", 2), *_TAIL), mid="in", keeps_width="always", cost=_cost_pool,
+        static="MaxPoolBlock", args=_args_pool, dynamic="DynamicMaxPool"),
     BlockKind(
         "head", "[1x1 conv c -> BN -> act] -> global average pool -> [1x1 conv f with bias "
         "-> act, or with fbn: 1x1 conv f -> BN -> act] -> linear",

@@ -14,7 +14,7 @@ Block kinds (a stage row is any kind but ``stem`` and ``head``): the table of bl
 :data:`nas.blocks.BLOCK_KINDS`, says what each kind is and which tokens it takes (``nas
 space kinds`` prints it); the shipped ones::
 
-    stem ds dsa ir cn uir cm pc adown head
+    stem ds dsa ir cn uir cm pc adown sh mp head
 
 Tokens (canonical order)::
 
@@ -37,7 +37,7 @@ Tokens (canonical order)::
     hse  SE, width = *expanded* channels x hse     number in [0, 1]         ds dsa ir uir
          rounded to a multiple of 8, ReLU inside,
          hard-sigmoid gate (MobileNetV3)
-    c    output channels, a multiple of 8          int, 8..8192             all (head: 0 = no
+    c    output channels, a multiple of 4          int, 8..8192             all (head: 0 = no
                                                                             conv before pooling)
     f    1x1 conv after pooling, 0 = none          0 or a multiple of 8     head
     fbn  that conv has BN instead of a bias (V4)   flag                     head
@@ -219,9 +219,10 @@ def _parse_ratio(what: str) -> Callable[[str], float]:
 
 
 def _parse_width(text: str) -> int:
+    # A multiple of 4 (ShuffleNetV2's 116): every width a split or a branch sees is even.
     value = _int(text, "width (c)")
-    if value < 8 or value % 8 or value > MAX_WIDTH:
-        raise ValueError(f"width (c) must be a positive multiple of 8 up to {MAX_WIDTH}, "
+    if value < 8 or value % 4 or value > MAX_WIDTH:
+        raise ValueError(f"width (c) must be a multiple of 4 from 8 up to {MAX_WIDTH}, "
                          f"got {value}")
     return value
 

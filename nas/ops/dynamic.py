@@ -469,10 +469,72 @@ class DynamicADown(DynamicBlock):
         return state
 
 
+class DynamicShuffle(DynamicBlock):
+    """sh rows: ShuffleNetV2's unit (see :class:`nas.ops.static.ShuffleUnit`); each branch
+    half the output width, a prefix slice of the largest."""
+
+    def __init__(self, in_max, mid_max, out_max, kernel_max, se_max, start_max=0, part_max=0):
+        super().__init__(in_max, mid_max, out_max, kernel_max, se_max)
+        half = out_max // 2
+        self.branch1_dw = DynamicMixConv(in_max, kernel_max)
+        self.branch1_bn1 = DynamicBatchNorm(in_max)
+        self.branch1_pw = DynamicPointwise(in_max, half)
+        self.branch1_bn2 = DynamicBatchNorm(half)
+        self.conv_pw = DynamicPointwise(in_max, half)
+        self.bn1 = DynamicBatchNorm(half)
+        self.conv_dw = DynamicMixConv(half, kernel_max)
+        self.bn2 = DynamicBatchNorm(half)
+        self.conv_pwl = DynamicPointwise(half, half)
+        self.bn3 = DynamicBatchNorm(half)
+
+    def forward(self, x, layer):
+        act = ACTIVATIONS[layer.act]
+        half = layer.mid_ch
+        if layer.stride > 1:
+            first = self.branch1_dw(x, layer.start_splits, layer.kernels, layer.stride)
+            first = act(self.branch1_bn2(self.branch1_pw(self.branch1_bn1(first), half)))
+            second = x
+        else:
+            first, second = x.chunk(2, dim=1)
+        second = act(self.bn1(self.conv_pw(second, half)))
+        second = self.bn2(self.conv_dw(second, layer.dw_splits, layer.kernels, layer.stride))
+        y = torch.cat([first, act(self.bn3(self.conv_pwl(second, half)))], dim=1)
+        n, c, h, w = y.shape
+        return y.reshape(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+    def block_state(self, layer, bn):
+        half = layer.mid_ch
+        state = {}
+        if layer.stride > 1:
+            state.update(self.branch1_dw.active_state(layer.start_splits, layer.kernels,
+                                                      "branch1_dw"))
+            state.update(bn("branch1_bn1", self.branch1_bn1, layer.in_ch))
+            state["branch1_pw.weight"] = self.branch1_pw.active_weight(layer.in_ch, half)
+            state.update(bn("branch1_bn2", self.branch1_bn2, half))
+        branch_in = layer.in_ch if layer.stride > 1 else layer.in_ch // 2
+        state["conv_pw.weight"] = self.conv_pw.active_weight(branch_in, half)
+        state.update(bn("bn1", self.bn1, half))
+        state.update(self.conv_dw.active_state(layer.dw_splits, layer.kernels, "conv_dw"))
+        state.update(bn("bn2", self.bn2, half))
+        state["conv_pwl.weight"] = self.conv_pwl.active_weight(half, half)
+        state.update(bn("bn3", self.bn3, half))
+        return state
+
+
+class DynamicMaxPool(DynamicBlock):
+    """mp rows: a 3x3 max pool (no weights)."""
+
+    def forward(self, x, layer):
+        return F.max_pool2d(x, 3, layer.stride, 1)
+
+    def block_state(self, layer, bn):
+        return {}
+
+
 #: The weight-sharing block classes by name (the table of block kinds names them).
 DYNAMIC_BLOCKS: Dict[str, type] = {cls.__name__: cls for cls in (
     DynamicInverted, DynamicSeparable, DynamicConvMixer, DynamicConvBNAct, DynamicPConv,
-    DynamicADown)}
+    DynamicADown, DynamicShuffle, DynamicMaxPool)}
 
 
 def init_linear(linear_weight: torch.Tensor, bias: torch.Tensor) -> None:

@@ -341,6 +341,60 @@ class ADown(nn.Module):
         return torch.cat([self.cv1(x1), self.cv2(self.max_pool(x2))], dim=1)
 
 
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2's unit (Ma et al. 2018; torchvision's ``shufflenetv2.InvertedResidual``)
+    with MixConv depthwise convs. Strided: branch 1 (MixConv -> BN -> 1x1 -> BN -> act) and
+    branch 2 (1x1 -> BN -> act -> MixConv -> BN -> 1x1 -> BN -> act) both on the input;
+    else the input's first half passes and branch 2 takes the second. Concatenated, then
+    the channels shuffled in 2 groups. Each branch puts out half of ``out_ch``."""
+
+    FOLDS = (("branch1_dw", "branch1_bn1"), ("branch1_pw", "branch1_bn2"), ("conv_pw", "bn1"),
+             ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
+    OPTIONS = ("fused", "fold_bn")
+
+    def __init__(self, in_ch: int, out_ch: int, kernels: Sequence[int], splits: Sequence[int],
+                 input_splits: Sequence[int], stride: int, act: str, fused: bool = False,
+                 fold_bn: bool = False):
+        super().__init__()
+        half = out_ch // 2
+        self.stride = stride
+        if stride > 1:
+            self.branch1_dw = make_mixconv(input_splits, kernels, stride, fused, bias=fold_bn)
+            self.branch1_bn1 = make_norm(in_ch, fold_bn)
+            self.branch1_pw = nn.Conv2d(in_ch, half, 1, bias=fold_bn)
+            self.branch1_bn2 = make_norm(half, fold_bn)
+            self.branch1_act = make_activation(act)
+        self.conv_pw = nn.Conv2d(in_ch if stride > 1 else in_ch // 2, half, 1, bias=fold_bn)
+        self.bn1 = make_norm(half, fold_bn)
+        self.act1 = make_activation(act)
+        self.conv_dw = make_mixconv(splits, kernels, stride, fused, bias=fold_bn)
+        self.bn2 = make_norm(half, fold_bn)
+        self.conv_pwl = nn.Conv2d(half, half, 1, bias=fold_bn)
+        self.bn3 = make_norm(half, fold_bn)
+        self.act2 = make_activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            first = self.branch1_act(self.branch1_bn2(self.branch1_pw(
+                self.branch1_bn1(self.branch1_dw(x)))))
+            second = x
+        else:
+            first, second = x.chunk(2, dim=1)
+        second = self.bn2(self.conv_dw(self.act1(self.bn1(self.conv_pw(second)))))
+        y = torch.cat([first, self.act2(self.bn3(self.conv_pwl(second)))], dim=1)
+        n, c, h, w = y.shape
+        return y.reshape(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class MaxPoolBlock(nn.MaxPool2d):
+    """3x3 max pool, stride ``stride``, padding 1: ShuffleNet's and ResNet's after the stem."""
+
+    OPTIONS = ()
+
+    def __init__(self, out_ch: int, stride: int = 2):
+        super().__init__(3, stride, 1)
+
+
 class PatchStem(nn.Sequential):
     """ConvMixer's patch embedding: ``patch`` x ``patch`` conv with bias, stride ``patch``,
     no padding -> act -> BN (after the activation: ``fold_bn`` leaves it)."""
@@ -498,4 +552,4 @@ class MixNet(nn.Module):
 #: The block classes by name: what a block row of ``MixNet``'s table builds.
 BLOCKS: Dict[str, type] = {cls.__name__: cls for cls in (
     DepthwiseSeparable, InvertedResidual, UniversalInvertedResidual, ConvMixerLayer, ConvBNAct,
-    PConvBlock, ADown)}
+    PConvBlock, ADown, ShuffleUnit, MaxPoolBlock)}
