@@ -178,10 +178,10 @@ def memo_table(value: Any, name: str) -> Dict[Any, Any]:
 def normalize_split(split, n_kernels: int):
     """One spelling for split rules that always give the same channel groups.
 
-    Every channel count a split sees is a multiple of 8 (widths are, and expanded widths
-    are rounded to one), so over one kernel every rule is the same network, and over two
-    kernels ``exp`` (C/2, C - C/2) is ``equal``. Keeping one spelling keeps
-    "the same network is the same Architecture" (and the same id) true.
+    Every channel count a split sees is even (widths are multiples of 4, expanded widths
+    of 8, a shuffle unit's branches half a width), so over one kernel every rule is the
+    same network, and over two kernels ``exp`` (C/2, C - C/2) is ``equal``. Keeping one
+    spelling keeps "the same network is the same Architecture" (and the same id) true.
     """
     if n_kernels == 1 or (n_kernels == 2 and split == "exp"):
         return "equal"

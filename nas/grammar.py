@@ -22,14 +22,15 @@ Tokens (canonical order)::
     r    repeats of the row; 0 = the row is absent int in 0..32            rows (default 1)
     a    uir: depthwise kernel set before the      kernel set or 0          uir (default 0)
          expansion (0 = none)
-    k    depthwise kernel set, increasing          k(.k)*, k in 3..11 odd   stem (3) ds dsa ir cm
+    k    depthwise kernel set, increasing          k(.k)*, k in 3..11 odd   stem (3) ds dsa ir cm sh
          uir: the middle depthwise conv, 0 = none  kernel set or 0          uir (required)
          a dense conv's kernel                     1, 3, 5, 7, 9 or 11      cn pc (cn: required)
-    x    channel split across the kernel set       equal | exp | n:n(:n)*   ds dsa ir uir cm
+    x    channel split across the kernel set       equal | exp | n:n(:n)*   ds dsa ir uir cm sh
     a    groups of the 1x1 expand conv             1 | 2                    ir
     p    groups of the 1x1 project conv            1 | 2                    ds dsa ir
          stem: patch size (kernel = stride = p)    int in 1..32             stem
-    s    stride of the first repeat (fixed)        1 | 2                    stem ds dsa ir cn uir
+    s    stride of the first repeat (fixed)        1 | 2                    stem ds dsa ir cn uir sh
+                                                                            mp (default 2)
     e    expansion ratio                           number in (0, 32]        ir uir pc (pc: 2)
     d    PConv divisor: the conv sees C/d channels int in 1..16             pc (default 4)
     se   SE, width = block *input* channels x se,  number in [0, 1]         ds dsa ir
