@@ -19,12 +19,11 @@ from dataclasses import MISSING, dataclass, fields, replace
 from functools import lru_cache
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
+from .blocks import kind_of
 from .channels import (
-    adown_out_size,
     check_groups,
     conv_out_size,
     hard_se_channels,
-    mid_channels,
     se_channels,
     split_channels,
 )
@@ -179,10 +178,10 @@ def memo_table(value: Any, name: str) -> Dict[Any, Any]:
 def normalize_split(split, n_kernels: int):
     """One spelling for split rules that always give the same channel groups.
 
-    Every channel count a split sees is a multiple of 8 (widths are, and expanded widths
-    are rounded to one), so over one kernel every rule is the same network, and over two
-    kernels ``exp`` (C/2, C - C/2) is ``equal``. Keeping one spelling keeps
-    "the same network is the same Architecture" (and the same id) true.
+    Every channel count a split sees is even (widths are multiples of 4, expanded widths
+    of 8, a shuffle unit's branches half a width), so over one kernel every rule is the
+    same network, and over two kernels ``exp`` (C/2, C - C/2) is ``equal``. Keeping one
+    spelling keeps "the same network is the same Architecture" (and the same id) true.
     """
     if n_kernels == 1 or (n_kernels == 2 and split == "exp"):
         return "equal"
@@ -390,65 +389,55 @@ class Layer:
     part_ch: int = 0  # pc: the channels PConv convolves
 
 
-# Per kind, what the expanded ("mid") width is: the input's, the output's, or expanded.
-_MID_IS_IN = ("ds", "dsa", "cm")
-
-
 def size_problem(kind: str, size: int) -> Optional[str]:
     """Why a block of ``kind`` cannot take a ``size`` x ``size`` map, or None.
 
-    Strided convs are 'same'-padded, so they never shrink a map below 1x1; ADown's
-    2x2 average pool (stride 1, no padding, as in ultralytics' ``ADown``) needs 2x2:
-    torch refuses a 1x1 input ("Output size is too small").
+    Strided convs are 'same'-padded, so they never shrink a map below 1x1; a kind with a
+    larger smallest input says so in the table of block kinds (ADown's 2x2 average pool,
+    stride 1, no padding, as in ultralytics' ``ADown``: torch refuses a 1x1 input).
     """
-    if kind == "adown" and size < 2:
-        return (f"ADown needs a feature map of at least 2x2 (its 2x2 average pool), "
-                f"it is fed {size}x{size}")
+    least, why = kind_of(kind).min_size
+    if size < least:
+        return f"{why}, it is fed {size}x{size}"
     return None
 
 
 def out_size_of(kind: str, size: int, stride: int) -> int:
     """Spatial output size of a block of ``kind`` with ``stride`` fed ``size`` pixels
     (per side; 'same' padding keeps ceil(size / stride) whatever the odd kernel)."""
-    if kind == "adown":
-        return adown_out_size(size)
-    return conv_out_size(size, 3, stride) if stride > 1 else size
+    return kind_of(kind).out_size(size, stride)
 
 
 def block_layers(block: Block, in_ch: int, size: int, stage: int = 0, row: int = 0):
-    """The concrete layers of one block row fed ``in_ch`` channels at ``size``x``size``."""
+    """The concrete layers of one block row fed ``in_ch`` channels at ``size``x``size``,
+    every width and rule from the table of block kinds (:mod:`nas.blocks`)."""
     layers = []
-    kind = block.kind
+    kind = kind_of(block.kind)
+    n = len(block.kernels)
     for i in range(block.repeats):
-        stride = 2 if kind == "adown" else (block.stride if i == 0 else 1)
-        if kind in _MID_IS_IN:
-            mid = in_ch
-        elif kind in ("cn", "adown"):
-            mid = block.out
-        else:
-            mid = mid_channels(in_ch, block.expansion)
-        out_size = out_size_of(kind, size, stride)
-        n = len(block.kernels)
+        stride = kind.stride_of(block, i)
+        if block.out != in_ch and (kind.keeps_width == "always" or (
+                kind.keeps_width == "unstrided" and stride == 1)):
+            raise ArchError(f"a {'' if stride > 1 else 'stride-1 '}{block.kind} block keeps the "
+                            f"width it is fed ({in_ch}): it cannot put out {block.out} channels")
+        mid = kind.mid_width(in_ch, block.out, block.expansion)
+        # a second MixConv over the input: a uir's first one, or a strided branch's
+        start = block.start or (block.kernels if kind.input_mixconv and stride > 1 else ())
+        out_size = kind.out_size(size, stride)
         if block.hse:
             se_ch, se_hard = hard_se_channels(mid, block.hse), True
         else:
             se_ch, se_hard = se_channels(in_ch, block.se), False
-        if kind in ("ds", "ir", "uir"):
-            residual = block.skip and stride == 1 and in_ch == block.out
-        else:  # dsa, cn, adown never; cm always, around its depthwise conv only
-            residual = kind == "cm" or (kind == "pc" and in_ch == block.out)
         layers.append(Layer(
-            stage=stage, row=row, repeat=i, kind=kind, in_ch=in_ch, mid_ch=mid,
+            stage=stage, row=row, repeat=i, kind=block.kind, in_ch=in_ch, mid_ch=mid,
             out_ch=block.out, stride=stride, kernels=block.kernels,
-            dw_splits=(split_channels(mid, n, block.split)
-                       if n and kind not in ("cn", "pc", "adown") else ()),
+            dw_splits=split_channels(mid, n, block.split) if n and kind.mixconv else (),
             se_ch=se_ch, exp_groups=block.exp_groups,
             proj_groups=block.proj_groups, act=block.act,
-            residual=residual, in_size=size, out_size=out_size,
-            start_kernels=block.start,
-            start_splits=(split_channels(in_ch, len(block.start), block.split)
-                          if block.start else ()),
-            se_hard=se_hard, part_ch=in_ch // block.div if kind == "pc" else 0,
+            residual=kind.residual(block, in_ch, stride), in_size=size, out_size=out_size,
+            start_kernels=start,
+            start_splits=split_channels(in_ch, len(start), block.split) if start else (),
+            se_hard=se_hard, part_ch=kind.part(in_ch, block.div) if kind.part else 0,
         ))
         size, in_ch = out_size, block.out
     return layers

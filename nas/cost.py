@@ -21,13 +21,8 @@ from functools import lru_cache
 from typing import Optional, Tuple
 
 from .arch import Architecture, Block, InputSpec, memo_table, out_size_of
-from .channels import (
-    conv_out_size,
-    hard_se_channels,
-    mid_channels,
-    se_channels,
-    split_channels,
-)
+from .blocks import dw_weights, kind_of
+from .channels import conv_out_size, hard_se_channels, se_channels
 
 __all__ = ["Cost", "count_cost", "block_cost", "stem_cost", "head_cost", "cache_clear"]
 
@@ -41,62 +36,14 @@ class Cost:
     params: int
 
 
-@lru_cache(maxsize=4096)
-def _dw_weights(mid: int, kernels: Tuple[int, ...], split) -> int:
-    """Weights of a MixConv (per output pixel, that is also its MACs per pixel)."""
-    return sum(c * k * k for c, k in zip(split_channels(mid, len(kernels), split), kernels))
-
-
-def _layer(kind: str, in_ch: int, out: int, block: Block, size_in: int, size_out: int):
-    """FLOPs and params of one block of a row."""
-    px_in, px_out = size_in * size_in, size_out * size_out
-    if kind in ("ds", "dsa", "ir"):
-        mid = in_ch if kind != "ir" else mid_channels(in_ch, block.expansion)
-        dw = _dw_weights(mid, block.kernels, block.split)
-        project = mid * out // block.proj_groups
-        params = dw + project + 2 * mid + 2 * out
-        flops = params * px_out
-        if kind == "ir":
-            expand = in_ch * mid // block.exp_groups
-            params += expand + 2 * mid
-            flops += (expand + 2 * mid) * px_in
-    elif kind == "uir":
-        mid = mid_channels(in_ch, block.expansion)
-        # Without a middle depthwise conv, the first one strides (timm's UIB).
-        px_start = px_in if block.kernels else px_out
-        params = flops = 0
-        if block.start:
-            start = _dw_weights(in_ch, block.start, block.split) + 2 * in_ch
-            params, flops = start, start * px_start
-        expand = in_ch * mid + 2 * mid
-        params += expand
-        flops += expand * px_start
-        if block.kernels:
-            dw = _dw_weights(mid, block.kernels, block.split) + 2 * mid
-            params += dw
-            flops += dw * px_out
-        project = mid * out + 2 * out
-        params += project
-        flops += project * px_out
-    elif kind == "cn":
-        mid = out
-        params = in_ch * out * block.kernels[0] ** 2 + 2 * out
-        flops = params * px_out
-    elif kind == "cm":  # conv biases are parameters, not FLOPs (fvcore counts MACs)
-        mid = in_ch
-        dw = _dw_weights(in_ch, block.kernels, block.split)
-        flops = (dw + 2 * in_ch + in_ch * out + 2 * out) * px_out
-        params = dw + 3 * in_ch + in_ch * out + 3 * out
-    elif kind == "pc":
-        mid = mid_channels(in_ch, block.expansion)
-        part = in_ch // block.div
-        params = part * part * block.kernels[0] ** 2 + in_ch * mid + 2 * mid + mid * out
-        flops = params * px_out
-    else:  # adown: the pools count nothing, as in fvcore
-        mid = 0
-        half_in, half_out = in_ch // 2, out // 2
-        params = half_in * half_out * 10 + 4 * half_out
-        flops = params * px_out
+def _layer(kind: str, in_ch: int, out: int, block: Block, size_in: int, size_out: int,
+           stride: int):
+    """FLOPs and params of one block of a row: the kind's own terms (the table of block
+    kinds, :mod:`nas.blocks`) plus its SE, alike for every kind."""
+    k = kind_of(kind)
+    mid = k.mid_width(in_ch, out, block.expansion)
+    flops, params = k.cost(in_ch, out, mid, block, size_in * size_in, size_out * size_out,
+                           stride)
     if block.hse:
         se = hard_se_channels(mid, block.hse)
     else:
@@ -124,11 +71,12 @@ def _block_cost(block: Block, in_ch: int, size: int) -> Tuple[int, int, int]:
     if block.repeats == 0:
         return 0, 0, size
     kind = block.kind
-    stride = 2 if kind == "adown" else block.stride
+    stride = kind_of(kind).stride_of(block, 0)
     out_size = out_size_of(kind, size, stride)
-    flops, params = _layer(kind, in_ch, block.out, block, size, out_size)
+    flops, params = _layer(kind, in_ch, block.out, block, size, out_size, stride)
     if block.repeats > 1:
-        f, p = _layer(kind, block.out, block.out, block, out_size, out_size)
+        f, p = _layer(kind, block.out, block.out, block, out_size, out_size,
+                      kind_of(kind).stride_of(block, 1))
         flops += f * (block.repeats - 1)
         params += p * (block.repeats - 1)
     return flops, params, out_size
@@ -188,5 +136,5 @@ def count_cost(arch: Architecture, input: Optional[InputSpec] = None) -> Cost:
 def cache_clear() -> None:
     """Forget the remembered costs of stems, heads and MixConvs (benchmarks time cold
     passes with it; a row's cost lives with its Block, so fresh Blocks are cold too)."""
-    for cached in (_dw_weights, stem_cost, head_cost):
+    for cached in (dw_weights, stem_cost, head_cost):
         cached.cache_clear()

@@ -10,27 +10,11 @@ Grammar (``_`` separates tokens, ``|`` separates alternatives)::
     block    := KIND ( "_" token )*
     token    := KEY value ( "|" value )*  |  FLAG
 
-Block kinds (a stage row is any kind but ``stem`` and ``head``)::
+Block kinds (a stage row is any kind but ``stem`` and ``head``): the table of block kinds,
+:data:`nas.blocks.BLOCK_KINDS`, says what each kind is and which tokens it takes (``nas
+space kinds`` prints it); the shipped ones::
 
-    stem   k x k conv, stride s -> BN -> act; or, with p, ConvMixer's patch embedding:
-           p x p conv with bias, stride p -> act -> BN
-    ds     depthwise-separable: MixConv -> BN -> act -> [SE] -> 1x1 -> BN [+ input]
-    dsa    ds with an activation after the 1x1's BN and no residual (timm's dsa; MobileNetV1)
-    ir     inverted residual: 1x1 expand -> BN -> act -> MixConv -> BN -> act -> [SE]
-           -> 1x1 project -> BN [+ input]
-    cn     dense k x k conv -> BN -> act (timm's cn; MobileNetV3/V4's 1x1 and 3x3 conv rows)
-    uir    MobileNetV4's Universal Inverted Bottleneck (timm's uir): [MixConv a -> BN] ->
-           1x1 expand -> BN -> act -> [MixConv k -> BN -> act] -> [SE] -> 1x1 -> BN [+ input];
-           a0 and k0 leave a depthwise conv out: IB (a0), ExtraDW (a, k), ConvNext-like (k0),
-           FFN (a0_k0)
-    cm     ConvMixer layer: (MixConv with bias -> act -> BN) + input -> 1x1 with bias -> act -> BN
-    pc     FasterNet block: PConv (dense k x k conv on the first C/d channels, identity on the
-           rest) -> 1x1 expand -> BN -> act -> 1x1 project, + input
-    adown  YOLOv9's ADown: 2x2 average pool (stride 1), then half the channels through a
-           3x3 stride-2 conv -> BN -> act, half through a 3x3 stride-2 max pool and a
-           1x1 conv -> BN -> act, concatenated (always stride 2)
-    head   [1x1 conv c -> BN -> act] -> global average pool -> [1x1 conv f with bias -> act,
-           or with fbn: 1x1 conv f -> BN -> act] -> linear
+    stem ds dsa ir cn uir cm pc adown sh mp head
 
 Tokens (canonical order)::
 
@@ -38,14 +22,15 @@ Tokens (canonical order)::
     r    repeats of the row; 0 = the row is absent int in 0..32            rows (default 1)
     a    uir: depthwise kernel set before the      kernel set or 0          uir (default 0)
          expansion (0 = none)
-    k    depthwise kernel set, increasing          k(.k)*, k in 3..11 odd   stem (3) ds dsa ir cm
+    k    depthwise kernel set, increasing          k(.k)*, k in 3..11 odd   stem (3) ds dsa ir cm sh
          uir: the middle depthwise conv, 0 = none  kernel set or 0          uir (required)
          a dense conv's kernel                     1, 3, 5, 7, 9 or 11      cn pc (cn: required)
-    x    channel split across the kernel set       equal | exp | n:n(:n)*   ds dsa ir uir cm
+    x    channel split across the kernel set       equal | exp | n:n(:n)*   ds dsa ir uir cm sh
     a    groups of the 1x1 expand conv             1 | 2                    ir
     p    groups of the 1x1 project conv            1 | 2                    ds dsa ir
          stem: patch size (kernel = stride = p)    int in 1..32             stem
-    s    stride of the first repeat (fixed)        1 | 2                    stem ds dsa ir cn uir
+    s    stride of the first repeat (fixed)        1 | 2                    stem ds dsa ir cn uir sh
+                                                                            mp (default 2)
     e    expansion ratio                           number in (0, 32]        ir uir pc (pc: 2)
     d    PConv divisor: the conv sees C/d channels int in 1..16             pc (default 4)
     se   SE, width = block *input* channels x se,  number in [0, 1]         ds dsa ir
@@ -53,7 +38,7 @@ Tokens (canonical order)::
     hse  SE, width = *expanded* channels x hse     number in [0, 1]         ds dsa ir uir
          rounded to a multiple of 8, ReLU inside,
          hard-sigmoid gate (MobileNetV3)
-    c    output channels, a multiple of 8          int, 8..8192             all (head: 0 = no
+    c    output channels, a multiple of 4          int, 8..8192             all (head: 0 = no
                                                                             conv before pooling)
     f    1x1 conv after pooling, 0 = none          0 or a multiple of 8     head
     fbn  that conv has BN instead of a bias (V4)   flag                     head
@@ -84,13 +69,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from .blocks import BLOCK_KINDS, KINDS, REQUIRED, ROW_KINDS, SAME  # noqa: F401 (re-exported)
 from .errors import GrammarError
 
-KINDS = ("stem", "ds", "dsa", "ir", "cn", "uir", "cm", "pc", "adown", "head")
-ROW_KINDS = ("ds", "dsa", "ir", "cn", "uir", "cm", "pc", "adown")
 KERNELS = (3, 5, 7, 9, 11)
 DENSE_KERNELS = (1, 3, 5, 7, 9, 11)
 ACTIVATIONS = ("relu", "relu6", "swish", "hswish", "gelu")
@@ -98,17 +82,7 @@ MAX_DECIMALS = 4
 # Bounds keep one hostile or mistyped string from allocating a network that cannot fit
 # in memory (r100000000 would build 1e8 layers); they are far above any MixNet.
 MAX_REPEATS, MAX_WIDTH, MAX_EXPANSION, MAX_PATCH, MAX_DIV = 32, 8192, 32, 32, 16
-_REQUIRED = object()
-
-
-class _Same:
-    """Default width of a stage row without a ``c`` token: keep the incoming width."""
-
-    def __repr__(self) -> str:
-        return "SAME"
-
-
-SAME = _Same()
+_REQUIRED = REQUIRED
 
 
 # ---------------------------------------------------------------- value parsers
@@ -246,9 +220,10 @@ def _parse_ratio(what: str) -> Callable[[str], float]:
 
 
 def _parse_width(text: str) -> int:
+    # A multiple of 4 (ShuffleNetV2's 116): every width a split or a branch sees is even.
     value = _int(text, "width (c)")
-    if value < 8 or value % 8 or value > MAX_WIDTH:
-        raise ValueError(f"width (c) must be a positive multiple of 8 up to {MAX_WIDTH}, "
+    if value < 8 or value % 4 or value > MAX_WIDTH:
+        raise ValueError(f"width (c) must be a multiple of 4 from 8 up to {MAX_WIDTH}, "
                          f"got {value}")
     return value
 
@@ -290,20 +265,29 @@ class Field:
 
     ``start`` matches the first character of a value: a token whose value starts
     otherwise is not this key's token but an unknown one (``pwact`` is not ``p`` = "wact").
-    ``flag`` fields take no value: the token alone sets ``default``'s opposite.
+    ``flag`` fields take no value: the token alone sets ``default``'s opposite. Which kinds
+    take it, with which default, and whether the canonical form always shows it, come from
+    the table of block kinds (:mod:`nas.blocks`): ``kinds``, ``default`` and
+    ``always_print`` are filled from there.
     """
 
     key: str
     name: str
     what: str
-    kinds: Tuple[str, ...]
     parse: Callable[[str], Any]
     fmt: Callable[[Any], str] = str
-    default: Mapping[str, Any] = field(default_factory=dict)  # kind -> default
+    variant: str = ""  # one name, several meanings across kinds (the kernels of cn vs ir)
     choosable: bool = True
-    always_print: Tuple[str, ...] = ()  # kinds whose canonical form always shows it
     start: Optional[re.Pattern] = _DIGIT
     absent: Any = None  # the value an absent (r0) row stores
+    kinds: Tuple[str, ...] = ()
+    default: Mapping[str, Any] = field(default_factory=dict)  # kind -> default
+    always_print: Tuple[str, ...] = ()  # kinds whose canonical form always shows it
+
+    @property
+    def id(self) -> str:
+        """How the table of block kinds names it: ``name`` or ``name:variant``."""
+        return f"{self.name}:{self.variant}" if self.variant else self.name
 
     @property
     def flag(self) -> bool:
@@ -313,58 +297,50 @@ class Field:
         return self.default.get(kind, _REQUIRED)
 
 
-_MIX = ("ds", "dsa", "ir", "cm")
-_MIX_STEM = ("stem",) + _MIX
-_STRIDED = ("stem", "ds", "dsa", "ir", "cn", "uir")
-_SE = ("ds", "dsa", "ir")
+def _bound(f: Field) -> Field:
+    """``f`` with the kinds that take it, their defaults and where it is always shown."""
+    takes = {name: k for name, k in BLOCK_KINDS.items() if f.id in k.token_defaults}
+    shown = tuple(name for name, k in takes.items()
+                  if any(t.field == f.id and t.shown for t in k.tokens))
+    defaults = {name: k.token_defaults[f.id] for name, k in takes.items()
+                if k.token_defaults[f.id] is not _REQUIRED}
+    return replace(f, kinds=tuple(takes), default=defaults, always_print=shown)
+
 
 # Canonical token order. One key may mean different things in different kinds (``a`` is
 # the expand groups of an ir block but the first depthwise kernel of a uir block, as in
 # timm); within one kind, keys and names are unique.
-FIELDS: Tuple[Field, ...] = (
-    Field("r", "repeats", "repeats", ROW_KINDS, _parse_repeats,
-          default={k: 1 for k in ROW_KINDS}, always_print=ROW_KINDS),
-    Field("a", "start", "depthwise kernel set before the expansion", ("uir",),
-          _parse_optional_kernels, _format_kernels, default={"uir": ()}, absent=()),
-    Field("k", "kernels", "kernel set", _MIX_STEM, _parse_kernels, _format_kernels,
-          default={"stem": (3,)}, always_print=_MIX_STEM, absent=(3,)),
-    Field("k", "kernels", "middle depthwise kernel set", ("uir",), _parse_optional_kernels,
-          _format_kernels, always_print=("uir",), absent=(3,)),
-    Field("k", "kernels", "kernel", ("cn", "pc"), _parse_dense_kernel, _format_kernels,
-          default={"pc": (3,)}, always_print=("cn", "pc"), absent=(3,)),
-    Field("x", "split", "channel split", ("ds", "dsa", "ir", "uir", "cm"), _parse_split,
-          format_split, default={k: "equal" for k in ("ds", "dsa", "ir", "uir", "cm")},
-          start=_WORD_OR_DIGIT),
-    Field("a", "exp_groups", "expand groups", ("ir",), _parse_groups("expand groups (a)"),
-          default={"ir": 1}),
-    Field("p", "proj_groups", "project groups", ("ds", "dsa", "ir"),
-          _parse_groups("project groups (p)"), default={"ds": 1, "dsa": 1, "ir": 1}),
-    Field("p", "patch", "patch size", ("stem",), _parse_bounded("patch size (p)", 1, MAX_PATCH),
-          default={"stem": 0}),
-    Field("s", "stride", "stride", _STRIDED, _parse_stride,
-          default={"stem": 2, **{k: 1 for k in _STRIDED[1:]}}, choosable=False),
-    Field("e", "expansion", "expansion ratio", ("ir", "uir", "pc"), _parse_expansion,
-          format_number, default={"pc": 2.0}, always_print=("ir", "uir"), absent=1.0),
-    Field("d", "div", "PConv divisor", ("pc",), _parse_bounded("PConv divisor (d)", 1, MAX_DIV),
-          default={"pc": 4}),
-    Field("se", "se", "SE ratio", _SE, _parse_ratio("SE ratio (se)"), format_number,
-          default={k: 0.0 for k in _SE}),
-    Field("hse", "hse", "hard SE ratio", _SE + ("uir",), _parse_ratio("hard SE ratio (hse)"),
-          format_number, default={k: 0.0 for k in _SE + ("uir",)}),
-    Field("c", "out", "output channels", ("stem",) + ROW_KINDS, _parse_width,
-          default={k: SAME for k in ROW_KINDS}, always_print=("stem",) + ROW_KINDS,
-          absent=SAME),
-    Field("c", "out", "conv width before pooling", ("head",),
-          _parse_optional_width("head width (c)"), default={"head": 0}),
-    Field("f", "post", "conv width after pooling", ("head",),
-          _parse_optional_width("head width after pooling (f)"), default={"head": 0}),
-    Field("fbn", "post_bn", "BN after the pooled conv", ("head",), _flag(True),
-          default={"head": False}, choosable=False, start=None),
-    Field("act", "act", "activation", KINDS, _parse_act, default={k: "relu" for k in KINDS},
-          start=_WORD),
-    Field("noskip", "skip", "residual", ("ds", "ir", "uir"), _flag(False),
-          default={"ds": True, "ir": True, "uir": True}, choosable=False, start=None),
-)
+FIELDS: Tuple[Field, ...] = tuple(_bound(f) for f in (
+    Field("r", "repeats", "repeats", _parse_repeats),
+    Field("a", "start", "depthwise kernel set before the expansion", _parse_optional_kernels,
+          _format_kernels, absent=()),
+    Field("k", "kernels", "kernel set", _parse_kernels, _format_kernels, absent=(3,)),
+    Field("k", "kernels", "middle depthwise kernel set", _parse_optional_kernels,
+          _format_kernels, variant="middle", absent=(3,)),
+    Field("k", "kernels", "kernel", _parse_dense_kernel, _format_kernels, variant="dense",
+          absent=(3,)),
+    Field("x", "split", "channel split", _parse_split, format_split, start=_WORD_OR_DIGIT),
+    Field("a", "exp_groups", "expand groups", _parse_groups("expand groups (a)")),
+    Field("p", "proj_groups", "project groups", _parse_groups("project groups (p)")),
+    Field("p", "patch", "patch size", _parse_bounded("patch size (p)", 1, MAX_PATCH)),
+    Field("s", "stride", "stride", _parse_stride, choosable=False),
+    Field("e", "expansion", "expansion ratio", _parse_expansion, format_number, absent=1.0),
+    Field("d", "div", "PConv divisor", _parse_bounded("PConv divisor (d)", 1, MAX_DIV)),
+    Field("se", "se", "SE ratio", _parse_ratio("SE ratio (se)"), format_number),
+    Field("hse", "hse", "hard SE ratio", _parse_ratio("hard SE ratio (hse)"), format_number),
+    Field("c", "out", "output channels", _parse_width, absent=SAME),
+    Field("c", "out", "conv width before pooling", _parse_optional_width("head width (c)"),
+          variant="head"),
+    Field("f", "post", "conv width after pooling",
+          _parse_optional_width("head width after pooling (f)")),
+    Field("fbn", "post_bn", "BN after the pooled conv", _flag(True), choosable=False,
+          start=None),
+    Field("act", "act", "activation", _parse_act, start=_WORD),
+    Field("noskip", "skip", "residual", _flag(False), choosable=False, start=None),
+))
+_unknown = {t.field for k in BLOCK_KINDS.values() for t in k.tokens} - {f.id for f in FIELDS}
+if _unknown:  # a kind naming a token the grammar does not define
+    raise TypeError(f"nas.blocks names undefined grammar fields: {sorted(_unknown)}")
 # name -> a field of that name (fields that share a name share its value's format).
 FIELD_BY_NAME: Dict[str, Field] = {}
 for _f in FIELDS:

@@ -11,44 +11,23 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from torch import Tensor, nn
 
 from .arch import Architecture, Layer
+from .blocks import kind_of
 from .ops.static import MixNet
 
-__all__ = ["build_model", "layer_table", "block_args", "onnx_program"]
+__all__ = ["build_model", "layer_table", "block_args", "block_row", "onnx_program"]
 
 
 def block_args(layer: Layer) -> Dict[str, object]:
-    """The keyword arguments of ``layer``'s static block class (:func:`make_block`)."""
-    kind = layer.kind
-    if kind in ("ds", "dsa"):
-        return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, kernels=layer.kernels,
-                    splits=layer.dw_splits, stride=layer.stride, se_ch=layer.se_ch,
-                    proj_groups=layer.proj_groups, act=layer.act, residual=layer.residual,
-                    se_hard=layer.se_hard)
-    if kind == "ir":
-        return dict(in_ch=layer.in_ch, mid_ch=layer.mid_ch, out_ch=layer.out_ch,
-                    kernels=layer.kernels, splits=layer.dw_splits, stride=layer.stride,
-                    se_ch=layer.se_ch, exp_groups=layer.exp_groups,
-                    proj_groups=layer.proj_groups, act=layer.act, residual=layer.residual,
-                    se_hard=layer.se_hard)
-    if kind == "uir":
-        return dict(in_ch=layer.in_ch, mid_ch=layer.mid_ch, out_ch=layer.out_ch,
-                    start_kernels=layer.start_kernels, start_splits=layer.start_splits,
-                    kernels=layer.kernels, splits=layer.dw_splits, stride=layer.stride,
-                    se_ch=layer.se_ch, se_hard=layer.se_hard, act=layer.act,
-                    residual=layer.residual)
-    if kind == "cm":
-        return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, kernels=layer.kernels,
-                    splits=layer.dw_splits, act=layer.act)
-    if kind == "cn":
-        return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, kernel=layer.kernels[0],
-                    stride=layer.stride, act=layer.act)
-    if kind == "pc":
-        return dict(in_ch=layer.in_ch, mid_ch=layer.mid_ch, out_ch=layer.out_ch,
-                    part_ch=layer.part_ch, kernel=layer.kernels[0], act=layer.act,
-                    residual=layer.residual)
-    if kind == "adown":
-        return dict(in_ch=layer.in_ch, out_ch=layer.out_ch, act=layer.act)
-    raise ValueError(f"unknown block kind {kind!r}")
+    """The keyword arguments of ``layer``'s static block class (the table of block kinds,
+    :mod:`nas.blocks`, says which class and which arguments)."""
+    return kind_of(layer.kind).args(layer)
+
+
+def block_row(layer: Layer) -> Tuple[str, Dict[str, object]]:
+    """``(static class name, keyword arguments)`` of ``layer``: one row of
+    :class:`nas.ops.static.MixNet`'s table."""
+    kind = kind_of(layer.kind)
+    return kind.static, kind.args(layer)
 
 
 def layer_table(arch: Architecture) -> Tuple[tuple, List[tuple], tuple]:
@@ -58,7 +37,7 @@ def layer_table(arch: Architecture) -> Tuple[tuple, List[tuple], tuple]:
     :class:`Architecture`; the exporter writes this table literally into model.py.
     """
     stem = (arch.stem.kernel, arch.stem.stride, arch.stem.out, arch.stem.act, arch.stem.patch)
-    blocks = [(layer.kind, block_args(layer)) for layer in arch.layers()]
+    blocks = [block_row(layer) for layer in arch.layers()]
     head = arch.head
     return stem, blocks, (head.out, head.act, head.post, head.post_bn)
 

@@ -15,11 +15,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arch import Architecture, Layer
-from .channels import hard_se_channels, mid_channels, se_channels
+from .blocks import SAME, kind_of
+from .channels import hard_se_channels, se_channels
 from .errors import SupernetMismatch
-from .grammar import SAME
 from .model import build_model
-from .ops.dynamic import ACTIVATIONS, DynamicBatchNorm, DynamicBlock, DynamicPointwise, init_linear
+from .ops.dynamic import (
+    ACTIVATIONS,
+    DYNAMIC_BLOCKS,
+    DynamicBatchNorm,
+    DynamicPointwise,
+    init_linear,
+)
 from .ops.static import MixNet
 from .space.search_space import RowSpace, SearchSpace
 
@@ -32,30 +38,27 @@ def _layers(arch: Architecture) -> Tuple[Layer, ...]:
 
 
 def _row_blocks(row: RowSpace, widths) -> Tuple[nn.ModuleList, set]:
-    """The block slots of one row fed any of ``widths``, and the widths it can put out."""
+    """The block slots of one row fed any of ``widths``, and the widths it can put out:
+    each the weight-sharing class the table of block kinds names, at the largest widths
+    and kernels the row's choices give it."""
     alts = row.alternatives
-    kind = row.kind
+    kind = kind_of(row.kind)
     outs = set(widths) if alts["out"] == (SAME,) else set(alts["out"])
     blocks = nn.ModuleList()
     expansions = alts.get("expansion", (1.0,))
+    cls = DYNAMIC_BLOCKS[kind.dynamic]
     for j in range(max(alts["repeats"])):
         ins = widths if j == 0 else outs
-        if kind in ("ds", "dsa", "cm"):
-            mids = list(ins)
-        elif kind in ("cn", "adown"):
-            mids = list(outs)
-        else:
-            mids = [mid_channels(w, e) for w in ins for e in expansions]
+        mids = [kind.mid_width(w, o, e) for w in ins for o in outs for e in expansions]
         se = [se_channels(w, r) for w in ins for r in alts.get("se", (0,))]
         se += [hard_se_channels(m, r) for m in mids for r in alts.get("hse", (0,))]
         kernels = [max(k) for k in alts["kernels"] if k] if "kernels" in alts else []
         starts = [max(k) for k in alts.get("start", ()) if k]
-        blocks.append(DynamicBlock(
-            kind, in_max=max(ins), mid_max=max(mids), out_max=max(outs),
-            kernel_max=max(kernels, default=0), se_max=max(se),
-            start_max=max(starts, default=0),
-            part_max=max(ins) // min(alts["div"]) if kind == "pc" else 0,
-        ))
+        parts = ([kind.part(w, d) for w in ins for d in alts.get("div", (1,))]
+                 if kind.part else [0])
+        blocks.append(cls(in_max=max(ins), mid_max=max(mids), out_max=max(outs),
+                          kernel_max=max(kernels, default=0), se_max=max(se),
+                          start_max=max(starts, default=0), part_max=max(parts)))
     # An optional row may be absent and pass on its input width.
     return blocks, (outs | set(widths)) if 0 in alts["repeats"] else outs
 

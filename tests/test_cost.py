@@ -20,6 +20,9 @@ REFERENCE = {  # the reference counts (shared/reference/MIXNET.md; issue 15's ta
     "mobilenetv3_large_100": (225_436_416, 5_483_032),
     "mobilenetv4_conv_small": (189_981_440, 3_774_024),
     "convmixer_768_32": (20_779_874_304, 21_110_248),
+    # torchvision's network: params equal; FLOPs with its pooling counted as ours
+    # (tests/test_blocks.py), fvcore alone says 148,808,392
+    "shufflenet_v2_x1_0": (148_858_568, 2_278_604),
 }
 # fvcore traces these at a smaller input (exact there too): 20.8 GFLOPs take ~18 s to trace.
 SMALL_INPUT = 2_000_000_000
@@ -63,7 +66,8 @@ def test_presets_match_the_reference(spaces, name):
 
 # >= 200 random architectures over all spaces (single-point spaces give one each).
 PER_SPACE = {"mixnet_300m": 100, "edge_cases": 40, "operators": 30, "patch": 12,
-             "mobilenetv3_mixconv": 4, "mobilenetv4_uib": 4, "convmixer_mix": 2}
+             "mobilenetv3_mixconv": 4, "mobilenetv4_uib": 4, "convmixer_mix": 2,
+             "shufflenet_v2_mix": 4}
 
 
 def _random_archs():

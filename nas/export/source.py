@@ -48,6 +48,13 @@ def _literal(value) -> str:
     raise ExportError(f"refusing to write unvalidated value {value!r} into model.py")
 
 
+def _class_name(name: str) -> str:
+    """A block class's name as source: only the names of :data:`nas.ops.static.BLOCKS`."""
+    if name not in static.BLOCKS:
+        raise ExportError(f"refusing to write unknown block class {name!r} into model.py")
+    return f'"{name}"'
+
+
 def _static_source() -> str:
     """nas/ops/static.py without its module docstring."""
     source = inspect.getsource(static)
@@ -114,7 +121,7 @@ def model_source(arch: Architecture, form: ExportForm = ExportForm(),
     chans = arch.input.channels if form.in_chans is None else form.in_chans
     cost = count_cost(arch)
     stem, blocks, head = layer_table(arch)
-    rows = "\n".join(f"    ({_literal(kind)}, {_literal(args)})," for kind, args in blocks)
+    rows = "\n".join(f"    ({_class_name(name)}, {_literal(args)})," for name, args in blocks)
     levels = feature_levels(stem[1], stem[2], blocks)
     out_indices = out_levels(arch, form.out_indices)
     level_rows = "\n".join(f"    ({i}, {f['num_chs']}, {f['reduction']}),"
@@ -162,7 +169,7 @@ OUT_INDICES = {_literal(out_indices)}
 
 # kernel, stride, out_ch, act, patch
 STEM = ({", ".join(_literal(v) for v in stem)})
-# (kind, arguments of its block class), one per block
+# (block class, its arguments), one per block
 BLOCKS = [
 {rows}
 ]

@@ -24,7 +24,7 @@ from ..arch import Architecture, Block, Layer, block_layers
 from ..channels import check_groups, conv_out_size
 from ..errors import ArchError
 from ..grammar import SAME
-from ..model import block_args
+from ..model import block_args, block_row
 from ..ops.static import MixNet
 from ..space import SearchSpace
 
@@ -119,7 +119,7 @@ def _stem_unit(channels: int, stem: tuple):
 
 
 def _block_unit(layer: Layer):
-    return lambda: MixNet((1, 1, layer.in_ch, "", 0), [(layer.kind, block_args(layer))],
+    return lambda: MixNet((1, 1, layer.in_ch, "", 0), [block_row(layer)],
                           _NO_HEAD, 1, layer.in_ch).blocks[0]
 
 

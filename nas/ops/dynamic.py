@@ -24,7 +24,7 @@ from torch import nn
 from ..arch import Layer
 
 __all__ = ["ACTIVATIONS", "DynamicPointwise", "DynamicConv", "DynamicMixConv",
-           "DynamicBatchNorm", "DynamicSqueezeExcite", "DynamicBlock"]
+           "DynamicBatchNorm", "DynamicSqueezeExcite", "DynamicBlock", "DYNAMIC_BLOCKS"]
 
 ACTIVATIONS = {"relu": F.relu, "relu6": F.relu6, "swish": F.silu, "hswish": F.hardswish,
                "gelu": F.gelu}
@@ -247,149 +247,294 @@ class DynamicSqueezeExcite(nn.Module):
 
 
 class DynamicBlock(nn.Module):
-    """A block slot of the supernet (any row kind), at its largest widths and kernels.
+    """A block slot of the supernet, at its largest widths and kernels: the base of the
+    weight-sharing class of each block kind (the table of block kinds, :mod:`nas.blocks`,
+    names it; :data:`DYNAMIC_BLOCKS` finds it).
 
-    Module names mirror the static classes of :mod:`nas.ops.static`, so
-    :meth:`active_state` returns a state dict the static block loads as is.
+    Module names mirror the kind's static class in :mod:`nas.ops.static`, so
+    :meth:`active_state` returns a state dict the static block loads as is. Every slot is
+    built from the same description of the row (the largest of each width and kernel any
+    of its architectures can take); a kind uses what it needs.
 
     Args:
-        kind: the row's block kind.
-        in_max, mid_max, out_max: the largest input, expanded and output widths.
+        in_max, mid_max, out_max: the largest input, middle and output widths.
         kernel_max: the largest (middle) depthwise or dense kernel (0: none in any choice).
         se_max: the largest SE width (0: no SE in any choice).
         start_max: uir: the largest first depthwise kernel (0: none in any choice).
         part_max: pc: the most channels PConv convolves.
     """
 
-    def __init__(self, kind: str, in_max: int, mid_max: int, out_max: int, kernel_max: int,
+    def __init__(self, in_max: int, mid_max: int, out_max: int, kernel_max: int,
                  se_max: int, start_max: int = 0, part_max: int = 0):
         super().__init__()
-        self.kind = kind
-        if kind in ("ir", "uir"):
-            if start_max:
-                self.conv_dw_start = DynamicMixConv(in_max, start_max)
-                self.bn_start = DynamicBatchNorm(in_max)
-            self.conv_pw = DynamicPointwise(in_max, mid_max)
-            self.bn1 = DynamicBatchNorm(mid_max)
-            if kernel_max:
-                self.conv_dw = DynamicMixConv(mid_max, kernel_max)
-                self.bn2 = DynamicBatchNorm(mid_max)
-            self.conv_pwl = DynamicPointwise(mid_max, out_max)
-            self.bn3 = DynamicBatchNorm(out_max)
-        elif kind in ("ds", "dsa", "cm"):
-            self.conv_dw = DynamicMixConv(in_max, kernel_max, bias=kind == "cm")
-            self.bn1 = DynamicBatchNorm(in_max)
-            self.conv_pw = DynamicPointwise(in_max, out_max, bias=kind == "cm")
-            self.bn2 = DynamicBatchNorm(out_max)
-        elif kind == "cn":
-            self.conv = DynamicConv(in_max, out_max, kernel_max)
-            self.bn = DynamicBatchNorm(out_max)
-        elif kind == "pc":
-            self.conv_partial = DynamicConv(part_max, part_max, kernel_max)
-            self.conv_pw = DynamicPointwise(in_max, mid_max)
-            self.bn1 = DynamicBatchNorm(mid_max)
-            self.conv_pwl = DynamicPointwise(mid_max, out_max)
-        elif kind == "adown":
-            self.cv1 = DynamicConv(in_max // 2, out_max // 2, 3)
-            self.bn_cv1 = DynamicBatchNorm(out_max // 2)
-            self.cv2 = DynamicPointwise(in_max // 2, out_max // 2)
-            self.bn_cv2 = DynamicBatchNorm(out_max // 2)
-        else:
-            raise ValueError(f"unknown block kind {kind!r}")
         self.se = DynamicSqueezeExcite(mid_max, se_max) if se_max else None
 
     def _se(self, y: torch.Tensor, layer: Layer, act) -> torch.Tensor:
         return self.se(y, layer.se_ch, act, layer.se_hard) if layer.se_ch else y
 
     def forward(self, x: torch.Tensor, layer: Layer) -> torch.Tensor:
-        act = ACTIVATIONS[layer.act]
-        kind = self.kind
-        if kind in ("ir", "uir"):
-            y = x
-            if layer.start_kernels:
-                stride = 1 if layer.kernels else layer.stride
-                y = self.bn_start(self.conv_dw_start(y, layer.start_splits, layer.start_kernels,
-                                                     stride))
-            y = act(self.bn1(self.conv_pw(y, layer.mid_ch, layer.exp_groups)))
-            if layer.kernels:
-                y = act(self.bn2(self.conv_dw(y, layer.dw_splits, layer.kernels, layer.stride)))
-            y = self._se(y, layer, act)
-            y = self.bn3(self.conv_pwl(y, layer.out_ch, layer.proj_groups))
-        elif kind in ("ds", "dsa"):
-            y = act(self.bn1(self.conv_dw(x, layer.dw_splits, layer.kernels, layer.stride)))
-            y = self._se(y, layer, act)
-            y = self.bn2(self.conv_pw(y, layer.out_ch, layer.proj_groups))
-            if kind == "dsa":
-                y = act(y)
-        elif kind == "cm":
-            x = x + self.bn1(act(self.conv_dw(x, layer.dw_splits, layer.kernels, 1)))
-            return self.bn2(act(self.conv_pw(x, layer.out_ch)))
-        elif kind == "cn":
-            return act(self.bn(self.conv(x, layer.out_ch, layer.kernels[0], layer.stride)))
-        elif kind == "pc":
-            p = layer.part_ch
-            y = self.conv_partial(x[:, :p], p, layer.kernels[0])
-            y = torch.cat([y, x[:, p:]], 1) if p < x.shape[1] else y
-            y = self.conv_pwl(act(self.bn1(self.conv_pw(y, layer.mid_ch))), layer.out_ch)
-        else:  # adown
-            x1, x2 = F.avg_pool2d(x, 2, 1, 0, False, True).chunk(2, 1)
-            half = layer.out_ch // 2
-            y1 = act(self.bn_cv1(self.cv1(x1, half, 3, 2)))
-            y2 = act(self.bn_cv2(self.cv2(F.max_pool2d(x2, 3, 2, 1), half)))
-            return torch.cat([y1, y2], 1)
-        return x + y if layer.residual else y
+        raise NotImplementedError
+
+    def block_state(self, layer: Layer, bn) -> Dict[str, torch.Tensor]:
+        """The kind's own tensors for ``layer`` (``bn(name, module, channels)`` gives a
+        BatchNorm's); SE's are added by :meth:`active_state`."""
+        raise NotImplementedError
 
     def active_state(self, layer: Layer) -> Dict[str, torch.Tensor]:
         """The static block's state dict for ``layer`` (views into the shared tensors)."""
-        state: Dict[str, torch.Tensor] = {}
+        def bn(name: str, module: DynamicBatchNorm, c: int) -> Dict[str, torch.Tensor]:
+            return {f"{name}.{k}": v for k, v in module.active_state(c).items()}
 
-        def bn(name: str, module: DynamicBatchNorm, c: int) -> None:
-            state.update({f"{name}.{k}": v for k, v in module.active_state(c).items()})
-
-        kind = self.kind
-        if kind in ("ir", "uir"):
-            if layer.start_kernels:
-                state.update(self.conv_dw_start.active_state(
-                    layer.start_splits, layer.start_kernels, "conv_dw_start"))
-                bn("bn_start", self.bn_start, layer.in_ch)
-            state["conv_pw.weight"] = self.conv_pw.active_weight(
-                layer.in_ch, layer.mid_ch, layer.exp_groups)
-            bn("bn1", self.bn1, layer.mid_ch)
-            if layer.kernels:
-                state.update(self.conv_dw.active_state(layer.dw_splits, layer.kernels,
-                                                       "conv_dw"))
-                bn("bn2", self.bn2, layer.mid_ch)
-            state["conv_pwl.weight"] = self.conv_pwl.active_weight(
-                layer.mid_ch, layer.out_ch, layer.proj_groups)
-            bn("bn3", self.bn3, layer.out_ch)
-        elif kind in ("ds", "dsa", "cm"):
-            state.update(self.conv_dw.active_state(layer.dw_splits, layer.kernels, "conv_dw"))
-            bn("bn1", self.bn1, layer.in_ch)
-            state["conv_pw.weight"] = self.conv_pw.active_weight(
-                layer.in_ch, layer.out_ch, layer.proj_groups)
-            if kind == "cm":
-                state["conv_pw.bias"] = self.conv_pw.active_bias(layer.out_ch)
-            bn("bn2", self.bn2, layer.out_ch)
-        elif kind == "cn":
-            state["0.weight"] = self.conv.active_weight(layer.in_ch, layer.out_ch,
-                                                        layer.kernels[0])
-            bn("1", self.bn, layer.out_ch)
-        elif kind == "pc":
-            p = layer.part_ch
-            state["conv_partial.weight"] = self.conv_partial.active_weight(p, p, layer.kernels[0])
-            state["conv_pw.weight"] = self.conv_pw.active_weight(layer.in_ch, layer.mid_ch)
-            bn("bn1", self.bn1, layer.mid_ch)
-            state["conv_pwl.weight"] = self.conv_pwl.active_weight(layer.mid_ch, layer.out_ch)
-        else:  # adown
-            half_in, half = layer.in_ch // 2, layer.out_ch // 2
-            state["cv1.0.weight"] = self.cv1.active_weight(half_in, half, 3)
-            bn("cv1.1", self.bn_cv1, half)
-            state["cv2.0.weight"] = self.cv2.active_weight(half_in, half)
-            bn("cv2.1", self.bn_cv2, half)
+        state = self.block_state(layer, bn)
         if layer.se_ch:
             state.update({f"se.{k}": v for k, v in
                           self.se.active_state(layer.mid_ch, layer.se_ch).items()})
         return state
+
+
+class DynamicInverted(DynamicBlock):
+    """ir and uir rows: [MixConv a -> BN] -> 1x1 expand -> BN -> act -> [MixConv k -> BN ->
+    act] -> [SE] -> 1x1 project -> BN [+ input]."""
+
+    def __init__(self, in_max, mid_max, out_max, kernel_max, se_max, start_max=0, part_max=0):
+        super().__init__(in_max, mid_max, out_max, kernel_max, se_max)
+        if start_max:
+            self.conv_dw_start = DynamicMixConv(in_max, start_max)
+            self.bn_start = DynamicBatchNorm(in_max)
+        self.conv_pw = DynamicPointwise(in_max, mid_max)
+        self.bn1 = DynamicBatchNorm(mid_max)
+        if kernel_max:
+            self.conv_dw = DynamicMixConv(mid_max, kernel_max)
+            self.bn2 = DynamicBatchNorm(mid_max)
+        self.conv_pwl = DynamicPointwise(mid_max, out_max)
+        self.bn3 = DynamicBatchNorm(out_max)
+
+    def forward(self, x, layer):
+        act = ACTIVATIONS[layer.act]
+        y = x
+        if layer.start_kernels:
+            stride = 1 if layer.kernels else layer.stride
+            y = self.bn_start(self.conv_dw_start(y, layer.start_splits, layer.start_kernels,
+                                                 stride))
+        y = act(self.bn1(self.conv_pw(y, layer.mid_ch, layer.exp_groups)))
+        if layer.kernels:
+            y = act(self.bn2(self.conv_dw(y, layer.dw_splits, layer.kernels, layer.stride)))
+        y = self._se(y, layer, act)
+        y = self.bn3(self.conv_pwl(y, layer.out_ch, layer.proj_groups))
+        return x + y if layer.residual else y
+
+    def block_state(self, layer, bn):
+        state = {}
+        if layer.start_kernels:
+            state.update(self.conv_dw_start.active_state(
+                layer.start_splits, layer.start_kernels, "conv_dw_start"))
+            state.update(bn("bn_start", self.bn_start, layer.in_ch))
+        state["conv_pw.weight"] = self.conv_pw.active_weight(
+            layer.in_ch, layer.mid_ch, layer.exp_groups)
+        state.update(bn("bn1", self.bn1, layer.mid_ch))
+        if layer.kernels:
+            state.update(self.conv_dw.active_state(layer.dw_splits, layer.kernels, "conv_dw"))
+            state.update(bn("bn2", self.bn2, layer.mid_ch))
+        state["conv_pwl.weight"] = self.conv_pwl.active_weight(
+            layer.mid_ch, layer.out_ch, layer.proj_groups)
+        state.update(bn("bn3", self.bn3, layer.out_ch))
+        return state
+
+
+class DynamicSeparable(DynamicBlock):
+    """ds and dsa rows: MixConv -> BN -> act -> [SE] -> 1x1 -> BN [-> act (dsa)]
+    [+ input]."""
+
+    def __init__(self, in_max, mid_max, out_max, kernel_max, se_max, start_max=0, part_max=0):
+        super().__init__(in_max, mid_max, out_max, kernel_max, se_max)
+        self.conv_dw = DynamicMixConv(in_max, kernel_max)
+        self.bn1 = DynamicBatchNorm(in_max)
+        self.conv_pw = DynamicPointwise(in_max, out_max)
+        self.bn2 = DynamicBatchNorm(out_max)
+
+    def forward(self, x, layer):
+        act = ACTIVATIONS[layer.act]
+        y = act(self.bn1(self.conv_dw(x, layer.dw_splits, layer.kernels, layer.stride)))
+        y = self._se(y, layer, act)
+        y = self.bn2(self.conv_pw(y, layer.out_ch, layer.proj_groups))
+        if layer.kind == "dsa":
+            y = act(y)
+        return x + y if layer.residual else y
+
+    def block_state(self, layer, bn):
+        state = self.conv_dw.active_state(layer.dw_splits, layer.kernels, "conv_dw")
+        state.update(bn("bn1", self.bn1, layer.in_ch))
+        state["conv_pw.weight"] = self.conv_pw.active_weight(
+            layer.in_ch, layer.out_ch, layer.proj_groups)
+        state.update(bn("bn2", self.bn2, layer.out_ch))
+        return state
+
+
+class DynamicConvMixer(DynamicBlock):
+    """cm rows: (MixConv with bias -> act -> BN) + input -> 1x1 with bias -> act -> BN."""
+
+    def __init__(self, in_max, mid_max, out_max, kernel_max, se_max, start_max=0, part_max=0):
+        super().__init__(in_max, mid_max, out_max, kernel_max, se_max)
+        self.conv_dw = DynamicMixConv(in_max, kernel_max, bias=True)
+        self.bn1 = DynamicBatchNorm(in_max)
+        self.conv_pw = DynamicPointwise(in_max, out_max, bias=True)
+        self.bn2 = DynamicBatchNorm(out_max)
+
+    def forward(self, x, layer):
+        act = ACTIVATIONS[layer.act]
+        x = x + self.bn1(act(self.conv_dw(x, layer.dw_splits, layer.kernels, 1)))
+        return self.bn2(act(self.conv_pw(x, layer.out_ch)))
+
+    def block_state(self, layer, bn):
+        state = self.conv_dw.active_state(layer.dw_splits, layer.kernels, "conv_dw")
+        state.update(bn("bn1", self.bn1, layer.in_ch))
+        state["conv_pw.weight"] = self.conv_pw.active_weight(layer.in_ch, layer.out_ch, 1)
+        state["conv_pw.bias"] = self.conv_pw.active_bias(layer.out_ch)
+        state.update(bn("bn2", self.bn2, layer.out_ch))
+        return state
+
+
+class DynamicConvBNAct(DynamicBlock):
+    """cn rows: dense k x k conv -> BN -> act."""
+
+    def __init__(self, in_max, mid_max, out_max, kernel_max, se_max, start_max=0, part_max=0):
+        super().__init__(in_max, mid_max, out_max, kernel_max, se_max)
+        self.conv = DynamicConv(in_max, out_max, kernel_max)
+        self.bn = DynamicBatchNorm(out_max)
+
+    def forward(self, x, layer):
+        act = ACTIVATIONS[layer.act]
+        return act(self.bn(self.conv(x, layer.out_ch, layer.kernels[0], layer.stride)))
+
+    def block_state(self, layer, bn):
+        state = {"0.weight": self.conv.active_weight(layer.in_ch, layer.out_ch,
+                                                     layer.kernels[0])}
+        state.update(bn("1", self.bn, layer.out_ch))
+        return state
+
+
+class DynamicPConv(DynamicBlock):
+    """pc rows: PConv (dense conv on the first channels) -> 1x1 expand -> BN -> act -> 1x1
+    project [+ input]."""
+
+    def __init__(self, in_max, mid_max, out_max, kernel_max, se_max, start_max=0, part_max=0):
+        super().__init__(in_max, mid_max, out_max, kernel_max, se_max)
+        self.conv_partial = DynamicConv(part_max, part_max, kernel_max)
+        self.conv_pw = DynamicPointwise(in_max, mid_max)
+        self.bn1 = DynamicBatchNorm(mid_max)
+        self.conv_pwl = DynamicPointwise(mid_max, out_max)
+
+    def forward(self, x, layer):
+        act = ACTIVATIONS[layer.act]
+        p = layer.part_ch
+        y = self.conv_partial(x[:, :p], p, layer.kernels[0])
+        y = torch.cat([y, x[:, p:]], 1) if p < x.shape[1] else y
+        y = self.conv_pwl(act(self.bn1(self.conv_pw(y, layer.mid_ch))), layer.out_ch)
+        return x + y if layer.residual else y
+
+    def block_state(self, layer, bn):
+        p = layer.part_ch
+        state = {"conv_partial.weight": self.conv_partial.active_weight(p, p, layer.kernels[0]),
+                 "conv_pw.weight": self.conv_pw.active_weight(layer.in_ch, layer.mid_ch)}
+        state.update(bn("bn1", self.bn1, layer.mid_ch))
+        state["conv_pwl.weight"] = self.conv_pwl.active_weight(layer.mid_ch, layer.out_ch)
+        return state
+
+
+class DynamicADown(DynamicBlock):
+    """adown rows: 2x2 average pool, then a 3x3 stride-2 conv on half the channels and a
+    3x3 stride-2 max pool and a 1x1 conv on the other half, concatenated."""
+
+    def __init__(self, in_max, mid_max, out_max, kernel_max, se_max, start_max=0, part_max=0):
+        super().__init__(in_max, mid_max, out_max, kernel_max, se_max)
+        self.cv1 = DynamicConv(in_max // 2, out_max // 2, 3)
+        self.bn_cv1 = DynamicBatchNorm(out_max // 2)
+        self.cv2 = DynamicPointwise(in_max // 2, out_max // 2)
+        self.bn_cv2 = DynamicBatchNorm(out_max // 2)
+
+    def forward(self, x, layer):
+        act = ACTIVATIONS[layer.act]
+        x1, x2 = F.avg_pool2d(x, 2, 1, 0, False, True).chunk(2, 1)
+        half = layer.out_ch // 2
+        y1 = act(self.bn_cv1(self.cv1(x1, half, 3, 2)))
+        y2 = act(self.bn_cv2(self.cv2(F.max_pool2d(x2, 3, 2, 1), half)))
+        return torch.cat([y1, y2], 1)
+
+    def block_state(self, layer, bn):
+        half_in, half = layer.in_ch // 2, layer.out_ch // 2
+        state = {"cv1.0.weight": self.cv1.active_weight(half_in, half, 3)}
+        state.update(bn("cv1.1", self.bn_cv1, half))
+        state["cv2.0.weight"] = self.cv2.active_weight(half_in, half)
+        state.update(bn("cv2.1", self.bn_cv2, half))
+        return state
+
+
+class DynamicShuffle(DynamicBlock):
+    """sh rows: ShuffleNetV2's unit (see :class:`nas.ops.static.ShuffleUnit`); each branch
+    half the output width, a prefix slice of the largest."""
+
+    def __init__(self, in_max, mid_max, out_max, kernel_max, se_max, start_max=0, part_max=0):
+        super().__init__(in_max, mid_max, out_max, kernel_max, se_max)
+        half = out_max // 2
+        self.branch1_dw = DynamicMixConv(in_max, kernel_max)
+        self.branch1_bn1 = DynamicBatchNorm(in_max)
+        self.branch1_pw = DynamicPointwise(in_max, half)
+        self.branch1_bn2 = DynamicBatchNorm(half)
+        self.conv_pw = DynamicPointwise(in_max, half)
+        self.bn1 = DynamicBatchNorm(half)
+        self.conv_dw = DynamicMixConv(half, kernel_max)
+        self.bn2 = DynamicBatchNorm(half)
+        self.conv_pwl = DynamicPointwise(half, half)
+        self.bn3 = DynamicBatchNorm(half)
+
+    def forward(self, x, layer):
+        act = ACTIVATIONS[layer.act]
+        half = layer.mid_ch
+        if layer.stride > 1:
+            first = self.branch1_dw(x, layer.start_splits, layer.kernels, layer.stride)
+            first = act(self.branch1_bn2(self.branch1_pw(self.branch1_bn1(first), half)))
+            second = x
+        else:
+            first, second = x.chunk(2, dim=1)
+        second = act(self.bn1(self.conv_pw(second, half)))
+        second = self.bn2(self.conv_dw(second, layer.dw_splits, layer.kernels, layer.stride))
+        y = torch.cat([first, act(self.bn3(self.conv_pwl(second, half)))], dim=1)
+        n, c, h, w = y.shape
+        return y.reshape(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+    def block_state(self, layer, bn):
+        half = layer.mid_ch
+        state = {}
+        if layer.stride > 1:
+            state.update(self.branch1_dw.active_state(layer.start_splits, layer.kernels,
+                                                      "branch1_dw"))
+            state.update(bn("branch1_bn1", self.branch1_bn1, layer.in_ch))
+            state["branch1_pw.weight"] = self.branch1_pw.active_weight(layer.in_ch, half)
+            state.update(bn("branch1_bn2", self.branch1_bn2, half))
+        branch_in = layer.in_ch if layer.stride > 1 else layer.in_ch // 2
+        state["conv_pw.weight"] = self.conv_pw.active_weight(branch_in, half)
+        state.update(bn("bn1", self.bn1, half))
+        state.update(self.conv_dw.active_state(layer.dw_splits, layer.kernels, "conv_dw"))
+        state.update(bn("bn2", self.bn2, half))
+        state["conv_pwl.weight"] = self.conv_pwl.active_weight(half, half)
+        state.update(bn("bn3", self.bn3, half))
+        return state
+
+
+class DynamicMaxPool(DynamicBlock):
+    """mp rows: a 3x3 max pool (no weights)."""
+
+    def forward(self, x, layer):
+        return F.max_pool2d(x, 3, layer.stride, 1)
+
+    def block_state(self, layer, bn):
+        return {}
+
+
+#: The weight-sharing block classes by name (the table of block kinds names them).
+DYNAMIC_BLOCKS: Dict[str, type] = {cls.__name__: cls for cls in (
+    DynamicInverted, DynamicSeparable, DynamicConvMixer, DynamicConvBNAct, DynamicPConv,
+    DynamicADown, DynamicShuffle, DynamicMaxPool)}
 
 
 def init_linear(linear_weight: torch.Tensor, bias: torch.Tensor) -> None:

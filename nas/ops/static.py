@@ -40,6 +40,8 @@ class ConvBNAct(nn.Sequential):
 
     # (conv, the BatchNorm right after it): what fold_bn folds, in every block class
     FOLDS = (("0", "1"),)
+    # The build options (make_block) a block class takes: MixConv's form, BN folding.
+    OPTIONS = ("fold_bn",)
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1,
                  groups: int = 1, act: str = "", fold_bn: bool = False):
@@ -162,6 +164,7 @@ class DepthwiseSeparable(nn.Module):
     """
 
     FOLDS = (("conv_dw", "bn1"), ("conv_pw", "bn2"))
+    OPTIONS = ("fused", "fold_bn")
 
     def __init__(self, in_ch: int, out_ch: int, kernels: Sequence[int], splits: Sequence[int],
                  stride: int, se_ch: int, proj_groups: int, act: str, residual: bool,
@@ -190,6 +193,7 @@ class InvertedResidual(nn.Module):
     """
 
     FOLDS = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
+    OPTIONS = ("fused", "fold_bn")
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, kernels: Sequence[int],
                  splits: Sequence[int], stride: int, se_ch: int, exp_groups: int,
@@ -226,6 +230,7 @@ class UniversalInvertedResidual(nn.Module):
 
     FOLDS = (("conv_dw_start", "bn_start"), ("conv_pw", "bn1"), ("conv_dw", "bn2"),
              ("conv_pwl", "bn3"))
+    OPTIONS = ("fused", "fold_bn")
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, start_kernels: Sequence[int],
                  start_splits: Sequence[int], kernels: Sequence[int], splits: Sequence[int],
@@ -264,6 +269,8 @@ class ConvMixerLayer(nn.Module):
     (Trockman & Kolter 2022, timm's ``ConvMixer``). Its BatchNorms follow an activation,
     so ``fold_bn`` leaves them (folding needs a conv right before the BN)."""
 
+    OPTIONS = ("fused",)  # its BatchNorms follow activations: nothing to fold
+
     def __init__(self, in_ch: int, out_ch: int, kernels: Sequence[int], splits: Sequence[int],
                  act: str, fused: bool = False):
         super().__init__()
@@ -286,6 +293,8 @@ class PConvBlock(nn.Module):
     inference form, its BatchNorm folded into the 1x1 expand."""
 
     FOLDS = (("conv_pw", "bn1"),)
+
+    OPTIONS = ("fold_bn",)  # no MixConv to fuse
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, part_ch: int, kernel: int,
                  act: str, residual: bool, fold_bn: bool = False):
@@ -315,8 +324,13 @@ class ADown(nn.Module):
     stride-2 conv -> BN -> act, half through a 3x3 stride-2 max pool and a 1x1 conv -> BN
     -> act, concatenated (Wang et al. 2024, ultralytics' ``ADown``)."""
 
-    def __init__(self, in_ch: int, out_ch: int, act: str, fold_bn: bool = False):
+    OPTIONS = ("fold_bn",)
+
+    def __init__(self, in_ch: int, out_ch: int, act: str, stride: int = 2,
+                 fold_bn: bool = False):
         super().__init__()
+        if stride != 2:
+            raise ValueError(f"ADown always has stride 2, got {stride}")
         self.pool = nn.AvgPool2d(2, 1, 0, False, True)
         self.cv1 = ConvBNAct(in_ch // 2, out_ch // 2, 3, 2, act=act, fold_bn=fold_bn)
         self.max_pool = nn.MaxPool2d(3, 2, 1)
@@ -325,6 +339,60 @@ class ADown(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.pool(x).chunk(2, 1)
         return torch.cat([self.cv1(x1), self.cv2(self.max_pool(x2))], dim=1)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2's unit (Ma et al. 2018; torchvision's ``shufflenetv2.InvertedResidual``)
+    with MixConv depthwise convs. Strided: branch 1 (MixConv -> BN -> 1x1 -> BN -> act) and
+    branch 2 (1x1 -> BN -> act -> MixConv -> BN -> 1x1 -> BN -> act) both on the input;
+    else the input's first half passes and branch 2 takes the second. Concatenated, then
+    the channels shuffled in 2 groups. Each branch puts out half of ``out_ch``."""
+
+    FOLDS = (("branch1_dw", "branch1_bn1"), ("branch1_pw", "branch1_bn2"), ("conv_pw", "bn1"),
+             ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
+    OPTIONS = ("fused", "fold_bn")
+
+    def __init__(self, in_ch: int, out_ch: int, kernels: Sequence[int], splits: Sequence[int],
+                 input_splits: Sequence[int], stride: int, act: str, fused: bool = False,
+                 fold_bn: bool = False):
+        super().__init__()
+        half = out_ch // 2
+        self.stride = stride
+        if stride > 1:
+            self.branch1_dw = make_mixconv(input_splits, kernels, stride, fused, bias=fold_bn)
+            self.branch1_bn1 = make_norm(in_ch, fold_bn)
+            self.branch1_pw = nn.Conv2d(in_ch, half, 1, bias=fold_bn)
+            self.branch1_bn2 = make_norm(half, fold_bn)
+            self.branch1_act = make_activation(act)
+        self.conv_pw = nn.Conv2d(in_ch if stride > 1 else in_ch // 2, half, 1, bias=fold_bn)
+        self.bn1 = make_norm(half, fold_bn)
+        self.act1 = make_activation(act)
+        self.conv_dw = make_mixconv(splits, kernels, stride, fused, bias=fold_bn)
+        self.bn2 = make_norm(half, fold_bn)
+        self.conv_pwl = nn.Conv2d(half, half, 1, bias=fold_bn)
+        self.bn3 = make_norm(half, fold_bn)
+        self.act2 = make_activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            first = self.branch1_act(self.branch1_bn2(self.branch1_pw(
+                self.branch1_bn1(self.branch1_dw(x)))))
+            second = x
+        else:
+            first, second = x.chunk(2, dim=1)
+        second = self.bn2(self.conv_dw(self.act1(self.bn1(self.conv_pw(second)))))
+        y = torch.cat([first, self.act2(self.bn3(self.conv_pwl(second)))], dim=1)
+        n, c, h, w = y.shape
+        return y.reshape(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class MaxPoolBlock(nn.MaxPool2d):
+    """3x3 max pool, stride ``stride``, padding 1: ShuffleNet's and ResNet's after the stem."""
+
+    OPTIONS = ()
+
+    def __init__(self, out_ch: int, stride: int = 2):
+        super().__init__(3, stride, 1)
 
 
 class PatchStem(nn.Sequential):
@@ -336,24 +404,14 @@ class PatchStem(nn.Sequential):
                          nn.BatchNorm2d(out_ch))
 
 
-def make_block(kind: str, args: Dict, fused: bool = False, fold_bn: bool = False) -> nn.Module:
-    """The block of ``kind`` (a block string's kind) built from its literal row ``args``."""
-    if kind in ("ds", "dsa"):
-        return DepthwiseSeparable(fused=fused, pw_act=kind == "dsa", fold_bn=fold_bn, **args)
-    if kind == "ir":
-        return InvertedResidual(fused=fused, fold_bn=fold_bn, **args)
-    if kind == "uir":
-        return UniversalInvertedResidual(fused=fused, fold_bn=fold_bn, **args)
-    if kind == "cm":
-        return ConvMixerLayer(fused=fused, **args)
-    if kind == "cn":
-        return ConvBNAct(args["in_ch"], args["out_ch"], args["kernel"], args["stride"],
-                         act=args["act"], fold_bn=fold_bn)
-    if kind == "pc":
-        return PConvBlock(fold_bn=fold_bn, **args)
-    if kind == "adown":
-        return ADown(fold_bn=fold_bn, **args)
-    raise ValueError(f"unknown block kind {kind!r}")
+def make_block(name: str, args: Dict, fused: bool = False, fold_bn: bool = False) -> nn.Module:
+    """The block class ``name`` (one of :data:`BLOCKS`) built from its literal row
+    ``args``, with the build options it takes (its ``OPTIONS``)."""
+    cls = BLOCKS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown block class {name!r}")
+    options = {"fused": fused, "fold_bn": fold_bn}
+    return cls(**args, **{k: options[k] for k in cls.OPTIONS})
 
 
 class FeatureInfo(list):
@@ -390,8 +448,8 @@ def feature_levels(stem_stride: int, stem_ch: int, blocks) -> FeatureInfo:
     output of its last block (or of the stem), as in timm's ``features_only`` models.
     """
     levels = FeatureInfo([{"num_chs": stem_ch, "reduction": stem_stride, "index": -1}])
-    for i, (kind, args) in enumerate(blocks):
-        stride = 2 if kind == "adown" else args.get("stride", 1)
+    for i, (_, args) in enumerate(blocks):
+        stride = args.get("stride", 1)
         if stride > 1:
             levels.append({"num_chs": args["out_ch"],
                            "reduction": levels[-1]["reduction"] * stride, "index": i})
@@ -414,8 +472,8 @@ class MixNet(nn.Module):
 
     Args:
         stem: ``(kernel, stride, out_ch, act, patch)``; ``patch`` > 0 is a patch stem.
-        blocks: one ``(kind, args)`` per block: the block string's kind and the keyword
-            arguments of its class (see :func:`make_block`).
+        blocks: one ``(class name, args)`` per block: a class of :data:`BLOCKS` and its
+            keyword arguments (see :func:`make_block`).
         head: ``(out_ch, act, post, post_bn)``: the widths of the 1x1 convs before and
             after pooling (0: none) and whether the latter has a BN (else a bias).
         num_classes: classifier outputs.
@@ -456,8 +514,8 @@ class MixNet(nn.Module):
         else:
             self.feature_info = levels
         self._taps: List[int] = [f["index"] for f in self.feature_info]
-        self.blocks = nn.Sequential(*(make_block(kind, args, fused, fold_bn)
-                                      for kind, args in blocks))
+        self.blocks = nn.Sequential(*(make_block(name, args, fused, fold_bn)
+                                      for name, args in blocks))
         if not features_only:
             last_ch = blocks[-1][1]["out_ch"] if blocks else stem_ch
             self.head, self.pool, self.head_post, self.classifier = make_head(
@@ -489,3 +547,9 @@ class MixNet(nn.Module):
             return self.forward_levels(x)
         x = self.head_post(self.pool(self.forward_features(x)))
         return self.classifier(torch.flatten(x, 1))
+
+
+#: The block classes by name: what a block row of ``MixNet``'s table builds.
+BLOCKS: Dict[str, type] = {cls.__name__: cls for cls in (
+    DepthwiseSeparable, InvertedResidual, UniversalInvertedResidual, ConvMixerLayer, ConvBNAct,
+    PConvBlock, ADown, ShuffleUnit, MaxPoolBlock)}

@@ -14,6 +14,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..arch import Architecture
+from ..blocks import kind_of
 from ..search.objective import PRESETS
 from .analysis import History, Importance
 from .scene import Axis, Scene, nice_ticks, viridis
@@ -96,7 +97,8 @@ def arch_picture(arch: Architecture, scale_channels: Optional[int] = None,
                 scene.text(x + w / 2, y + 11, f"k{k}", size=9, anchor="middle",
                            fill="#08306b" if k in _DARK_TEXT else "#fff")
             x += w
-        notes = [f"×{block.repeats}", f"e{block.expansion:g}" if block.kind == "ir" else "dw",
+        notes = [f"×{block.repeats}",
+                 f"e{block.expansion:g}" if kind_of(block.kind).mid == "expand" else "dw",
                  f"se{block.se:g}" if block.se else "", f"c{block.out}",
                  block.act, f"a{block.exp_groups}" if block.exp_groups > 1 else "",
                  f"p{block.proj_groups}" if block.proj_groups > 1 else ""]

@@ -13,6 +13,7 @@ import math
 from typing import Any, Dict, List, Optional
 
 from ..arch import Architecture
+from ..blocks import kind_of
 
 __all__ = ["arch_summary", "front_table", "front_json", "COLUMNS", "fmt", "is_num",
            "parse_arch", "arch_of",
@@ -34,12 +35,13 @@ def arch_summary(arch: Architecture) -> str:
             if not b.repeats:  # an absent optional row: its other fields are placeholders
                 parts.append(f"0x {b.kind}")
                 continue
-            words = [f"{b.repeats}x"] + ([] if b.kind in ("ds", "ir") else [b.kind])
-            if b.kind == "uir":
+            kind = kind_of(b.kind)
+            words = [f"{b.repeats}x"] + ([kind.shown_name] if kind.shown_name else [])
+            if "start" in kind.token_defaults:
                 words.append("a" + (".".join(map(str, b.start)) or "0"))
-            if b.kind != "adown":
+            if any(t.field.startswith("kernels") for t in kind.tokens):
                 words.append("k" + (".".join(map(str, b.kernels)) or "0"))
-            if b.kind not in ("adown", "cm", "dsa", "ds", "cn") or b.expansion != 1:
+            if kind.expansion_shown or b.expansion != 1:
                 words.append(f"e{b.expansion:g}")
             text = " ".join(words)
             parts.append(text + ("+se" if b.se else "+hse" if b.hse else ""))

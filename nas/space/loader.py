@@ -26,7 +26,8 @@ from typing import Dict, List, Optional, Tuple, Union
 import yaml
 
 from ..arch import INPUT_LIMITS, InputSpec
-from ..channels import mid_channels, split_channels
+from ..blocks import kind_of
+from ..channels import split_channels
 from ..errors import GrammarError, SpaceError
 from ..grammar import ROW_KINDS, SAME, format_split, parse_block
 from .search_space import RowSpace, SearchSpace
@@ -222,8 +223,8 @@ def _check_row(loc: _Loc, node, row: RowSpace, in_widths) -> None:
     """Rules that span tokens: split arity and non-empty channel groups for every combination."""
     alts = row.alternatives
     where = row.where
-    if 0 in alts["repeats"] and alts.get("stride", (1,)) != (1,) or (
-            0 in alts["repeats"] and row.kind == "adown"):
+    kind = kind_of(row.kind)
+    if 0 in alts["repeats"] and (alts.get("stride", (1,)) != (1,) or kind.stride_each > 1):
         raise loc.error(node, "a stride-2 row cannot be optional (r0): the network's "
                               "reductions would change", where["repeats"][0])
     if row.kind == "uir" and alts["stride"] != (1,) and () in alts["kernels"] and \
@@ -233,7 +234,7 @@ def _check_row(loc: _Loc, node, row: RowSpace, in_widths) -> None:
     if any(alts.get("se", (0,))) and any(alts.get("hse", (0,))):
         raise loc.error(node, "a block has one SE: se and hse cannot both be non-zero",
                         where["hse"][0])
-    if row.kind == "pc" and min(in_widths) // max(alts["div"]) < 1:
+    if kind.part and kind.part(min(in_widths), max(alts["div"])) < 1:
         raise loc.error(node, f"PConv over {min(in_widths)} channels with d{max(alts['div'])} "
                               "convolves none", where["div"][0])
     if "split" not in alts:
@@ -253,9 +254,10 @@ def _check_row(loc: _Loc, node, row: RowSpace, in_widths) -> None:
     widths = set(in_widths)
     if max(alts["repeats"]) > 1 and alts["out"] != (SAME,):
         widths |= set(alts["out"])
-    mids = {w if row.kind in ("ds", "dsa", "cm") else mid_channels(w, e)
-            for w in widths for e in alts.get("expansion", (1.0,))}
-    if row.kind == "uir":  # the first depthwise conv runs on the input widths
+    outs = widths if alts["out"] == (SAME,) else set(alts["out"])
+    mids = {kind.mid_width(w, o, e) for w in widths for o in outs
+            for e in alts.get("expansion", (1.0,))}
+    if "start" in alts:  # uir: the first depthwise conv runs on the input widths
         _check_splits(loc, node, row, sorted(widths), alts["start"])
     _check_splits(loc, node, row, sorted(mids), alts["kernels"])
 

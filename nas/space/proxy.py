@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from ..arch import normalize_split, out_size_of
-from ..channels import conv_out_size, mid_channels, split_channels
+from ..blocks import kind_of
+from ..channels import conv_out_size, split_channels
 from ..grammar import SAME
 from .search_space import SearchSpace
 
@@ -61,9 +62,6 @@ class Blindness:
                 + "; ".join(same + some))
 
 
-# Rows whose depthwise conv is one MixConv over the (expanded) width; ds/dsa do not expand.
-_MIXCONV_ROWS = ("ds", "dsa", "ir")
-_NO_EXPANSION = ("ds", "dsa")
 
 
 def effective_kernels(channels: int, kernels: Sequence[int], split, size: int):
@@ -108,13 +106,14 @@ def _signature(row, kernels, split, in_widths, out_widths, first: int, later: in
     alts = row.alternatives
     split = normalize_split(split, len(kernels))
     expansions = alts.get("expansion", (1.0,)) if expansions is None else expansions
+    kind = kind_of(row.kind)
     sig = []
     for width, e in sorted(itertools.product(in_widths, expansions)):
-        mid = width if row.kind in _NO_EXPANSION else mid_channels(width, e)
+        mid = kind.mid_width(width, width, e)
         sig.append(("first", mid, effective_kernels(mid, kernels, split, first)))
     if max(alts["repeats"]) > 1 and out_widths:
         for width, e in sorted(itertools.product(out_widths, expansions)):
-            mid = width if row.kind in _NO_EXPANSION else mid_channels(width, e)
+            mid = kind.mid_width(width, width, e)
             sig.append(("later", mid, effective_kernels(mid, kernels, split, later)))
     return tuple(sig)
 
@@ -130,8 +129,8 @@ def _collisions(space: SearchSpace, resolution: int):
     the other decision of the row fixed)."""
     by_name = {d.name: d for d in space.decisions}
     for where, row, ins, outs, first, later in _row_contexts(space, resolution):
-        if row.kind not in _MIXCONV_ROWS:
-            continue  # analysed: the MixConv of ds, dsa and ir rows (not uir, cm, cn, pc)
+        if not kind_of(row.kind).proxy_mixconv:
+            continue  # analysed: the one MixConv of ds, dsa and ir rows (not uir, cm, ...)
         alts = row.alternatives
         for key, field in (("k", "kernels"), ("x", "split")):
             decision = by_name.get(f"{where}.{key}")
