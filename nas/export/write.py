@@ -20,7 +20,7 @@ from ..arch import Architecture
 from ..cost import count_cost
 from ..errors import ExportError
 from ..files import atomic_write_bytes, tensor_bytes
-from ..model import build_model, layer_table, onnx_program
+from ..model import build_model, fold_state_dict, layer_table, onnx_program
 from ..ops.static import feature_levels
 from ..runs import ExportDir
 from .source import ExportForm, model_source, out_levels
@@ -128,55 +128,6 @@ def fuse_state_dict(model: nn.Module,
         state[f"{name}.conv.weight"] = torch.cat(padded, 0)
         if biases:
             state[f"{name}.conv.bias"] = torch.cat(biases, 0)
-    return state
-
-
-def _conv_parts(conv: nn.Module, name: str) -> List[Tuple[str, int, int]]:
-    """``(name of a conv, first, end)``: the convs a (Mix)Conv is made of, and the output
-    channels of each (a split MixConv's groups are consecutive channel ranges)."""
-    if hasattr(conv, "convs"):  # MixConv, split form
-        parts, first = [], 0
-        for i, c in enumerate(conv.splits):
-            parts.append((f"{name}.convs.{i}", first, first + c))
-            first += c
-        return parts
-    if hasattr(conv, "splits"):  # FusedMixConv
-        return [(f"{name}.conv", 0, sum(conv.splits))]
-    return [(name, 0, conv.out_channels)]
-
-
-def fold_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """``model``'s state dict with every BatchNorm that directly follows a conv folded into it:
-    the weights of the network built with ``fold_bn=True`` (same form otherwise).
-
-    In eval mode BN computes ``y = (x - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``,
-    so a conv ``x = W * z + b`` followed by it is the conv ``W' = W * s`` (per output channel),
-    ``b' = (b - mean) * s + beta`` (Ioffe & Szegedy 2015; what
-    ``torch.nn.utils.fuse_conv_bn_eval`` and ONNX Runtime do). The pairs are each block
-    class's ``FOLDS``. Computed in float64, stored in the weights' dtype; the BN's running
-    statistics are used, so fold a network whose statistics are final (after BN
-    recalibration).
-    """
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        for conv_name, bn_name in getattr(module, "FOLDS", ()):
-            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-            # By name, not isinstance, as in fuse_state_dict; an identity is already folded.
-            if conv is None or type(bn).__name__ != "BatchNorm2d":
-                continue
-            key = prefix + bn_name
-            mean, var, gamma, beta = (state.pop(f"{key}.{t}").double() for t in
-                                      ("running_mean", "running_var", "weight", "bias"))
-            state.pop(f"{key}.num_batches_tracked", None)
-            scale = gamma / torch.sqrt(var + bn.eps)
-            for part, first, end in _conv_parts(conv, prefix + conv_name):
-                weight = state[f"{part}.weight"]
-                s = scale[first:end]
-                bias = state.get(f"{part}.bias", torch.zeros_like(s)).double()
-                state[f"{part}.weight"] = (weight.double() * s.view(-1, 1, 1, 1)).to(weight.dtype)
-                state[f"{part}.bias"] = ((bias - mean[first:end]) * s
-                                         + beta[first:end]).to(weight.dtype)
     return state
 
 
