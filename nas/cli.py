@@ -81,7 +81,7 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
 
     sub = p.add_subparsers(dest="latency_command", required=True, metavar="SUBCOMMAND")
     build = sub.add_parser("build", help="time every block of a space once, in torch eager "
-                                         "or ONNX Runtime")
+                                         "or ONNX Runtime (float or int8)")
     build.add_argument("-o", "--output", required=True,
                        help="the table (.json); a killed build continues when rerun")
     TableConfig.add_arguments(build)
@@ -441,11 +441,12 @@ def _search(args) -> None:
               + (f" and {config.latency_budget_ms:g} ms" if config.latency_budget_ms else "")
               + ". Raise the budget or run more trials.")
         return
-    from .report import front_table
+    from .report import front_table, latency_note
     from .runs import SearchDir
 
     print("Pareto front (accuracy up, FLOPs down, latency down):")
     print(front_table(result.front))
+    print(latency_note(result.front))
     best = result.best
     run = SearchDir(out)
     if "standalone_accuracy" in best:
@@ -649,6 +650,7 @@ def _report(args) -> None:
         dashboard_command,
         front_json,
         front_table,
+        latency_note,
         write_report,
         write_trial_picture,
     )
@@ -674,6 +676,7 @@ def _report(args) -> None:
     if front:
         print("Pareto front (accuracy up, FLOPs down, latency down):")
         print(front_table(front))
+        print(latency_note(run.feasible))
     else:
         print("No trial is feasible yet: the front is empty.")
     print(f"report: {result['html']} ({result['seconds']:.1f} s)"

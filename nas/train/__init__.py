@@ -5,6 +5,7 @@
     retrain(RetrainConfig(arch=str(arch), epochs=5), "runs/mynet")          # nas train
 """
 
+from .calibration import calibration_inputs, heldout_batches
 from .distributed import Dist
 from .loop import LoopConfig, data_splits, fit, resolve_device
 from .optim import create_optimizer, create_schedule
@@ -21,7 +22,8 @@ from .supernet import (
                        train_supernet,
 )
 
-__all__ = ["Dist", "LoopConfig", "data_splits", "fit", "resolve_device", "create_optimizer",
-           "create_schedule", "RetrainConfig", "arch_from_export", "retrain",
+__all__ = ["calibration_inputs", "heldout_batches", "Dist", "LoopConfig", "data_splits", "fit",
+           "resolve_device", "create_optimizer", "create_schedule", "RetrainConfig",
+           "arch_from_export", "retrain",
            "CHECKPOINT_FORMAT", "SAMPLERS", "ArchSampler", "SupernetRun", "TrainConfig",
            "check_resolution", "load_supernet", "quick_report", "train_supernet"]
