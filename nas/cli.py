@@ -190,6 +190,13 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-indices", type=int, nargs="+", metavar="LEVEL",
                    help="the backbone's feature levels, 0 the stem's (default: the levels "
                         "at strides 8, 16 and 32)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write model.int8.onnx: statically quantised (QDQ, per-channel "
+                        "weights, BatchNorm folded), calibrated on training images of the "
+                        "run's data, checked on validation images")
+    p.add_argument("--calib", metavar="DATA",
+                   help="the images --int8 calibrates on (fashion-mnist, an ImageFolder or a "
+                        ".tar.gz of one; default: the run's data; needed with --arch)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier export")
 
 
@@ -693,13 +700,38 @@ def _levels(out_indices):
     return tuple(out_indices) if out_indices is not None else None
 
 
+def _int8_lines(report, backbone: bool) -> List[str]:
+    """What ``nas export --int8`` prints about ``model.int8.onnx``."""
+    c, h, w = report["input"]
+    what = "features" if backbone else "logits"
+    agreement = (f" (top-1 class agrees on {report['agreement']:.1%})"
+                 if report["agreement"] is not None else "")
+    return [
+        f"int8: {report['path']}: {report['bytes'] / 1e6:.2f} MB, "
+        f"{report['bytes'] / report['fp32_bytes']:.2f}x the float file's "
+        f"{report['fp32_bytes'] / 1e6:.2f} MB",
+        f"      latency {report['int8_ms']:.2f} ms int8 vs {report['fp32_ms']:.2f} ms float "
+        f"({report['baseline']}): {report['int8_ms'] / report['fp32_ms']:.2f}x (ONNX Runtime, "
+        f"batch 1, {c}x{h}x{w}, 1 thread, this machine)",
+        f"      max |{what} - float network's| = {report['max_diff']:.3g} "
+        f"({report['max_diff'] / max(report['largest'], 1e-12):.1%} of the largest |{what}| "
+        f"{report['largest']:.3g}) on {report['heldout']} validation images{agreement}",
+        f"      calibrated on {report['calibration']} training images in "
+        f"{report['quantise_s']:.1f} s: {report['settings']}"]
+
+
 def _export(args) -> None:
     from .cost import count_cost
     from .export import ExportForm, export_arch
 
+    if args.calib and not args.int8:
+        raise UsageError("--calib names the images --int8 calibrates on: add --int8")
     if args.arch is not None:
         if args.run:
             raise UsageError("give either a run directory (with --trial/--best) or --arch")
+        if args.int8 and not args.calib:
+            raise UsageError("--arch --int8 needs --calib DATA: the images to calibrate on "
+                             "(there is no run whose data to use)")
         arch = _read_arch(args.arch)
         from .files import all_or_nothing
         from .runs import ExportDir
@@ -707,13 +739,28 @@ def _export(args) -> None:
         form = ExportForm(fused=args.fused, channels_last=args.channels_last,
                           fold_bn=args.fold_bn, backbone=args.backbone,
                           out_indices=_levels(args.out_indices))
+        int8 = None
+        if args.int8:  # read the data before anything is written
+            from .export import int8_inputs
+
+            inputs = int8_inputs(args.calib, arch.input.resolution, arch.input.channels)
         with all_or_nothing(ExportDir(args.output).files()):  # no half export on failure
-            paths = export_arch(arch, args.output, force=args.force, form=form)
+            if args.int8:
+                from .export import export_untrained
+
+                paths, int8 = export_untrained(arch, args.output, inputs, force=args.force,
+                                               form=form)
+            else:
+                paths = export_arch(arch, args.output, force=args.force, form=form)
         cost = count_cost(arch)
         print(f"exported {arch.id}: {fmt_count(cost.flops)} FLOPs, "
-              f"{fmt_count(cost.params)} params (no weights)")
+              f"{fmt_count(cost.params)} params (no weights"
+              + ("; model.onnx and model.int8.onnx hold fresh weights, for size and latency"
+                 if int8 else "") + ")")
         for path in paths:
             print(f"  {path}")
+        if int8:
+            print("\n".join(_int8_lines(int8, args.backbone)))
         return
     if not args.run:
         raise UsageError("--trial and --best need a run directory: nas export RUN --best -o DIR")
@@ -722,7 +769,8 @@ def _export(args) -> None:
     result = export_trial(args.run, args.output, trial=args.trial, objective=args.objective,
                           fused=args.fused, channels_last=args.channels_last, force=args.force,
                           fold_bn=args.fold_bn, backbone=args.backbone,
-                          out_indices=_levels(args.out_indices))
+                          out_indices=_levels(args.out_indices), int8=args.int8,
+                          calib_data=args.calib)
     row, deltas, net = result["row"], result["deltas"], result["produced"]
     cost, inp = count_cost(net), net.input
     estimate = (f"search accuracy {row['accuracy']:.2%}"
@@ -734,14 +782,19 @@ def _export(args) -> None:
           f"target input: {fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params)")
     for path in result["paths"]:
         print(f"  {path}")
-    if not deltas:
+    if "model" not in deltas:
         print("no weights: the search scored without a supernet and did not re-rank "
-              "(nas rerank RUN trains the best few); retrain it with nas train --from DIR")
-        return
-    print(f"check: max |{'features' if args.backbone else 'logits'} - exported network's "
-          f"source| = {deltas['model']:.2e} (model.py + "
-          f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"
-          + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas else ""))
+              "(nas rerank RUN trains the best few); retrain it with nas train --from DIR"
+              + ("; model.onnx and model.int8.onnx hold fresh weights, for size and latency"
+                 if "int8" in deltas else ""))
+    else:
+        print(f"check: max |{'features' if args.backbone else 'logits'} - exported network's "
+              f"source| = {deltas['model']:.2e} (model.py + "
+              f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"
+              + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas
+                 else ""))
+    if "int8" in deltas:
+        print("\n".join(_int8_lines(deltas["int8"], args.backbone)))
 
 
 _HANDLERS = {

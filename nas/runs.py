@@ -163,9 +163,15 @@ class ExportDir(_Dir):
     def onnx(self) -> Path:
         return self.path / "model.onnx"
 
+    @property
+    def onnx_int8(self) -> Path:
+        """``--int8``: the network statically quantised to int8 (QDQ)."""
+        return self.path / "model.int8.onnx"
+
     def files(self) -> Tuple[Path, ...]:
         """Every file an export may write (an overwrite removes them all first)."""
-        return self.model_py, self.arch_json, self.weights, self.torchscript, self.onnx
+        return (self.model_py, self.arch_json, self.weights, self.torchscript, self.onnx,
+                self.onnx_int8)
 
 
 class DiagnoseDir(_Dir):
