@@ -40,3 +40,7 @@ _.log_severity_level
 _.use_fp16_storage
 _.use_fp16_arithmetic
 _.use_fp16_packed
+
+# onnxruntime.quantization.CalibrationDataReader's method, called by quantize_static
+# (nas/latency/quantize.py's reader of calibration samples)
+_.get_next

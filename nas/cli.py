@@ -96,7 +96,7 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
 
     sub = p.add_subparsers(dest="latency_command", required=True, metavar="SUBCOMMAND")
     build = sub.add_parser("build", help="time every block of a space once, in torch eager "
-                                         "or ONNX Runtime")
+                                         "or ONNX Runtime (float or int8)")
     build.add_argument("-o", "--output", required=True,
                        help="the table (.json); a killed build continues when rerun")
     TableConfig.add_arguments(build)
@@ -461,11 +461,12 @@ def _search(args) -> None:
               + (f" and {config.latency_budget_ms:g} ms" if config.latency_budget_ms else "")
               + ". Raise the budget or run more trials.")
         return
-    from .report import front_table
+    from .report import front_table, latency_note
     from .runs import SearchDir
 
     print("Pareto front (accuracy up, FLOPs down, latency down):")
     print(front_table(result.front))
+    print(latency_note(result.front))
     best = result.best
     run = SearchDir(out)
     if "standalone_accuracy" in best:
@@ -706,6 +707,7 @@ def _report(args) -> None:
         dashboard_command,
         front_json,
         front_table,
+        latency_note,
         write_report,
         write_trial_picture,
     )
@@ -731,6 +733,7 @@ def _report(args) -> None:
     if front:
         print("Pareto front (accuracy up, FLOPs down, latency down):")
         print(front_table(front))
+        print(latency_note(run.feasible))
     else:
         print("No trial is feasible yet: the front is empty.")
     print(f"report: {result['html']} ({result['seconds']:.1f} s)"
@@ -743,6 +746,26 @@ def _report(args) -> None:
     print(f"study:  {dashboard_command(run)}")
 
 
+def _int8_lines(report, backbone: bool) -> List[str]:
+    """What ``nas export --int8`` prints about ``model.int8.onnx``."""
+    c, h, w = report["input"]
+    what = "features" if backbone else "logits"
+    agreement = (f" (top-1 class agrees on {report['agreement']:.1%})"
+                 if report["agreement"] is not None else "")
+    return [
+        f"int8: {report['path']}: {report['bytes'] / 1e6:.2f} MB, "
+        f"{report['bytes'] / report['fp32_bytes']:.2f}x the float file's "
+        f"{report['fp32_bytes'] / 1e6:.2f} MB",
+        f"      latency {report['int8_ms']:.2f} ms int8 vs {report['fp32_ms']:.2f} ms float "
+        f"({report['baseline']}): {report['int8_ms'] / report['fp32_ms']:.2f}x (ONNX Runtime, "
+        f"batch 1, {c}x{h}x{w}, 1 thread, this machine)",
+        f"      max |{what} - float network's| = {report['max_diff']:.3g} "
+        f"({report['max_diff'] / max(report['largest'], 1e-12):.1%} of the largest |{what}| "
+        f"{report['largest']:.3g}) on {report['heldout']} validation images{agreement}",
+        f"      calibrated on {report['calibration']} training images in "
+        f"{report['quantise_s']:.1f} s: {report['settings']}"]
+
+
 def _export(args) -> None:
     from .cost import count_cost
     from .export import ExportConfig, check_deploy, export_arch, write_deploy
@@ -753,22 +776,40 @@ def _export(args) -> None:
     if args.arch is not None:
         if args.run:
             raise UsageError("give either a run directory (with --trial/--best) or --arch")
+        if config.int8 and not config.calib:
+            raise UsageError("--arch --int8 needs --calib DATA: the images to calibrate on "
+                             "(there is no run whose data to use)")
         arch = _read_arch(args.arch)
         from .export.trial import target_inputs
         from .files import all_or_nothing
         from .runs import ExportDir
 
         check_deploy(arch, form, deploy)
+        int8 = None
+        if config.int8:  # read the data before anything is written
+            from .export import int8_inputs
+
+            inputs = int8_inputs(config.calib, arch.input.resolution, arch.input.channels)
         with all_or_nothing(ExportDir(args.output).files(arch.id)):  # no half export
-            paths = export_arch(arch, args.output, force=config.force, form=form)
+            if config.int8:
+                from .export import export_untrained
+
+                paths, int8 = export_untrained(arch, args.output, inputs, force=config.force,
+                                               form=form)
+            else:
+                paths = export_arch(arch, args.output, force=config.force, form=form)
             more, converted = write_deploy(args.output, arch, form, target_inputs(arch),
                                            deploy)
         cost = count_cost(arch)
         print(f"exported {arch.id}: {fmt_count(cost.flops)} FLOPs, "
-              f"{fmt_count(cost.params)} params (no weights)")
+              f"{fmt_count(cost.params)} params (no weights"
+              + ("; model.onnx and model.int8.onnx hold fresh weights, for size and latency"
+                 if int8 else "") + ")")
         for path in paths + more:
             print(f"  {path}")
         _print_deploy(more, converted, deploy.yolo, fresh=True)
+        if int8:
+            print("\n".join(_int8_lines(int8, form.backbone)))
         return
     if not args.run:
         raise UsageError("--trial and --best need a run directory: nas export RUN --best -o DIR")
@@ -787,15 +828,20 @@ def _export(args) -> None:
     for path in result["paths"]:
         print(f"  {path}")
     _print_deploy(result["paths"], result["converted"], deploy.yolo, fresh=not deltas)
-    if not deltas:
+    if "model" not in deltas:
         print("no weights: the search scored without a supernet and did not re-rank "
-              "(nas rerank RUN trains the best few); retrain it with nas train --from DIR")
-        return
-    what = "features" if form.backbone else "logits"
-    print(f"check: max |{what} - exported network's "
-          f"source| = {deltas['model']:.2e} (model.py + "
-          f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"
-          + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas else ""))
+              "(nas rerank RUN trains the best few); retrain it with nas train --from DIR"
+              + ("; model.onnx and model.int8.onnx hold fresh weights, for size and latency"
+                 if "int8" in deltas else ""))
+    else:
+        what = "features" if form.backbone else "logits"
+        print(f"check: max |{what} - exported network's "
+              f"source| = {deltas['model']:.2e} (model.py + "
+              f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"
+              + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas
+                 else ""))
+    if "int8" in deltas:
+        print("\n".join(_int8_lines(deltas["int8"], form.backbone)))
 
 
 def _data_shards(args) -> None:

@@ -165,6 +165,11 @@ class ExportDir(_Dir):
     FORMAT_FILES = {"ncnn": ("model.ncnn.param", "model.ncnn.bin"), "mnn": ("model.mnn",),
                     "tflite": ("model.tflite",), "coreml": ("model.mlpackage",)}
 
+    @property
+    def onnx_int8(self) -> Path:
+        """``--int8``: the network statically quantised to int8 (QDQ)."""
+        return self.path / "model.int8.onnx"
+
     def format_files(self, name: str) -> Tuple[Path, ...]:
         """The files of the mobile format ``name``."""
         return tuple(self.path / f for f in self.FORMAT_FILES[name])
@@ -191,7 +196,7 @@ class ExportDir(_Dir):
         if arch_id:
             plugins.add(self.yolo_plugin(arch_id))
         return (self.model_py, self.arch_json, self.weights, self.torchscript, self.onnx,
-                *self.mobile(), self.yolo_yaml, *sorted(plugins))
+                self.onnx_int8, *self.mobile(), self.yolo_yaml, *sorted(plugins))
 
 
 class DiagnoseDir(_Dir):

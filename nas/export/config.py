@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import List
 
 from ..config import Settings, setting
+from ..data import data_location
+from ..errors import UsageError
 from ..search.results import BEST_OBJECTIVES
 from .formats import DEFAULT_TIMEOUT, FORMATS
 
@@ -34,6 +36,14 @@ class ExportConfig(Settings):
                                      help="the backbone's feature levels, 0 the stem's (none: "
                                           "the levels at strides 8, 16 and 32)")
     force: bool = setting(False, help="overwrite an earlier export")
+    int8: bool = setting(False, help="also write model.int8.onnx: statically quantised (QDQ, "
+                                     "per-channel weights, BatchNorm folded), calibrated on "
+                                     "training images of the run's data, checked on "
+                                     "validation images")
+    calib: str = setting("", path=data_location, metavar="DATA",
+                         help="the images --int8 calibrates on (fashion-mnist, an ImageFolder "
+                              "or a .tar.gz of one; default: the run's data; needed with "
+                              "--arch)")
     # the deploy forms, written beside model.py (nas.export.deploy)
     formats: List[str] = setting([], choices=tuple(FORMATS), flag="--format", metavar="FORMAT",
                                  help="also write the network for a mobile runtime: "
@@ -45,6 +55,10 @@ class ExportConfig(Settings):
     yolo: bool = setting(False, help="also write the backbone as an ultralytics plugin "
                                      "(nas_yolo_ID.py) and a YOLOv8-style detector over its "
                                      "stride 8/16/32 levels (yolo.yaml); implies --backbone")
+
+    def check(self) -> None:
+        if self.calib and not self.int8:
+            raise UsageError("--calib names the images --int8 calibrates on: add --int8")
 
     def form(self):
         """The :class:`~nas.export.ExportForm` of ``model.py`` these settings ask for

@@ -25,13 +25,15 @@ from ..cost import count_cost
 from ..errors import RunError
 from ..evaluate import calibration_batches, recalibrate
 from ..files import all_or_nothing
+from ..latency.quantize import require_onnxruntime
 from ..runs import ExportDir
 from ..search import open_run
 from ..train import load_supernet
 from .config import ExportConfig
 from .deploy import Deploy, check_deploy, write_deploy
+from .int8 import int8_inputs
 from .source import ExportForm, out_levels
-from .write import export_arch, export_network, load_exported
+from .write import export_arch, export_network, export_untrained, load_exported
 
 __all__ = ["export_trial", "target_inputs"]
 
@@ -42,6 +44,10 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = Tru
     ``onnx=False`` skips ``model.onnx`` (slow to write). The settings ``formats`` and
     ``yolo`` add the deploy forms (:class:`nas.export.deploy.Deploy`), converted at the
     resolution the weights were scored at, checked on two of the run's validation images.
+
+    ``int8=True`` also writes ``model.int8.onnx`` (:mod:`nas.export.int8`), calibrated on
+    training images of the data its weights were trained on, or of ``calib`` (a ``--data``
+    value) when given; its report is under ``deltas["int8"]``.
 
     Args:
         settings: :class:`~nas.export.ExportConfig`'s settings by name (``fused=True``,
@@ -67,18 +73,30 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = Tru
         raise RunError(f"trial {row['trial']} of {run.path} stores a malformed "
                        f"architecture: {e}") from None
     form, deploy = config.form(), config.deploy()
+    int8, calib_data = config.int8, config.calib or None
     out_levels(arch, form.out_indices)  # before any weights are loaded: a bad level fails fast
     check_deploy(arch, form, deploy)
+    if int8:
+        require_onnxruntime("nas export --int8")  # before anything is loaded or written
     trained = run.dir.rerank_run(int(row["trial"]), 0)
     if trained.weights.exists():  # re-ranked: its own standalone training beats inheritance
-        return _export_trained(run, row, arch, trained, out_dir, form, force, onnx, deploy)
+        return _export_trained(run, row, arch, trained, out_dir, form, force, onnx, deploy,
+                               int8, calib_data)
     if not run.supernet_path().exists() and run.config.estimator != "supernet":
         # scored without a supernet (NASWOT, a predictor): nothing to inherit
+        deltas: Dict[str, Any] = {}
         with all_or_nothing(ExportDir(out_dir).files(arch.id)):
-            paths = export_arch(arch, out_dir, force=force, form=form,
-                                extra=_search_extra(row))
+            if int8:  # the untrained network: for its int8 size and latency
+                inp = arch.input
+                paths, deltas["int8"] = export_untrained(
+                    arch, out_dir, int8_inputs(calib_data or run.config.data, inp.resolution,
+                                               inp.channels),
+                    force=force, form=form, extra=_search_extra(row))
+            else:
+                paths = export_arch(arch, out_dir, force=force, form=form,
+                                    extra=_search_extra(row))
             more, converted = write_deploy(out_dir, arch, form, target_inputs(arch), deploy)
-        return {"paths": paths + more, "deltas": {}, "row": row, "arch": arch,
+        return {"paths": paths + more, "deltas": deltas, "row": row, "arch": arch,
                 "produced": arch, "out": Path(out_dir), "converted": converted}
     sn = load_supernet(run.supernet_path(), device="cpu")
     if not sn.supernet.space.contains(arch):
@@ -117,9 +135,12 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = Tru
                     "num_classes": classes, "resolution": resolution,
                     "mean": [float(m) for m in sn.mean], "std": [float(s) for s in sn.std]},
     }
+    # calibrated on the supernet's training images, its validation carve left out
+    inputs = int8_inputs(calib_data or sn.config.data, resolution, channels,
+                         sn.config.val_fraction, sn.config.split_seed) if int8 else None
     with all_or_nothing(ExportDir(out_dir).files(produced.id)):  # no half export on failure
         paths, deltas = export_network(model, produced, out_dir, example, form, force=force,
-                                      weights_note=note, extra=extra, onnx=onnx)
+                                      weights_note=note, extra=extra, onnx=onnx, int8=inputs)
         more, converted = write_deploy(out_dir, produced, form, _batch_ones(example), deploy)
     if bn_batches == 0 and not form.backbone:  # --yolo makes a backbone too
         # The weights are the supernet's own, statistics included: the written network must
@@ -154,7 +175,8 @@ def _search_extra(row: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _export_trained(run, row, arch: Architecture, trained, out_dir, form: ExportForm,
-                    force: bool, onnx: bool, deploy: Deploy) -> Dict[str, Any]:
+                    force: bool, onnx: bool, deploy: Deploy, int8: bool = False,
+                    calib_data: Optional[str] = None) -> Dict[str, Any]:
     """Export with the weights of the re-ranking's first standalone training of ``row``."""
     from ..files import load_checkpoint, read_json
     from ..model import build_model
@@ -168,7 +190,9 @@ def _export_trained(run, row, arch: Architecture, trained, out_dir, form: Export
     model = build_model(arch, num_classes=classes, in_chans=channels)
     model.load_state_dict(state)
     resolution = int(run.config.resolution or 0) or None
-    side = resolution or 32
+    # the size it was trained at: the proxy resolution, else the data's own
+    trained_at = metrics.get("input") if isinstance(metrics.get("input"), dict) else {}
+    side = resolution or int(trained_at.get("resolution", 32))
     example = torch.randn(8, channels, side, side, generator=torch.Generator().manual_seed(0))
     form = replace(form, num_classes=classes, in_chans=channels)
     # the network written: the searched architecture with the data's stem and classifier
@@ -184,9 +208,16 @@ def _export_trained(run, row, arch: Architecture, trained, out_dir, form: Export
                          "resolution": resolution,
                          "mean": [float(m) for m in ckpt["mean"]],
                          "std": [float(s) for s in ckpt["std"]]}}
+    inputs = None
+    if int8:  # the training's own data and validation carve
+        trained_with = ckpt["config"]
+        inputs = int8_inputs(calib_data or run.config.data, side, channels,
+                             float(trained_with.get("val_fraction", 0.1)),
+                             int(trained_with.get("split_seed", 0)))
     with all_or_nothing(ExportDir(out_dir).files(produced.id)):  # no half export on failure
         paths, deltas = export_network(model.eval(), produced, out_dir, example, form,
-                                       force=force, weights_note=note, extra=extra, onnx=onnx)
+                                       force=force, weights_note=note, extra=extra, onnx=onnx,
+                                       int8=inputs)
         more, converted = write_deploy(out_dir, produced, form, _batch_ones(example), deploy)
     return {"paths": paths + more, "deltas": deltas, "row": row, "arch": arch,
             "produced": produced, "out": Path(out_dir), "converted": converted}

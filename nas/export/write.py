@@ -9,7 +9,7 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,13 +20,13 @@ from ..arch import Architecture
 from ..cost import count_cost
 from ..errors import ExportError
 from ..files import atomic_write_bytes, remove_path, tensor_bytes
-from ..model import build_model, layer_table, onnx_program
+from ..model import build_model, fold_state_dict, layer_table, onnx_program
 from ..ops.static import feature_levels
 from ..runs import ExportDir
 from .source import ExportForm, model_source, out_levels
 
-__all__ = ["export_arch", "export_network", "fold_state_dict", "fuse_state_dict",
-           "load_exported", "max_difference"]
+__all__ = ["export_arch", "export_untrained", "export_network", "fold_state_dict",
+           "fuse_state_dict", "load_exported", "max_difference", "onnx_axes"]
 
 
 def export_arch(arch: Architecture, out_dir, force: bool = False,
@@ -44,6 +44,39 @@ def export_arch(arch: Architecture, out_dir, force: bool = False,
         The paths written.
     """
     return _write_source(arch, _prepare(out_dir, force, arch, form), form, "", extra)
+
+
+def export_untrained(arch: Architecture, out_dir, int8, force: bool = False,
+                     extra: Optional[Dict] = None,
+                     form: ExportForm = ExportForm()) -> Tuple[List[Path], Dict[str, Any]]:
+    """:func:`export_arch`, then ``model.onnx`` and ``model.int8.onnx`` of the network with
+    fresh weights (seeded), calibrated and checked on ``int8``
+    (:class:`nas.export.int8.Int8Inputs`, at the network's input): for the int8 network's
+    size and latency on a device before any training. Its outputs mean nothing, and no
+    ``weights.pt`` is written.
+
+    Returns:
+        The paths written and the int8 report (:func:`nas.export.int8.write_int8`).
+    """
+    from .int8 import write_int8
+
+    paths = export_arch(arch, out_dir, force=force, extra=extra, form=form)
+    out = ExportDir(out_dir)
+    torch.manual_seed(0)
+    network = load_exported(out).build_model().eval()
+    names, deepest = _onnx_outputs(network, form)
+    paths += _write_onnx(network, int8.calibration[:1], out.onnx, names, spatial=deepest)
+    report = write_int8(network, out, int8, names, spatial=deepest, trained=False)
+    return paths + [out.onnx_int8], report
+
+
+def _onnx_outputs(network: nn.Module, form: ExportForm) -> Tuple[List[str], int]:
+    """The ONNX output names of an exported network (``logits``, or a backbone's
+    ``strideN`` levels) and, for a backbone, its deepest reduction (0 otherwise)."""
+    if not form.backbone:
+        return ["logits"], 0
+    return ([f"stride{f['reduction']}" for f in network.feature_info],
+            max(network.feature_info.reduction()))
 
 
 def _prepare(out_dir, force: bool, arch: Architecture, form: ExportForm) -> ExportDir:
@@ -131,55 +164,6 @@ def fuse_state_dict(model: nn.Module,
     return state
 
 
-def _conv_parts(conv: nn.Module, name: str) -> List[Tuple[str, int, int]]:
-    """``(name of a conv, first, end)``: the convs a (Mix)Conv is made of, and the output
-    channels of each (a split MixConv's groups are consecutive channel ranges)."""
-    if hasattr(conv, "convs"):  # MixConv, split form
-        parts, first = [], 0
-        for i, c in enumerate(conv.splits):
-            parts.append((f"{name}.convs.{i}", first, first + c))
-            first += c
-        return parts
-    if hasattr(conv, "splits"):  # FusedMixConv
-        return [(f"{name}.conv", 0, sum(conv.splits))]
-    return [(name, 0, conv.out_channels)]
-
-
-def fold_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """``model``'s state dict with every BatchNorm that directly follows a conv folded into it:
-    the weights of the network built with ``fold_bn=True`` (same form otherwise).
-
-    In eval mode BN computes ``y = (x - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``,
-    so a conv ``x = W * z + b`` followed by it is the conv ``W' = W * s`` (per output channel),
-    ``b' = (b - mean) * s + beta`` (Ioffe & Szegedy 2015; what
-    ``torch.nn.utils.fuse_conv_bn_eval`` and ONNX Runtime do). The pairs are each block
-    class's ``FOLDS``. Computed in float64, stored in the weights' dtype; the BN's running
-    statistics are used, so fold a network whose statistics are final (after BN
-    recalibration).
-    """
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        for conv_name, bn_name in getattr(module, "FOLDS", ()):
-            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-            # By name, not isinstance, as in fuse_state_dict; an identity is already folded.
-            if conv is None or type(bn).__name__ != "BatchNorm2d":
-                continue
-            key = prefix + bn_name
-            mean, var, gamma, beta = (state.pop(f"{key}.{t}").double() for t in
-                                      ("running_mean", "running_var", "weight", "bias"))
-            state.pop(f"{key}.num_batches_tracked", None)
-            scale = gamma / torch.sqrt(var + bn.eps)
-            for part, first, end in _conv_parts(conv, prefix + conv_name):
-                weight = state[f"{part}.weight"]
-                s = scale[first:end]
-                bias = state.get(f"{part}.bias", torch.zeros_like(s)).double()
-                state[f"{part}.weight"] = (weight.double() * s.view(-1, 1, 1, 1)).to(weight.dtype)
-                state[f"{part}.bias"] = ((bias - mean[first:end]) * s
-                                         + beta[first:end]).to(weight.dtype)
-    return state
-
-
 def load_exported(out_dir, name: str = "exported_model"):
     """Import ``out_dir/model.py`` as a module (it needs only torch)."""
     spec = importlib.util.spec_from_file_location(name, ExportDir(out_dir).model_py)
@@ -190,9 +174,10 @@ def load_exported(out_dir, name: str = "exported_model"):
 
 def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch.Tensor,
                    form: ExportForm, force: bool = False, weights_note: str = "",
-                   extra: Optional[Dict] = None,
-                   onnx: bool = True) -> Tuple[List[Path], Dict[str, float]]:
-    """Write ``model.py``, ``weights.pt``, ``arch.json``, ``model.ts`` (and ``model.onnx``).
+                   extra: Optional[Dict] = None, onnx: bool = True,
+                   int8=None) -> Tuple[List[Path], Dict[str, Any]]:
+    """Write ``model.py``, ``weights.pt``, ``arch.json``, ``model.ts`` (and ``model.onnx``,
+    and with ``int8`` ``model.int8.onnx``).
 
     Args:
         model: the static network whose weights to export, in split form (as nas builds it).
@@ -205,11 +190,14 @@ def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch
         extra: more metadata for arch.json.
         onnx: also write ONNX when ``onnx`` and ``onnxscript`` (torch's ONNX exporter) are
             installed (``pip install "nas[onnx]"``).
+        int8: :class:`nas.export.int8.Int8Inputs`: also write ``model.int8.onnx``,
+            calibrated and checked on them (:func:`nas.export.int8.write_int8`).
 
     Returns:
         The paths written, and the largest absolute difference between ``model``'s logits
         on ``example`` and those of the written network (model.py + weights.pt loaded
-        back: key ``model``) and of the TorchScript file (``torchscript``).
+        back: key ``model``) and of the TorchScript file (``torchscript``); with ``int8``,
+        its report under ``int8``.
     """
     out = _prepare(out_dir, force, arch, form)
     model = model.cpu().eval()
@@ -244,12 +232,16 @@ def export_network(model: nn.Module, arch: Architecture, out_dir, example: torch
             written.append(out.torchscript)
             scripted = torch.jit.load(str(out.torchscript))
             ts_delta = max_difference(scripted(example), reference)
+    names, deepest = _onnx_outputs(exported, form)
     if onnx and all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript")):
-        names = ([f"stride{f['reduction']}" for f in exported.feature_info]
-                 if form.backbone else ["logits"])
-        deepest = max(exported.feature_info.reduction()) if form.backbone else 0
         written += _write_onnx(exported, example, out.onnx, names, spatial=deepest)
-    return written, {"model": delta, "torchscript": ts_delta}
+    deltas: Dict[str, Any] = {"model": delta, "torchscript": ts_delta}
+    if int8 is not None:
+        from .int8 import write_int8
+
+        deltas["int8"] = write_int8(exported, out, int8, names, spatial=deepest)
+        written.append(out.onnx_int8)
+    return written, deltas
 
 
 def max_difference(a, b) -> float:
@@ -259,6 +251,21 @@ def max_difference(a, b) -> float:
     if len(a) != len(b):
         raise ExportError(f"{len(a)} outputs where {len(b)} were expected")
     return max(max_difference(x, y) for x, y in zip(a, b))
+
+
+def onnx_axes(example: torch.Tensor, spatial: int = 0) -> Tuple[Dict[int, Any], torch.Tensor]:
+    """The dynamic axes of an exported ONNX network's input, and an example that fits them:
+    the batch; with ``spatial`` (the deepest output's reduction), height and width from
+    ``spatial + 1`` (see :func:`_write_onnx`), the example enlarged to that when smaller."""
+    axes = {0: torch.export.Dim("batch")}
+    if spatial:  # a detector feeds its own image sizes
+        low = spatial + 1
+        axes.update({2: torch.export.Dim("height", min=low, max=4096),
+                     3: torch.export.Dim("width", min=low, max=4096)})
+        n, c, h, w = example.shape
+        if min(h, w) < low:
+            example = torch.randn(n, c, max(h, low), max(w, low))
+    return axes, example
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path,
@@ -273,14 +280,7 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path,
     """
     tmp = path.with_suffix(".onnx.tmp")
     try:
-        axes = {0: torch.export.Dim("batch")}
-        if spatial:  # a detector feeds its own image sizes
-            low = spatial + 1
-            axes.update({2: torch.export.Dim("height", min=low, max=4096),
-                         3: torch.export.Dim("width", min=low, max=4096)})
-            n, c, h, w = example.shape
-            if min(h, w) < low:
-                example = torch.randn(n, c, max(h, low), max(w, low))
+        axes, example = onnx_axes(example, spatial)
         onnx_program(model, (example,), ["input"], list(output_names),
                      dynamic_shapes=(axes,)).save(str(tmp))
     # torch.onnx's coverage varies between versions; the other files are already written.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Dict
 
 from ..arch import Architecture
 
@@ -22,7 +23,7 @@ class LatencyModel(ABC):
 
     #: Short name for logs: the runtime, and ``table`` for a prediction.
     name: str = ""
-    #: The runtime whose latency this is (``torch`` or ``onnxruntime``).
+    #: The runtime whose latency this is (``torch``, ``onnxruntime``, ``onnxruntime-int8``).
     backend: str = ""
     #: ``measured`` (every architecture timed) or ``table`` (predicted from a lookup table).
     source: str = "measured"
@@ -30,6 +31,11 @@ class LatencyModel(ABC):
     @abstractmethod
     def predict(self, arch: Architecture) -> float:
         """Milliseconds of ``arch`` at batch 1, its target input."""
+
+    def used(self) -> Dict[str, float]:
+        """What the last :meth:`predict` cost beyond timing, for the trial's record (e.g.
+        ``{"latency_quantise_s": 5.1}``: an int8 network's calibration and quantisation)."""
+        return {}
 
     def describe(self) -> str:
         """One line for logs and reports: the backend and its settings."""

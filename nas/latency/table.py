@@ -7,7 +7,9 @@ the table is for. A network's latency is then ``scale * (sum of its units)``, th
 being the median ratio of measured to summed latency over a dozen whole networks measured
 when the table is built (each unit, timed on its own, reads its input from memory and
 writes its output back, and in ONNX Runtime changes layout at both ends, which a network
-does once: ``scale`` is about 0.8 there, near 1 in torch eager). A median, not a
+does once: ``scale`` is about 0.8 there, near 1 in torch eager; in int8 a unit alone also
+quantises its input and dequantises its output, steps a whole int8 network fuses away
+between blocks, and the scale is fitted on whole int8 networks). A median, not a
 least-squares fit, because on a shared machine one calibration network measured during a
 burst of load would otherwise pull every prediction.
 

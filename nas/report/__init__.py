@@ -32,9 +32,10 @@ from .page import (
     write_trial_picture,
 )
 from .pictures import arch_picture, front_plot, history_plot, importance_plot
-from .table import arch_summary, front_json, front_table
+from .table import arch_summary, front_json, front_table, latency_note
 
 __all__ = ["write_report", "write_trial_picture", "render_html", "front_table", "front_json",
+           "latency_note",
            "arch_summary", "arch_picture", "front_plot", "history_plot", "importance_plot",
            "recommendations", "knee", "importances", "Importance", "IMPORTANCE_MIN_TRIALS",
            "histories", "History", "baseline_run", "export_command", "dashboard_command", "CSP"]

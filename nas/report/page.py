@@ -42,7 +42,7 @@ from .pictures import (
     kernel_legend,
     widest_row,
 )
-from .table import COLUMNS, fmt, is_num, parse_arch, row_summary
+from .table import COLUMNS, fmt, is_num, latency_note, parse_arch, row_summary
 
 __all__ = ["render_html", "write_report", "write_trial_picture", "export_command",
            "dashboard_command"]
@@ -214,6 +214,7 @@ def render_html(run: SearchRun, front: List[Dict[str, Any]],
 ({over / max(len(run.rows), 1):.0%}), {len(front)} on the Pareto front (accuracy up, FLOPs
 down, latency down). Objective: {e(run.config.objective)}, sampler
 {e(run.config.sampler_kind)}. Run directory: <code>{e(str(run.path))}</code></p>
+<p>{e(latency_note(run.feasible) or "No latency measured yet.")}</p>
 <p>Open the study in Optuna's dashboard:</p>{_cmd(dashboard_command(run))}"""]
 
     parts.append("<h2>What to pick</h2>")

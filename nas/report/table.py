@@ -16,7 +16,7 @@ from ..arch import Architecture
 from ..blocks import kind_of
 
 __all__ = ["arch_summary", "front_table", "front_json", "COLUMNS", "fmt", "is_num",
-           "parse_arch", "arch_of",
+           "parse_arch", "arch_of", "latency_note",
            "row_summary"]
 
 
@@ -112,10 +112,30 @@ def front_table(front: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def latency_note(rows: List[Dict[str, Any]]) -> str:
+    """Which runtime gave the latencies of ``rows`` (feasible trials), in words: e.g.
+    ``latency: ms at batch 1, measured in onnxruntime-int8`` (several, with counts, when a
+    study mixes them)."""
+    counts: Dict[str, int] = {}
+    for row in rows:
+        backend = str(row.get("latency_backend") or "unrecorded")[:40]
+        backend = "".join(c if c.isprintable() else "?" for c in backend)
+        source = {"table": "predicted by a table for", "measured": "measured in"}.get(
+            row.get("latency_source"), "from")
+        key = f"{source} {backend}"
+        counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return ""
+    if len(counts) == 1:
+        return f"latency: ms at batch 1, the space's target input, {next(iter(counts))}"
+    return ("latency: ms at batch 1, the space's target input, "
+            + "; ".join(f"{k} ({n} trials)" for k, n in sorted(counts.items())))
+
+
 def front_json(front: List[Dict[str, Any]]) -> str:
     """The front for scripts: one JSON list of the stored trial attributes."""
-    keep = ("trial", "accuracy", "flops", "params", "proxy_flops", "latency_ms", "reward",
-            "caveat", "arch")
+    keep = ("trial", "accuracy", "flops", "params", "proxy_flops", "latency_ms",
+            "latency_backend", "latency_source", "reward", "caveat", "arch")
 
     def clean(v):  # strict JSON: a non-finite number becomes null
         return None if isinstance(v, float) and not math.isfinite(v) else v

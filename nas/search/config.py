@@ -98,11 +98,13 @@ class SearchConfig(Settings):
     latency_repeats: int = setting(3, at_least=1, help="timed runs per measured latency "
                                                        "(the fastest is kept)")
     latency: str = setting("torch", pattern=LATENCY_SPEC,
-                           metavar="{torch,onnxruntime,lut:PATH}",
+                           metavar="{torch,onnxruntime,onnxruntime-int8,lut:PATH}",
                            path=lambda v: ("lut:", v[4:]) if v.startswith("lut:") else None,
-                           expected="torch, onnxruntime or lut:PATH",
-                           help="measure each trial in torch eager or ONNX Runtime, or "
-                                "lut:PATH to predict from `nas latency build`")
+                           expected="torch, onnxruntime, onnxruntime-int8 or lut:PATH",
+                           help="measure each trial in torch eager, ONNX Runtime, or ONNX "
+                                "Runtime on the network quantised to int8 (static, calibrated "
+                                "on training images), or lut:PATH to predict from `nas "
+                                "latency build`")
     latency_threads: int = setting(1, at_least=1, help="threads of a measured latency (a "
                                                        "table keeps those it was built with)")
     seed: int = setting(0, help="seed of the sampler and the supernet training")

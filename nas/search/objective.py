@@ -123,9 +123,12 @@ class Objective:
         start = time.perf_counter()
         latency = self.latency.predict(arch)
         trial.set_user_attr("latency_ms", round(latency, 3))
-        trial.set_user_attr("latency_backend", self.latency.backend)  # torch | onnxruntime
-        trial.set_user_attr("latency_source", self.latency.source)  # measured | table
+        # torch | onnxruntime | onnxruntime-int8, and measured | table
+        trial.set_user_attr("latency_backend", self.latency.backend)
+        trial.set_user_attr("latency_source", self.latency.source)
         trial.set_user_attr("latency_s", round(time.perf_counter() - start, 4))
+        for name, value in self.latency.used().items():  # e.g. int8 quantisation seconds
+            trial.set_user_attr(name, value)
         if cfg.latency_budget_ms:
             late = (latency - cfg.latency_budget_ms) / cfg.latency_budget_ms
             set_constraints(trial, flops=over, latency=late)

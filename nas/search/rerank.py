@@ -8,12 +8,20 @@ its mean standalone validation accuracy replaces the estimate. ``nas export RUN 
 exports the winner, with the weights of its first seed's training. The test split is not
 read. Every training resumes, and every finished (trial, seed) row is kept in
 ``RUN/rerank.csv``, so a killed re-ranking continues where it stopped.
+
+Each trained network is also quantised to int8 as ``nas export --int8`` would write it
+(:func:`nas.latency.quantize_module`: BatchNorm folded, static QDQ, per-channel weights,
+calibrated on 16 training images drawn with seed 0) and scored in ONNX Runtime on the same
+validation images: post-training quantisation costs architectures different amounts, so
+the table shows both (``int8_val_accuracy``; left empty without onnxruntime). A row
+finished before this existed gets its int8 accuracy when the re-ranking is run again.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import optuna
 
@@ -43,6 +51,43 @@ def _recipe(config: SearchConfig) -> Dict[str, Any]:
             "data": config.data, "resolution": config.resolution}
 
 
+def _int8_accuracy(trained, data: str, resolution: Optional[int]) -> float:
+    """Validation accuracy of the network trained in ``trained`` (a re-ranking's
+    :class:`~nas.runs.TrainDir`) quantised to int8, in ONNX Runtime: the images and carve
+    its float ``val_accuracy`` was measured on."""
+    import torch
+
+    from ..arch import Architecture
+    from ..files import read_json
+    from ..latency import OnnxModel, quantize_module
+    from ..latency.quantize import CALIBRATION_INPUTS
+    from ..model import build_model
+    from ..train import calibration_inputs, heldout_batches
+
+    settings = read_json(trained.config, "training configuration")
+    carve = dict(val_fraction=float(settings.get("val_fraction", 0.1)),
+                 split_seed=int(settings.get("split_seed", 0)),
+                 crop_pct=float(settings.get("crop_pct", 0.875)),
+                 data_mode=str(settings.get("data_mode", "auto")))
+    state = torch.load(trained.weights, map_location="cpu", weights_only=True)
+    model = build_model(Architecture.parse(settings["arch"]),
+                        num_classes=int(state["classifier.weight"].shape[0]),
+                        in_chans=int(state["stem.0.weight"].shape[1]))
+    model.load_state_dict(state)
+    calibration = calibration_inputs(data, CALIBRATION_INPUTS, resolution, seed=0, **carve)
+    _, int8 = quantize_module(model.eval(), calibration)
+    session = OnnxModel(int8)
+    right = total = 0
+    for x, y in heldout_batches(data, resolution, **carve):
+        right += int((session(x).argmax(1) == y).sum())
+        total += len(y)
+    return right / total
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
            progress: bool = True) -> Dict[str, Any]:
     """Train the ``config.rerank`` best feasible trials; returns (and writes) the result."""
@@ -65,6 +110,27 @@ def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
     total = len(chosen) * config.rerank_seeds
     log(f"re-ranking the {len(chosen)} best feasible trials: {config.rerank_steps} steps of "
         f"standalone training, {config.rerank_seeds} seed(s) each")
+    from ..errors import UsageError
+    from ..latency.quantize import require_onnxruntime
+
+    try:
+        require_onnxruntime("the re-ranking's int8 accuracy")
+        quantise = True
+    except UsageError as e:
+        log(f"note: {e}; int8 accuracies left empty")
+        quantise = False
+    resolution = config.resolution or None
+
+    def int8_of(trial: int, seed: int) -> Optional[float]:
+        return (_int8_accuracy(run.rerank_run(trial, seed), config.data, resolution)
+                if quantise else None)
+
+    for d in done:  # rows of a re-ranking from before int8 accuracies
+        if quantise and _missing(d.get("int8_val_accuracy")) and \
+                run.rerank_run(int(d["trial"]), int(d["seed"])).weights.exists():
+            d["int8_val_accuracy"] = int8_of(int(d["trial"]), int(d["seed"]))
+            atomic_write_bytes(run.rerank_csv,
+                               pd.DataFrame(done).to_csv(index=False).encode())
     for seed in range(config.rerank_seeds):
         for row in chosen:
             if (row["trial"], seed) in have:
@@ -76,18 +142,27 @@ def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
                 batch_size=BATCH, seed=seed, resolution=config.resolution,
                 checkpoint_every=max(50, config.rerank_steps // 4)),
                 out.path, resume=resume, progress=progress, test=False)
+            int8 = int8_of(row["trial"], seed)
             done.append({"trial": row["trial"], "seed": seed, "val_accuracy": m["val_accuracy"],
+                         "int8_val_accuracy": int8,
                          "steps": m["steps"], "estimate": row["accuracy"], "flops": row["flops"],
                          "latency_ms": row["latency_ms"], "arch": row["arch"]})
             atomic_write_bytes(run.rerank_csv, pd.DataFrame(done).to_csv(index=False).encode())
             log(f"re-rank trial {row['trial']} seed {seed} ({len(done)}/{total} done): "
-                f"validation {m['val_accuracy']:.2%} (estimate {row['accuracy']:.4g})")
+                f"validation {m['val_accuracy']:.2%}"
+                + (f", int8 {int8:.2%}" if int8 is not None else "")
+                + f" (estimate {row['accuracy']:.4g})")
     table = []
     for row in chosen:
         accs = [d["val_accuracy"] for d in done if d["trial"] == row["trial"]]
         acc = statistics.mean(accs)
+        int8s = [d.get("int8_val_accuracy") for d in done if d["trial"] == row["trial"]]
+        int8s = [a for a in int8s if not _missing(a)]
         table.append({"trial": row["trial"], "val_accuracy": acc,
                       "val_accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                      # over the same seeds as the float accuracy, or None
+                      "int8_val_accuracy": (statistics.mean(int8s) if len(int8s) == len(accs)
+                                            else None),
                       "reward": reward(acc, row["flops"], row["latency_ms"], config.beta,
                                        config.gamma),
                       "estimate": row["accuracy"], "flops": row["flops"],
@@ -95,6 +170,11 @@ def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
     table.sort(key=lambda r: -r["reward"])
     result = {"recipe": recipe, "winner": table[0]["trial"], "table": table}
     write_json(run.rerank_json, result)
+    for r in table:
+        int8 = r["int8_val_accuracy"]
+        log(f"  trial {r['trial']}: validation {r['val_accuracy']:.2%} float"
+            + (f", {int8:.2%} int8 ({100 * (int8 - r['val_accuracy']):+.2f} points)"
+               if int8 is not None else "") + f", {r['flops'] / 1e6:.1f}M FLOPs")
     w = table[0]
     log(f"re-ranking winner: trial {w['trial']} ({w['val_accuracy']:.2%} standalone, "
         f"{w['flops'] / 1e6:.1f}M FLOPs); nas export --best now means it")

@@ -337,6 +337,28 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
                         study_display(study_url(config, run)))
 
 
+def latency_calibration(config: SearchConfig, space, sn):
+    """What ``--latency onnxruntime-int8`` calibrates every trial's network on: the same
+    training images of the search's data (the supernet's, with its validation carve left
+    out), at the space's target input; None for the other backends."""
+    from ..latency import INT8
+
+    if config.latency != INT8:
+        return None
+    from ..latency.quantize import CALIBRATION_INPUTS
+    from ..train import calibration_inputs
+
+    inp = space.input
+    if sn is not None:  # the trials are scored on the supernet's data and carve
+        c = sn.config
+        data, carve = c.data, dict(val_fraction=c.val_fraction, split_seed=c.split_seed,
+                                   crop_pct=c.crop_pct, data_mode=c.data_mode)
+    else:
+        data, carve = config.data, dict(data_mode=config.data_mode)
+    return calibration_inputs(data, CALIBRATION_INPUTS, inp.resolution, seed=0,
+                              channels=inp.channels, **carve)
+
+
 def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str = ""):
     """This process's share of the study: trials until it holds ``config.trials``.
 
@@ -360,7 +382,8 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
     if not shared or not study.trials:
         warm_start(study, space, config.budget)
     latency = make_latency_model(config.latency, repeats=config.latency_repeats,
-                                 num_threads=config.latency_threads)
+                                 num_threads=config.latency_threads,
+                                 calibration=latency_calibration(config, space, sn))
     if study.user_attrs.get("latency") != latency.describe():
         study.set_user_attr("latency", latency.describe())  # which backend measured
     log(f"{prefix}latency: {latency.describe()}")

@@ -5,6 +5,7 @@
     retrain(RetrainConfig(arch=str(arch), epochs=5), "runs/mynet")          # nas train
 """
 
+from .calibration import calibration_inputs, heldout_batches
 from .distributed import Dist
 from .loop import (
     DATA_SETTINGS,
@@ -30,8 +31,8 @@ from .supernet import (
     train_supernet,
 )
 
-__all__ = ["Dist", "LoopConfig", "DATA_SETTINGS", "data_settings", "data_splits", "fit",
-           "load_data", "recipe_of", "resolve_device", "create_optimizer",
-           "create_schedule", "RetrainConfig", "arch_from_export", "retrain",
+__all__ = ["calibration_inputs", "heldout_batches", "Dist", "LoopConfig", "DATA_SETTINGS",
+           "data_settings", "data_splits", "fit", "load_data", "recipe_of", "resolve_device",
+           "create_optimizer", "create_schedule", "RetrainConfig", "arch_from_export", "retrain",
            "SUPERNET_CHECKPOINT_FORMAT", "ARCH_SAMPLING_RULES", "ArchSampler", "SupernetRun",
            "TrainConfig", "check_resolution", "load_supernet", "quick_report", "train_supernet"]

@@ -124,3 +124,51 @@ def test_fold_bn_export(spaces, tmp_path, capsys):
     assert not any("running_mean" in k for k in state)
     with pytest.raises(RunError, match="--fold-bn export"):
         arch_from_export(tmp_path / "w")
+
+
+# every block kind (operators), the patch stem and ConvMixer's BN after an activation
+# (patch), UIB's optional depthwise convs, split MixConvs (tiny)
+@pytest.mark.parametrize("name", ["operators", "patch", "mobilenetv4_uib", "tiny"])
+def test_fold_batchnorm_is_the_folded_network_built_by_its_constructor(spaces, name):
+    """nas.model.fold_batchnorm (what int8 quantisation folds with) turns any network into
+    the fold_bn=True network with fold_state_dict's weights, and leaves its input alone."""
+    from nas.model import fold_batchnorm
+
+    arch = spaces[name].sample(random.Random(7))
+    model = with_statistics(nas.build_model(arch), 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    twin = folded_twin(model, arch, fused=False)
+    assert folded.state_dict().keys() == twin.state_dict().keys()
+    for key, value in twin.state_dict().items():
+        assert torch.equal(folded.state_dict()[key], value), key
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original keeps its
+    x = torch.randn(1, arch.input.channels, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(folded(x), twin(x))
+
+
+def test_fold_batchnorm_folds_a_block_alone_and_an_exported_network(spaces, tmp_path):
+    """A latency table's unit (one block, no network around it) and model.py's own classes
+    (copies of nas.ops.static's) fold too: what the int8 runtime and nas export --int8 see."""
+    from nas.latency.units import arch_units
+    from nas.model import fold_batchnorm
+
+    arch = spaces["mixnet_s"].sample(0)
+    shape, make = list(arch_units(arch).values())[5]
+    block = with_statistics(make(), 4)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        expected = block(x)
+        got = fold_batchnorm(block)(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fold_batchnorm(block).modules())
+    assert (got - expected).abs().max().item() <= TOLERANCE * expected.abs().max().item()
+
+    nas.export.export_arch(arch, tmp_path / "e")
+    exported = with_statistics(load_exported(tmp_path / "e").build_model(), 5)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = exported(x)
+        got = fold_batchnorm(exported)(x)
+    assert (got - expected).abs().max().item() <= TOLERANCE * expected.abs().max().item()

@@ -7,10 +7,12 @@ for a network with many times the FLOPs of another; and says what it is (``name`
 backend measured; and ``check(space)`` accepts the space it was made for (a search refuses
 a backend that cannot serve its space before anything is trained).
 
-Backends: measured in torch eager and in ONNX Runtime, and a lookup table for each (a
-partial one, built from the tiny test space's units: the mixnet_300m blocks asked about
-are measured on first use). Cost on a quiet 2-core machine: about 1 min, most of it
-ONNX exports.
+Backends: measured in torch eager, in ONNX Runtime and in ONNX Runtime on the network
+quantised to int8 (calibrated on noise here), and a lookup table for each (a partial
+one, built from the tiny test space's units: the mixnet_300m blocks asked about are
+measured on first use). Cost on a quiet 2-core machine: about 1 min for torch and ONNX
+Runtime, most of it ONNX exports, and about as much again for int8 (exports plus
+quantisation).
 """
 
 import math

@@ -334,3 +334,18 @@ def test_the_table_summary_names_each_row_as_the_grammar_does():
     space = nas.load_space("mobilenetv3_mixconv")  # optional rows: absent ones read "0x ir"
     absent = [b.kind for s in space.extreme_arch(False).stages for b in s if not b.repeats]
     assert absent and arch_summary(space.extreme_arch(False)).count("0x ") == len(absent)
+
+
+def test_the_latency_note_names_the_runtime_that_measured():
+    from nas.report import latency_note
+
+    int8 = {"latency_backend": "onnxruntime-int8", "latency_source": "measured"}
+    table = {"latency_backend": "onnxruntime", "latency_source": "table"}
+    assert latency_note([int8, int8]).endswith("measured in onnxruntime-int8")
+    mixed = latency_note([int8, table, int8])
+    assert "measured in onnxruntime-int8 (2 trials)" in mixed
+    assert "predicted by a table for onnxruntime (1 trials)" in mixed
+    assert latency_note([{}]).endswith("from unrecorded")  # a study from before the record
+    assert latency_note([]) == ""
+    hostile = latency_note([{"latency_backend": "x\n<script>", "latency_source": "measured"}])
+    assert "\n" not in hostile  # one printable line; the page escapes it

@@ -90,13 +90,30 @@ def test_rerank_trains_the_best_and_export_best_means_the_winner(tmp_path, capsy
     assert len((run / "rerank.csv").read_text().splitlines()) == 1 + 2 * 2
     rewards = [r["reward"] for r in result["table"]]
     assert rewards == sorted(rewards, reverse=True)
-    assert main(["export", str(run), "--best", "-o", str(tmp_path / "e")]) == 0
+    # each trained network also scored in int8 (on the images of its float accuracy:
+    # heldout_batches, tests/train_tests/test_calibration.py), the table their seed mean
+    import pandas as pd
+
+    rows = pd.read_csv(run / "rerank.csv")
+    assert rows.int8_val_accuracy.between(0, 1).all()
+    assert all(r["int8_val_accuracy"] == pytest.approx(
+        rows[rows.trial == r["trial"]].int8_val_accuracy.mean()) for r in result["table"])
+    assert main(["export", str(run), "--best", "--int8", "-o", str(tmp_path / "e")]) == 0
     meta = json.loads((tmp_path / "e" / "arch.json").read_text())
     assert meta["trial"] == result["winner"] and meta["weights"]["source"] == "rerank"
-    assert "max |logits" in capsys.readouterr().out
-    # a second re-ranking of the same run trains nothing new
+    assert meta["int8"]["calibration"]["data"] == "fashion-mnist"
+    printed = capsys.readouterr().out
+    assert "max |logits" in printed and "int8: " in printed
+    # a second re-ranking of the same run trains nothing new; a row from before int8
+    # accuracies gets its own, the same again (quantisation is deterministic)
+    old = rows.copy()
+    old.loc[0, "int8_val_accuracy"] = float("nan")
+    old.to_csv(run / "rerank.csv", index=False)
     assert main(["rerank", str(run), "--top", "2", "--steps", "4", "--seeds", "2"]) == 0
-    assert len((run / "rerank.csv").read_text().splitlines()) == 1 + 2 * 2
+    again = pd.read_csv(run / "rerank.csv")
+    assert len(again) == 2 * 2
+    assert again.int8_val_accuracy.tolist() == rows.int8_val_accuracy.tolist()
+    assert "int8" in capsys.readouterr().out
 
 
 def test_a_small_proxy_says_what_it_cannot_see():

@@ -323,8 +323,46 @@ def test_latency_settings_and_the_old_name_of_torch(tmp_path):
     old = SearchConfig.from_dict({"budget": 8_000_000, "space": TINY, "latency": "measure"})
     assert old.latency == "torch"
     assert not SearchConfig(budget=8_000_000, space=TINY).validate().differences(old)
-    with pytest.raises(RunError, match="--latency must be torch, onnxruntime or lut:PATH"):
+    assert SearchConfig(budget=1, latency="onnxruntime-int8").validate().latency == \
+        "onnxruntime-int8"
+    with pytest.raises(RunError, match="--latency must be torch, onnxruntime, "
+                                       "onnxruntime-int8 or lut:PATH"):
         SearchConfig(budget=1, latency="tvm").validate()
+
+
+def test_an_int8_search_says_which_runtime_measured_and_calibrates_on_its_data(tmp_path):
+    """--latency onnxruntime-int8: every feasible trial is quantised, calibrated on the
+    supernet's training images at the space's target input, and the trials, trials.csv,
+    the study and the report say so."""
+    pytest.importorskip("onnxruntime")
+    from nas.report import write_report
+    from nas.search import open_run
+    from nas.search.run import latency_calibration
+    from nas.train import load_supernet
+
+    run_dir = tmp_path / "run"
+    lines = []
+    result = run_search(tiny_config(trials=3, latency="onnxruntime-int8"), run_dir,
+                        progress=False, log=lines.append)
+    assert result.feasible
+    study = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{run_dir / 'study.db'}")
+    feasible = [t for t in study.trials if t.user_attrs.get("feasible")]
+    assert {(t.user_attrs["latency_backend"], t.user_attrs["latency_source"])
+            for t in feasible} == {("onnxruntime-int8", "measured")}
+    assert all(t.user_attrs["latency_quantise_s"] > 0 for t in feasible)
+    described = study.user_attrs["latency"]
+    assert "onnxruntime-int8" in described and "calibrated on 16 training images" in described
+    assert any(line.startswith("latency: measured, onnxruntime-int8") for line in lines)
+    frame = pd.read_csv(run_dir / "trials.csv")
+    assert set(frame.latency_backend[frame.feasible]) == {"onnxruntime-int8"}
+    page = write_report(open_run(run_dir))["html"].read_text()
+    assert "measured in onnxruntime-int8" in page
+    # what it calibrated on: the supernet's training images, at the target input (3x64x64)
+    sn = load_supernet(run_dir / "supernet" / "supernet.pt", "cpu")
+    images = latency_calibration(tiny_config(latency="onnxruntime-int8"), nas.load_space(TINY),
+                                 sn)
+    assert images.shape == (16, 3, 64, 64)
+    assert latency_calibration(tiny_config(), nas.load_space(TINY), sn) is None
 
 
 def test_unknown_sampler_is_an_error():
