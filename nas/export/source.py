@@ -170,7 +170,7 @@ OUT_INDICES = {_literal(out_indices)}
 # kernel, stride, out_ch, act, patch
 STEM = ({", ".join(_literal(v) for v in stem)})
 # (block class, its arguments), one per block
-BLOCKS = [
+LAYERS = [
 {rows}
 ]
 # out_ch (conv before pooling, 0: none), act, post (conv after pooling, 0: none), post_bn
@@ -189,7 +189,7 @@ def build_model(num_classes: int = NUM_CLASSES, in_chans: int = IN_CHANS,
     With ``features_only`` it returns the list of feature maps of ``out_indices``
     (indices into FEATURE_LEVELS) instead of logits, and builds no head.
     """
-    return MixNet(STEM, BLOCKS, HEAD, num_classes=num_classes, in_chans=in_chans,
+    return MixNet(STEM, LAYERS, HEAD, num_classes=num_classes, in_chans=in_chans,
                   fused=FUSED, channels_last=CHANNELS_LAST, features_only=features_only,
                   out_indices=out_indices, fold_bn=FOLD_BN)
 '''
