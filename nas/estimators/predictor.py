@@ -106,12 +106,16 @@ class PredictorEstimator(Estimator):
         path: the predictor file.
         extra: the estimators whose scores the predictor takes as features, by name (the
             caller builds them on the task's data, with the settings the file records).
+        architecture_only: fit on the architecture encoding alone, leaving out the file's
+            extra scores (and needing no ``extra``): the fast first stage of a search that
+            scores too many candidates for a forward pass each (``--sampler evolution``).
     """
 
     name = "predictor"
     is_accuracy = True
 
-    def __init__(self, path, extra: Optional[Mapping[str, Estimator]] = None):
+    def __init__(self, path, extra: Optional[Mapping[str, Estimator]] = None,
+                 architecture_only: bool = False):
         self.path = Path(path)
         data = read_json(self.path, "predictor file")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -119,7 +123,8 @@ class PredictorEstimator(Estimator):
         try:
             archs = [Architecture.parse(a) for a in data["archs"]]
             targets = [float(t) for t in data["targets"]]
-            scores = {k: [float(v) for v in vs] for k, vs in data.get("extra", {}).items()}
+            scores = {k: [float(v) for v in vs] for k, vs in data.get("extra", {}).items()
+                      if not architecture_only}
             space = None
             if data["encoding"] == "onehot":
                 from ..space import parse_space
