@@ -15,11 +15,12 @@ compare such families; reference/RANKING.md has the numbers for a MobileNet-styl
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
-from ..arch import Architecture, InputSpec
+from ..arch import Architecture, Block, InputSpec, block_layers, memo_table
 from ..cost import count_cost
 
 __all__ = ["summary_features", "onehot_features", "ENCODINGS"]
@@ -28,37 +29,75 @@ ENCODINGS = ("summary", "onehot")
 
 
 def summary_features(arch: Architecture, resolution: Optional[int] = None) -> Dict[str, float]:
-    """Per-stage summaries (see the module docstring); ``resolution`` is the proxy's."""
+    """Per-stage summaries (see the module docstring); ``resolution`` is the proxy's.
+
+    Each row's sums over its layers are remembered with the row, per input width and size
+    (:func:`nas.arch.memo_table`, as :mod:`nas.cost` keeps its cost), so an architecture
+    whose rows were met before costs a few additions: an evolutionary search scores ~10^5
+    candidates on a predictor (``experiments/bench/evolution.py``). Adding a stage's rows'
+    sums instead of its layers' terms one by one may change the last bit of a mean.
+    """
     seen = arch  # the network at the proxy's input: its feature-map sizes
     if resolution and resolution != arch.input.resolution:
         seen = replace(arch, input=InputSpec(arch.input.channels, resolution, arch.input.classes))
-    stages: Dict[int, List] = {}
-    for layer in seen.layers():
-        stages.setdefault(layer.stage, []).append(layer)
     features: Dict[str, float] = {}
-    for s, layers in sorted(stages.items()):
+    size, width = seen.stem_size(), seen.stem.out
+    for s, rows in enumerate(seen.stages):
+        n = out = 0
         kmean = kmax = groups = exp = se = small = grouped = 0.0
-        for layer in layers:
-            reach = 2 * layer.in_size - 1  # the widest kernel a map of this size lets act
-            eff = [min(k, reach) for k in layer.kernels]
-            # dw_splits are the layer's channel groups, in kernel order
-            kmean += sum(c * k for c, k in zip(layer.dw_splits, eff)) / layer.mid_ch
-            kmax = max(kmax, max(eff))
-            groups += len(set(eff))
-            small += sum(c for c, k in zip(layer.dw_splits, eff) if k == eff[0]) / layer.mid_ch
-            exp += layer.mid_ch / layer.in_ch
-            se += layer.se_ch / layer.in_ch if layer.se_ch else 0.0
-            grouped += (layer.exp_groups > 1) + (layer.proj_groups > 1)
-        n = len(layers)
-        features.update({
-            f"s{s}.depth": n, f"s{s}.width": layers[-1].out_ch, f"s{s}.expansion": exp / n,
-            f"s{s}.se": se / n, f"s{s}.kernel_mean": kmean / n, f"s{s}.kernel_max": kmax,
-            f"s{s}.kernel_groups": groups / n, f"s{s}.smallest_kernel_share": small / n,
-            f"s{s}.grouped_1x1": grouped / n})
+        for block in rows:
+            table = memo_table(block, "_summary")
+            row = table.get((width, size))
+            if row is None:
+                row = table[(width, size)] = _row_sums(block, width, size)
+            if row[0]:  # an absent row (r0) has no layers and passes its input on
+                n += row[0]
+                kmean += row[1]
+                kmax = max(kmax, row[2])
+                groups += row[3]
+                small += row[4]
+                exp += row[5]
+                se += row[6]
+                grouped += row[7]
+                size = row[8]
+                width = out = block.out
+        if n:  # a stage of absent rows has no layers, hence no features
+            features.update(zip(_stage_names(s), (
+                n, out, exp / n, se / n, kmean / n, kmax, groups / n, small / n,
+                grouped / n)))
     cost = count_cost(arch)
     features.update({"stem.width": arch.stem.out, "head.width": arch.head.out,
                      "log_flops": math.log(cost.flops), "log_params": math.log(cost.params)})
     return features
+
+
+@functools.lru_cache(maxsize=None)
+def _stage_names(s: int) -> Tuple[str, ...]:
+    return tuple(f"s{s}.{name}" for name in (
+        "depth", "width", "expansion", "se", "kernel_mean", "kernel_max", "kernel_groups",
+        "smallest_kernel_share", "grouped_1x1"))
+
+
+def _row_sums(block: Block, width: int, size: int) -> Tuple[float, ...]:
+    """``(layers, then the sums of kernel_mean, the max kernel, the sums of kernel groups,
+    smallest-kernel share, expansion, SE, grouped 1x1 terms over them, output size)`` of
+    a row fed ``width`` channels at ``size``."""
+    n = 0
+    kmean = kmax = groups = exp = se = small = grouped = 0.0
+    for layer in block_layers(block, width, size):
+        reach = 2 * layer.in_size - 1  # the widest kernel a map of this size lets act
+        eff = [min(k, reach) for k in layer.kernels]
+        # dw_splits are the layer's channel groups, in kernel order
+        kmean += sum(c * k for c, k in zip(layer.dw_splits, eff)) / layer.mid_ch
+        kmax = max(kmax, max(eff))
+        groups += len(set(eff))
+        small += sum(c for c, k in zip(layer.dw_splits, eff) if k == eff[0]) / layer.mid_ch
+        exp += layer.mid_ch / layer.in_ch
+        se += layer.se_ch / layer.in_ch if layer.se_ch else 0.0
+        grouped += (layer.exp_groups > 1) + (layer.proj_groups > 1)
+        n += 1
+        size = layer.out_size
+    return (n, kmean, kmax, groups, small, exp, se, grouped, size)
 
 
 def onehot_features(arch: Architecture, space) -> Dict[str, float]:

@@ -15,7 +15,7 @@ file holds only data nas validates, never a pickle.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -175,15 +175,23 @@ class PredictorEstimator(Estimator):
         path: the predictor file.
         extra: the estimators whose scores the predictor takes as features, by name (the
             caller builds them on the task's data, with the settings the file records).
+        architecture_only: fit on the architecture encoding alone, leaving out the file's
+            extra scores (and needing no ``extra``): the fast first stage of a search that
+            scores too many candidates for a forward pass each (``--sampler evolution``).
     """
 
     name = "predictor"
     is_accuracy = True
 
-    def __init__(self, path, extra: Optional[Mapping[str, Estimator]] = None):
+    def __init__(self, path, extra: Optional[Mapping[str, Estimator]] = None,
+                 architecture_only: bool = False):
         self.path = Path(path)
         stored = read_predictor(self.path)
         self.predictor, self.settings = stored.predictor, stored.settings
+        if architecture_only:
+            p = stored.predictor
+            stored = replace(stored, scores={})
+            self.predictor = Predictor(p.model_kind, p.encoding, p.space, p.resolution, ())
         self.extra = dict(extra or {})
         missing = set(stored.scores) - set(self.extra)
         if missing:

@@ -6,10 +6,11 @@
 
 The modules follow the data flow: :mod:`.config` (the settings), :mod:`.objective` (one
 trial: suggest, budget check, latency, supernet accuracy, reward), :mod:`.samplers`
-(Optuna's TPE, NSGA-II, random), :mod:`.storage` (SQLite, RDB with heartbeats, journal;
-recovering dead workers' trials), :mod:`.loop` (trials until the study holds N),
-:mod:`.workers` (``--workers N``), :mod:`.run` (the command) and :mod:`.results` (rows,
-front, ``trials.csv``, :func:`open_run`).
+(Optuna's TPE, NSGA-II, random), :mod:`.evolution` (``--sampler evolution``: OFA's
+evolution on a predictor, its picks queued as trials), :mod:`.storage` (SQLite, RDB with
+heartbeats, journal; recovering dead workers' trials), :mod:`.loop` (trials until the
+study holds N), :mod:`.workers` (``--workers N``), :mod:`.run` (the command) and
+:mod:`.results` (rows, front, ``trials.csv``, :func:`open_run`).
 """
 
 from ..lazy import lazy_names
@@ -26,10 +27,11 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "trial_rows": "results", "write_trials_csv": "results", "SearchResult": "run",
     "open_study": "run", "prepare_run": "run", "run_search": "run", "run_trials": "run",
     "make_sampler": "samplers", "open_storage": "storage", "recover": "storage",
-    "sqlite_storage": "storage"})
+    "sqlite_storage": "storage", "evolve": "evolution", "queue_evolution": "evolution"})
 
 __all__ = ["DEFAULT_BETA", "DEFAULT_GAMMA", "SEARCH_OBJECTIVES", "SEARCH_SAMPLERS", "STUDY_NAME",
            "SearchConfig", "RerankConfig", "run_until", "Objective", "labels_of", "reward",
            "suggest_arch", "warm_start", "SearchRun", "open_run", "pareto_front", "trial_rows",
            "write_trials_csv", "SearchResult", "open_study", "prepare_run", "run_search",
-           "run_trials", "make_sampler", "open_storage", "recover", "sqlite_storage"]
+           "run_trials", "make_sampler", "open_storage", "recover", "sqlite_storage", "evolve",
+           "queue_evolution"]

@@ -24,7 +24,7 @@ STUDY_NAME = "nas-search"
 # --objective: what the search optimises (one reward, or a front of accuracy and cost), and
 # --sampler: what proposes each trial
 SEARCH_OBJECTIVES = ("reward", "pareto")
-SEARCH_SAMPLERS = ("auto", "tpe", "nsga2", "random")
+SEARCH_SAMPLERS = ("auto", "tpe", "nsga2", "random", "evolution")
 
 
 @dataclass
@@ -63,10 +63,13 @@ class SearchConfig(Settings):
                              help="reward (acc - beta ln FLOPs - gamma ms) or pareto (acc, "
                                   "FLOPs, latency)")
     sampler: str = setting("auto", choices=SEARCH_SAMPLERS,
-                           help="auto (TPE for reward, NSGA-II for pareto), tpe, nsga2, or "
-                                "random (the baseline)")
+                           help="auto (TPE for reward, NSGA-II for pareto), tpe, nsga2, "
+                                "random (the baseline), or evolution (OFA-style, ~10^5 "
+                                "candidates on --estimator predictor:FILE; --evolution-*)")
     trials: int = setting(50, at_least=1, rerun=True,
-                          help="total trials of the study (a rerun tops up to this)")
+                          help="total trials of the study (a rerun tops up to this); with "
+                               "--sampler evolution, how many of its candidates the study "
+                               "records: the best, the front, the best of the rest")
     timeout: float = setting(0.0, at_least=0, rerun=True,
                              help="stop this invocation after this many seconds (0: no limit)")
     beta: float = setting(DEFAULT_BETA, at_least=0, help="reward weight of ln(FLOPs)")
@@ -107,6 +110,23 @@ class SearchConfig(Settings):
                                 "latency build`")
     latency_threads: int = setting(1, at_least=1, help="threads of a measured latency (a "
                                                        "table keeps those it was built with)")
+    evolution_population: int = setting(500, at_least=2,
+                                        help="--sampler evolution: architectures per "
+                                             "generation")
+    evolution_candidates: int = setting(100_000, at_least=2,
+                                        help="--sampler evolution: architectures scored in "
+                                             "all, first population included (generations "
+                                             "= the rest / children per generation)")
+    evolution_parents: float = setting(0.25, above=0, below=1,
+                                       help="--sampler evolution: share of each generation "
+                                            "kept as parents (the best distinct ones)")
+    evolution_mutation: float = setting(0.1, at_least=0, at_most=1,
+                                        help="--sampler evolution: probability that a "
+                                             "mutation redraws each decision")
+    evolution_rescore: int = setting(300, at_least=1,
+                                     help="--sampler evolution with a predictor that takes "
+                                          "NASWOT: the best this many (and the front) are "
+                                          "rescored with it; the evolution runs without it")
     seed: int = setting(0, help="seed of the sampler and the supernet training")
     device: str = setting("auto", pattern=r"auto|cpu|cuda(:\d+)?", metavar="{auto,cpu,cuda}",
                           expected="auto, cpu, cuda or cuda:N",
@@ -128,10 +148,35 @@ class SearchConfig(Settings):
             raise UsageError("--estimator naswot gives scores that rank architectures but are "
                              "not accuracies, so they cannot enter the reward: use "
                              "--objective pareto, or a predictor that takes NASWOT as a feature")
+        if self.sampler == "evolution":
+            self._check_evolution()
         if self.workers > 1 and (not self.storage or self.storage.startswith("sqlite")):
             raise UsageError("--workers needs a storage that several processes can share: "
                              "SQLite (the default RUN/study.db) is not safe for that. Use "
                              "--storage postgresql://USER@HOST/DB or --storage journal:FILE")
+
+    def _check_evolution(self) -> None:
+        """What ``--sampler evolution`` cannot do: it prices and scores ~10^5 candidates
+        in one process and maximises the reward."""
+        if not self.estimator.startswith("predictor:"):
+            raise UsageError("--sampler evolution scores ~10^5 candidates and needs a fast "
+                             "estimator: --estimator predictor:FILE (nas predictor fit); "
+                             f"--estimator {self.estimator} takes ~0.3-1 s per architecture")
+        if self.objective != "reward":
+            raise UsageError("--sampler evolution maximises the reward: use --objective "
+                             "reward (it records the Pareto front of what it scored too)")
+        if not self.latency.startswith("lut:") and (self.gamma or self.latency_budget_ms):
+            raise UsageError("--sampler evolution prices every candidate (~10^5) and cannot "
+                             f"measure each one's latency (--latency {self.latency}): pass "
+                             "--latency lut:FILE (nas latency build), or --gamma 0 without "
+                             "--latency-budget to leave latency out of the search (the "
+                             "recorded trials are then measured)")
+        if self.workers > 1:
+            raise UsageError("--sampler evolution runs in one process (10^5 candidates in "
+                             "about a minute): leave out --workers")
+        if self.evolution_candidates < self.evolution_population:
+            raise UsageError("--evolution-candidates must be at least --evolution-population "
+                             f"({self.evolution_population}), got {self.evolution_candidates}")
 
     @property
     def sampler_kind(self) -> str:

@@ -419,7 +419,12 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
 
     warned: list = []
 
-    retried = run_until(study, objective, config.trials, timeout=config.timeout or None,
+    total = config.trials
+    if config.sampler_kind == "evolution":  # its picks are queued; the loop records them
+        from .evolution import queue_evolution
+
+        total = queue_evolution(config, study, space, estimator, latency, log=log)
+    retried = run_until(study, objective, total, timeout=config.timeout or None,
                         callbacks=[report], owns_study=not shared)
     if retried:
         log(f"{prefix}retried {retried} trial(s) interrupted by a previous run")

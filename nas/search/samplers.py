@@ -3,7 +3,10 @@
 * ``tpe``: multivariate TPE (Bergstra et al. 2011; Falkner et al. 2018), 10 random trials
   first, maximising the reward;
 * ``nsga2``: NSGA-II (Deb et al. 2002) on (accuracy, FLOPs, latency);
-* ``random``: the baseline every controller has to beat.
+* ``random``: the baseline every controller has to beat;
+* ``evolution``: not an Optuna sampler: :mod:`nas.search.evolution` chooses the
+  architectures before the trials start and queues them, and the study replays them
+  (a random sampler stands by, asked for nothing the queue holds).
 
 Each honours the trials' constraint values (infeasible trials are never preferred).
 """
@@ -24,7 +27,7 @@ __all__ = ["make_sampler"]
 def make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
     """The sampler ``config`` asks for, seeded with ``seed``."""
     kind = config.sampler_kind
-    if kind == "random":
+    if kind in ("random", "evolution"):
         return optuna.samplers.RandomSampler(seed=seed)
     extra = sampler_options()
     if kind == "nsga2":

@@ -90,3 +90,70 @@ def test_top_k_precision_and_regret():
     assert top_k(truth, truth, 2) == {"precision": 1.0, "regret": 0.0}
     picked = [0.0, 1.0, 0.2, 0.9, 0.1, 0.3]  # picks 0.8 first, then 0.6
     assert top_k(picked, truth, 2) == pytest.approx({"precision": 0.5, "regret": 0.1})
+
+
+def _summary_oracle(arch, resolution=None):
+    """The summary encoding derived afresh from ``arch.layers()`` (the definition; what
+    ``summary_features`` computed before it remembered each row's terms)."""
+    import math
+    from dataclasses import replace
+
+    seen = arch
+    if resolution and resolution != arch.input.resolution:
+        seen = replace(arch, input=nas.InputSpec(arch.input.channels, resolution,
+                                                 arch.input.classes))
+    stages = {}
+    for layer in seen.layers():
+        stages.setdefault(layer.stage, []).append(layer)
+    out = {}
+    for s, layers in sorted(stages.items()):
+        kmean = kmax = groups = exp = se = small = grouped = 0.0
+        for layer in layers:
+            eff = [min(k, 2 * layer.in_size - 1) for k in layer.kernels]
+            kmean += sum(c * k for c, k in zip(layer.dw_splits, eff)) / layer.mid_ch
+            kmax = max(kmax, max(eff))
+            groups += len(set(eff))
+            small += sum(c for c, k in zip(layer.dw_splits, eff) if k == eff[0]) / layer.mid_ch
+            exp += layer.mid_ch / layer.in_ch
+            se += layer.se_ch / layer.in_ch if layer.se_ch else 0.0
+            grouped += (layer.exp_groups > 1) + (layer.proj_groups > 1)
+        n = len(layers)
+        out.update({f"s{s}.depth": n, f"s{s}.width": layers[-1].out_ch,
+                    f"s{s}.expansion": exp / n, f"s{s}.se": se / n,
+                    f"s{s}.kernel_mean": kmean / n, f"s{s}.kernel_max": kmax,
+                    f"s{s}.kernel_groups": groups / n, f"s{s}.smallest_kernel_share": small / n,
+                    f"s{s}.grouped_1x1": grouped / n})
+    cost = nas.count_cost(arch)
+    out.update({"stem.width": arch.stem.out, "head.width": arch.head.out,
+                "log_flops": math.log(cost.flops), "log_params": math.log(cost.params)})
+    return out
+
+
+# spaces with blocks the summary encoding does not describe (no depthwise kernels)
+_NO_SUMMARY = ("mobilenetv4_conv_small", "mobilenetv4_uib", "operators")
+
+
+@pytest.mark.parametrize("resolution", [None, 32, 64])
+def test_remembered_summary_features_equal_the_definition(space, resolution):
+    """Every space (optional rows, every block kind), at the target and proxy sizes: the
+    remembered per-row sums give the features the layers give (to the last bits), on the first
+    meeting of a row and on later ones (same rows, other widths and sizes)."""
+    from nas.errors import ArchError
+    from nas.estimators import summary_features
+
+    rng = random.Random(11)
+    checked = 0
+    for _ in range(30):
+        arch = space.sample(rng)
+        try:
+            want = _summary_oracle(arch, resolution)
+        except (ArchError, ValueError) as e:
+            # the space cannot take this resolution (ADown at 1x1), or a block without a
+            # depthwise conv (uir k0, cn, pc), which the summary encoding does not describe
+            with pytest.raises(type(e)):
+                summary_features(arch, resolution)
+            continue
+        for _ in range(2):  # first meeting, then remembered
+            assert summary_features(arch, resolution) == pytest.approx(want, rel=1e-12)
+        checked += 1
+    assert checked or resolution or space.name in _NO_SUMMARY

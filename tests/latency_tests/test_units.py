@@ -72,3 +72,15 @@ def test_units_are_the_network_s_own_modules(spaces, name):
             assert [p.shape for p in alone.parameters()] == [p.shape for p in unit.parameters()]
             h = unit(h)
         assert torch.equal(h, net(x))  # chained, the units are the network
+
+
+def test_remembered_row_keys_are_the_layers_keys(space):
+    """A row's keys are remembered per input width and size: the same keys, in the same
+    order, as the architecture's layers give afresh, for rows met once and again."""
+    from nas.latency.units import _block_key
+
+    rng = random.Random(4)
+    archs = [space.sample(rng) for _ in range(40)]
+    for arch in archs + archs:
+        blocks = unit_keys(arch)[1:-1]
+        assert blocks == [_block_key(layer) for layer in arch.layers()]
