@@ -1,8 +1,9 @@
 """Benchmark: the latency tables' predictions against measurement, torch eager and ONNX
-Runtime, in one run.
+Runtime (float or int8), in one run.
 
     .venv/bin/python experiments/bench/latency.py [--runtimes torch onnxruntime]
         [--archs 30] [--coverage space|needed] [--repeats 20] [--calibrate 12] [--rows CSV]
+        [--calib DATA]
 
 For each runtime: builds the table of mixnet_300m as ``nas latency build`` does (every
 unit of the space, timed round-robin; fitted on 12 random networks measured whole), then
@@ -13,6 +14,15 @@ absolute percentage error of the prediction against the first measurement (goal 
 and beside it the measurement's own repeatability: the same statistic between the two
 measurements of each architecture. Then ratios from the same run: prediction error /
 repeatability, ONNX Runtime / torch eager latency, and prediction / measurement time.
+
+For ``onnxruntime-int8`` the table is built as ``nas latency build`` builds it (units and
+calibration networks calibrated on seeded noise); with ``--calib DATA`` the fresh networks
+are measured as a search measures them, calibrated on 16 training images of DATA at the
+target input, and once more calibrated on noise, to show whether what a network is
+calibrated on changes its latency. Every runtime also prints the error of the units' sum
+alone (scale 1): in int8 a unit timed alone quantises its input and dequantises its
+output, which a whole network does once, so the sum could be further off than in float,
+leaving the scale fitted on whole networks more to correct; the figure shows whether it is.
 
 ``--coverage needed`` times only the units the 30 fresh and 12 calibration networks use
 (the same shuffled groups of 48, round-robin, the calibration networks measured between
@@ -95,7 +105,15 @@ def from_rows(path: str) -> None:
     for name, g in rows.groupby("runtime", sort=False):
         p, a, b = (g[c].tolist() for c in ("predicted_ms", "measured_ms", "measured_again_ms"))
         print(f"== {name}, {len(g)} archs")
+        if "unit_sum_ms" in g:  # rows written since the int8 runtime
+            print("  the units' sum alone (scale 1) vs first pass: MAPE {:.1f}% (median "
+                  "{:.1f}%, max {:.1f}%)".format(*mape(g.unit_sum_ms.tolist(), a)))
         print_errors(p, a, b)
+        noise = g.get("measured_noise_calibrated_ms")
+        if noise is not None and noise.notna().all():
+            ratio = [x / y for x, y in zip(a, noise)]
+            print(f"  calibrated on training images / on noise, same networks: median "
+                  f"{statistics.median(ratio):.3f} (range {min(ratio):.3f}-{max(ratio):.3f})")
     if {"torch", "onnxruntime"} <= set(rows.runtime):
         t, o = (rows[rows.runtime == r].set_index("arch").measured_ms
                 for r in ("torch", "onnxruntime"))
@@ -117,31 +135,44 @@ def bench_runtime(name: str, space, fresh, args) -> dict:
     cal = table.calibration
     fitted = [table.scale * s for s in cal["unit_sums"]]
     table.misses = 0
+    unit_sums = [table.unit_sum(arch) for arch in fresh]
     predicted, predict_s = [], []
     for arch in fresh:
         t0 = time.perf_counter()
         predicted.append(table.predict(arch))
         predict_s.append(time.perf_counter() - t0)
     runtime = make_runtime(name)
-    calls, compile_s = [], []
+    images = None
+    if args.calib and name == "onnxruntime-int8":  # as the search: its data's images
+        from nas.latency.quantize import CALIBRATION_INPUTS
+        from nas.train import calibration_inputs
+
+        images = calibration_inputs(args.calib, CALIBRATION_INPUTS, space.input.resolution,
+                                    channels=space.input.channels)
+    calls, noise_calls, compile_s = [], [], []
     for arch in fresh:  # each network built (and exported) once, timed in two passes
         t0 = time.perf_counter()
         size = arch.input.resolution
-        calls.append(runtime.compile([nas.build_model(arch).eval()],
-                                     [torch.randn(1, arch.input.channels, size, size)])[0])
+        model = nas.build_model(arch).eval()
+        x = torch.randn(1, arch.input.channels, size, size)
+        calls.append(runtime.compile([model], [x], [images])[0])
         compile_s.append(time.perf_counter() - t0)
+        if images is not None:  # the same network calibrated on noise instead
+            noise_calls.append(runtime.compile([model], [x])[0])
     passes = []
     for _ in range(2):
         t0 = time.perf_counter()
         passes.append([runtime.time([call], repeats=args.repeats)[0] for call in calls])
         pass_s = (time.perf_counter() - t0) / len(calls)
     first, second = passes
+    noise = [runtime.time([call], repeats=args.repeats)[0] for call in noise_calls]
     measure_s = [c + pass_s for c in compile_s]
     result = {
         "build_min": build_s / 60, "units": len(table.entries), "misses": table.misses,
         "scale": table.scale,
         "calibration": mape(fitted, cal["measured"]),
         "measured": first, "measured_again": second, "predicted": predicted,
+        "unit_sums": unit_sums, "measured_noise": noise,
         "time_ratio": statistics.median(predict_s) / statistics.median(measure_s),
         "predict_ms": 1000 * statistics.median(predict_s),
         "measure_s": statistics.median(measure_s),
@@ -151,8 +182,18 @@ def bench_runtime(name: str, space, fresh, args) -> dict:
           f"units measured while predicting", flush=True)
     print("  fit on the {} calibration networks: MAPE {:.1f}% (median {:.1f}%, max {:.1f}%)"
           .format(args.calibrate, *result["calibration"]))
-    print(f"  {len(fresh)} fresh archs (goal: MAPE <= 5% against the first pass)")
+    print(f"  {len(fresh)} fresh archs (goal: MAPE <= 5% against the first pass)"
+          + (f", measured calibrated on 16 training images of {args.calib}"
+             if images is not None else ""))
+    print("  the units' sum alone (scale 1) vs first pass: MAPE {:.1f}% (median {:.1f}%, max "
+          "{:.1f}%)".format(*mape(unit_sums, first)))
     print_errors(predicted, first, second)
+    if noise:
+        ratio = [a / b for a, b in zip(first, noise)]
+        print(f"  calibrated on training images / on noise, same networks: median "
+              f"{statistics.median(ratio):.3f} (range {min(ratio):.3f}-{max(ratio):.3f}); "
+              f"second pass / first: median "
+              f"{statistics.median(b / a for a, b in zip(first, second)):.3f}")
     print(f"  prediction {result['predict_ms']:.2f} ms vs measurement {result['measure_s']:.2f} s "
           f"(medians; measurement includes building{' and exporting' if name != 'torch' else ''}"
           f" the network): ratio {result['time_ratio']:.5f}", flush=True)
@@ -170,6 +211,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", help="write the per-architecture rows to this CSV")
     p.add_argument("--from-rows", metavar="CSV", help="recompute the figures of a --rows file")
+    p.add_argument("--calib", metavar="DATA",
+                   help="int8: calibrate the measured networks on DATA's training images")
     args = p.parse_args()
     if args.from_rows:
         return from_rows(args.from_rows)
@@ -188,11 +231,15 @@ def main() -> None:
     if args.rows:
         with open(args.rows, "w", newline="") as f:
             out = csv.writer(f)
-            out.writerow(["runtime", "arch", "predicted_ms", "measured_ms", "measured_again_ms"])
+            out.writerow(["runtime", "arch", "predicted_ms", "measured_ms", "measured_again_ms",
+                          "unit_sum_ms", "measured_noise_calibrated_ms"])
             for name, r in results.items():
-                for arch, row in zip(fresh, zip(r["predicted"], r["measured"],
-                                                r["measured_again"])):
-                    out.writerow([name, str(arch), *(f"{v:.4f}" for v in row)])
+                noise = r["measured_noise"] or [None] * len(fresh)
+                for arch, row, extra in zip(fresh, zip(r["predicted"], r["measured"],
+                                                       r["measured_again"], r["unit_sums"]),
+                                            noise):
+                    out.writerow([name, str(arch), *(f"{v:.4f}" for v in row),
+                                  "" if extra is None else f"{extra:.4f}"])
     with open("/proc/loadavg") as f:
         print(f"load average at end: {f.read().split()[:3]}; "
               f"wall time {(time.perf_counter() - started) / 60:.1f} min")
