@@ -129,7 +129,7 @@ def write_int8(model: nn.Module, out: ExportDir, inputs: Int8Inputs,
     data = int8_model.SerializeToString()
     atomic_write_bytes(out.onnx_int8, data)
     int8 = OnnxModel(out.onnx_int8)
-    baseline = "model.onnx" if out.onnx.exists() else "the folded float network"
+    baseline = out.onnx.name if out.onnx.exists() else "the folded float network"
     fp32 = OnnxModel(out.onnx if out.onnx.exists() else float_model)
     fp32_bytes = out.onnx.stat().st_size if out.onnx.exists() else float_model.ByteSize()
 
