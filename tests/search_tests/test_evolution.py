@@ -212,11 +212,24 @@ def test_the_study_records_trials_like_every_sampler_s_and_report_and_export_rea
     assert trials[0].value == max(t.value for t in trials)
     summary = study.user_attrs["evolution"]
     assert summary["scored"] == 300 and summary["latency"].startswith("not searched")
+    # the history ends at the best recorded trial (the reward is the accuracy here)
+    history = summary["best_reward_per_generation"]
+    assert len(history) == summary["generations"] + 1 and history == sorted(history)
+    assert history[-1] == pytest.approx(trials[0].value, abs=1e-6)
+    # the front's members: no recorded trial is at least as accurate with fewer FLOPs
+    front = [t for t in trials if t.user_attrs["evolution"] == "front"]
+    assert front and {t.user_attrs["evolution"] for t in trials} <= {"best", "front",
+                                                                    "population"}
+    for t in front:
+        acc, flops = t.user_attrs["accuracy"], t.user_attrs["flops"]
+        assert not any(o.user_attrs["accuracy"] >= acc and o.user_attrs["flops"] < flops
+                       or o.user_attrs["accuracy"] > acc and o.user_attrs["flops"] <= flops
+                       for o in trials), t.number
     assert any(line.startswith("evolution: 300 candidates scored") for line in lines)
     # the report and the export read the run unchanged
     assert main(["report", str(run_dir), "--json"]) == 0
-    front = json.loads(capsys.readouterr().out)
-    assert front and all(r["flops"] <= 8_000_000 for r in front)
+    reported = json.loads(capsys.readouterr().out)
+    assert reported and all(r["flops"] <= 8_000_000 for r in reported)
     assert main(["export", str(run_dir), "--best", "-o", str(tmp_path / "best")]) == 0
     exported = json.loads((tmp_path / "best" / "arch.json").read_text())
     assert exported["trial"] == trials[0].number == 0
@@ -258,7 +271,7 @@ def test_a_killed_evolution_restarts_to_the_same_trials(tmp_path, monkeypatch):
             == {t.user_attrs["arch"] for t in study_of(whole).trials})
 
 
-def test_a_latency_budget_through_a_table(tmp_path):
+def test_a_latency_budget_through_a_table(tmp_path, monkeypatch):
     from nas.latency import LatencyTable
     from nas.latency.units import space_units
 
@@ -272,12 +285,27 @@ def test_a_latency_budget_through_a_table(tmp_path):
     limit = round(latencies[len(latencies) // 3], 2)  # cuts about two thirds
     config = evo_config(tiny_predictor(tmp_path / "p.json"), latency=f"lut:{tmp_path}/lut.json",
                         latency_budget_ms=limit, gamma=0.001)
+    real, scored = PredictorEstimator.score, []
+
+    def priced_first(self, archs):  # every architecture the predictor sees
+        scored.extend(archs)
+        return real(self, archs)
+
+    monkeypatch.setattr(PredictorEstimator, "score", priced_first)
     run_search(config, tmp_path / "run", progress=False, log=lambda m: None)
     study = study_of(tmp_path / "run")
-    assert study.user_attrs["evolution"]["over_budget"]["latency"] > 0
+    summary = study.user_attrs["evolution"]
+    assert summary["over_budget"]["latency"] > 0 and "latency" not in summary
+    assert len(scored) >= summary["scored"] == 300
+    assert max(table.predict(a) for a in scored) <= limit  # checked before scoring
     for t in study.trials:
         assert t.user_attrs["latency_source"] == "table"
+        assert t.user_attrs["latency_ms"] == pytest.approx(
+            table.predict(nas.Architecture.parse(t.user_attrs["arch"])))
         assert t.user_attrs["latency_ms"] <= limit and t.user_attrs["feasible"]
+        # the latency entered the reward the evolution ranked by
+        assert t.value == pytest.approx(t.user_attrs["accuracy"] - 0.001 * t.user_attrs[
+            "latency_ms"] - config.beta * math.log(t.user_attrs["flops"]))
 
 
 def test_slower_features_score_only_the_best_few(tmp_path, monkeypatch):
@@ -306,6 +334,31 @@ def test_slower_features_score_only_the_best_few(tmp_path, monkeypatch):
     assert summary["scored"] == 300
     assert 10 <= summary["rescored"] < 40  # the 10 best and the front
     assert len(seen) == summary["rescored"] + 6  # and each recorded trial again
+
+
+def test_nas_search_sampler_evolution_on_the_command_line(tmp_path, capsys, monkeypatch):
+    """The command as a user types it: exit 0, the evolution's line, --trials trials, and
+    not one architecture over the FLOPs budget reaches the predictor."""
+    predictor = tiny_predictor(tmp_path / "p.json")
+    real, scored = PredictorEstimator.score, []
+
+    def counted(self, archs):
+        scored.extend(archs)
+        return real(self, archs)
+
+    monkeypatch.setattr(PredictorEstimator, "score", counted)
+    out = tmp_path / "run"
+    assert main(["search", "--budget", "6M", "--space", TINY, "--sampler", "evolution",
+                 "--estimator", f"predictor:{predictor}", "--gamma", "0", "--trials", "4",
+                 "--evolution-population", "12", "--evolution-candidates", "120",
+                 "--latency-repeats", "1", "--val-images", "200", "-o", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "evolution: 120 candidates scored" in printed.out + printed.err
+    summary = study_of(out).user_attrs["evolution"]
+    assert summary["scored"] == 120 and summary["over_budget"]["flops"] > 0
+    assert len(scored) >= 120 and max(nas.count_cost(a).flops for a in scored) <= 6_000_000
+    trials = study_of(out).trials
+    assert len(trials) == 4 and all(t.user_attrs["flops"] <= 6_000_000 for t in trials)
 
 
 @pytest.mark.parametrize("flags, words", [
