@@ -19,15 +19,8 @@ _.extra_repr
 _.to_json
 _.from_json
 
-# public API: the README's Python API section; tests and bench/arch_ops.py call them
-_.mutate
-_.crossover
-
 # public: which of the data paths a dataset took (in RAM or streamed); the data tests check it
 _.in_memory
-
-# public: units a latency table had to measure while predicting; the latency tests check it
-_.misses
 
 # onnxruntime.SessionOptions attributes, set by nas/latency/runtime.py and runner.py, read by
 # onnxruntime when the session is built
