@@ -682,23 +682,15 @@ def _predictor_fit(args) -> None:
 
 
 def _rerank(args) -> None:
-    from dataclasses import replace
-
-    from .search import RerankConfig, open_run, open_storage
-    from .search.rerank import rerank
-    from .search.results import study_url
+    from .runs import SearchDir
+    from .search import RerankConfig
+    from .search.rerank import rerank_run
 
     recipe = RerankConfig(**RerankConfig.given(args)).validate()
-    run = open_run(args.run)
-    config = replace(run.config, rerank=recipe.top, rerank_steps=recipe.steps,
-                     rerank_seeds=recipe.seeds).validate()
-    import optuna
-
-    study = optuna.load_study(study_name=config.study,
-                              storage=open_storage(study_url(config, run.dir)))
-    result = rerank(config, run.dir, study, log=lambda m: print(m, flush=True))
+    result = rerank_run(args.run, recipe, log=lambda m: print(m, flush=True))
+    run = SearchDir(args.run)
     print(f"winner: trial {result['winner']}; export it: nas export {_quote(run.path)} --best "
-          f"-o {_quote(run.dir.export)}")
+          f"-o {_quote(run.export)}")
 
 
 def _report(args) -> None:

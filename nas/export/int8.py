@@ -26,8 +26,8 @@ from ..errors import ExportError
 from ..files import atomic_write_bytes
 from ..latency import OnnxModel, OnnxRuntime, quant_settings, quantize_module
 from ..latency.quantize import CALIBRATION_INPUTS, require_onnxruntime
+from ..model import onnx_axes
 from ..runs import ExportDir
-from .write import onnx_axes
 
 __all__ = ["Int8Inputs", "int8_inputs", "write_int8", "HELDOUT_IMAGES"]
 

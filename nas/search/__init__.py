@@ -9,8 +9,10 @@ trial: suggest, budget check, latency, supernet accuracy, reward), :mod:`.sample
 (Optuna's TPE, NSGA-II, random), :mod:`.evolution` (``--sampler evolution``: OFA's
 evolution on a predictor, its picks queued as trials), :mod:`.storage` (SQLite, RDB with
 heartbeats, journal; recovering dead workers' trials), :mod:`.loop` (trials until the
-study holds N), :mod:`.workers` (``--workers N``), :mod:`.run` (the command) and
-:mod:`.results` (rows, front, ``trials.csv``, :func:`open_run`).
+study holds N), :mod:`.results` (rows, front, ``trials.csv``, :func:`open_run`), :mod:`.trials`
+(one process's share of the study), :mod:`.workers` (``--workers N``), :mod:`.rerank`
+(``--rerank K``) and :mod:`.run` (the command); a layers contract in pyproject.toml keeps
+their imports one way.
 """
 
 from ..lazy import lazy_names
@@ -25,7 +27,7 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "reward": "objective", "suggest_arch": "objective", "warm_start": "objective",
     "SearchRun": "results", "open_run": "results", "pareto_front": "results",
     "trial_rows": "results", "write_trials_csv": "results", "SearchResult": "run",
-    "open_study": "run", "prepare_run": "run", "run_search": "run", "run_trials": "run",
+    "open_study": "trials", "prepare_run": "run", "run_search": "run", "run_trials": "trials",
     "make_sampler": "samplers", "open_storage": "storage", "recover": "storage",
     "sqlite_storage": "storage", "evolve": "evolution", "queue_evolution": "evolution"})
 

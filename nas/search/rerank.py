@@ -28,11 +28,11 @@ import optuna
 from ..errors import RunError
 from ..files import read_json, write_json
 from ..runs import SearchDir
-from .config import SearchConfig
+from .config import RerankConfig, SearchConfig
 from .objective import reward
-from .results import pareto_front, trial_rows
+from .results import open_run, pareto_front, trial_rows
 
-__all__ = ["rerank", "rerank_candidates", "read_rerank"]
+__all__ = ["rerank", "rerank_run", "rerank_candidates"]
 
 BATCH = 128
 
@@ -58,7 +58,6 @@ def _int8_accuracy(trained, data: str, resolution: Optional[int]) -> float:
     import torch
 
     from ..arch import Architecture
-    from ..files import read_json
     from ..latency import OnnxModel, quantize_module
     from ..latency.quantize import CALIBRATION_INPUTS
     from ..model import build_model
@@ -181,11 +180,12 @@ def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
     return result
 
 
-def read_rerank(run: SearchDir):
-    """The re-ranking result of ``run``, or None when it has none."""
-    if not run.rerank_json.exists():
-        return None
-    data = read_json(run.rerank_json, "re-ranking result")
-    if not isinstance(data, dict) or not isinstance(data.get("winner"), int):
-        raise RunError(f"{run.rerank_json}: malformed re-ranking result")
-    return data
+def rerank_run(run_dir, recipe: RerankConfig, log=print) -> Dict[str, Any]:
+    """``nas rerank RUN``: the re-ranking of an existing search run with ``recipe``'s
+    top, steps and seeds, on the study the run was read from."""
+    from dataclasses import replace
+
+    run = open_run(run_dir)
+    config = replace(run.config, rerank=recipe.top, rerank_steps=recipe.steps,
+                     rerank_seeds=recipe.seeds).validate()
+    return rerank(config, run.dir, run.study, log=log)

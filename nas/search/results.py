@@ -23,7 +23,8 @@ from .config import SearchConfig
 from .storage import open_storage, storage_errors, storage_file
 
 __all__ = ["SearchRun", "open_run", "trial_rows", "pareto_front", "write_trials_csv",
-           "study_url", "hypervolume", "rejection", "BEST_OBJECTIVES", "TRIAL_COLUMNS"]
+           "study_url", "hypervolume", "rejection", "read_rerank", "BEST_OBJECTIVES",
+           "TRIAL_COLUMNS"]
 
 # What ``--best`` maximises: the search reward, or the supernet's validation accuracy.
 BEST_OBJECTIVES = ("reward", "acc")
@@ -96,6 +97,16 @@ def write_trials_csv(study: optuna.Study, run: SearchDir) -> None:
     atomic_write_bytes(run.trials_csv, frame.to_csv(index=False).encode())
 
 
+def read_rerank(run: SearchDir):
+    """The re-ranking result of ``run``, or None when it has none."""
+    if not run.rerank_json.exists():
+        return None
+    data = read_json(run.rerank_json, "re-ranking result")
+    if not isinstance(data, dict) or not isinstance(data.get("winner"), int):
+        raise RunError(f"{run.rerank_json}: malformed re-ranking result")
+    return data
+
+
 @dataclass
 class SearchRun:
     """A run directory with its configuration and finished trials (``rows``: dicts of their
@@ -146,8 +157,6 @@ class SearchRun:
         if not self.feasible:
             raise RunError(f"{self.path} has no feasible trial yet")
         if objective == "reward":
-            from .rerank import read_rerank
-
             reranked = read_rerank(self.dir)
             if reranked is not None:
                 return self.trial(reranked["winner"])

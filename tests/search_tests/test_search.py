@@ -337,7 +337,7 @@ def test_an_int8_search_says_which_runtime_measured_and_calibrates_on_its_data(t
     pytest.importorskip("onnxruntime")
     from nas.report import write_report
     from nas.search import open_run
-    from nas.search.run import latency_calibration
+    from nas.search.trials import latency_calibration
     from nas.train import load_supernet
 
     run_dir = tmp_path / "run"
