@@ -37,3 +37,11 @@ _.use_fp16_packed
 # onnxruntime.quantization.CalibrationDataReader's method, called by quantize_static
 # (nas/latency/quantize.py's reader of calibration samples)
 _.get_next
+
+# fields of typed results that only their summary.json holds (written by to_dict, through
+# dataclasses.asdict or getattr): nas diagnose's Diagnosis, nas reference's ReferenceSummary
+_.validation_images
+_.supernet_step
+_.recipe_steps
+_.split_half_tau
+_.reliability_r

@@ -26,6 +26,7 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "run_until": "loop", "Objective": "objective", "labels_of": "objective",
     "reward": "objective", "suggest_arch": "objective", "warm_start": "objective",
     "SearchRun": "results", "open_run": "results", "pareto_front": "results",
+    "Reranking": "results", "read_rerank": "results",
     "trial_rows": "results", "write_trials_csv": "results", "SearchResult": "run",
     "open_study": "trials", "prepare_run": "run", "run_search": "run", "run_trials": "trials",
     "make_sampler": "samplers", "open_storage": "storage", "recover": "storage",
@@ -34,6 +35,7 @@ __getattr__, __dir__ = lazy_names(__name__, {
 __all__ = ["DEFAULT_BETA", "DEFAULT_GAMMA", "SEARCH_OBJECTIVES", "SEARCH_SAMPLERS", "STUDY_NAME",
            "SearchConfig", "RerankConfig", "run_until", "Objective", "labels_of", "reward",
            "suggest_arch", "warm_start", "SearchRun", "open_run", "pareto_front", "trial_rows",
+           "Reranking", "read_rerank",
            "write_trials_csv", "SearchResult", "open_study", "prepare_run", "run_search",
            "run_trials", "make_sampler", "open_storage", "recover", "sqlite_storage", "evolve",
            "queue_evolution"]

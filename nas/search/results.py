@@ -23,7 +23,7 @@ from .config import SearchConfig
 from .storage import open_storage, storage_errors, storage_file
 
 __all__ = ["SearchRun", "open_run", "trial_rows", "pareto_front", "write_trials_csv",
-           "study_url", "hypervolume", "rejection", "read_rerank", "BEST_OBJECTIVES",
+           "study_url", "hypervolume", "rejection", "Reranking", "read_rerank", "BEST_OBJECTIVES",
            "TRIAL_COLUMNS"]
 
 # What ``--best`` maximises: the search reward, or the supernet's validation accuracy.
@@ -97,14 +97,34 @@ def write_trials_csv(study: optuna.Study, run: SearchDir) -> None:
     atomic_write_bytes(run.trials_csv, frame.to_csv(index=False).encode())
 
 
-def read_rerank(run: SearchDir):
+@dataclass
+class Reranking:
+    """A re-ranking's result, as ``RUN/rerank.json`` keeps it (:mod:`.rerank`): the recipe
+    the trials were retrained with, the winning trial and the table of re-ranked trials
+    (one row each, best reward first: ``trial``, ``val_accuracy``, ``val_accuracy_std``,
+    ``int8_val_accuracy``, ``reward``, ``estimate``, ``flops``, ``latency_ms``, ``arch``)."""
+
+    recipe: Dict[str, Any]
+    winner: int
+    table: List[Dict[str, Any]]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"recipe": self.recipe, "winner": self.winner, "table": self.table}
+
+    def row(self, trial: int) -> Optional[Dict[str, Any]]:
+        """The table's row of ``trial``, or None."""
+        return next((r for r in self.table if r.get("trial") == trial), None)
+
+
+def read_rerank(run: SearchDir) -> Optional[Reranking]:
     """The re-ranking result of ``run``, or None when it has none."""
     if not run.rerank_json.exists():
         return None
     data = read_json(run.rerank_json, "re-ranking result")
-    if not isinstance(data, dict) or not isinstance(data.get("winner"), int):
+    if not isinstance(data, dict) or not isinstance(data.get("winner"), int) \
+            or not isinstance(data.get("table", []), list):
         raise RunError(f"{run.rerank_json}: malformed re-ranking result")
-    return data
+    return Reranking(data.get("recipe", {}), data["winner"], data.get("table", []))
 
 
 @dataclass
@@ -159,7 +179,7 @@ class SearchRun:
         if objective == "reward":
             reranked = read_rerank(self.dir)
             if reranked is not None:
-                return self.trial(reranked["winner"])
+                return self.trial(reranked.winner)
         key = "reward" if objective == "reward" else "accuracy"
         # ties: the cheaper network
         return max(self.feasible, key=lambda r: (r[key], -r["flops"]))

@@ -240,10 +240,10 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
     best = max(feasible, key=lambda r: r["reward"]) if feasible else None
     reranked = read_rerank(run) if feasible else None
     if reranked is not None:  # what nas export --best means (SearchRun.best)
-        won = [r for r in reranked["table"] if r.get("trial") == reranked["winner"]]
-        row = [r for r in feasible if r["trial"] == reranked["winner"]]
+        won = reranked.row(reranked.winner)
+        row = [r for r in feasible if r["trial"] == reranked.winner]
         if won and row:
-            best = {**row[0], "standalone_accuracy": won[0]["val_accuracy"]}
+            best = {**row[0], "standalone_accuracy": won["val_accuracy"]}
     rejected: Dict[str, int] = {}
     for r in rows:
         if not r["feasible"]:
