@@ -19,15 +19,8 @@ _.extra_repr
 _.to_json
 _.from_json
 
-# public API: the README's Python API section; tests and bench/arch_ops.py call them
-_.mutate
-_.crossover
-
 # public: which of the data paths a dataset took (in RAM or streamed); the data tests check it
 _.in_memory
-
-# public: units a latency table had to measure while predicting; the latency tests check it
-_.misses
 
 # onnxruntime.SessionOptions attributes, set by nas/latency/runtime.py and runner.py, read by
 # onnxruntime when the session is built
@@ -44,3 +37,11 @@ _.use_fp16_packed
 # onnxruntime.quantization.CalibrationDataReader's method, called by quantize_static
 # (nas/latency/quantize.py's reader of calibration samples)
 _.get_next
+
+# fields of typed results that only their summary.json holds (written by to_dict, through
+# dataclasses.asdict or getattr): nas diagnose's Diagnosis, nas reference's ReferenceSummary
+_.validation_images
+_.supernet_step
+_.recipe_steps
+_.split_half_tau
+_.reliability_r

@@ -41,7 +41,7 @@ from .grammar import (
 
 __all__ = [
     "ArchError", "InputSpec", "Stem", "Block", "Head", "Layer", "Architecture", "block_layers",
-    "normalize_split", "out_size_of", "size_problem",
+    "normalize_split", "out_size_of", "size_problem", "read_arch",
 ]
 
 
@@ -713,3 +713,20 @@ class Architecture:
         except json.JSONDecodeError as e:
             raise ArchError(f"invalid JSON: {e}") from None
         return cls.from_dict(data)
+
+
+def read_arch(text: str) -> Architecture:
+    """What ``--arch`` names: a canonical architecture string, or the path of a ``.json``
+    file holding one (an export's ``arch.json``: its ``arch``) or an architecture's dict."""
+    from pathlib import Path
+
+    path = Path(text)
+    if text.endswith(".json") and path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ArchError(f"{path}: not valid JSON ({e})") from None
+        if isinstance(data, dict) and "arch" in data:
+            return Architecture.parse(data["arch"])
+        return Architecture.from_dict(data)
+    return Architecture.parse(text)

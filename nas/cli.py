@@ -12,22 +12,15 @@ import json
 import logging
 import os
 import random
-import shlex
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import __version__
-from .errors import ArchError, NasError, RunError, UsageError
-from .units import fmt_count
+from .errors import NasError, RunError, UsageError
+from .files import shell_path as _quote
 
 __all__ = ["main"]
-
-
-def _quote(path) -> str:
-    """A path as it must be typed into a shell (and not be taken for an option)."""
-    text = str(path)
-    return shlex.quote("./" + text if text.startswith("-") else text)
 
 
 # ---------------------------------------------------------------- parsers, per command
@@ -198,19 +191,6 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     ExportConfig.add_arguments(p)
 
 
-def _print_deploy(result_paths, converted, yolo: bool, fresh: bool) -> None:
-    for c in converted.values():
-        check = (f"max |Δ| vs torch {c.delta:.2e} in {c.runtime}" if c.delta is not None
-                 else "converted only (Core ML predicts on macOS only)")
-        print(f"{c.format}: converted in {c.seconds:.1f} s, {check}"
-              + (" (fresh weights, seed 0: for timing and checking, not predictions)"
-                 if fresh else ""))
-    if yolo:
-        plugin = next(p for p in result_paths if p.name.startswith("nas_yolo_"))
-        print(f"YOLO: train it with: cd {_quote(plugin.parent)} && python {plugin.name} "
-              "train data=coco8.yaml epochs=100 imgsz=640")
-
-
 # name: (help, description, adds the command's arguments)
 _COMMANDS: Dict[str, Tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
     "space": ("inspect search spaces", "", _space_args),
@@ -279,153 +259,47 @@ def _parser(command: Optional[str]) -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------- handlers
-def _read_arch(text: str):
-    from .arch import Architecture
-
-    path = Path(text)
-    if text.endswith(".json") and path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ArchError(f"{path}: not valid JSON ({e})") from None
-        if isinstance(data, dict) and "arch" in data:
-            return Architecture.parse(data["arch"])
-        return Architecture.from_dict(data)
-    return Architecture.parse(text)
-
-
 def _space_list(args) -> None:
     from .space import available_spaces, load_space
+    from .space.show import space_line
 
     spaces = available_spaces()
     if args.json:
         print(json.dumps({name: str(path) for name, path in spaces.items()}))
         return
     for name in spaces:
-        space = load_space(name)
-        summary = " ".join(space.description.split())
-        summary = summary if len(summary) <= 72 else summary[:69] + "..."
-        print(f"{name:14s} {len(space.decisions):3d} decisions  {summary}")
+        print(space_line(name, load_space(name)))
 
 
 def _space_show(args) -> None:
-    from .cost import count_cost
-    from .grammar import FIELD_BY_NAME, SAME, fields_of
     from .space import load_space
+    from .space.show import summarize_space
 
     space = load_space(args.space)
-    cr = space.cost_range()
-    info = {
-        "name": space.name,
-        "decisions": len(space.decisions),
-        "size_log10": round(space.size_log10, 3),
-        "flops_min": cr.flops_min, "flops_max": cr.flops_max,
-        "params_min": cr.params_min, "params_max": cr.params_max,
-    }
-    arch = space.sample(0) if space.is_single_point else None
-    if arch is not None:
-        cost = count_cost(arch)
-        info.update(flops=cost.flops, params=cost.params)
-    blind = None
-    if args.proxy is not None:
-        from .space.proxy import blind_decisions, sighted_resolution
-
-        if not 1 <= args.proxy <= 4096:
-            raise UsageError(f"--proxy must be a resolution from 1 to 4096, got {args.proxy}")
-        blind = blind_decisions(space, args.proxy)
-        info["proxy"] = {"resolution": args.proxy,
-                         "blind": [b.decision for b in blind if b.invisible],
-                         "partly_blind": [b.decision for b in blind if not b.invisible],
-                         "sighted_resolution": sighted_resolution(space, start=args.proxy)}
-    if args.json:
-        print(json.dumps(info))
-        return
-    inp = space.input
-    print(f"space    {space.name}  ({space.source})")
-    if space.description:
-        print(f"         {' '.join(space.description.split())}")
-    print(f"input    {inp.channels}x{inp.resolution}x{inp.resolution}, {inp.classes} classes")
-    print(f"size     {len(space.decisions)} decisions, 10^{space.size_log10:.1f} architectures")
-    print(f"FLOPs    {fmt_count(cr.flops_min)} .. {fmt_count(cr.flops_max)}"
-          f"  ({cr.flops_min:,} .. {cr.flops_max:,})")
-    print(f"params   {fmt_count(cr.params_min)} .. {fmt_count(cr.params_max)}")
-    if arch is not None:
-        print(f"arch     {arch}")
-    print()
-    places = [("stem", space.stem)] + [
-        (f"s{s}.b{r}", row) for s, rows in enumerate(space.stages) for r, row in enumerate(rows)
-    ] + [("head", space.head)]
-    for where, row in places:
-        parts = []
-        patch_stem = row.kind == "stem" and row.alternatives["patch"] != (0,)
-        for f in fields_of(row.kind):
-            alts = row.alternatives[f.name]
-            if f.flag:  # noskip, fbn: shown when set
-                parts.append(f.key if alts[0] != f.default_for(row.kind) else "")
-                continue
-            if row.kind == "stem" and f.name in (("kernels", "stride") if patch_stem
-                                                 else ("patch",)):
-                continue  # a patch stem's kernel and stride are its patch size
-            if alts == (SAME,):
-                parts.append("c=in")
-                continue
-            text = "|".join(FIELD_BY_NAME[f.name].fmt(v) for v in alts)
-            parts.append(f"{f.key}{text}" if len(alts) == 1 else f"{f.key}[{text}]")
-        print(f"  {where:7s} {row.kind:4s} {' '.join(p for p in parts if p)}")
-    if blind is not None:
-        p = info["proxy"]
-        print(f"\nat a {args.proxy}x{args.proxy} proxy: {len(p['blind'])} decision(s) cannot "
-              f"change the network, {len(p['partly_blind'])} only in some architectures")
-        for b in blind:
-            print(f"  {b}")
-        seen = p["sighted_resolution"]
-        print(f"every decision is seen from {seen}x{seen} (about {(seen / args.proxy) ** 2:.1f}x "
-              "the compute per image)" if seen else "no resolution up to the target sees all")
+    if args.proxy is not None and not 1 <= args.proxy <= 4096:
+        raise UsageError(f"--proxy must be a resolution from 1 to 4096, got {args.proxy}")
+    summary = summarize_space(space, args.proxy)
+    print(json.dumps(summary.to_dict()) if args.json else "\n".join(summary.lines()))
 
 
 def _space_sample(args) -> None:
-    from .cost import count_cost
     from .space import load_space
+    from .space.show import sample_line
 
     if args.n < 1:
         raise UsageError(f"-n must be at least 1, got {args.n}")
     space = load_space(args.space)
     rng = random.Random(args.seed)
     for _ in range(args.n):
-        arch = space.sample(rng)
-        cost = count_cost(arch)
-        if args.json:
-            print(json.dumps({"arch": str(arch), "flops": cost.flops, "params": cost.params}))
-        else:
-            print(f"{fmt_count(cost.flops):>9s} FLOPs {fmt_count(cost.params):>7s} params  "
-                  f"{arch}")
-
-
-def _continue_or_new(cls, given: dict, saved_path: Path, resume: bool, what: str):
-    """The settings of a new run, or None to continue one (given flags must agree)."""
-    from .files import read_json
-
-    if not resume:
-        return cls(**given).validate()
-    if saved_path.exists():
-        old = cls.from_dict(read_json(saved_path, what), str(saved_path),
-                            base=saved_path.parent)
-        typed = cls(**{**old.to_dict(), **given}).resolved()  # paths as the run keeps them
-        clash = {k: v for k, v in given.items() if getattr(old, k) != getattr(typed, k)}
-        if clash:
-            raise RunError(f"{saved_path.parent} was trained with "
-                           + ", ".join(f"{k}={getattr(old, k)!r}" for k in clash)
-                           + "; --resume continues it with its own settings")
-    return None
+        print(sample_line(space.sample(rng), args.json))
 
 
 def _supernet_train(args) -> None:
     from .runs import SupernetDir
-    from .train import TrainConfig, quick_report, train_supernet
+    from .train import TrainConfig, quick_report, resume_or_new, train_supernet
 
     run = SupernetDir(args.output)
-    config = _continue_or_new(TrainConfig, TrainConfig.given(args), run.config, args.resume,
-                              "training configuration")
+    config = resume_or_new(TrainConfig.given(args), run.path, args.resume)
     result = train_supernet(config, run.path, resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
         return
@@ -451,42 +325,9 @@ def _search(args) -> None:
         print(json.dumps({"trials": result.trials, "feasible": result.feasible,
                           "study": result.study, "front": result.front, "best": result.best}))
         return
-    rejected = ", ".join(f"{n} over the {'FLOPs' if why == 'flops' else why} budget"
-                         for why, n in sorted(result.rejected.items()))
-    print(f"\n{result.trials} trials, {result.feasible} within budget"
-          + (f" ({rejected})" if rejected else "")
-          + f" ({result.seconds / 60:.1f} min this run).")
-    if not result.front:
-        print(f"No trial is feasible: none fits {config.budget:,} FLOPs"
-              + (f" and {config.latency_budget_ms:g} ms" if config.latency_budget_ms else "")
-              + ". Raise the budget or run more trials.")
-        return
-    from .report import front_table, latency_note
-    from .runs import SearchDir
+    from .report import search_lines
 
-    print("Pareto front (accuracy up, FLOPs down, latency down):")
-    print(front_table(result.front))
-    print(latency_note(result.front))
-    best = result.best
-    run = SearchDir(out)
-    if "standalone_accuracy" in best:
-        print(f"\nre-ranking winner: trial {best['trial']} ({best['standalone_accuracy']:.2%} "
-              f"standalone, estimate {best['accuracy']:.2%}, {best['flops'] / 1e6:.1f}M FLOPs, "
-              f"{best['latency_ms']:.1f} ms)")
-    else:
-        print(f"\nbest reward: trial {best['trial']} ({best['accuracy']:.2%}, "
-              f"{best['flops'] / 1e6:.1f}M FLOPs, {best['latency_ms']:.1f} ms)")
-    if best.get("caveat"):
-        print(f"caveat:     {best['caveat']}")
-    print(f"all trials: {run.trials_csv}   study: {result.study}")
-    print(f"report:     nas report {_quote(out)}")
-    print(f"export it:  nas export {_quote(out)} --best -o {_quote(run.export)}")
-    if result.feasible > 1 and not run.rerank_json.exists():
-        # measured: the supernet ranks a budget band at Kendall tau ~0.2 against standalone
-        # training (experiments/README.md), so the pick is worth checking before retraining
-        print(f"check it:   nas rerank {_quote(out)} --top 3")
-        print("            (the estimate ranks roughly: this trains the 3 best standalone, 2 "
-              "seeds each, and --best then means the winner)")
+    print("\n".join(search_lines(result, config, out)))
 
 
 def _latency_build(args) -> None:
@@ -504,12 +345,9 @@ def _latency_build(args) -> None:
                         checkpoint=progress)
     table.save(out)
     progress.unlink(missing_ok=True)
-    cal = table.calibration
-    errors = [abs(table.scale * s - m) / m for s, m in zip(cal["unit_sums"], cal["measured"])]
     print(f"{len(table.entries)} units of {space.name} timed in {table.backend} "
           f"({table.threads} thread(s)) in {(time.perf_counter() - started) / 60:.1f} min; "
-          f"latency = {table.scale:.3f} x sum of its units, {100 * sum(errors) / len(errors):.1f}% "
-          f"mean error on the {len(errors)} networks measured to fit it: {out}")
+          f"{table.fit_line('measured to fit it')}: {out}")
     print(f"use it: nas search --budget 300M --latency lut:{_quote(str(out))}")
 
 
@@ -522,14 +360,7 @@ def _latency_pack(args) -> None:
     space = load_space(c.space)
     r = pack_space(space, c.runtime, args.output, archs=c.archs, calibrate=c.calibrate,
                    seed=c.seed, force=args.force)
-    print(f"{r['units']} units and {r['networks']} networks of {space.name} packed for "
-          f"{c.runtime} in {r['seconds'] / 60:.1f} min: {args.output}")
-    print(f"on the device: python {RUNNER_HINT} (needs Python 3.8+ and "
-          f"{c.runtime} only), then bring back timings.json and run:")
-    print(f"  nas latency read {_quote(args.output)} -o lut-{c.runtime}-device.json")
-
-
-RUNNER_HINT = "run_latency.py [--threads N]"
+    print("\n".join(r.lines(space.name, args.output)))
 
 
 def _latency_read(args) -> None:
@@ -537,46 +368,20 @@ def _latency_read(args) -> None:
 
     table = read_timings(args.pack, args.timings)
     table.save(args.output)
-    cal = table.calibration
-    errors = [abs(table.scale * s - m) / m for s, m in zip(cal["unit_sums"], cal["measured"])]
     d = table.device
     print(f"{len(table.entries)} units timed in {d['runtime_version']} on {d.get('machine')} "
-          f"{d.get('system', '')} ({table.threads} thread(s)); latency = {table.scale:.3f} x "
-          f"sum of its units, {100 * sum(errors) / len(errors):.1f}% mean error on the "
-          f"{len(errors)} networks timed whole: {args.output}")
+          f"{d.get('system', '')} ({table.threads} thread(s)); "
+          f"{table.fit_line('timed whole')}: {args.output}")
     print(f"use it: nas search --budget 300M --latency lut:{_quote(str(args.output))}")
 
 
 def _train(args) -> None:
     from .runs import TrainDir
-    from .train import RetrainConfig, arch_from_export, retrain
+    from .train import RetrainConfig, metrics_lines, retrain, retrain_config
 
-    given = RetrainConfig.given(args)
-    if args.resume:
-        if args.arch or args.from_dir or given:
-            raise UsageError("--resume continues with the run's own settings; give only -o")
-        config = None
-    else:
-        if args.from_dir:
-            arch, weights = arch_from_export(args.from_dir)
-        elif args.arch:
-            arch, weights = str(_read_arch(args.arch)), ""
-        else:
-            raise UsageError("give --arch ARCH or --from EXPORT_DIR (or -o RUN --resume)")
-        if given.get("init") == "inherited" and not weights:
-            raise UsageError("--init inherited needs --from an export that has weights.pt")
-        config = RetrainConfig(arch=arch, weights=weights, **given).validate()
+    config = retrain_config(RetrainConfig.given(args), args.arch, args.from_dir, args.resume)
     m = retrain(config, args.output, resume=args.resume)
-    inp, target = m["input"], m["target"]
-    print(f"trained {m['id']} for {m['epochs']:g} epochs ({m['steps']} steps, init {m['init']}): "
-          f"test accuracy {m['test_accuracy']:.2%}, validation {m['val_accuracy']:.2%}; "
-          f"{fmt_count(m['flops'])} FLOPs, {fmt_count(m['params'])} params, "
-          f"{m['latency_ms']:.1f} ms at {inp['channels']}x{inp['resolution']}x"
-          f"{inp['resolution']}, {inp['classes']} classes (at the space's target input: "
-          f"{fmt_count(target['flops'])} FLOPs, {fmt_count(target['params'])} params)")
-    if m["fresh_tensors"]:
-        print(f"  not inherited (shapes differ for this data): {', '.join(m['fresh_tensors'])}")
-    print(f"  {TrainDir(args.output).metrics}")
+    print("\n".join(metrics_lines(m) + [f"  {TrainDir(args.output).metrics}"]))
 
 
 def _diagnose(args) -> None:
@@ -586,10 +391,7 @@ def _diagnose(args) -> None:
     out = DiagnoseDir(args.output) if args.output else SearchDir(args.run).diagnose
     s = diagnose(args.run, out.path, DiagnoseConfig(**DiagnoseConfig.given(args)),
                  log=lambda m: print(m, flush=True))
-    print(f"{s['n']} architectures, FLOPs {s['band'][0] / 1e6:.0f}M-{s['band'][1] / 1e6:.0f}M: "
-          f"Kendall tau {s['kendall']:.3f} [{s['kendall_ci'][0]:.2f}, {s['kendall_ci'][1]:.2f}], "
-          f"Spearman rho {s['spearman']:.3f} [{s['spearman_ci'][0]:.2f}, "
-          f"{s['spearman_ci'][1]:.2f}] (95% bootstrap CIs)")
+    print(s.describe())
     print(f"  {out.rows}  {out.summary}  {out.plot}")
 
 
@@ -599,10 +401,7 @@ def _reference(args) -> None:
 
     config = ReferenceConfig(**ReferenceConfig.given(args)).validate()
     s = run_reference(config, args.output, log=lambda m: print(m, flush=True))
-    print(f"{s['rows']} trainings of {s.get('archs', 0)} architectures x {s.get('seeds', 0)} "
-          "seeds" + (f": one seed ranks like another at Kendall tau {s['pairwise_tau']:.2f}; "
-                     f"the {s['seeds']}-seed mean caps any ranker at tau "
-                     f"{s['ceiling_tau']:.2f}" if "pairwise_tau" in s else ""))
+    print(s.describe())
     out = ReferenceDir(args.output)
     print(f"  {out.rows}  {out.summary}")
 
@@ -615,16 +414,12 @@ def _rank(args) -> None:
     context = estimator_context(args.reference, supernets=config.supernet,
                                 calib_images=config.calib_images)
     s = rank_estimator(args.reference, make_estimator(config.estimator, context))
-    print(f"{s['estimator']}")
-    print(f"{s['n']} architectures: Kendall tau {s['kendall']:.3f} [{s['kendall_ci'][0]:.2f}, "
-          f"{s['kendall_ci'][1]:.2f}], Spearman rho {s['spearman']:.3f} "
-          f"[{s['spearman_ci'][0]:.2f}, {s['spearman_ci'][1]:.2f}] (95% bootstrap CIs); "
-          f"top-5 precision {s['top5_precision']:.2f}, regret "
-          f"{100 * s['top5_regret']:.2f} points; {s['seconds_per_arch']:.2f} s per architecture")
+    print(s.estimator)
+    print(s.describe())
     if args.output:
         from .files import atomic_write_bytes
 
-        atomic_write_bytes(args.output, s["frame"].to_csv(index=False).encode())
+        atomic_write_bytes(args.output, s.frame.to_csv(index=False).encode())
         print(f"  {args.output}")
 
 
@@ -682,166 +477,45 @@ def _predictor_fit(args) -> None:
 
 
 def _rerank(args) -> None:
-    from dataclasses import replace
-
-    from .search import RerankConfig, open_run, open_storage
-    from .search.rerank import rerank
-    from .search.results import study_url
+    from .runs import SearchDir
+    from .search import RerankConfig
+    from .search.rerank import rerank_run
 
     recipe = RerankConfig(**RerankConfig.given(args)).validate()
-    run = open_run(args.run)
-    config = replace(run.config, rerank=recipe.top, rerank_steps=recipe.steps,
-                     rerank_seeds=recipe.seeds).validate()
-    import optuna
-
-    study = optuna.load_study(study_name=config.study,
-                              storage=open_storage(study_url(config, run.dir)))
-    result = rerank(config, run.dir, study, log=lambda m: print(m, flush=True))
-    print(f"winner: trial {result['winner']}; export it: nas export {_quote(run.path)} --best "
-          f"-o {_quote(run.dir.export)}")
+    result = rerank_run(args.run, recipe, log=lambda m: print(m, flush=True))
+    run = SearchDir(args.run)
+    print(f"winner: trial {result.winner}; export it: nas export {_quote(run.path)} --best "
+          f"-o {_quote(run.export)}")
 
 
 def _report(args) -> None:
-    from .report import (
-        baseline_run,
-        dashboard_command,
-        front_json,
-        front_table,
-        latency_note,
-        write_report,
-        write_trial_picture,
-    )
+    from .report import baseline_run, front_json, write_report, write_trial_picture
     from .search import open_run
 
     run = open_run(args.run)
     if args.json:
         print(front_json(run.front()))
-        return
-    if args.trial is not None:
-        pictures = write_trial_picture(run, args.trial)
-        print(f"trial {args.trial}: {pictures['svg']}"
-              + (f"  {pictures['png']}" if pictures["png"] else
-                 '  (no PNG: pip install "nas[report]" for matplotlib)'))
-        return
-    baseline = baseline_run(run, args.baseline)
-    result = write_report(run, baseline=baseline)
-    front = result["front"]
-    latency = (f" and {run.config.latency_budget_ms:g} ms" if run.config.latency_budget_ms
-               else "")
-    print(f"{run.path}: {len(run.rows)} finished trials, {len(run.feasible)} within budget "
-          f"({run.config.budget / 1e6:g}M FLOPs{latency})")
-    if front:
-        print("Pareto front (accuracy up, FLOPs down, latency down):")
-        print(front_table(front))
-        print(latency_note(run.feasible))
+    elif args.trial is not None:
+        print(write_trial_picture(run, args.trial).line())
     else:
-        print("No trial is feasible yet: the front is empty.")
-    print(f"report: {result['html']} ({result['seconds']:.1f} s)"
-          + (f", compared with random search in {result['baseline'].path}"
-             if result["baseline"] else ""))
-    print(f"plot:   {result['png']}" if result["png"] else
-          'plot:   not drawn (pip install "nas[report]" for matplotlib)')
-    if front:
-        print(f"export: nas export {_quote(run.path)} --best -o {_quote(run.dir.export)}")
-    print(f"study:  {dashboard_command(run)}")
-
-
-def _int8_lines(report, backbone: bool) -> List[str]:
-    """What ``nas export --int8`` prints about ``model.int8.onnx``."""
-    c, h, w = report["input"]
-    what = "features" if backbone else "logits"
-    agreement = (f" (top-1 class agrees on {report['agreement']:.1%})"
-                 if report["agreement"] is not None else "")
-    return [
-        f"int8: {report['path']}: {report['bytes'] / 1e6:.2f} MB, "
-        f"{report['bytes'] / report['fp32_bytes']:.2f}x the float file's "
-        f"{report['fp32_bytes'] / 1e6:.2f} MB",
-        f"      latency {report['int8_ms']:.2f} ms int8 vs {report['fp32_ms']:.2f} ms float "
-        f"({report['baseline']}): {report['int8_ms'] / report['fp32_ms']:.2f}x (ONNX Runtime, "
-        f"batch 1, {c}x{h}x{w}, 1 thread, this machine)",
-        f"      max |{what} - float network's| = {report['max_diff']:.3g} "
-        f"({report['max_diff'] / max(report['largest'], 1e-12):.1%} of the largest |{what}| "
-        f"{report['largest']:.3g}) on {report['heldout']} validation images{agreement}",
-        f"      calibrated on {report['calibration']} training images in "
-        f"{report['quantise_s']:.1f} s: {report['settings']}"]
+        print("\n".join(write_report(run, baseline=baseline_run(run, args.baseline))
+                        .lines(run)))
 
 
 def _export(args) -> None:
-    from .cost import count_cost
-    from .export import ExportConfig, check_deploy, export_arch, write_deploy
+    from .export import ExportConfig, export_architecture, export_trial
 
     settings = ExportConfig.given(args)
-    config = ExportConfig(**settings).validate()
-    form, deploy = config.form(), config.deploy()
+    ExportConfig(**settings).validate()
     if args.arch is not None:
         if args.run:
             raise UsageError("give either a run directory (with --trial/--best) or --arch")
-        if config.int8 and not config.calib:
-            raise UsageError("--arch --int8 needs --calib DATA: the images to calibrate on "
-                             "(there is no run whose data to use)")
-        arch = _read_arch(args.arch)
-        from .export.trial import target_inputs
-        from .files import all_or_nothing
-        from .runs import ExportDir
-
-        check_deploy(arch, form, deploy)
-        int8 = None
-        if config.int8:  # read the data before anything is written
-            from .export import int8_inputs
-
-            inputs = int8_inputs(config.calib, arch.input.resolution, arch.input.channels)
-        with all_or_nothing(ExportDir(args.output).files(arch.id)):  # no half export
-            if config.int8:
-                from .export import export_untrained
-
-                paths, int8 = export_untrained(arch, args.output, inputs, force=config.force,
-                                               form=form)
-            else:
-                paths = export_arch(arch, args.output, force=config.force, form=form)
-            more, converted = write_deploy(args.output, arch, form, target_inputs(arch),
-                                           deploy)
-        cost = count_cost(arch)
-        print(f"exported {arch.id}: {fmt_count(cost.flops)} FLOPs, "
-              f"{fmt_count(cost.params)} params (no weights"
-              + ("; model.onnx and model.int8.onnx hold fresh weights, for size and latency"
-                 if int8 else "") + ")")
-        for path in paths + more:
-            print(f"  {path}")
-        _print_deploy(more, converted, deploy.yolo, fresh=True)
-        if int8:
-            print("\n".join(_int8_lines(int8, form.backbone)))
-        return
-    if not args.run:
+        result = export_architecture(args.arch, args.output, **settings)
+    elif not args.run:
         raise UsageError("--trial and --best need a run directory: nas export RUN --best -o DIR")
-    from .export import export_trial
-
-    result = export_trial(args.run, args.output, trial=args.trial, **settings)
-    row, deltas, net = result["row"], result["deltas"], result["produced"]
-    cost, inp = count_cost(net), net.input
-    estimate = (f"search accuracy {row['accuracy']:.2%}"
-                if row.get("estimator", "supernet") != "naswot" else
-                f"NASWOT score {row['accuracy']:.2f}")
-    print(f"exported trial {row['trial']} ({net.id}): {fmt_count(cost.flops)} FLOPs, "
-          f"{fmt_count(cost.params)} params at {inp.channels}x{inp.resolution}x{inp.resolution}, "
-          f"{inp.classes} classes, {estimate} (at the space's "
-          f"target input: {fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params)")
-    for path in result["paths"]:
-        print(f"  {path}")
-    _print_deploy(result["paths"], result["converted"], deploy.yolo, fresh=not deltas)
-    if "model" not in deltas:
-        print("no weights: the search scored without a supernet and did not re-rank "
-              "(nas rerank RUN trains the best few); retrain it with nas train --from DIR"
-              + ("; model.onnx and model.int8.onnx hold fresh weights, for size and latency"
-                 if "int8" in deltas else ""))
     else:
-        what = "features" if form.backbone else "logits"
-        print(f"check: max |{what} - exported network's "
-              f"source| = {deltas['model']:.2e} (model.py + "
-              f"weights.pt), {deltas['torchscript']:.2e} (model.ts)"
-              + (f"; vs supernet(x, arch) {deltas['supernet']:.2e}" if "supernet" in deltas
-                 else ""))
-    if "int8" in deltas:
-        print("\n".join(_int8_lines(deltas["int8"], form.backbone)))
+        result = export_trial(args.run, args.output, trial=args.trial, **settings)
+    print("\n".join(result.lines()))
 
 
 def _data_shards(args) -> None:

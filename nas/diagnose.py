@@ -12,20 +12,21 @@ continues where it stopped when rerun.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .config import Settings, setting
 from .cost import count_cost
 from .errors import RunError, UsageError
 from .estimators.metrics import rank_correlation
-from .files import atomic_write_bytes, read_json, write_json
+from .files import append_each, atomic_write_bytes, read_json, write_json
 from .runs import DiagnoseDir
 from .search import open_run
 from .space import sample_band
 
-__all__ = ["DiagnoseConfig", "diagnose", "rank_correlation"]  # rank_correlation: re-exported
+# rank_correlation: re-exported
+__all__ = ["DiagnoseConfig", "Diagnosis", "diagnose", "rank_correlation"]
 
 
 @dataclass
@@ -48,8 +49,38 @@ class DiagnoseConfig(Settings):
             raise UsageError("the FLOPs band must satisfy 0 < --band-low < --band-high")
 
 
+@dataclass
+class Diagnosis:
+    """What a diagnosis found (``OUT/summary.json``): Kendall tau and Spearman rho of the
+    supernet's against the standalone accuracies with bootstrap 95% CIs, over ``n``
+    architectures of the FLOPs ``band``, and what the scores were measured with."""
+
+    kendall: float
+    spearman: float
+    n: int
+    kendall_ci: Tuple[float, float]
+    spearman_ci: Tuple[float, float]
+    band: Tuple[int, int]
+    validation_images: int
+    bn_batches: int
+    resolution: int
+    supernet_step: int
+    recipe_steps: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    def describe(self) -> str:
+        """One line: the band, tau and rho with their CIs."""
+        return (f"{self.n} architectures, FLOPs {self.band[0] / 1e6:.0f}M-"
+                f"{self.band[1] / 1e6:.0f}M: Kendall tau {self.kendall:.3f} "
+                f"[{self.kendall_ci[0]:.2f}, {self.kendall_ci[1]:.2f}], Spearman rho "
+                f"{self.spearman:.3f} [{self.spearman_ci[0]:.2f}, {self.spearman_ci[1]:.2f}] "
+                "(95% bootstrap CIs)")
+
+
 def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
-             log=print) -> Dict[str, Any]:
+             log=print) -> Diagnosis:
     """Run (or continue) the rank-correlation study; returns the summary written."""
     import pandas as pd
     import torch
@@ -86,10 +117,9 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
     csv = out.rows
     rows: List[Dict[str, Any]] = (pd.read_csv(csv, dtype={"id": str}).to_dict("records")
                                   if csv.exists() else [])
-    done = {r["id"] for r in rows}
-    for i, arch in enumerate(archs):
-        if arch.id in done:
-            continue
+
+    def train(item) -> Dict[str, Any]:
+        i, arch = item
         supernet_acc = evaluate(sn.supernet, arch, scored, calib, bn_batches)
         recipe = RetrainConfig(arch=str(arch), steps=config.steps,
                                batch_size=config.batch_size, train_subset=config.train_subset,
@@ -106,24 +136,29 @@ def diagnose(run_dir, out_dir, config: DiagnoseConfig, progress: bool = True,
             metrics = retrain(None if resume else recipe, arch_dir.path, resume=resume,
                               progress=False, test=False)
         cost = count_cost(arch)
-        rows.append({"id": arch.id, "flops": cost.flops, "params": cost.params,
-                     "supernet_acc": supernet_acc, "standalone_acc": metrics["val_accuracy"],
-                     "arch": str(arch)})
-        atomic_write_bytes(csv, pd.DataFrame(rows).to_csv(index=False).encode())
         log(f"arch {i + 1}/{len(archs)}: {cost.flops / 1e6:.1f}M FLOPs, supernet "
             f"{supernet_acc:.2%}, standalone {metrics['val_accuracy']:.2%}")
+        return {"id": arch.id, "flops": cost.flops, "params": cost.params,
+                "supernet_acc": supernet_acc, "standalone_acc": metrics["val_accuracy"],
+                "arch": str(arch)}
+
+    append_each(csv, list(enumerate(archs)), lambda item: item[1].id, train, rows,
+                lambda r: r["id"])
     frame = pd.DataFrame(rows)
-    summary = {**rank_correlation(frame.supernet_acc, frame.standalone_acc, seed=config.seed),
-               "band": [int(config.band_low * budget), int(config.band_high * budget)],
-               "validation_images": valid_n, "bn_batches": bn_batches,
-               "resolution": sn.resolution,
-               "supernet_step": int(sn.step), "recipe_steps": config.steps}
-    write_json(out.summary, summary)
+    correlation = rank_correlation(frame.supernet_acc, frame.standalone_acc, seed=config.seed)
+    summary = Diagnosis(
+        kendall=correlation["kendall"], spearman=correlation["spearman"], n=correlation["n"],
+        kendall_ci=tuple(correlation["kendall_ci"]),
+        spearman_ci=tuple(correlation["spearman_ci"]),
+        band=(int(config.band_low * budget), int(config.band_high * budget)),
+        validation_images=valid_n, bn_batches=bn_batches, resolution=sn.resolution,
+        supernet_step=int(sn.step), recipe_steps=config.steps)
+    write_json(out.summary, summary.to_dict())
     _scatter(frame, summary, out.plot)
     return summary
 
 
-def _scatter(frame, summary: Dict[str, Any], path: Path) -> Optional[Path]:
+def _scatter(frame, summary: Diagnosis, path: Path) -> Optional[Path]:
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -135,8 +170,8 @@ def _scatter(frame, summary: Dict[str, Any], path: Path) -> Optional[Path]:
     ax.scatter(100 * frame.supernet_acc, 100 * frame.standalone_acc, s=24)
     ax.set_xlabel("supernet validation accuracy (%)")
     ax.set_ylabel("standalone validation accuracy (%)")
-    ax.set_title(f"n={summary['n']}  Kendall tau {summary['kendall']:.2f}  "
-                 f"Spearman rho {summary['spearman']:.2f}", fontsize=10)
+    ax.set_title(f"n={summary.n}  Kendall tau {summary.kendall:.2f}  "
+                 f"Spearman rho {summary.spearman:.2f}", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -14,17 +14,24 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from .errors import CheckpointError, RunError
 
-__all__ = ["append_csv_row", "read_csv_rows", "remove_path", "atomic_write_bytes", "write_json",
-           "read_json", "tensor_bytes", "save_checkpoint", "load_checkpoint", "resume_state",
-           "naming",
-           "AppendLog", "all_or_nothing"]
+__all__ = ["shell_path", "append_each", "append_csv_row", "read_csv_rows", "remove_path",
+           "atomic_write_bytes", "write_json", "read_json", "tensor_bytes", "save_checkpoint",
+           "load_checkpoint", "resume_state", "naming", "AppendLog", "all_or_nothing"]
+
+
+def shell_path(path) -> str:
+    """A path as it must be typed into a shell (and not be taken for an option): what the
+    commands nas prints for the user to run next quote their paths with."""
+    text = str(path)
+    return shlex.quote("./" + text if text.startswith("-") else text)
 
 
 @contextlib.contextmanager
@@ -122,6 +129,30 @@ def append_csv_row(path, row: Dict[str, Any]) -> None:
             os.fsync(f.fileno())
     except OSError as e:
         raise naming(e, path) from None
+
+
+def append_each(path, items: Iterable[Any], key: Callable[[Any], Any],
+                make: Callable[[Any], Dict[str, Any]], rows: List[Dict[str, Any]],
+                row_key: Callable[[Dict[str, Any]], Any],
+                then: Optional[Callable[[Any], None]] = None) -> List[Dict[str, Any]]:
+    """The loop of the studies that train many networks (``nas diagnose``, ``nas
+    reference``, the re-ranking): for each item whose ``key`` no row has yet (``rows``: those
+    ``path`` holds, read by the caller; ``row_key``: a row's key), ``make(item)`` (a
+    training, resumed from its checkpoint) gives its row, appended to ``path`` at once
+    (:func:`append_csv_row`, so processes may share the file). A killed study, rerun,
+    continues after its last finished item; ``then(item)`` runs once the row is on file
+    (e.g. to delete the training's folder). Returns ``rows`` with the new ones."""
+    done = {row_key(r) for r in rows}
+    for item in items:
+        if key(item) in done:
+            continue
+        row = make(item)
+        append_csv_row(path, row)
+        rows.append(row)
+        done.add(key(item))
+        if then is not None:
+            then(item)
+    return rows
 
 
 def read_csv_rows(path) -> List[Dict[str, str]]:

@@ -16,7 +16,7 @@ from .arch import Architecture, Layer
 from .blocks import kind_of
 from .ops.static import MixNet
 
-__all__ = ["build_model", "layer_table", "block_args", "block_row", "onnx_program",
+__all__ = ["build_model", "layer_table", "block_args", "block_row", "onnx_program", "onnx_axes",
            "fold_state_dict", "fold_batchnorm"]
 
 
@@ -60,6 +60,21 @@ def build_model(arch: Architecture, num_classes: Optional[int] = None,
         in_chans=arch.input.channels if in_chans is None else in_chans,
         features_only=features_only, out_indices=out_indices,
     )
+
+
+def onnx_axes(example: torch.Tensor, spatial: int = 0) -> Tuple[Dict[int, Any], torch.Tensor]:
+    """The dynamic axes of an exported ONNX network's input, and an example that fits them:
+    the batch; with ``spatial`` (the deepest output's reduction), height and width from
+    ``spatial + 1`` (see ``nas.export.write``), the example enlarged to that when smaller."""
+    axes = {0: torch.export.Dim("batch")}
+    if spatial:  # a detector feeds its own image sizes
+        low = spatial + 1
+        axes.update({2: torch.export.Dim("height", min=low, max=4096),
+                     3: torch.export.Dim("width", min=low, max=4096)})
+        n, c, h, w = example.shape
+        if min(h, w) < low:
+            example = torch.randn(n, c, max(h, low), max(w, low))
+    return axes, example
 
 
 def onnx_program(model: nn.Module, inputs: Sequence[Tensor], input_names: Sequence[str],

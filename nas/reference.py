@@ -29,7 +29,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -38,13 +38,14 @@ from .config import Settings, setting
 from .cost import count_cost
 from .data import DATA_MODES, data_location
 from .errors import RunError, UsageError
-from .files import append_csv_row, atomic_write_bytes, read_json, write_json
+from .files import append_each, atomic_write_bytes, read_json, write_json
 from .runs import ReferenceDir
 from .space import space_location
 from .units import parse_flops
 
-__all__ = ["ReferenceConfig", "run_reference", "shard_indices", "reliability", "load_reference",
-           "summarize", "estimator_context", "rank_estimator", "reference_config"]
+__all__ = ["ReferenceConfig", "ReferenceSummary", "Ranking", "run_reference", "shard_indices",
+           "reliability", "load_reference", "summarize", "estimator_context", "rank_estimator",
+           "reference_config"]
 
 
 @dataclass
@@ -149,7 +150,7 @@ def data_recipe(config: ReferenceConfig) -> str:
     return recipe_of(load_data(loop), loop).describe()
 
 
-def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]:
+def run_reference(config: ReferenceConfig, out_dir, log=print) -> "ReferenceSummary":
     """Train (or continue training) every (architecture, seed) of the reference."""
     from dataclasses import replace
 
@@ -191,29 +192,32 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> Dict[str, Any]
     done = {(r["id"], int(r["seed"])) for r in rows}
     mine = shard_indices(config.shard, len(archs))
     total = len(mine) * len(config.seeds)  # this process's share
-    finished = sum((archs[i].id, seed) in done for seed in config.seeds for i in mine)
-    for seed in config.seeds:
-        for i in mine:
-            arch = archs[i]
-            if (arch.id, seed) in done:
-                continue
-            run_dir = out.run(arch.id, seed)
-            training = RetrainConfig(
-                arch=str(arch), epochs=config.epochs, batch_size=config.batch_size,
-                lr=config.lr, seed=seed, checkpoint_every=100, **config.data_settings())
-            resume = run_dir.checkpoint.exists()
-            started = time.perf_counter()
-            metrics = retrain(None if resume else training, run_dir.path, resume=resume,
-                              progress=False, test=False)
-            row = {"id": arch.id, "seed": seed, "val_accuracy": metrics["val_accuracy"],
-                   "steps": metrics["steps"], "train_images": metrics["train_images"],
-                   "wall_s": round(time.perf_counter() - started, 1)}
-            rows.append(row)
-            append_csv_row(out.rows, row)
-            shutil.rmtree(run_dir.path, ignore_errors=True)  # the row is what the reference keeps
-            finished += 1
-            log(f"[{finished}/{total}] seed {seed} arch {i + 1}/{len(archs)} "
-                f"{arch_rows[i]['flops'] / 1e6:.1f}M FLOPs: val {metrics['val_accuracy']:.2%}")
+    finished = [sum((archs[i].id, seed) in done for seed in config.seeds for i in mine)]
+
+    def train(item) -> Dict[str, Any]:
+        seed, i = item
+        arch = archs[i]
+        run_dir = out.run(arch.id, seed)
+        training = RetrainConfig(
+            arch=str(arch), epochs=config.epochs, batch_size=config.batch_size,
+            lr=config.lr, seed=seed, checkpoint_every=100, **config.data_settings())
+        resume = run_dir.checkpoint.exists()
+        started = time.perf_counter()
+        metrics = retrain(None if resume else training, run_dir.path, resume=resume,
+                          progress=False, test=False)
+        finished[0] += 1
+        log(f"[{finished[0]}/{total}] seed {seed} arch {i + 1}/{len(archs)} "
+            f"{arch_rows[i]['flops'] / 1e6:.1f}M FLOPs: val {metrics['val_accuracy']:.2%}")
+        return {"id": arch.id, "seed": seed, "val_accuracy": metrics["val_accuracy"],
+                "steps": metrics["steps"], "train_images": metrics["train_images"],
+                "wall_s": round(time.perf_counter() - started, 1)}
+
+    append_each(out.rows, [(seed, i) for seed in config.seeds for i in mine],
+                lambda item: (archs[item[1]].id, item[0]), train, rows,
+                lambda r: (r["id"], int(r["seed"])),
+                # the row is what the reference keeps
+                then=lambda item: shutil.rmtree(out.run(archs[item[1]].id, item[0]).path,
+                                                ignore_errors=True))
     return summarize(out)
 
 
@@ -267,7 +271,40 @@ def reliability(rows, seeds: List[int]) -> Dict[str, Any]:
             "ceiling_tau": _r_to_tau(ceiling_r)}
 
 
-def summarize(out_dir) -> Dict[str, Any]:
+@dataclass
+class ReferenceSummary:
+    """A reference's state (``OUT/summary.json``): its rows, the architectures and seeds
+    complete so far, its reliability (:func:`reliability`; None until two seeds cover three
+    architectures), the range of seed-mean accuracies and the mean std over seeds (None
+    with one seed)."""
+
+    rows: int
+    archs: int
+    seeds: int
+    accuracy_range: Tuple[float, float]
+    mean_seed_std: Optional[float]
+    pairwise_tau: Optional[float] = None
+    split_half_tau: Optional[float] = None
+    reliability_r: Optional[float] = None
+    ceiling_r: Optional[float] = None
+    ceiling_tau: Optional[float] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        measured = ("pairwise_tau", "split_half_tau", "reliability_r", "ceiling_r",
+                    "ceiling_tau")
+        return {"rows": self.rows, "archs": self.archs, "seeds": self.seeds,
+                **{k: getattr(self, k) for k in measured if getattr(self, k) is not None},
+                "accuracy_range": list(self.accuracy_range), "mean_seed_std": self.mean_seed_std}
+
+    def describe(self) -> str:
+        """One line: the trainings, and how far one seed ranks like another."""
+        return (f"{self.rows} trainings of {self.archs} architectures x {self.seeds} seeds"
+                + (f": one seed ranks like another at Kendall tau {self.pairwise_tau:.2f}; "
+                   f"the {self.seeds}-seed mean caps any ranker at tau {self.ceiling_tau:.2f}"
+                   if self.pairwise_tau is not None else ""))
+
+
+def summarize(out_dir) -> ReferenceSummary:
     out = ReferenceDir(out_dir)
     archs, per_arch, rows = load_reference(out.path)
     # The seeds trained on every architecture so far (all seeds trained, while fewer than
@@ -276,11 +313,11 @@ def summarize(out_dir) -> Dict[str, Any]:
     seeds = sorted(int(s) for s in rows["seed"].unique())
     spread = per_arch["std"].mean() if len(per_arch) else float("nan")  # NaN with one seed
     complete = [s for s in seeds if set(archs["id"]) <= set(rows.loc[rows["seed"] == s, "id"])]
-    summary = {"rows": int(len(rows)),
-               **reliability(rows, complete if len(complete) >= 2 else seeds),
-               "accuracy_range": [float(per_arch["mean"].min()), float(per_arch["mean"].max())],
-               "mean_seed_std": None if math.isnan(spread) else float(spread)}  # strict JSON
-    write_json(out.summary, summary)
+    summary = ReferenceSummary(
+        rows=int(len(rows)), **reliability(rows, complete if len(complete) >= 2 else seeds),
+        accuracy_range=(float(per_arch["mean"].min()), float(per_arch["mean"].max())),
+        mean_seed_std=None if math.isnan(spread) else float(spread))  # strict JSON
+    write_json(out.summary, summary.to_dict())
     return summary
 
 
@@ -315,11 +352,37 @@ def estimator_context(out_dir, supernets=(), calib_images: int = 2048,
                             resolution=resolution, seed=seed)
 
 
-def rank_estimator(out_dir, estimator, min_seeds: int = 2, k: int = 5) -> Dict[str, Any]:
+@dataclass
+class Ranking:
+    """How an estimator ranks a reference's architectures (:func:`rank_estimator`)."""
+
+    estimator: str  # its describe()
+    n: int
+    kendall: float
+    kendall_ci: Tuple[float, float]
+    spearman: float
+    spearman_ci: Tuple[float, float]
+    k: int
+    top_precision: float  # of the k best
+    top_regret: float  # accuracy lost by the first pick
+    seconds_per_arch: float
+    frame: Any = None  # pandas frame of the per-architecture scores (column score)
+
+    def describe(self) -> str:
+        """One line: tau, rho with CIs, top-k precision and regret, cost."""
+        return (f"{self.n} architectures: Kendall tau {self.kendall:.3f} "
+                f"[{self.kendall_ci[0]:.2f}, {self.kendall_ci[1]:.2f}], Spearman rho "
+                f"{self.spearman:.3f} [{self.spearman_ci[0]:.2f}, {self.spearman_ci[1]:.2f}] "
+                f"(95% bootstrap CIs); top-{self.k} precision {self.top_precision:.2f}, regret "
+                f"{100 * self.top_regret:.2f} points; {self.seconds_per_arch:.2f} s per "
+                "architecture")
+
+
+def rank_estimator(out_dir, estimator, min_seeds: int = 2, k: int = 5) -> Ranking:
     """Score the reference's architectures (those with ``min_seeds`` seeds) with
     ``estimator`` and compare with their seed means: Kendall tau and Spearman rho with
-    bootstrap CIs, top-``k`` precision and regret, seconds per architecture. The frame of
-    per-architecture scores is under ``"frame"``."""
+    bootstrap CIs, top-``k`` precision and regret, seconds per architecture, and the frame
+    of per-architecture scores."""
     from .estimators import rank_metrics
 
     _, per_arch, _ = load_reference(out_dir)
@@ -331,5 +394,7 @@ def rank_estimator(out_dir, estimator, min_seeds: int = 2, k: int = 5) -> Dict[s
     scores = estimator.score(archs)
     seconds = (time.perf_counter() - started) / len(archs)
     per_arch = per_arch.assign(score=scores)
-    return {**rank_metrics(per_arch.score, per_arch["mean"], k=k), "seconds_per_arch": seconds,
-            "estimator": estimator.describe(), "frame": per_arch}
+    m = rank_metrics(per_arch.score, per_arch["mean"], k=k)
+    return Ranking(estimator.describe(), m["n"], m["kendall"], tuple(m["kendall_ci"]),
+                   m["spearman"], tuple(m["spearman_ci"]), k, m[f"top{k}_precision"],
+                   m[f"top{k}_regret"], seconds, per_arch)

@@ -76,7 +76,7 @@ def open_together(rounds, barrier, results) -> None:
     or "", run directory)`` each, a new study each."""
     from nas.runs import SearchDir
     from nas.search import SearchConfig
-    from nas.search.run import open_study
+    from nas.search.trials import open_study
 
     for i, (storage, run_dir) in enumerate(rounds):
         config = SearchConfig(budget=1, storage=storage)

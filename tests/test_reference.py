@@ -24,9 +24,9 @@ def test_summary_uses_the_complete_seeds_while_another_is_in_progress(tmp_path):
               "wall_s": 1.0} for i, a in zip(ids[:3], acc)]
     pd.DataFrame(rows).to_csv(tmp_path / "rows.csv", index=False)
     summary = summarize(tmp_path)
-    assert (summary["archs"], summary["seeds"]) == (10, 2)
-    assert summary["pairwise_tau"] == pytest.approx(1.0)
-    assert summary["ceiling_tau"] == pytest.approx(1.0)
+    assert (summary.archs, summary.seeds) == (10, 2)
+    assert summary.pairwise_tau == pytest.approx(1.0)
+    assert summary.ceiling_tau == pytest.approx(1.0)
     assert (tmp_path / "summary.json").is_file()
 
 
@@ -41,7 +41,7 @@ def test_a_one_seed_reference_writes_strict_json(tmp_path):
     pd.DataFrame([{"id": i, "seed": 0, "val_accuracy": 0.4 + 0.01 * n, "steps": 1,
                    "train_images": 1, "wall_s": 1.0} for n, i in enumerate(ids)]).to_csv(
         tmp_path / "rows.csv", index=False)
-    assert summarize(tmp_path)["mean_seed_std"] is None
+    assert summarize(tmp_path).mean_seed_std is None
     text = (tmp_path / "summary.json").read_text()
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
 

@@ -91,13 +91,13 @@ def main() -> None:
         arch_of.cache_clear()  # each repeat parses the architectures again, as a user's run
         result, w, c = timed(write_report, run)
         times["write_report"].append((w, c))
-        size = result["html"].stat().st_size
+        size = result.html.stat().st_size
         times["cli"].append(fresh("from nas.cli import main; "
                                   "code = main(['report', sys.argv[1]])", run_dir))
         times["imports"].append(fresh(
             "import nas.cli, nas.report, nas.search.results, optuna.importance, "
             "matplotlib.figure; assert 'torch' not in sys.modules; code = 0", run_dir))
-    n, feasible, front = len(run.rows), len(run.feasible), len(result["front"])
+    n, feasible, front = len(run.rows), len(run.feasible), len(result.front)
     base_w = statistics.median(w for w, _ in times["baseline"])
     base_c = statistics.median(c for _, c in times["baseline"])
     print(f"{n} trials ({feasible} feasible, {front} on the front), median of "

@@ -27,7 +27,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from nas.search import SearchConfig, loop, run, run_search
+from nas.search import SearchConfig, loop, run_search, trials
 from nas.train import TrainConfig, train_supernet
 
 PHASE = {"seconds": 0.0}
@@ -44,7 +44,7 @@ def _timed_run_until(real):
 
 
 # The trial phase: the loop over trials, without supernet loading and data setup.
-run.run_until = _timed_run_until(loop.run_until)
+trials.run_until = _timed_run_until(loop.run_until)
 
 
 def durations(run_dir: Path):

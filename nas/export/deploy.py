@@ -14,11 +14,12 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 
 from ..arch import Architecture
+from ..files import shell_path
 from .mobile import DEFAULT_TIMEOUT, Converted, check_formats, convert_export
 from .source import ExportForm
 from .yolo import write_yolo, yolo_levels
 
-__all__ = ["Deploy", "check_deploy", "write_deploy"]
+__all__ = ["Deploy", "check_deploy", "write_deploy", "deploy_lines"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,21 @@ def write_deploy(out_dir, arch: Architecture, form: ExportForm,
     for c in converted.values():
         paths += list(c.paths)
     return paths, converted
+
+
+def deploy_lines(paths: Sequence[Path], converted: Dict[str, Converted], yolo: bool,
+                 fresh: bool) -> List[str]:
+    """What ``nas export`` prints about the deploy forms: each conversion and its check
+    (``fresh``: the network holds fresh weights), and how to train the YOLO plugin."""
+    lines = []
+    for c in converted.values():
+        check = (f"max |Δ| vs torch {c.delta:.2e} in {c.runtime}" if c.delta is not None
+                 else "converted only (Core ML predicts on macOS only)")
+        lines.append(f"{c.format}: converted in {c.seconds:.1f} s, {check}"
+                     + (" (fresh weights, seed 0: for timing and checking, not predictions)"
+                        if fresh else ""))
+    if yolo:
+        plugin = next(p for p in paths if p.name.startswith("nas_yolo_"))
+        lines.append(f"YOLO: train it with: cd {shell_path(plugin.parent)} && python "
+                     f"{plugin.name} train data=coco8.yaml epochs=100 imgsz=640")
+    return lines

@@ -28,6 +28,7 @@ import random
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -35,7 +36,7 @@ import torch
 
 from ..arch import Architecture
 from ..errors import ExportError
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, shell_path
 from ..latency import runner
 from ..latency.device import PACK_FORMAT
 from ..latency.runtime import ONNX_BUNDLE, onnx_unit_models
@@ -44,7 +45,32 @@ from ..latency.units import space_units, unit_keys
 from ..model import build_model, onnx_program
 from .mobile import DEFAULT_TIMEOUT, check_formats, run_worker
 
-__all__ = ["pack_space", "RUNNER_NAME"]
+__all__ = ["pack_space", "Pack", "RUNNER_NAME"]
+
+#: How the runner copied into a pack is started on the device.
+RUNNER_HINT = "run_latency.py [--threads N]"
+
+
+@dataclass
+class Pack:
+    """What :func:`pack_space` wrote: the units and whole networks to time on the device,
+    how long packing took, the manifest and the runner."""
+
+    runtime: str
+    units: int
+    networks: int
+    seconds: float
+    manifest: Path
+    runner: Path
+
+    def lines(self, space_name: str, out: str) -> List[str]:
+        """What ``nas latency pack`` prints: what was packed into ``out`` (as the user named
+        it) and what to run on the device."""
+        return [f"{self.units} units and {self.networks} networks of {space_name} packed for "
+                f"{self.runtime} in {self.seconds / 60:.1f} min: {out}",
+                f"on the device: python {RUNNER_HINT} (needs Python 3.8+ and "
+                f"{self.runtime} only), then bring back timings.json and run:",
+                f"  nas latency read {shell_path(out)} -o lut-{self.runtime}-device.json"]
 
 RUNNER_NAME = "run_latency.py"
 
@@ -63,7 +89,7 @@ def _keys(space, archs: int, networks: List[Architecture], rng: random.Random) -
 
 def pack_space(space, runtime: str, out_dir, archs: int = 0, calibrate: int = 12,
                seed: int = 0, force: bool = False, timeout: float = DEFAULT_TIMEOUT,
-               progress: bool = True) -> Dict[str, Any]:
+               progress: bool = True) -> Pack:
     """Write the pack of ``space`` for ``runtime`` into ``out_dir``.
 
     Args:
@@ -79,7 +105,7 @@ def pack_space(space, runtime: str, out_dir, archs: int = 0, calibrate: int = 12
         timeout: seconds each ncnn conversion may run.
 
     Returns:
-        ``{"units", "networks", "files", "seconds", "manifest"}``.
+        What was written (:class:`Pack`).
 
     Raises:
         ExportError: an unknown runtime, a missing converter, an existing pack without
@@ -155,9 +181,8 @@ def pack_space(space, runtime: str, out_dir, archs: int = 0, calibrate: int = 12
                                     ).hexdigest()[:16]
     atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
     atomic_write_bytes(out / RUNNER_NAME, Path(runner.__file__).read_bytes())
-    return {"units": len(entries), "networks": len(nets), "seconds":
-            time.perf_counter() - started, "manifest": out / "manifest.json",
-            "runner": out / RUNNER_NAME}
+    return Pack(runtime, len(entries), len(nets), time.perf_counter() - started,
+                out / "manifest.json", out / RUNNER_NAME)
 
 
 def _ncnn_file(out: Path, name: str, what: Dict[str, Any], tmp: Path, timeout: float) -> None:

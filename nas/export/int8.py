@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -26,10 +27,10 @@ from ..errors import ExportError
 from ..files import atomic_write_bytes
 from ..latency import OnnxModel, OnnxRuntime, quant_settings, quantize_module
 from ..latency.quantize import CALIBRATION_INPUTS, require_onnxruntime
+from ..model import onnx_axes
 from ..runs import ExportDir
-from .write import onnx_axes
 
-__all__ = ["Int8Inputs", "int8_inputs", "write_int8", "HELDOUT_IMAGES"]
+__all__ = ["Int8Inputs", "Int8Report", "int8_inputs", "write_int8", "HELDOUT_IMAGES"]
 
 #: Held-out images the int8 network is checked on.
 HELDOUT_IMAGES = 256
@@ -85,9 +86,51 @@ def _outputs(run, x: torch.Tensor, chunk: int = 32) -> List[torch.Tensor]:
     return [torch.cat([torch.as_tensor(p[i]) for p in parts]) for i in range(len(parts[0]))]
 
 
+@dataclass
+class Int8Report:
+    """What :func:`write_int8` measured of ``model.int8.onnx``: its size beside the float
+    file's, both timed in ONNX Runtime (``baseline``: which float file), the largest output
+    difference from the float network on ``heldout`` images (and top-1 agreement of a
+    trained classifier), and how it was calibrated."""
+
+    path: Path
+    bytes: int
+    fp32_bytes: int
+    fp32_ms: float
+    int8_ms: float
+    max_diff: float
+    largest: float
+    agreement: Optional[float]
+    heldout: int
+    calibration: int
+    quantise_s: float
+    settings: str
+    baseline: str
+    input: List[int]
+
+    def lines(self, backbone: bool) -> List[str]:
+        """What ``nas export --int8`` prints about it."""
+        c, h, w = self.input
+        what = "features" if backbone else "logits"
+        agreement = (f" (top-1 class agrees on {self.agreement:.1%})"
+                     if self.agreement is not None else "")
+        return [
+            f"int8: {self.path}: {self.bytes / 1e6:.2f} MB, "
+            f"{self.bytes / self.fp32_bytes:.2f}x the float file's "
+            f"{self.fp32_bytes / 1e6:.2f} MB",
+            f"      latency {self.int8_ms:.2f} ms int8 vs {self.fp32_ms:.2f} ms float "
+            f"({self.baseline}): {self.int8_ms / self.fp32_ms:.2f}x (ONNX Runtime, "
+            f"batch 1, {c}x{h}x{w}, 1 thread, this machine)",
+            f"      max |{what} - float network's| = {self.max_diff:.3g} "
+            f"({self.max_diff / max(self.largest, 1e-12):.1%} of the largest |{what}| "
+            f"{self.largest:.3g}) on {self.heldout} validation images{agreement}",
+            f"      calibrated on {self.calibration} training images in "
+            f"{self.quantise_s:.1f} s: {self.settings}"]
+
+
 def write_int8(model: nn.Module, out: ExportDir, inputs: Int8Inputs,
                output_names: Sequence[str] = ("logits",), spatial: int = 0,
-               trained: bool = True) -> Dict[str, Any]:
+               trained: bool = True) -> Int8Report:
     """Quantise ``model`` (the exported network, eval mode) into ``out/model.int8.onnx``,
     check it and time it; its summary is added to ``out/arch.json`` under ``int8``.
 
@@ -151,13 +194,9 @@ def write_int8(model: nn.Module, out: ExportDir, inputs: Int8Inputs,
     runtime = OnnxRuntime(threads=1)
     fp32_ms, int8_ms = runtime.time([lambda: fp32.run(feed), lambda: int8.run(feed)],
                                     repeats=REPEATS)
-    report = {"path": out.onnx_int8, "bytes": len(data), "fp32_bytes": fp32_bytes,
-              "fp32_ms": fp32_ms, "int8_ms": int8_ms, "max_diff": max_diff,
-              "largest": largest,
-              "agreement": agreement, "heldout": len(heldout),
-              "calibration": len(inputs.calibration), "quantise_s": quantise_s,
-              "settings": settings.describe(), "baseline": baseline,
-              "input": list(heldout.shape[1:])}
+    report = Int8Report(out.onnx_int8, len(data), fp32_bytes, fp32_ms, int8_ms, max_diff,
+                        largest, agreement, len(heldout), len(inputs.calibration), quantise_s,
+                        settings.describe(), baseline, list(heldout.shape[1:]))
     meta = json.loads(out.arch_json.read_text())
     meta["int8"] = {"file": out.onnx_int8.name, "quantisation": settings.describe(),
                     "calibration": inputs.source,

@@ -14,32 +14,139 @@ input (the FLOPs the budget and the report count), is ``arch.json``'s ``target``
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
 
-from ..arch import Architecture, InputSpec
+from ..arch import Architecture, InputSpec, read_arch
 from ..cost import count_cost
-from ..errors import RunError
+from ..errors import RunError, UsageError
 from ..evaluate import calibration_batches, recalibrate
 from ..files import all_or_nothing
 from ..latency.quantize import require_onnxruntime
 from ..runs import ExportDir
 from ..search import open_run
 from ..train import load_supernet
+from ..units import fmt_count
 from .config import ExportConfig
-from .deploy import Deploy, check_deploy, write_deploy
-from .int8 import int8_inputs
+from .deploy import Deploy, check_deploy, deploy_lines, write_deploy
+from .int8 import Int8Report, int8_inputs
+from .mobile import Converted
 from .source import ExportForm, out_levels
 from .write import export_arch, export_network, export_untrained, load_exported
 
-__all__ = ["export_trial", "target_inputs"]
+__all__ = ["export_trial", "export_architecture", "TrialExport", "ArchExport", "target_inputs"]
+
+_FRESH_INT8 = "; model.onnx and model.int8.onnx hold fresh weights, for size and latency"
+
+
+@dataclass
+class TrialExport:
+    """What :func:`export_trial` wrote: the files, the largest absolute output differences
+    of the written network (``model``: model.py + weights.pt, ``torchscript``: model.ts,
+    ``supernet``: against ``supernet(x, arch)``) from the network nas extracted (none when
+    the trial has no weights), the int8 file's report, the trial's stored results (``row``),
+    its architecture as searched and as written (``produced``: at the data's input), the
+    output directory and each deploy format's conversion."""
+
+    paths: List[Path]
+    deltas: Dict[str, float]
+    int8: Optional[Int8Report]
+    row: Dict[str, Any]
+    arch: Architecture
+    produced: Architecture
+    out: Path
+    converted: Dict[str, Converted]
+    backbone: bool  # --yolo / --features: what the outputs are
+    yolo: bool
+
+    def lines(self) -> List[str]:
+        """What ``nas export RUN --trial N`` prints."""
+        row, net = self.row, self.produced
+        cost, inp = count_cost(net), net.input
+        estimate = (f"search accuracy {row['accuracy']:.2%}"
+                    if row.get("estimator", "supernet") != "naswot" else
+                    f"NASWOT score {row['accuracy']:.2f}")
+        lines = [f"exported trial {row['trial']} ({net.id}): {fmt_count(cost.flops)} FLOPs, "
+                 f"{fmt_count(cost.params)} params at {inp.channels}x{inp.resolution}x"
+                 f"{inp.resolution}, {inp.classes} classes, {estimate} (at the space's target "
+                 f"input: {fmt_count(row['flops'])} FLOPs, {fmt_count(row['params'])} params)"]
+        lines += [f"  {path}" for path in self.paths]
+        lines += deploy_lines(self.paths, self.converted, self.yolo,
+                              fresh=not (self.deltas or self.int8))
+        what = "features" if self.backbone else "logits"
+        if "model" not in self.deltas:
+            lines.append("no weights: the search scored without a supernet and did not "
+                         "re-rank (nas rerank RUN trains the best few); retrain it with nas "
+                         "train --from DIR" + (_FRESH_INT8 if self.int8 else ""))
+        else:
+            d = self.deltas
+            lines.append(f"check: max |{what} - exported network's source| = "
+                         f"{d['model']:.2e} (model.py + weights.pt), {d['torchscript']:.2e} "
+                         "(model.ts)" + (f"; vs supernet(x, arch) {d['supernet']:.2e}"
+                                         if "supernet" in d else ""))
+        if self.int8:
+            lines += self.int8.lines(self.backbone)
+        return lines
+
+
+@dataclass
+class ArchExport:
+    """What :func:`export_architecture` wrote: an architecture without weights (``int8``:
+    the int8 file's report, both ONNX files holding fresh weights)."""
+
+    arch: Architecture
+    paths: List[Path]
+    converted: Dict[str, Converted]
+    int8: Optional[Int8Report]
+    backbone: bool
+    yolo: bool
+
+    def lines(self) -> List[str]:
+        """What ``nas export --arch ARCH`` prints."""
+        cost = count_cost(self.arch)
+        lines = [f"exported {self.arch.id}: {fmt_count(cost.flops)} FLOPs, "
+                 f"{fmt_count(cost.params)} params (no weights"
+                 + (_FRESH_INT8 if self.int8 else "") + ")"]
+        lines += [f"  {path}" for path in self.paths]
+        lines += deploy_lines(self.paths, self.converted, self.yolo, fresh=True)
+        if self.int8:
+            lines += self.int8.lines(self.backbone)
+        return lines
+
+
+def export_architecture(arch, out_dir, **settings: Any) -> ArchExport:
+    """``nas export --arch``: ``arch`` (an :class:`Architecture`, or what ``--arch`` takes:
+    :func:`nas.arch.read_arch`) without weights, in the forms ``settings`` (ExportConfig's,
+    as for :func:`export_trial`) ask for; ``int8=True`` needs ``calib``, the images to
+    calibrate on.
+
+    Raises:
+        UsageError: a setting out of its bounds, or ``int8`` without ``calib``.
+    """
+    config = ExportConfig(**settings).validate()
+    if config.int8 and not config.calib:
+        raise UsageError("--arch --int8 needs --calib DATA: the images to calibrate on "
+                         "(there is no run whose data to use)")
+    arch = arch if isinstance(arch, Architecture) else read_arch(arch)
+    form, deploy = config.form(), config.deploy()
+    check_deploy(arch, form, deploy)
+    int8 = inputs = None
+    if config.int8:  # read the data before anything is written
+        inputs = int8_inputs(config.calib, arch.input.resolution, arch.input.channels)
+    with all_or_nothing(ExportDir(out_dir).files(arch.id)):  # no half export
+        if inputs is not None:
+            paths, int8 = export_untrained(arch, out_dir, inputs, force=config.force, form=form)
+        else:
+            paths = export_arch(arch, out_dir, force=config.force, form=form)
+        more, converted = write_deploy(out_dir, arch, form, target_inputs(arch), deploy)
+    return ArchExport(arch, paths + more, converted, int8, form.backbone, deploy.yolo)
 
 
 def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = True,
-                 **settings: Any) -> Dict[str, Any]:
+                 **settings: Any) -> TrialExport:
     """Export trial ``trial`` of ``run_dir`` (the best by ``objective`` when None);
     ``onnx=False`` skips ``model.onnx`` (slow to write). The settings ``formats`` and
     ``yolo`` add the deploy forms (:class:`nas.export.deploy.Deploy`), converted at the
@@ -47,7 +154,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = Tru
 
     ``int8=True`` also writes ``model.int8.onnx`` (:mod:`nas.export.int8`), calibrated on
     training images of the data its weights were trained on, or of ``calib`` (a ``--data``
-    value) when given; its report is under ``deltas["int8"]``.
+    value) when given; its report is the result's ``int8``.
 
     Args:
         settings: :class:`~nas.export.ExportConfig`'s settings by name (``fused=True``,
@@ -55,10 +162,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = Tru
             declaration of what ``nas export`` takes.
 
     Returns:
-        ``{"paths", "deltas", "row", "arch", "out", "converted"}``: the files written, the
-        largest absolute logit differences of the written network and of its TorchScript
-        file from the subnet nas extracted from the supernet, the trial's stored results,
-        its architecture, the output directory and each format's conversion.
+        What was written, checked and converted (:class:`TrialExport`).
 
     Raises:
         UsageError: a setting out of its bounds (TypeError: a name ExportConfig lacks).
@@ -96,8 +200,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = Tru
                 paths = export_arch(arch, out_dir, force=force, form=form,
                                     extra=_search_extra(row))
             more, converted = write_deploy(out_dir, arch, form, target_inputs(arch), deploy)
-        return {"paths": paths + more, "deltas": deltas, "row": row, "arch": arch,
-                "produced": arch, "out": Path(out_dir), "converted": converted}
+        return _result(paths + more, deltas, row, arch, arch, out_dir, converted, form, deploy)
     sn = load_supernet(run.supernet_path(), device="cpu")
     if not sn.supernet.space.contains(arch):
         raise RunError(f"trial {row['trial']}'s architecture is not a point of the "
@@ -151,8 +254,15 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = Tru
             deltas["supernet"] = (exported(example) - sn.supernet(
                 example.contiguous(memory_format=sn.supernet.memory_format), arch)
             ).abs().max().item()
-    return {"paths": paths + more, "deltas": deltas, "row": row, "arch": arch,
-            "produced": produced, "out": Path(out_dir), "converted": converted}
+    return _result(paths + more, deltas, row, arch, produced, out_dir, converted, form, deploy)
+
+
+def _result(paths, deltas, row, arch, produced, out_dir, converted, form: ExportForm,
+            deploy: Deploy) -> TrialExport:
+    deltas = dict(deltas)
+    int8 = deltas.pop("int8", None)
+    return TrialExport(paths, deltas, int8, row, arch, produced, Path(out_dir), converted,
+                       form.backbone, deploy.yolo)
 
 
 def _batch_ones(example: torch.Tensor) -> List[torch.Tensor]:
@@ -176,7 +286,7 @@ def _search_extra(row: Dict[str, Any]) -> Dict[str, Any]:
 
 def _export_trained(run, row, arch: Architecture, trained, out_dir, form: ExportForm,
                     force: bool, onnx: bool, deploy: Deploy, int8: bool = False,
-                    calib_data: Optional[str] = None) -> Dict[str, Any]:
+                    calib_data: Optional[str] = None) -> TrialExport:
     """Export with the weights of the re-ranking's first standalone training of ``row``."""
     from ..files import load_checkpoint, read_json
     from ..model import build_model
@@ -219,5 +329,4 @@ def _export_trained(run, row, arch: Architecture, trained, out_dir, form: Export
                                        force=force, weights_note=note, extra=extra, onnx=onnx,
                                        int8=inputs)
         more, converted = write_deploy(out_dir, produced, form, _batch_ones(example), deploy)
-    return {"paths": paths + more, "deltas": deltas, "row": row, "arch": arch,
-            "produced": produced, "out": Path(out_dir), "converted": converted}
+    return _result(paths + more, deltas, row, arch, produced, out_dir, converted, form, deploy)

@@ -20,13 +20,13 @@ from ..arch import Architecture
 from ..cost import count_cost
 from ..errors import ExportError
 from ..files import atomic_write_bytes, remove_path, tensor_bytes
-from ..model import build_model, fold_state_dict, layer_table, onnx_program
+from ..model import build_model, fold_state_dict, layer_table, onnx_axes, onnx_program
 from ..ops.static import feature_levels
 from ..runs import ExportDir
 from .source import ExportForm, model_source, out_levels
 
 __all__ = ["export_arch", "export_untrained", "export_network", "fold_state_dict",
-           "fuse_state_dict", "load_exported", "max_difference", "onnx_axes"]
+           "fuse_state_dict", "load_exported", "max_difference"]
 
 
 def export_arch(arch: Architecture, out_dir, force: bool = False,
@@ -251,21 +251,6 @@ def max_difference(a, b) -> float:
     if len(a) != len(b):
         raise ExportError(f"{len(a)} outputs where {len(b)} were expected")
     return max(max_difference(x, y) for x, y in zip(a, b))
-
-
-def onnx_axes(example: torch.Tensor, spatial: int = 0) -> Tuple[Dict[int, Any], torch.Tensor]:
-    """The dynamic axes of an exported ONNX network's input, and an example that fits them:
-    the batch; with ``spatial`` (the deepest output's reduction), height and width from
-    ``spatial + 1`` (see :func:`_write_onnx`), the example enlarged to that when smaller."""
-    axes = {0: torch.export.Dim("batch")}
-    if spatial:  # a detector feeds its own image sizes
-        low = spatial + 1
-        axes.update({2: torch.export.Dim("height", min=low, max=4096),
-                     3: torch.export.Dim("width", min=low, max=4096)})
-        n, c, h, w = example.shape
-        if min(h, w) < low:
-            example = torch.randn(n, c, max(h, low), max(w, low))
-    return axes, example
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path,

@@ -197,6 +197,15 @@ class LatencyTable(LatencyModel):
                 "networks; build one with: nas latency build --space "
                 f"{shlex.quote(str(space.source or space.name))} -o FILE")
 
+    def fit_line(self, networks: str) -> str:
+        """How well the scale fits the whole ``networks`` it was fitted on (``table.calibration``),
+        for the message of a table just built or read."""
+        cal = self.calibration
+        errors = [abs(self.scale * s - m) / m for s, m in zip(cal["unit_sums"], cal["measured"])]
+        return (f"latency = {self.scale:.3f} x sum of its units, "
+                f"{100 * sum(errors) / len(errors):.1f}% mean error on the {len(errors)} "
+                f"networks {networks}")
+
     # ----------------------------------------------------------------- files
     def save(self, path, **extra) -> None:
         """Write the table atomically (``extra``: more top-level keys, e.g. provenance)."""

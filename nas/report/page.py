@@ -23,13 +23,13 @@ import html
 import json
 import shlex
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..arch import Architecture
 from ..errors import RunError
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, shell_path
 from ..runs import SearchDir
 from ..search.results import SearchRun, rejection, study_url
 from ..space import load_space
@@ -42,10 +42,99 @@ from .pictures import (
     kernel_legend,
     widest_row,
 )
-from .table import COLUMNS, fmt, is_num, latency_note, parse_arch, row_summary
+from .table import COLUMNS, fmt, front_table, is_num, latency_note, parse_arch, row_summary
 
 __all__ = ["render_html", "write_report", "write_trial_picture", "export_command",
-           "dashboard_command"]
+           "dashboard_command", "Report", "TrialPicture", "search_lines"]
+
+_NO_MATPLOTLIB = 'pip install "nas[report]" for matplotlib'
+
+
+@dataclass
+class Report:
+    """What :func:`write_report` wrote: the front it drew, ``report.html``, ``pareto.png``
+    (None without matplotlib), the random-search run it compared with, and how long it
+    took."""
+
+    front: List[Dict[str, Any]]
+    html: Path
+    png: Optional[Path]
+    baseline: Optional[SearchRun]
+    seconds: float
+
+    def lines(self, run: SearchRun) -> List[str]:
+        """What ``nas report RUN`` prints: the trials, the front, the files, what next."""
+        config = run.config
+        latency = f" and {config.latency_budget_ms:g} ms" if config.latency_budget_ms else ""
+        lines = [f"{run.path}: {len(run.rows)} finished trials, {len(run.feasible)} within "
+                 f"budget ({config.budget / 1e6:g}M FLOPs{latency})"]
+        if self.front:
+            lines += ["Pareto front (accuracy up, FLOPs down, latency down):",
+                      front_table(self.front), latency_note(run.feasible)]
+        else:
+            lines.append("No trial is feasible yet: the front is empty.")
+        lines.append(f"report: {self.html} ({self.seconds:.1f} s)"
+                     + (f", compared with random search in {self.baseline.path}"
+                        if self.baseline else ""))
+        lines.append(f"plot:   {self.png}" if self.png else
+                     f"plot:   not drawn ({_NO_MATPLOTLIB})")
+        if self.front:
+            lines.append(f"export: nas export {shell_path(run.path)} --best -o "
+                         f"{shell_path(run.dir.export)}")
+        lines.append(f"study:  {dashboard_command(run)}")
+        return lines
+
+
+def search_lines(result, config, out) -> List[str]:
+    """What ``nas search`` prints when it ends: the trials, the front, the pick and what to
+    run next (``result``: :class:`nas.search.SearchResult`; ``config``: the search's
+    settings; ``out``: its run directory)."""
+    rejected = ", ".join(f"{n} over the {'FLOPs' if why == 'flops' else why} budget"
+                         for why, n in sorted(result.rejected.items()))
+    lines = [f"\n{result.trials} trials, {result.feasible} within budget"
+             + (f" ({rejected})" if rejected else "")
+             + f" ({result.seconds / 60:.1f} min this run)."]
+    if not result.front:
+        return lines + [f"No trial is feasible: none fits {config.budget:,} FLOPs"
+                        + (f" and {config.latency_budget_ms:g} ms" if config.latency_budget_ms
+                           else "") + ". Raise the budget or run more trials."]
+    best, run = result.best, SearchDir(out)
+    lines += ["Pareto front (accuracy up, FLOPs down, latency down):",
+              front_table(result.front), latency_note(result.front)]
+    if "standalone_accuracy" in best:
+        lines.append(f"\nre-ranking winner: trial {best['trial']} "
+                     f"({best['standalone_accuracy']:.2%} standalone, estimate "
+                     f"{best['accuracy']:.2%}, {best['flops'] / 1e6:.1f}M FLOPs, "
+                     f"{best['latency_ms']:.1f} ms)")
+    else:
+        lines.append(f"\nbest reward: trial {best['trial']} ({best['accuracy']:.2%}, "
+                     f"{best['flops'] / 1e6:.1f}M FLOPs, {best['latency_ms']:.1f} ms)")
+    if best.get("caveat"):
+        lines.append(f"caveat:     {best['caveat']}")
+    lines += [f"all trials: {run.trials_csv}   study: {result.study}",
+              f"report:     nas report {shell_path(out)}",
+              f"export it:  nas export {shell_path(out)} --best -o {shell_path(run.export)}"]
+    if result.feasible > 1 and not run.rerank_json.exists():
+        # measured: the supernet ranks a budget band at Kendall tau ~0.2 against standalone
+        # training (experiments/README.md), so the pick is worth checking before retraining
+        lines += [f"check it:   nas rerank {shell_path(out)} --top 3",
+                  "            (the estimate ranks roughly: this trains the 3 best standalone, "
+                  "2 seeds each, and --best then means the winner)"]
+    return lines
+
+
+@dataclass
+class TrialPicture:
+    """What :func:`write_trial_picture` wrote (``png``: None without matplotlib)."""
+
+    trial: int
+    svg: Path
+    png: Optional[Path]
+    row: Dict[str, Any]
+
+    def line(self) -> str:
+        return (f"trial {self.trial}: {self.svg}"
+                + (f"  {self.png}" if self.png else f"  (no PNG: {_NO_MATPLOTLIB})"))
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1232px;padding:0 12px;
@@ -315,7 +404,7 @@ down, latency down). Objective: {e(run.config.objective)}, sampler
 
 
 def write_report(run: SearchRun, out_dir: Optional[Path] = None,
-                 baseline: Optional[SearchRun] = None) -> Dict[str, Any]:
+                 baseline: Optional[SearchRun] = None) -> Report:
     """Write ``report.html`` (and ``pareto.png`` with matplotlib) into ``out_dir`` (RUN).
 
     Args:
@@ -323,8 +412,7 @@ def write_report(run: SearchRun, out_dir: Optional[Path] = None,
             ``RUN-random`` when it exists (:func:`~nas.report.analysis.baseline_run`).
 
     Returns:
-        ``{"front", "html", "png", "baseline", "seconds"}``; ``png`` is None without
-        matplotlib.
+        What was written (:class:`Report`).
     """
     start = time.perf_counter()
     out = SearchDir(out_dir or run.path)
@@ -346,11 +434,10 @@ def write_report(run: SearchRun, out_dir: Optional[Path] = None,
         if data is not None:
             png = out.pareto_png
             atomic_write_bytes(png, data)
-    return {"front": front, "html": page, "png": png, "baseline": baseline,
-            "seconds": time.perf_counter() - start}
+    return Report(front, page, png, baseline, time.perf_counter() - start)
 
 
-def write_trial_picture(run: SearchRun, trial: int) -> Dict[str, Optional[Path]]:
+def write_trial_picture(run: SearchRun, trial: int) -> TrialPicture:
     """``RUN/trial-N.svg`` (and ``.png`` with matplotlib): trial N's architecture alone.
 
     Raises:
@@ -378,4 +465,4 @@ def write_trial_picture(run: SearchRun, trial: int) -> Dict[str, Optional[Path]]
     if data is not None:
         png_path = run.dir.trial_picture(trial, "png")
         atomic_write_bytes(png_path, data)
-    return {"svg": svg_path, "png": png_path, "row": row}
+    return TrialPicture(trial, svg_path, png_path, row)

@@ -9,8 +9,10 @@ trial: suggest, budget check, latency, supernet accuracy, reward), :mod:`.sample
 (Optuna's TPE, NSGA-II, random), :mod:`.evolution` (``--sampler evolution``: OFA's
 evolution on a predictor, its picks queued as trials), :mod:`.storage` (SQLite, RDB with
 heartbeats, journal; recovering dead workers' trials), :mod:`.loop` (trials until the
-study holds N), :mod:`.workers` (``--workers N``), :mod:`.run` (the command) and
-:mod:`.results` (rows, front, ``trials.csv``, :func:`open_run`).
+study holds N), :mod:`.results` (rows, front, ``trials.csv``, :func:`open_run`), :mod:`.trials`
+(one process's share of the study), :mod:`.workers` (``--workers N``), :mod:`.rerank`
+(``--rerank K``) and :mod:`.run` (the command); a layers contract in pyproject.toml keeps
+their imports one way.
 """
 
 from ..lazy import lazy_names
@@ -24,14 +26,16 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "run_until": "loop", "Objective": "objective", "labels_of": "objective",
     "reward": "objective", "suggest_arch": "objective", "warm_start": "objective",
     "SearchRun": "results", "open_run": "results", "pareto_front": "results",
+    "Reranking": "results", "read_rerank": "results",
     "trial_rows": "results", "write_trials_csv": "results", "SearchResult": "run",
-    "open_study": "run", "prepare_run": "run", "run_search": "run", "run_trials": "run",
+    "open_study": "trials", "prepare_run": "run", "run_search": "run", "run_trials": "trials",
     "make_sampler": "samplers", "open_storage": "storage", "recover": "storage",
     "sqlite_storage": "storage", "evolve": "evolution", "queue_evolution": "evolution"})
 
 __all__ = ["DEFAULT_BETA", "DEFAULT_GAMMA", "SEARCH_OBJECTIVES", "SEARCH_SAMPLERS", "STUDY_NAME",
            "SearchConfig", "RerankConfig", "run_until", "Objective", "labels_of", "reward",
            "suggest_arch", "warm_start", "SearchRun", "open_run", "pareto_front", "trial_rows",
+           "Reranking", "read_rerank",
            "write_trials_csv", "SearchResult", "open_study", "prepare_run", "run_search",
            "run_trials", "make_sampler", "open_storage", "recover", "sqlite_storage", "evolve",
            "queue_evolution"]

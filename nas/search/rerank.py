@@ -28,13 +28,16 @@ import optuna
 from ..errors import RunError
 from ..files import read_json, write_json
 from ..runs import SearchDir
-from .config import SearchConfig
+from .config import RerankConfig, SearchConfig
 from .objective import reward
-from .results import pareto_front, trial_rows
+from .results import Reranking, open_run, pareto_front, trial_rows
 
-__all__ = ["rerank", "rerank_candidates", "read_rerank"]
+__all__ = ["rerank", "rerank_run", "rerank_candidates"]
 
 BATCH = 128
+#: The columns of ``RUN/rerank.csv``: one row per (trial, seed) trained.
+COLUMNS = ("trial", "seed", "val_accuracy", "int8_val_accuracy", "steps", "estimate", "flops",
+           "latency_ms", "arch")
 
 
 def rerank_candidates(rows: List[Dict[str, Any]], k: int) -> List[Dict[str, Any]]:
@@ -58,7 +61,6 @@ def _int8_accuracy(trained, data: str, resolution: Optional[int]) -> float:
     import torch
 
     from ..arch import Architecture
-    from ..files import read_json
     from ..latency import OnnxModel, quantize_module
     from ..latency.quantize import CALIBRATION_INPUTS
     from ..model import build_model
@@ -89,11 +91,11 @@ def _missing(value) -> bool:
 
 
 def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
-           progress: bool = True) -> Dict[str, Any]:
+           progress: bool = True) -> Reranking:
     """Train the ``config.rerank`` best feasible trials; returns (and writes) the result."""
     import pandas as pd
 
-    from ..files import atomic_write_bytes
+    from ..files import append_each, atomic_write_bytes
     from ..train import RetrainConfig, retrain
 
     rows = trial_rows(study)
@@ -106,7 +108,6 @@ def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
         done = pd.read_csv(run.rerank_csv).to_dict("records")
         done = [d for d in done if all(d.get(k) == v for k, v in
                                        (("steps", recipe["steps"]),))]
-    have = {(int(d["trial"]), int(d["seed"])) for d in done}
     total = len(chosen) * config.rerank_seeds
     log(f"re-ranking the {len(chosen)} best feasible trials: {config.rerank_steps} steps of "
         f"standalone training, {config.rerank_seeds} seed(s) each")
@@ -125,33 +126,40 @@ def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
         return (_int8_accuracy(run.rerank_run(trial, seed), config.data, resolution)
                 if quantise else None)
 
+    def rewrite() -> None:  # this recipe's rows only, in today's columns
+        atomic_write_bytes(run.rerank_csv, pd.DataFrame(done, columns=list(COLUMNS)).to_csv(
+            index=False).encode())
+
     for d in done:  # rows of a re-ranking from before int8 accuracies
         if quantise and _missing(d.get("int8_val_accuracy")) and \
                 run.rerank_run(int(d["trial"]), int(d["seed"])).weights.exists():
             d["int8_val_accuracy"] = int8_of(int(d["trial"]), int(d["seed"]))
-            atomic_write_bytes(run.rerank_csv,
-                               pd.DataFrame(done).to_csv(index=False).encode())
-    for seed in range(config.rerank_seeds):
-        for row in chosen:
-            if (row["trial"], seed) in have:
-                continue
-            out = run.rerank_run(row["trial"], seed)
-            resume = out.checkpoint.exists()
-            m = retrain(None if resume else RetrainConfig(
-                arch=row["arch"], data=config.data, steps=config.rerank_steps,
-                batch_size=BATCH, seed=seed, resolution=config.resolution,
-                checkpoint_every=max(50, config.rerank_steps // 4)),
-                out.path, resume=resume, progress=progress, test=False)
-            int8 = int8_of(row["trial"], seed)
-            done.append({"trial": row["trial"], "seed": seed, "val_accuracy": m["val_accuracy"],
-                         "int8_val_accuracy": int8,
-                         "steps": m["steps"], "estimate": row["accuracy"], "flops": row["flops"],
-                         "latency_ms": row["latency_ms"], "arch": row["arch"]})
-            atomic_write_bytes(run.rerank_csv, pd.DataFrame(done).to_csv(index=False).encode())
-            log(f"re-rank trial {row['trial']} seed {seed} ({len(done)}/{total} done): "
-                f"validation {m['val_accuracy']:.2%}"
-                + (f", int8 {int8:.2%}" if int8 is not None else "")
-                + f" (estimate {row['accuracy']:.4g})")
+            rewrite()
+    if run.rerank_csv.exists():
+        rewrite()
+
+    def train(item) -> Dict[str, Any]:
+        seed, row = item
+        out = run.rerank_run(row["trial"], seed)
+        resume = out.checkpoint.exists()
+        m = retrain(None if resume else RetrainConfig(
+            arch=row["arch"], data=config.data, steps=config.rerank_steps,
+            batch_size=BATCH, seed=seed, resolution=config.resolution,
+            checkpoint_every=max(50, config.rerank_steps // 4)),
+            out.path, resume=resume, progress=progress, test=False)
+        int8 = int8_of(row["trial"], seed)
+        log(f"re-rank trial {row['trial']} seed {seed} ({len(done) + 1}/{total} done): "
+            f"validation {m['val_accuracy']:.2%}"
+            + (f", int8 {int8:.2%}" if int8 is not None else "")
+            + f" (estimate {row['accuracy']:.4g})")
+        return dict(zip(COLUMNS, (row["trial"], seed, m["val_accuracy"], int8, m["steps"],
+                                  row["accuracy"], row["flops"], row["latency_ms"],
+                                  row["arch"])))
+
+    append_each(run.rerank_csv, [(seed, row) for seed in range(config.rerank_seeds)
+                                 for row in chosen],
+                lambda item: (item[1]["trial"], item[0]), train, done,
+                lambda d: (int(d["trial"]), int(d["seed"])))
     table = []
     for row in chosen:
         accs = [d["val_accuracy"] for d in done if d["trial"] == row["trial"]]
@@ -168,8 +176,8 @@ def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
                       "estimate": row["accuracy"], "flops": row["flops"],
                       "latency_ms": row["latency_ms"], "arch": row["arch"]})
     table.sort(key=lambda r: -r["reward"])
-    result = {"recipe": recipe, "winner": table[0]["trial"], "table": table}
-    write_json(run.rerank_json, result)
+    result = Reranking(recipe, table[0]["trial"], table)
+    write_json(run.rerank_json, result.to_dict())
     for r in table:
         int8 = r["int8_val_accuracy"]
         log(f"  trial {r['trial']}: validation {r['val_accuracy']:.2%} float"
@@ -181,11 +189,12 @@ def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
     return result
 
 
-def read_rerank(run: SearchDir):
-    """The re-ranking result of ``run``, or None when it has none."""
-    if not run.rerank_json.exists():
-        return None
-    data = read_json(run.rerank_json, "re-ranking result")
-    if not isinstance(data, dict) or not isinstance(data.get("winner"), int):
-        raise RunError(f"{run.rerank_json}: malformed re-ranking result")
-    return data
+def rerank_run(run_dir, recipe: RerankConfig, log=print) -> Reranking:
+    """``nas rerank RUN``: the re-ranking of an existing search run with ``recipe``'s
+    top, steps and seeds, on the study the run was read from."""
+    from dataclasses import replace
+
+    run = open_run(run_dir)
+    config = replace(run.config, rerank=recipe.top, rerank_steps=recipe.steps,
+                     rerank_seeds=recipe.seeds).validate()
+    return rerank(config, run.dir, run.study, log=log)

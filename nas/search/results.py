@@ -23,7 +23,8 @@ from .config import SearchConfig
 from .storage import open_storage, storage_errors, storage_file
 
 __all__ = ["SearchRun", "open_run", "trial_rows", "pareto_front", "write_trials_csv",
-           "study_url", "hypervolume", "rejection", "BEST_OBJECTIVES", "TRIAL_COLUMNS"]
+           "study_url", "hypervolume", "rejection", "Reranking", "read_rerank", "BEST_OBJECTIVES",
+           "TRIAL_COLUMNS"]
 
 # What ``--best`` maximises: the search reward, or the supernet's validation accuracy.
 BEST_OBJECTIVES = ("reward", "acc")
@@ -97,6 +98,36 @@ def write_trials_csv(study: optuna.Study, run: SearchDir) -> None:
 
 
 @dataclass
+class Reranking:
+    """A re-ranking's result, as ``RUN/rerank.json`` keeps it (:mod:`.rerank`): the recipe
+    the trials were retrained with, the winning trial and the table of re-ranked trials
+    (one row each, best reward first: ``trial``, ``val_accuracy``, ``val_accuracy_std``,
+    ``int8_val_accuracy``, ``reward``, ``estimate``, ``flops``, ``latency_ms``, ``arch``)."""
+
+    recipe: Dict[str, Any]
+    winner: int
+    table: List[Dict[str, Any]]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"recipe": self.recipe, "winner": self.winner, "table": self.table}
+
+    def row(self, trial: int) -> Optional[Dict[str, Any]]:
+        """The table's row of ``trial``, or None."""
+        return next((r for r in self.table if r.get("trial") == trial), None)
+
+
+def read_rerank(run: SearchDir) -> Optional[Reranking]:
+    """The re-ranking result of ``run``, or None when it has none."""
+    if not run.rerank_json.exists():
+        return None
+    data = read_json(run.rerank_json, "re-ranking result")
+    if not isinstance(data, dict) or not isinstance(data.get("winner"), int) \
+            or not isinstance(data.get("table", []), list):
+        raise RunError(f"{run.rerank_json}: malformed re-ranking result")
+    return Reranking(data.get("recipe", {}), data["winner"], data.get("table", []))
+
+
+@dataclass
 class SearchRun:
     """A run directory with its configuration and finished trials (``rows``: dicts of their
     attributes), and the study they were read from (for the report's importance analysis,
@@ -146,11 +177,9 @@ class SearchRun:
         if not self.feasible:
             raise RunError(f"{self.path} has no feasible trial yet")
         if objective == "reward":
-            from .rerank import read_rerank
-
             reranked = read_rerank(self.dir)
             if reranked is not None:
-                return self.trial(reranked["winner"])
+                return self.trial(reranked.winner)
         key = "reward" if objective == "reward" else "accuracy"
         # ties: the cheaper network
         return max(self.feasible, key=lambda r: (r[key], -r["flops"]))

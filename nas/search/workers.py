@@ -2,7 +2,7 @@
 
 The parent has already trained or loaded the supernet and written the run's settings;
 each worker (``python -m nas.search.workers RUN SUPERNET INDEX``) loads both and runs
-:func:`nas.search.run.run_trials` against the shared storage with ``cores // N`` torch
+:func:`nas.search.trials.run_trials` against the shared storage with ``cores // N`` torch
 threads. The parent waits, and when a worker dies (killed, out of memory) it fails that
 worker's running trial and queues it again, so another worker retries it; storages with
 heartbeats (RDB) would also notice on their own after the grace period.
@@ -36,8 +36,8 @@ def run_workers(config: SearchConfig, run: SearchDir, study: optuna.Study, log=p
 
     ``echo=False`` keeps the workers' progress lines off stdout (``--json``).
     """
-    from .run import supernet_file
     from .scoring import needs_supernet
+    from .trials import supernet_file
 
     supernet = (str(supernet_file(config, run).resolve()) if needs_supernet(config.estimator)
                 else "")
@@ -82,7 +82,7 @@ def run_workers(config: SearchConfig, run: SearchDir, study: optuna.Study, log=p
 
 def main(argv=None) -> int:
     from ..train import load_supernet
-    from .run import run_trials
+    from .trials import run_trials
 
     run_dir, supernet, index = (argv or sys.argv[1:])[:3]
     run = SearchDir(run_dir)

@@ -18,7 +18,7 @@ from .loop import (
     resolve_device,
 )
 from .optim import create_optimizer, create_schedule
-from .standalone import RetrainConfig, arch_from_export, retrain
+from .standalone import RetrainConfig, arch_from_export, metrics_lines, retrain, retrain_config
 from .supernet import (
     ARCH_SAMPLING_RULES,
     SUPERNET_CHECKPOINT_FORMAT,
@@ -28,6 +28,7 @@ from .supernet import (
     check_resolution,
     load_supernet,
     quick_report,
+    resume_or_new,
     train_supernet,
 )
 
@@ -35,4 +36,5 @@ __all__ = ["calibration_inputs", "heldout_batches", "Dist", "LoopConfig", "DATA_
            "data_settings", "data_splits", "fit", "load_data", "recipe_of", "resolve_device",
            "create_optimizer", "create_schedule", "RetrainConfig", "arch_from_export", "retrain",
            "SUPERNET_CHECKPOINT_FORMAT", "ARCH_SAMPLING_RULES", "ArchSampler", "SupernetRun",
-           "TrainConfig", "check_resolution", "load_supernet", "quick_report", "train_supernet"]
+           "TrainConfig", "check_resolution", "load_supernet", "quick_report", "train_supernet",
+           "retrain_config", "metrics_lines", "resume_or_new"]

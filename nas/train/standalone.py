@@ -53,7 +53,7 @@ from .loop import (
 )
 from .optim import create_optimizer, create_schedule
 
-__all__ = ["RetrainConfig", "retrain", "arch_from_export"]
+__all__ = ["RetrainConfig", "retrain", "arch_from_export", "retrain_config", "metrics_lines"]
 
 RETRAIN_CHECKPOINT_FORMAT = "nas-retrain/1"
 INITS = ("scratch", "inherited")
@@ -225,3 +225,48 @@ def retrain(config: Optional[RetrainConfig], out_dir, resume: bool = False,
         {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
     write_json(out.metrics, metrics)  # last: it marks the run finished (diagnose reuses it)
     return metrics
+
+
+def retrain_config(given: Dict[str, Any], arch: Optional[str] = None,
+                   from_dir: Optional[str] = None, resume: bool = False) -> Optional[RetrainConfig]:
+    """``nas train``'s settings: those ``given`` on the command line for the architecture of
+    ``arch`` (what ``--arch`` takes, :func:`nas.arch.read_arch`) or of the export
+    ``from_dir`` (with its weights); None with ``resume`` (the run's own settings).
+
+    Raises:
+        UsageError: no architecture, both a run to resume and settings, or ``--init
+            inherited`` without weights.
+    """
+    from ..arch import read_arch
+
+    if resume:
+        if arch or from_dir or given:
+            raise UsageError("--resume continues with the run's own settings; give only -o")
+        return None
+    if from_dir:
+        arch, weights = arch_from_export(from_dir)
+    elif arch:
+        arch, weights = str(read_arch(arch)), ""
+    else:
+        raise UsageError("give --arch ARCH or --from EXPORT_DIR (or -o RUN --resume)")
+    if given.get("init") == "inherited" and not weights:
+        raise UsageError("--init inherited needs --from an export that has weights.pt")
+    return RetrainConfig(arch=arch, weights=weights, **given).validate()
+
+
+def metrics_lines(m: Dict[str, Any]) -> List[str]:
+    """What ``nas train`` prints of a training's metrics (:func:`retrain`'s)."""
+    from ..units import fmt_count
+
+    inp, target = m["input"], m["target"]
+    lines = [f"trained {m['id']} for {m['epochs']:g} epochs ({m['steps']} steps, init "
+             f"{m['init']}): test accuracy {m['test_accuracy']:.2%}, validation "
+             f"{m['val_accuracy']:.2%}; {fmt_count(m['flops'])} FLOPs, "
+             f"{fmt_count(m['params'])} params, {m['latency_ms']:.1f} ms at "
+             f"{inp['channels']}x{inp['resolution']}x{inp['resolution']}, {inp['classes']} "
+             f"classes (at the space's target input: {fmt_count(target['flops'])} FLOPs, "
+             f"{fmt_count(target['params'])} params)"]
+    if m["fresh_tensors"]:
+        lines.append(f"  not inherited (shapes differ for this data): "
+                     f"{', '.join(m['fresh_tensors'])}")
+    return lines

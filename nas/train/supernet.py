@@ -46,7 +46,7 @@ from .loop import (
 from .optim import create_optimizer, create_schedule
 
 __all__ = ["TrainConfig", "ArchSampler", "SupernetRun", "train_supernet", "load_supernet",
-           "quick_report", "ARCH_SAMPLING_RULES", "SUPERNET_CHECKPOINT_FORMAT"]
+           "quick_report", "resume_or_new", "ARCH_SAMPLING_RULES", "SUPERNET_CHECKPOINT_FORMAT"]
 
 SUPERNET_CHECKPOINT_FORMAT = "nas-supernet/1"
 # --sampler of a supernet training: how each step draws the architectures it trains
@@ -315,3 +315,28 @@ def quick_report(run: SupernetRun, batches: int = 20) -> Dict[str, float]:
         "largest": evaluate(run.supernet, space.extreme_arch(True), valid, calib, batches),
         "smallest": evaluate(run.supernet, space.extreme_arch(False), valid, calib, batches),
     }
+
+
+def resume_or_new(given: Dict[str, object], run_dir, resume: bool) -> Optional[TrainConfig]:
+    """The settings of a new supernet training in ``run_dir`` (``given``: those typed), or
+    None to continue the run's (``resume``; any given must agree with its own).
+
+    Raises:
+        RunError: ``resume`` with a setting the run was trained with otherwise.
+    """
+    from ..files import read_json
+    from ..runs import SupernetDir
+
+    if not resume:
+        return TrainConfig(**given).validate()
+    saved = SupernetDir(run_dir).config
+    if saved.exists():
+        old = TrainConfig.from_dict(read_json(saved, "training configuration"), str(saved),
+                                    base=saved.parent)
+        typed = TrainConfig(**{**old.to_dict(), **given}).resolved()  # paths as the run keeps
+        clash = {k: v for k, v in given.items() if getattr(old, k) != getattr(typed, k)}
+        if clash:
+            raise RunError(f"{saved.parent} was trained with "
+                           + ", ".join(f"{k}={getattr(old, k)!r}" for k in clash)
+                           + "; --resume continues it with its own settings")
+    return None

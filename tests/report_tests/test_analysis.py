@@ -67,7 +67,7 @@ def test_too_few_trials_give_a_note_not_a_chart(search_run_dir):
     result = importances(run)
     assert not result.values
     assert f"at least {IMPORTANCE_MIN_TRIALS} feasible trials" in result.note
-    page = write_report(run)["html"].read_text()
+    page = write_report(run).html.read_text()
     assert f"at least {IMPORTANCE_MIN_TRIALS} feasible trials" in page
     assert 'class="chart imp"' not in page
 
@@ -102,8 +102,8 @@ def test_history_is_the_running_best_and_the_hypervolume(synthetic_run_dir, tmp_
 
 def test_the_sibling_random_run_is_found(synthetic_run_dir):
     result = write_report(open_run(synthetic_run_dir))
-    assert result["baseline"].path == synthetic_run_dir.parent / "run-random"
-    page = result["html"].read_text()
+    assert result.baseline.path == synthetic_run_dir.parent / "run-random"
+    page = result.html.read_text()
     assert "random search (run-random)" in page
     assert 'stroke-dasharray="6 4"' in page  # the baseline's dashed curve
 
@@ -210,15 +210,15 @@ def test_page_without_matplotlib_is_complete(synthetic_run_dir, tmp_path, monkey
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     result = write_report(open_run(tmp_path / "r"))
-    assert result["png"] is None
-    page = result["html"].read_text()
+    assert result.png is None
+    page = result.html.read_text()
     for part in ('class="chart front"', 'class="arch"', 'class="chart history"',
                  'class="chart imp"'):
         assert part in page
 
 
 def test_the_scripts_hash_is_in_the_csp(synthetic_run_dir):
-    page = write_report(open_run(synthetic_run_dir))["html"].read_text()
+    page = write_report(open_run(synthetic_run_dir)).html.read_text()
     scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
     assert len(scripts) == 1
     digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
@@ -262,7 +262,7 @@ def test_hostile_strings_in_the_new_parts_are_escaped(synthetic_run_dir, tmp_pat
     con.commit()
     con.close()
     run = open_run(run_dir)
-    page = write_report(run)["html"].read_text()
+    page = write_report(run).html.read_text()
     tags = _tags(page)
     assert [t for t, _ in tags if t in ("script", "img", "b", "iframe")] == ["script"]
     assert not [a for _, attrs in tags for a, _ in attrs if a.startswith("on")]

@@ -91,7 +91,7 @@ def test_proxy_sees_a_pages_fetches(proxy, tmp_path):
 def test_report_renders_and_fetches_nothing(search_run_dir, proxy, tmp_path):
     port, seen = proxy
     run = open_run(search_run_dir)
-    page = write_report(run)["html"]
+    page = write_report(run).html
     # nothing in the page points outside it, so the service domains hide none of its fetches
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//|url\(\s*["']?\s*(https?:)?//""",
                          page.read_text(), re.I)
@@ -132,7 +132,7 @@ def test_report_interaction_in_chromium(synthetic_run_dir, proxy, tmp_path):
     shutil.copytree(synthetic_run_dir, run_dir)
     shutil.copytree(synthetic_run_dir.parent / "run-random", tmp_path / "run-random")
     run = open_run(run_dir)
-    url = write_report(run)["html"].resolve().as_uri()
+    url = write_report(run).html.resolve().as_uri()
     front = len(run.front())
     browser = Chromium(CHROMIUM, flags(port, tmp_path), width=1280, height=900)
     try:

@@ -69,7 +69,7 @@ def test_exported_weights_reproduce_the_supernet(run_dir, tmp_path):
     run = open_run(run_dir)
     best = run.best()
     result = export_trial(run_dir, tmp_path / "exp", trial=best["trial"])
-    assert result["deltas"]["model"] <= 1e-5 and result["deltas"]["torchscript"] <= 1e-5
+    assert result.deltas["model"] <= 1e-5 and result.deltas["torchscript"] <= 1e-5
     sn = load_supernet(run.supernet_path(), device="cpu")
     arch = nas.Architecture.parse(best["arch"])
     torch.manual_seed(0)
@@ -112,7 +112,7 @@ def test_onnx_export_matches(run_dir, tmp_path):
     from onnx.reference import ReferenceEvaluator
 
     result = export_trial(run_dir, tmp_path / "o")
-    assert tmp_path / "o" / "model.onnx" in result["paths"]
+    assert tmp_path / "o" / "model.onnx" in result.paths
     graph = onnx.load(tmp_path / "o" / "model.onnx")
     onnx.checker.check_model(graph)
     x = torch.randn(3, 1, 28, 28)  # another batch size than the export's example
@@ -126,7 +126,7 @@ def test_onnx_export_matches(run_dir, tmp_path):
 def test_fused_form_matches_split_form(run_dir, tmp_path, channels_last):
     export_trial(run_dir, tmp_path / "split")
     result = export_trial(run_dir, tmp_path / "fused", fused=True, channels_last=channels_last)
-    assert result["deltas"]["model"] <= 1e-5
+    assert result.deltas["model"] <= 1e-5
     x = torch.randn(2, 1, 28, 28)
     split = standalone_logits(tmp_path / "split", x)
     fused = standalone_logits(tmp_path / "fused", x)
@@ -147,7 +147,7 @@ def test_folded_form_matches_split_form(run_dir, tmp_path):
     split = standalone_logits(tmp_path / "split", x)
     folded = standalone_logits(tmp_path / "folded", x)
     tolerance = 1e-5 * split.abs().max().item()
-    assert result["deltas"]["model"] <= tolerance
+    assert result.deltas["model"] <= tolerance
     assert (split - folded).abs().max().item() <= tolerance
     assert "FOLD_BN = True" in (tmp_path / "folded" / "model.py").read_text()
 
@@ -244,7 +244,7 @@ def _tamper(run_dir: Path, dest: Path, value: str) -> Path:
 def test_hostile_study_strings_are_escaped_and_never_become_code(run_dir, tmp_path, value):
     tampered = _tamper(run_dir, tmp_path / "t", value)
     run = open_run(tampered)
-    page = write_report(run)["html"].read_text()
+    page = write_report(run).html.read_text()
     assert page.count("<script") == 1  # the report's own, last in the page
     body = page.rsplit("<script>", 1)[0]
     for bad in ("<script", "<img", "onload='", "__import__(\"os\")"):
@@ -299,7 +299,7 @@ def test_hostile_config_with_a_valid_arch_never_reaches_model_py(run_dir, tmp_pa
     # stored as a file of the run directory (issue 16), still only data in arch.json
     assert json.loads((tmp_path / "x" / "arch.json").read_text())["weights"]["data"] == \
         str(dest / HOSTILE[0])
-    assert result["deltas"]["supernet"] <= 1e-5
+    assert result.deltas["supernet"] <= 1e-5
 
 
 def test_malformed_results_are_shown_but_never_ranked_or_exported(run_dir, tmp_path, capsys):

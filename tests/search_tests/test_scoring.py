@@ -70,7 +70,7 @@ def test_a_predictor_search_warns_where_the_predictor_extrapolates(tmp_path):
 
     run = open_run(tmp_path / "r")
     front = run.front()
-    page = write_report(run)["html"].read_text()
+    page = write_report(run).html.read_text()
     text = front_table(front)
     assert any(r.get("caveat") for r in front)  # this band is narrow: the front leaves it
     assert "(*) the estimator flagged" in text and "caveat: " in page

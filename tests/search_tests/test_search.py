@@ -337,7 +337,7 @@ def test_an_int8_search_says_which_runtime_measured_and_calibrates_on_its_data(t
     pytest.importorskip("onnxruntime")
     from nas.report import write_report
     from nas.search import open_run
-    from nas.search.run import latency_calibration
+    from nas.search.trials import latency_calibration
     from nas.train import load_supernet
 
     run_dir = tmp_path / "run"
@@ -355,7 +355,7 @@ def test_an_int8_search_says_which_runtime_measured_and_calibrates_on_its_data(t
     assert any(line.startswith("latency: measured, onnxruntime-int8") for line in lines)
     frame = pd.read_csv(run_dir / "trials.csv")
     assert set(frame.latency_backend[frame.feasible]) == {"onnxruntime-int8"}
-    page = write_report(open_run(run_dir))["html"].read_text()
+    page = write_report(open_run(run_dir)).html.read_text()
     assert "measured in onnxruntime-int8" in page
     # what it calibrated on: the supernet's training images, at the target input (3x64x64)
     sn = load_supernet(run_dir / "supernet" / "supernet.pt", "cpu")

@@ -211,8 +211,8 @@ def test_export_describes_the_network_it_wrote(user, cache, tmp_path):
     counter = FlopCountAnalysis(net.eval(), torch.zeros(1, 3, 20, 20))
     counter.unsupported_ops_warnings(False)
     assert meta["flops"] == counter.total()
-    assert meta["target"]["arch"] == result["row"]["arch"] and \
-        meta["target"]["flops"] == result["row"]["flops"]
+    assert meta["target"]["arch"] == result.row["arch"] and \
+        meta["target"]["flops"] == result.row["flops"]
 
 
 # --------------------------------------------------------------------- storage errors

@@ -99,8 +99,9 @@ def main() -> None:
         shared = out / "archs"  # later variants reuse what this one trained
         shutil.copy(out / "diagnose.csv", RESULTS / f"diagnose_{name}.csv")
         rows.append({"variant": name, "supernet_steps": settings["steps"],
-                     "bn_batches": bn, "val_images": val_images, **{k: summary[k] for k in summary
-                                          if k.startswith(("kendall", "spearman"))},
+                     "bn_batches": bn, "val_images": val_images, "kendall": summary.kendall,
+                     "spearman": summary.spearman, "kendall_ci": list(summary.kendall_ci),
+                     "spearman_ci": list(summary.spearman_ci),
                      "wall_s": round(time.perf_counter() - start)})
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
