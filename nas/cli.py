@@ -447,6 +447,8 @@ def _search(args) -> None:
     log(f"nas search: {config.space}, budget {config.budget:,} FLOPs, {config.trials} trials, "
         f"run directory {out}")
     result = run_search(config, out, progress=not args.json, log=log)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return
     if args.json:
         print(json.dumps({"trials": result.trials, "feasible": result.feasible,
                           "study": result.study, "front": result.front, "best": result.best}))

@@ -9,8 +9,10 @@ trial: suggest, budget check, latency, supernet accuracy, reward), :mod:`.sample
 (Optuna's TPE, NSGA-II, random), :mod:`.evolution` (``--sampler evolution``: OFA's
 evolution on a predictor, its picks queued as trials), :mod:`.storage` (SQLite, RDB with
 heartbeats, journal; recovering dead workers' trials), :mod:`.loop` (trials until the
-study holds N), :mod:`.workers` (``--workers N``), :mod:`.run` (the command) and
-:mod:`.results` (rows, front, ``trials.csv``, :func:`open_run`).
+study holds N), :mod:`.workers` (``--workers N``), :mod:`.run` (the command),
+:mod:`.pipeline` (``--estimator predictor``: a reference of the task, its predictor, then
+the search and the re-ranking, with a plan of their costs first) and :mod:`.results` (rows,
+front, ``trials.csv``, :func:`open_run`).
 """
 
 from ..lazy import lazy_names
