@@ -142,12 +142,21 @@ def check_reference(config: SearchConfig) -> None:
     if load_space(saved.space).text != load_space(config.space).text:
         raise UsageError(f"--reference {ref}: a reference of space {saved.space}, not of "
                          f"{config.space}")
-    if os.path.realpath(saved.data) != os.path.realpath(config.data):
+    if not _same_data(saved.data, config.data):
         raise UsageError(f"--reference {ref}: a reference of the data {saved.data}, not of "
                          f"--data {config.data}")
     if saved.resolution != config.resolution:
         raise UsageError(f"--reference {ref}: trained at --resolution {saved.resolution}, "
                          f"not {config.resolution}")
+
+
+def _same_data(saved: str, given: str) -> bool:
+    """Whether a reference's data is the search's: the same file, or, when the path the
+    reference saved is not there (references written before their paths were kept relative
+    to them; a reference moved to another machine), a file of the same name."""
+    if os.path.realpath(saved) == os.path.realpath(given):
+        return True
+    return not os.path.exists(saved) and os.path.basename(saved) == os.path.basename(given)
 
 
 def plan_reference(config: SearchConfig, run: SearchDir) -> ReferencePlan:
@@ -260,8 +269,9 @@ def _step_seconds(config: SearchConfig, arch: str) -> StepTime:
             model.eval()(x)
         model.train()
 
-    timed(step)  # allocations, kernel choices
+    timed(step)  # allocations, kernel choices (each mode its own)
     step_s = min(timed(step) for _ in range(2))
+    timed(evaluate)
     eval_s = min(timed(evaluate) for _ in range(2))
     return StepTime(step_s, eval_s, str(device), len(train), len(val))
 

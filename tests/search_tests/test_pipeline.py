@@ -140,6 +140,7 @@ def test_a_killed_reference_continues_where_it_was_cut(tmp_path):
 BAD = {
     "no such reference": (["--reference", "{tmp}/none"], "not a reference directory"),
     "reference of another space": (["--reference", "{tmp}/other"], "a reference of space"),
+    "reference of other data": (["--reference", "{tmp}/cifar"], "a reference of the data"),
     "reference without the predictor": (["--estimator", "supernet", "--reference",
                                          "{tmp}/other"], "--reference is what"),
     "too small a reference": (["--reference-archs", "4"], "--reference-archs must be >= 5"),
@@ -157,6 +158,10 @@ def test_bad_settings_are_refused_in_seconds_before_any_training(bad, tmp_path, 
     other = tmp_path / "other"
     other.mkdir()
     (other / "reference.json").write_text(json.dumps(ReferenceConfig().to_dict()))
+    cifar = tmp_path / "cifar"  # its data path saved where the data no longer is
+    cifar.mkdir()
+    (cifar / "reference.json").write_text(json.dumps(ReferenceConfig(
+        space=TINY, data="/gone/cifar10-jpg.tar.gz").to_dict()))
     flags, fragment = BAD[bad]
     flags = [f.format(tmp=tmp_path) for f in flags]
     run = tmp_path / "runs" / "a"
