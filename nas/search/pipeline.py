@@ -206,7 +206,7 @@ def _median(values) -> Optional[float]:
 
 def _duration(seconds: float) -> str:
     if seconds < 1:
-        return "<1 s"
+        return "1 s"  # at most
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

@@ -137,6 +137,21 @@ def test_a_killed_reference_continues_where_it_was_cut(tmp_path):
     assert SearchDir(run).predictor.exists() and SearchDir(run).rerank_json.exists()
 
 
+def test_workers_split_the_reference_and_the_evolution_runs_in_one_process(tmp_path,
+                                                                           capsys):
+    """--workers 2 with the evolution: two processes train the reference's two shards
+    (each architecture once), no shared storage needed; then the one process searches."""
+    data = _photos(tmp_path)
+    run = tmp_path / "runs" / "a"
+    assert main(["search", "--budget", "8M", *FAST, "--data", data, "--rerank", "0",
+                 "--workers", "2", "-o", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "5 to train over 2 processes" in out and "reference: 2 processes, pids" in out
+    rows = pd.read_csv(_band(run, 8_000_000, data=data).rows)
+    assert len(rows) == 5 and rows.id.is_unique
+    assert "3 trials, 3 within budget" in out
+
+
 BAD = {
     "no such reference": (["--reference", "{tmp}/none"], "not a reference directory"),
     "reference of another space": (["--reference", "{tmp}/other"], "a reference of space"),
