@@ -152,6 +152,27 @@ def test_workers_split_the_reference_and_the_evolution_runs_in_one_process(tmp_p
     assert "3 trials, 3 within budget" in out
 
 
+def test_torchrun_ranks_share_the_reference_and_rank_0_does_the_rest(tmp_path):
+    """Two processes as torchrun starts them (RANK, WORLD_SIZE): each trains its shard of
+    the reference; rank 1 then stops without a word, rank 0 waits for its rows, fits,
+    searches and reports."""
+    data = _photos(tmp_path)
+    run = tmp_path / "runs" / "a"
+    command = [sys.executable, "-m", "nas", "search", "--budget", "8M", *FAST, "--data", data,
+               "--rerank", "0", "-o", str(run)]
+    env = {**os.environ, "WORLD_SIZE": "2", "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen(command, env={**env, "RANK": str(rank)}, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for rank in (0, 1)]
+    (out0, err0), (out1, err1) = (p.communicate(timeout=600) for p in procs)
+    assert [p.returncode for p in procs] == [0, 0], err0 + err1
+    assert "plan (--estimator predictor" in out0 and "3 trials, 3 within budget" in out0
+    assert "plan" not in out1 and "within budget" not in out1 and "seed 0 arch" in out1
+    rows = pd.read_csv(_band(run, 8_000_000, data=data).rows)
+    assert len(rows) == 5 and rows.id.is_unique
+
+
 BAD = {
     "no such reference": (["--reference", "{tmp}/none"], "not a reference directory"),
     "reference of another space": (["--reference", "{tmp}/other"], "a reference of space"),
