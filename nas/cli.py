@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import __version__
-from .errors import NasError, RunError, UsageError
+from .errors import NasError, UsageError
 from .files import shell_path as _quote
 
 __all__ = ["main"]
@@ -321,6 +321,8 @@ def _search(args) -> None:
     log(f"nas search: {config.space}, budget {config.budget:,} FLOPs, {config.trials} trials, "
         f"run directory {out}")
     result = run_search(config, out, progress=not args.json, log=log)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return
     if args.json:
         print(json.dumps({"trials": result.trials, "feasible": result.feasible,
                           "study": result.study, "front": result.front, "best": result.best}))
@@ -424,55 +426,14 @@ def _rank(args) -> None:
 
 
 def _predictor_fit(args) -> None:
-    import pandas as pd
-
-    from .arch import Architecture
-    from .data.recipe import same_recipe
-    from .estimators import NaswotEstimator, PredictorConfig, save_predictor
-    from .reference import estimator_context, load_reference, reference_config
+    from .estimators import PredictorConfig
+    from .reference import fit_predictor
 
     fit = PredictorConfig(**PredictorConfig.given(args)).validate()
-    # targets pooled from several references are comparable only under one recipe
-    same = ("space", "data", "resolution", "epochs", "batch_size", "lr", "split_seed",
-            "val_fraction")
-    configs, tables = [], []
-    for path in args.reference:
-        config = reference_config(path)
-        differ = [k for k in same if configs and getattr(config, k) != getattr(configs[0], k)]
-        if configs and not same_recipe(config.recipe, configs[0].recipe):
-            differ.append("data recipe")
-        if differ:
-            raise UsageError(f"{path}: its {', '.join(differ)} differ from those of "
-                             f"{args.reference[0]}; pool only references of one recipe")
-        configs.append(config)
-        tables.append(load_reference(path)[1])
-    config = configs[0]
-    # an architecture in two references: the row with the most seeds
-    per_arch = (pd.concat(tables, ignore_index=True).sort_values("count", ascending=False,
-                                                               kind="stable")
-                .drop_duplicates("id"))
-    per_arch = per_arch[per_arch["count"] >= fit.min_seeds]
-    where = " + ".join(args.reference)
-    if len(per_arch) < 5:
-        raise RunError(f"{where}: {len(per_arch)} architectures have {fit.min_seeds} "
-                       "seeds or more; a predictor needs at least 5")
-    archs = [Architecture.parse(a) for a in per_arch.arch]
-    extra, settings = {}, {"reference": list(args.reference), "data": config.data,
-                           "recipe": next((c.recipe for c in configs if c.recipe), "")}
-    if fit.naswot:
-        context = estimator_context(args.reference[0])
-        extra["naswot"] = NaswotEstimator(context.images(128), context.num_classes).score(archs)
-        settings.update(naswot_images=128, naswot_seed=0)
-    space = None
-    if fit.encoding == "onehot":
-        from .space import load_space
-
-        space = load_space(config.space)
-    save_predictor(args.output, archs, list(per_arch["mean"]), fit.model, fit.encoding,
-                   config.resolution or None, extra, space, settings)
-    print(f"{fit.model} on {fit.encoding}{' + naswot' if extra else ''}, fitted on "
-          f"{len(archs)} architectures of {where}: {args.output}")
-    print(f"use it: nas search --budget 300M --data {_quote(config.data)} "
+    done = fit_predictor(args.reference, args.output, fit)
+    print(f"{fit.model} on {fit.encoding}{' + naswot' if done.naswot else ''}, fitted on "
+          f"{done.archs} architectures of {' + '.join(args.reference)}: {args.output}")
+    print(f"use it: nas search --budget 300M --data {_quote(done.config.data)} "
           f"--estimator predictor:{_quote(args.output)}")
 
 

@@ -29,7 +29,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from .units import parse_flops
 
 __all__ = ["ReferenceConfig", "ReferenceSummary", "Ranking", "run_reference", "shard_indices",
            "reliability", "load_reference", "summarize", "estimator_context", "rank_estimator",
-           "reference_config"]
+           "reference_config", "fit_predictor", "FittedPredictor", "POOLED_RECIPE"]
 
 
 @dataclass
@@ -398,3 +398,80 @@ def rank_estimator(out_dir, estimator, min_seeds: int = 2, k: int = 5) -> Rankin
     return Ranking(estimator.describe(), m["n"], m["kendall"], tuple(m["kendall_ci"]),
                    m["spearman"], tuple(m["spearman_ci"]), k, m[f"top{k}_precision"],
                    m[f"top{k}_regret"], seconds, per_arch)
+
+
+#: The reference settings that must agree for accuracies to be pooled in one predictor
+#: (and the data recipe, compared with :func:`nas.data.recipe.same_recipe`).
+POOLED_RECIPE = ("space", "data", "resolution", "epochs", "batch_size", "lr", "split_seed",
+                 "val_fraction")
+
+
+@dataclass
+class FittedPredictor:
+    """What :func:`fit_predictor` wrote: the file, its architectures, the recipe."""
+
+    path: str
+    archs: int
+    naswot: bool
+    config: ReferenceConfig  # the first reference's (all share the pooled recipe)
+
+
+def fit_predictor(references: Sequence, output, fit) -> FittedPredictor:
+    """Fit a predictor file on references of one recipe (``nas predictor fit``; the
+    ``--estimator predictor`` search's fit stage).
+
+    An architecture in several references counts once, with the row that has the most
+    seeds; only architectures with ``fit.min_seeds`` seeds or more are used.
+
+    Args:
+        references: reference directories (``nas reference``) of one space, data and
+            recipe (:data:`POOLED_RECIPE`).
+        output: the predictor file to write.
+        fit: a :class:`nas.estimators.PredictorConfig`.
+
+    Raises:
+        UsageError: the references' recipes differ.
+        RunError: fewer than 5 architectures have enough seeds.
+    """
+    import pandas as pd
+
+    from .data.recipe import same_recipe
+    from .estimators import NaswotEstimator, save_predictor
+
+    references = [str(r) for r in references]
+    configs, tables = [], []
+    for path in references:
+        config = reference_config(path)
+        differ = [k for k in POOLED_RECIPE
+                  if configs and getattr(config, k) != getattr(configs[0], k)]
+        if configs and not same_recipe(config.recipe, configs[0].recipe):
+            differ.append("data recipe")
+        if differ:
+            raise UsageError(f"{path}: its {', '.join(differ)} differ from those of "
+                             f"{references[0]}; pool only references of one recipe")
+        configs.append(config)
+        tables.append(load_reference(path)[1])
+    config = configs[0]
+    # an architecture in two references: the row with the most seeds
+    per_arch = (pd.concat(tables, ignore_index=True).sort_values("count", ascending=False,
+                                                               kind="stable")
+                .drop_duplicates("id"))
+    per_arch = per_arch[per_arch["count"] >= fit.min_seeds]
+    if len(per_arch) < 5:
+        raise RunError(f"{' + '.join(references)}: {len(per_arch)} architectures have "
+                       f"{fit.min_seeds} seeds or more; a predictor needs at least 5")
+    archs = [Architecture.parse(a) for a in per_arch.arch]
+    extra, settings = {}, {"reference": references, "data": config.data,
+                           "recipe": next((c.recipe for c in configs if c.recipe), "")}
+    if fit.naswot:
+        context = estimator_context(references[0])
+        extra["naswot"] = NaswotEstimator(context.images(128), context.num_classes).score(archs)
+        settings.update(naswot_images=128, naswot_seed=0)
+    space = None
+    if fit.encoding == "onehot":
+        from .space import load_space
+
+        space = load_space(config.space)
+    save_predictor(output, archs, list(per_arch["mean"]), fit.model, fit.encoding,
+                   config.resolution or None, extra, space, settings)
+    return FittedPredictor(str(output), len(archs), bool(extra), config)

@@ -6,7 +6,9 @@
   -o DIR``): settings, checkpoint, log, and for a finished standalone run its metrics and
   weights;
 * :class:`ExportDir` (``nas export -o DIR``): ``model.py`` and what goes with it;
-* :class:`DiagnoseDir` and :class:`ReferenceDir`: rank-correlation studies.
+* :class:`DiagnoseDir` and :class:`ReferenceDir`: rank-correlation studies;
+  :class:`ReferenceCache`: the references ``nas search --estimator predictor`` trains, one
+  per budget, shared by the runs beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Tuple
 
 __all__ = ["SearchDir", "SupernetDir", "TrainDir", "ExportDir", "DiagnoseDir", "ReferenceDir",
-           "supernet_checkpoint"]
+           "ReferenceCache", "supernet_checkpoint"]
 
 CONFIG = "config.json"
 
@@ -135,6 +137,17 @@ class SearchDir(_Dir):
     def rerank_run(self, trial: int, seed: int) -> TrainDir:
         return TrainDir(self.path / "rerank" / f"trial{trial}-s{seed}")
 
+    @property
+    def predictor(self) -> Path:
+        """``--estimator predictor``: the predictor the run fitted (its fit stage is done
+        once this exists)."""
+        return self.path / "predictor.json"
+
+    def reference_cache(self, key: str) -> "ReferenceCache":
+        """``--estimator predictor``: the references of one space, data and recipe
+        (``key``), beside the run directory so that the runs beside it share them."""
+        return ReferenceCache(self.path.parent / "references" / key)
+
 
 class ExportDir(_Dir):
     """An export (``nas export -o DIR``)."""
@@ -243,3 +256,18 @@ class ReferenceDir(_Dir):
 
     def run(self, arch_id: str, seed: int) -> TrainDir:
         return TrainDir(self.path / "runs" / f"{arch_id}-s{seed}")
+
+
+class ReferenceCache(_Dir):
+    """The references ``nas search --estimator predictor`` trained for one space, data and
+    recipe: one :class:`ReferenceDir` per FLOPs budget (its band), all pooled by the fit."""
+
+    def band(self, budget: int) -> ReferenceDir:
+        return ReferenceDir(self.path / f"budget-{int(budget)}")
+
+    def bands(self) -> Tuple[ReferenceDir, ...]:
+        """The references it holds (those with their settings written), by name."""
+        if not self.path.is_dir():
+            return ()
+        return tuple(ReferenceDir(p) for p in sorted(self.path.glob("budget-*"))
+                     if ReferenceDir(p).settings.exists())

@@ -11,8 +11,9 @@ evolution on a predictor, its picks queued as trials), :mod:`.storage` (SQLite, 
 heartbeats, journal; recovering dead workers' trials), :mod:`.loop` (trials until the
 study holds N), :mod:`.results` (rows, front, ``trials.csv``, :func:`open_run`), :mod:`.trials`
 (one process's share of the study), :mod:`.workers` (``--workers N``), :mod:`.rerank`
-(``--rerank K``) and :mod:`.run` (the command); a layers contract in pyproject.toml keeps
-their imports one way.
+(``--rerank K``), :mod:`.run` (the command) and :mod:`.pipeline` (``--estimator predictor``:
+a reference of the task, its predictor, then the search and the re-ranking, with a plan of
+their costs first); a layers contract in pyproject.toml keeps their imports one way.
 """
 
 from ..lazy import lazy_names

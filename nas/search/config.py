@@ -10,12 +10,13 @@ from ..data import DATA_MODES, data_location
 from ..errors import UsageError
 from ..estimators import ESTIMATOR_SPEC
 from ..latency import LATENCY_SPEC
+from ..reference import ReferenceConfig
 from ..space import space_location
 from ..units import parse_flops, parse_ms
 from .storage import storage_location
 
 __all__ = ["SearchConfig", "RerankConfig", "SEARCH_OBJECTIVES", "SEARCH_SAMPLERS", "STUDY_NAME",
-           "DEFAULT_BETA", "DEFAULT_GAMMA"]
+           "DEFAULT_BETA", "DEFAULT_GAMMA", "REFERENCE_ARCHS", "BUILT_RERANK"]
 
 # Doubling FLOPs costs beta * ln 2 = 1.39 accuracy points; +1 ms of latency costs 0.1.
 DEFAULT_BETA = 0.02
@@ -25,6 +26,14 @@ STUDY_NAME = "nas-search"
 # --sampler: what proposes each trial
 SEARCH_OBJECTIVES = ("reward", "pareto")
 SEARCH_SAMPLERS = ("auto", "tpe", "nsga2", "random", "evolution")
+# --reference-archs: the measured learning curve (ridge predictor, Kendall tau against the
+# 3-seed CIFAR-10 reference of the 240-300M band, experiments/README.md) is 0.46 at 30
+# architectures, 0.57 at 60 and 0.66 at 120, about +0.1 per doubling: each doubling costs as
+# much training as everything before it for the same gain, and at 60 the predictor already
+# ranks far better than the supernet (0.21) or NASWOT (0.18) do.
+REFERENCE_ARCHS = 60
+# --rerank -1 with --estimator predictor: the best this many are trained standalone
+BUILT_RERANK = 3
 
 
 @dataclass
@@ -77,18 +86,40 @@ class SearchConfig(Settings):
     latency_budget_ms: float = setting(0.0, at_least=0, parse=parse_ms, flag="--latency-budget",
                                        metavar="MS", help="hard latency limit, e.g. 25ms (batch "
                                                           "1, target input, this machine; 0: none)")
-    estimator: str = setting("supernet", pattern=ESTIMATOR_SPEC,
-                             metavar="{supernet,naswot,predictor:PATH}",
-                             expected="supernet, naswot or predictor:PATH",
+    estimator: str = setting("supernet", pattern=rf"{ESTIMATOR_SPEC}|predictor",
+                             metavar="{supernet,naswot,predictor,predictor:PATH}",
+                             expected="supernet, naswot, predictor or predictor:PATH",
                              help="what estimates accuracy: the weight-sharing supernet, the "
                                   "NASWOT score at initialisation (no training; ranks, so "
-                                  "--objective pareto), or a predictor file (nas predictor fit)")
-    rerank: int = setting(0, at_least=0, rerun=True,
+                                  "--objective pareto), a predictor file (nas predictor fit), "
+                                  "or predictor: the run trains a reference of this task "
+                                  "(--reference-*), fits RUN/predictor.json on it, searches "
+                                  "on it and re-ranks the best; its plan prints each stage's "
+                                  "cost first")
+    rerank: int = setting(-1, at_least=-1, rerun=True,
                           help="train the K best feasible architectures standalone (--rerank-"
                                "steps, --rerank-seeds) and record the winner, which nas export "
-                               "--best then means (0: no reranking)")
+                               f"--best then means (0: no reranking; -1: {BUILT_RERANK} with "
+                               "--estimator predictor, else 0)")
     rerank_steps: int = setting_of(RerankConfig, "steps", rerun=True)
     rerank_seeds: int = setting_of(RerankConfig, "seeds", rerun=True)
+    reference_archs: int = setting(REFERENCE_ARCHS, at_least=5,
+                                   help="--estimator predictor: architectures of the reference "
+                                        "it trains, one seed each, in the FLOPs band 0.8-1.0 x "
+                                        "--budget (ridge tau against a 3-seed CIFAR-10 "
+                                        "reference: 0.46 at 30, 0.57 at 60, 0.66 at 120; "
+                                        "at 60 it ranks far better than the supernet, 0.21, "
+                                        "and each doubling costs as much training again for "
+                                        "about +0.1)")
+    reference_epochs: float = setting_of(ReferenceConfig, "epochs",
+                                         help="--estimator predictor: epochs of each "
+                                              "reference architecture's standalone training")
+    reference: str = setting("", path=a_path, metavar="DIR",
+                             help="--estimator predictor: fit on this reference (nas "
+                                  "reference -o DIR) of the search's space and data, as it "
+                                  "is (nothing is trained into it); default: train one in the "
+                                  "cache RUN/../references/SPACE-DATA-HASH/ (keyed by space, "
+                                  "data and recipe), reused by every run and budget")
     supernet: str = setting("", path=a_path,
                             help="reuse a trained supernet (its .pt or run directory) "
                                  "instead of training one")
@@ -148,9 +179,13 @@ class SearchConfig(Settings):
             raise UsageError("--estimator naswot gives scores that rank architectures but are "
                              "not accuracies, so they cannot enter the reward: use "
                              "--objective pareto, or a predictor that takes NASWOT as a feature")
-        if self.sampler == "evolution":
+        if self.reference and self.estimator != "predictor":
+            raise UsageError("--reference is what --estimator predictor fits on; with a "
+                             "predictor file of your own, nas predictor fit REFERENCE made it")
+        if self.sampler_kind == "evolution":
             self._check_evolution()
-        if self.workers > 1 and (not self.storage or self.storage.startswith("sqlite")):
+        if (self.search_workers > 1
+                and (not self.storage or self.storage.startswith("sqlite"))):
             raise UsageError("--workers needs a storage that several processes can share: "
                              "SQLite (the default RUN/study.db) is not safe for that. Use "
                              "--storage postgresql://USER@HOST/DB or --storage journal:FILE")
@@ -158,9 +193,9 @@ class SearchConfig(Settings):
     def _check_evolution(self) -> None:
         """What ``--sampler evolution`` cannot do: it prices and scores ~10^5 candidates
         in one process and maximises the reward."""
-        if not self.estimator.startswith("predictor:"):
+        if not self.estimator.startswith("predictor"):
             raise UsageError("--sampler evolution scores ~10^5 candidates and needs a fast "
-                             "estimator: --estimator predictor:FILE (nas predictor fit); "
+                             "estimator: --estimator predictor (or predictor:FILE); "
                              f"--estimator {self.estimator} takes ~0.3-1 s per architecture")
         if self.objective != "reward":
             raise UsageError("--sampler evolution maximises the reward: use --objective "
@@ -171,7 +206,7 @@ class SearchConfig(Settings):
                              "--latency lut:FILE (nas latency build), or --gamma 0 without "
                              "--latency-budget to leave latency out of the search (the "
                              "recorded trials are then measured)")
-        if self.workers > 1:
+        if self.workers > 1 and self.estimator != "predictor":
             raise UsageError("--sampler evolution runs in one process (10^5 candidates in "
                              "about a minute): leave out --workers")
         if self.evolution_candidates < self.evolution_population:
@@ -180,7 +215,30 @@ class SearchConfig(Settings):
 
     @property
     def sampler_kind(self) -> str:
-        """The sampler ``auto`` stands for: TPE for the reward, NSGA-II for the front."""
+        """The sampler ``auto`` stands for: NSGA-II for the front; for the reward, evolution
+        on the predictor ``--estimator predictor`` fits when every candidate's reward can be
+        priced (latency from a ``lut:`` table, or left out: ``--gamma 0`` and no latency
+        budget), else TPE."""
         if self.sampler != "auto":
             return self.sampler
-        return "nsga2" if self.objective == "pareto" else "tpe"
+        if self.objective == "pareto":
+            return "nsga2"
+        return "evolution" if self.estimator == "predictor" and self.prices_latency else "tpe"
+
+    @property
+    def prices_latency(self) -> bool:
+        """Whether every candidate's reward can be priced without measuring it."""
+        return self.latency.startswith("lut:") or not (self.gamma or self.latency_budget_ms)
+
+    @property
+    def search_workers(self) -> int:
+        """Processes of the search itself: with ``--estimator predictor`` and the
+        evolution, ``--workers`` shard the reference and the search runs in one."""
+        return 1 if self.sampler_kind == "evolution" else self.workers
+
+    @property
+    def rerank_top(self) -> int:
+        """How many the final re-ranking trains (``--rerank -1``: by the estimator)."""
+        if self.rerank >= 0:
+            return self.rerank
+        return BUILT_RERANK if self.estimator == "predictor" else 0

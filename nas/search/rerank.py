@@ -92,14 +92,15 @@ def _missing(value) -> bool:
 
 def rerank(config: SearchConfig, run: SearchDir, study: optuna.Study, log=print,
            progress: bool = True) -> Reranking:
-    """Train the ``config.rerank`` best feasible trials; returns (and writes) the result."""
+    """Train the ``config.rerank_top`` best feasible trials; returns (and writes) the
+    result."""
     import pandas as pd
 
     from ..files import append_each, atomic_write_bytes
     from ..train import RetrainConfig, retrain
 
     rows = trial_rows(study)
-    chosen = rerank_candidates(rows, config.rerank)
+    chosen = rerank_candidates(rows, config.rerank_top)
     if not chosen:
         raise RunError(f"{run}: no feasible trial to re-rank")
     recipe = _recipe(config)

@@ -107,6 +107,10 @@ def check_settings(config: SearchConfig, run: SearchDir) -> None:
                                  num_threads=config.latency_threads)
     latency.check(load_space(config.space))
     check_estimator(config.estimator)
+    if config.estimator == "predictor":
+        from .pipeline import check_reference
+
+        check_reference(config)
     check_storage(study_url(config, run))
 
 
@@ -179,7 +183,9 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
     """Train or load the supernet, run (or continue) the study, write the run's files.
 
     With ``config.workers > 1`` the trials run in that many worker processes
-    (:mod:`nas.search.workers`) sharing ``config.storage``.
+    (:mod:`nas.search.workers`) sharing ``config.storage``. With ``--estimator predictor``
+    the run first trains a reference and fits its predictor (:mod:`nas.search.pipeline`);
+    under torchrun every rank trains its share of the reference and rank 0 does the rest.
     """
     # Paths as absolute files: the run works from any directory (config.json keeps files
     # inside the run directory relative to it, so the directory can be moved).
@@ -193,6 +199,12 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
         given = load_supernet(config.supernet, config.device)
         check_supernet(config, given)
     _check_data(config, run, given)
+    if config.estimator == "predictor":
+        from .pipeline import reference_shard, world
+
+        if world()[0] != 0:  # torchrun: rank 0 holds the run directory
+            reference_shard(config, run, log)
+            return SearchResult(0, 0, [], None, 0.0, 0)
     run.path.mkdir(parents=True, exist_ok=True)
     with _run_lock(run):  # before writing: a refused second search changes nothing
         prepare_run(config, run.path)  # again, under the lock
@@ -206,6 +218,10 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
                 sn=None) -> SearchResult:
     # Optuna logs every failed trial with its traceback: nas reports failures itself.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if config.estimator == "predictor":
+        from .pipeline import build_predictor
+
+        build_predictor(config, run, log)
     if needs_supernet(config.estimator):
         sn = sn or _supernet(config, run, progress)
         check_supernet(config, sn)
@@ -216,7 +232,7 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
         log(f"note: the supernet was trained on {sn.config.data}; the search scores on "
             f"that data (--data {config.data} is not used with --supernet)")
     started = time.perf_counter()
-    if config.workers > 1:
+    if config.search_workers > 1:
         from .workers import run_workers  # torch and subprocesses: only when asked for
 
         study = open_study(config, run)
@@ -227,7 +243,7 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
     else:
         study, retried = run_trials(config, run, sn, log)
     write_trials_csv(study, run)
-    if config.rerank:
+    if config.rerank_top:
         from .rerank import rerank
 
         rerank(config, run, study, log=log, progress=progress)

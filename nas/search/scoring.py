@@ -11,11 +11,12 @@ from typing import Optional
 
 from ..arch import InputSpec
 from ..estimators import EstimatorContext, make_estimator, needs_supernet
+from ..runs import SearchDir
 from ..space import SearchSpace
 from ..space.proxy import blind_decisions, sighted_resolution
 from .config import SearchConfig
 
-__all__ = ["build_estimator", "proxy_warning", "needs_supernet"]
+__all__ = ["build_estimator", "estimator_spec", "proxy_warning", "needs_supernet"]
 
 
 def _task(config: SearchConfig, sn):
@@ -34,8 +35,17 @@ def _task(config: SearchConfig, sn):
     return dataset, train, mean, std, recipe_of(dataset, loop)
 
 
-def build_estimator(config: SearchConfig, sn=None):
-    """``(estimator, proxy input)`` for a search; ``sn`` is its supernet run when it has one."""
+def estimator_spec(config: SearchConfig, run) -> str:
+    """What ``--estimator`` names for make_estimator: ``predictor`` is the run's own
+    ``RUN/predictor.json`` (:mod:`nas.search.pipeline` fits it)."""
+    if config.estimator == "predictor":
+        return f"predictor:{SearchDir(run).predictor}"
+    return config.estimator
+
+
+def build_estimator(config: SearchConfig, sn=None, run=None):
+    """``(estimator, proxy input)`` for a search; ``sn`` is its supernet run when it has one,
+    ``run`` its run directory (where ``--estimator predictor`` keeps its predictor)."""
     dataset, train, mean, std, recipe = _task(config, sn)
     resolution = config.resolution or None
 
@@ -53,7 +63,7 @@ def build_estimator(config: SearchConfig, sn=None):
     # the side every trial is scored at: a supernet's own (the search refuses another)
     side = sn.resolution if sn is not None else resolution or recipe.resolution
     proxy = InputSpec(dataset.channels, side, len(dataset.classes))
-    return make_estimator(config.estimator, context), proxy
+    return make_estimator(estimator_spec(config, run), context), proxy
 
 
 def proxy_warning(space: SearchSpace, resolution: int) -> Optional[str]:

@@ -138,7 +138,7 @@ def run_trials(config: SearchConfig, run: SearchDir, sn, log=print, prefix: str 
     if sn is not None:
         check_supernet(config, sn)
         scored_images(config, sn.loaders()[1].data, sn.dataset.classes)  # can it rank?
-    estimator, proxy = build_estimator(config, sn)
+    estimator, proxy = build_estimator(config, sn, run)
     note = proxy_warning(space, proxy.resolution)
     if note and not prefix:
         log(note)
