@@ -25,25 +25,21 @@ __all__ = ["main"]
 
 # ---------------------------------------------------------------- parsers, per command
 def _space_args(p: argparse.ArgumentParser) -> None:
+    from .space.show import ListConfig, SampleConfig, ShowConfig
+
     sub = p.add_subparsers(dest="space_command", required=True, metavar="SUBCOMMAND")
     ls = sub.add_parser("list", help="list registered spaces")
-    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ListConfig.add_arguments(ls)
     show = sub.add_parser("show", help="decisions, size and FLOPs range of a space")
     show.add_argument("space", help="registered name (see `nas space list`) or path to a .yaml")
-    show.add_argument("--json", action="store_true", help="machine-readable output")
-    show.add_argument("--proxy", type=int, metavar="N",
-                      help="list the decisions an N x N proxy input cannot see, and the "
-                           "smallest resolution that sees them all")
+    ShowConfig.add_arguments(show)
     sample = sub.add_parser("sample", help="random architectures with their cost")
     sample.add_argument("space", help="registered name or path to a .yaml")
-    sample.add_argument("-n", type=int, default=5, help="how many (default 5)")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    sample.add_argument("--json", action="store_true",
-                        help='JSON lines {"arch", "flops", "params"}')
+    SampleConfig.add_arguments(sample)
 
 
 def _supernet_args(p: argparse.ArgumentParser) -> None:
-    from .train import TrainConfig
+    from .train import QuickReportConfig, TrainConfig
 
     sub = p.add_subparsers(dest="supernet_command", required=True, metavar="SUBCOMMAND")
     train = sub.add_parser(
@@ -54,13 +50,12 @@ def _supernet_args(p: argparse.ArgumentParser) -> None:
     train.add_argument("--resume", action="store_true",
                        help="continue the run's checkpoint exactly where it stopped")
     TrainConfig.add_arguments(train)
-    train.add_argument("--no-eval", action="store_true",
-                       help="skip the final validation of the largest and smallest subnets")
-    train.add_argument("--recalibration-batches", type=int, default=20,
-                       help="BN recalibration batches for the final evaluation (default 20)")
+    QuickReportConfig.add_arguments(train)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
+    from .data.shards import ShardsConfig
+
     sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     shards = sub.add_parser(
         "shards", help="write an image folder as tar shards (WebDataset layout, timm's "
@@ -70,8 +65,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                     "_info.json: --data DIR reads them, each torchrun rank its own shards.")
     shards.add_argument("source", help="an image folder with train/ and test/, or a .tar.gz")
     shards.add_argument("-o", "--output", required=True, help="the shard folder")
-    shards.add_argument("--shard-size", type=int, default=1000,
-                        help="images per shard (default 1000)")
+    ShardsConfig.add_arguments(shards)
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
@@ -85,7 +79,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 def _latency_args(p: argparse.ArgumentParser) -> None:
     from .latency import TableConfig
-    from .latency.device import PackConfig
+    from .latency.device import PackConfig, ReadConfig
 
     sub = p.add_subparsers(dest="latency_command", required=True, metavar="SUBCOMMAND")
     build = sub.add_parser("build", help="time every block of a space once, in torch eager "
@@ -106,8 +100,8 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
     read = sub.add_parser("read", help="a pack's timings (run_latency.py on the device) as a "
                                        "table for --latency lut:FILE")
     read.add_argument("pack", help="the pack's folder (nas latency pack)")
-    read.add_argument("--timings", help="the runner's timings.json (default PACK/timings.json)")
     read.add_argument("-o", "--output", required=True, help="the table (.json)")
+    ReadConfig.add_arguments(read)
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -167,15 +161,11 @@ def _reference_args(p: argparse.ArgumentParser) -> None:
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
+    from .report import ReportConfig
+
     p.add_argument("run", help="run directory written by nas search")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--json", action="store_true",
-                       help="print the front as JSON (nothing else, no files written)")
-    which.add_argument("--trial", type=int, metavar="N",
-                       help="draw trial N's architecture alone: RUN/trial-N.svg (and .png)")
-    p.add_argument("--baseline", metavar="RUN",
-                   help="a random-search run to compare the history with (default: RUN-random "
-                        "when it exists)")
+    ReportConfig.add_arguments(p.add_mutually_exclusive_group(), skip=("baseline",))
+    ReportConfig.add_arguments(p, skip=("json", "trial"))
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
@@ -261,10 +251,10 @@ def _parser(command: Optional[str]) -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- handlers
 def _space_list(args) -> None:
     from .space import available_spaces, load_space
-    from .space.show import space_line
+    from .space.show import ListConfig, space_line
 
     spaces = available_spaces()
-    if args.json:
+    if ListConfig(**ListConfig.given(args)).validate().json:
         print(json.dumps({name: str(path) for name, path in spaces.items()}))
         return
     for name in spaces:
@@ -273,40 +263,39 @@ def _space_list(args) -> None:
 
 def _space_show(args) -> None:
     from .space import load_space
-    from .space.show import summarize_space
+    from .space.show import ShowConfig, summarize_space
 
     space = load_space(args.space)
-    if args.proxy is not None and not 1 <= args.proxy <= 4096:
-        raise UsageError(f"--proxy must be a resolution from 1 to 4096, got {args.proxy}")
-    summary = summarize_space(space, args.proxy)
-    print(json.dumps(summary.to_dict()) if args.json else "\n".join(summary.lines()))
+    c = ShowConfig(**ShowConfig.given(args)).validate()
+    summary = summarize_space(space, c.proxy)
+    print(json.dumps(summary.to_dict()) if c.json else "\n".join(summary.lines()))
 
 
 def _space_sample(args) -> None:
     from .space import load_space
-    from .space.show import sample_line
+    from .space.show import SampleConfig, sample_line
 
-    if args.n < 1:
-        raise UsageError(f"-n must be at least 1, got {args.n}")
+    c = SampleConfig(**SampleConfig.given(args)).validate()
     space = load_space(args.space)
-    rng = random.Random(args.seed)
-    for _ in range(args.n):
-        print(sample_line(space.sample(rng), args.json))
+    rng = random.Random(c.seed)
+    for _ in range(c.n):
+        print(sample_line(space.sample(rng), c.json))
 
 
 def _supernet_train(args) -> None:
     from .runs import SupernetDir
-    from .train import TrainConfig, quick_report, resume_or_new, train_supernet
+    from .train import QuickReportConfig, TrainConfig, quick_report, resume_or_new, train_supernet
 
+    final = QuickReportConfig(**QuickReportConfig.given(args)).validate()
     run = SupernetDir(args.output)
     config = resume_or_new(TrainConfig.given(args), run.path, args.resume)
     result = train_supernet(config, run.path, resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
         return
     print(f"supernet: {result.step} steps, checkpoint {run.checkpoint}")
-    if not args.no_eval:
-        acc = quick_report(result, args.recalibration_batches)
-        print(f"validation accuracy (BN recalibrated, {args.recalibration_batches} batches): "
+    if final.eval:
+        acc = quick_report(result, final.recalibration_batches)
+        print(f"validation accuracy (BN recalibrated, {final.recalibration_batches} batches): "
               f"largest {acc['largest']:.2%}, smallest {acc['smallest']:.2%}")
 
 
@@ -366,9 +355,9 @@ def _latency_pack(args) -> None:
 
 
 def _latency_read(args) -> None:
-    from .latency.device import read_timings
+    from .latency.device import ReadConfig, read_timings
 
-    table = read_timings(args.pack, args.timings)
+    table = read_timings(args.pack, ReadConfig(**ReadConfig.given(args)).validate().timings)
     table.save(args.output)
     d = table.device
     print(f"{len(table.entries)} units timed in {d['runtime_version']} on {d.get('machine')} "
@@ -450,16 +439,17 @@ def _rerank(args) -> None:
 
 
 def _report(args) -> None:
-    from .report import baseline_run, front_json, write_report, write_trial_picture
+    from .report import ReportConfig, baseline_run, front_json, write_report, write_trial_picture
     from .search import open_run
 
+    c = ReportConfig(**ReportConfig.given(args)).validate()
     run = open_run(args.run)
-    if args.json:
+    if c.json:
         print(front_json(run.front()))
-    elif args.trial is not None:
-        print(write_trial_picture(run, args.trial).line())
+    elif c.trial is not None:
+        print(write_trial_picture(run, c.trial).line())
     else:
-        print("\n".join(write_report(run, baseline=baseline_run(run, args.baseline))
+        print("\n".join(write_report(run, baseline=baseline_run(run, c.baseline))
                         .lines(run)))
 
 
@@ -481,12 +471,10 @@ def _export(args) -> None:
 
 def _data_shards(args) -> None:
     from .data import load_dataset
-    from .data.shards import write_shards
+    from .data.shards import ShardsConfig, write_shards
 
-    if args.shard_size < 1:
-        raise UsageError("--shard-size must be at least 1")
-    index = write_shards(load_dataset(args.source, "stream"), Path(args.output),
-                         args.shard_size)
+    c = ShardsConfig(**ShardsConfig.given(args)).validate()
+    index = write_shards(load_dataset(args.source, "stream"), Path(args.output), c.shard_size)
     for name, split in index["splits"].items():
         print(f"{name}: {split['num_samples']:,} images in {len(split['filenames'])} shards")
     print(f"use it: nas search --budget 300M --data {_quote(args.output)}")

@@ -18,7 +18,8 @@ with :func:`inherit`, so the help and bounds stay written once::
 
 A setting that another command declares too, under its own flag (``nas search
 --rerank-steps`` is ``nas rerank --steps``), is taken from there with :func:`setting_of`.
-A list setting (``List[int]``, ``List[str]``) takes one or more values after its flag.
+A list setting (``List[int]``, ``List[str]``) takes one or more values after its flag; an
+``Optional`` one is None (its default) until the flag is given.
 
 A setting whose value may name a file (``path=``) is independent of the working directory:
 :meth:`Settings.resolved` makes its file absolute, and a saved ``config.json`` stores a file
@@ -115,6 +116,8 @@ def flag_of(name: str, meta: Optional[Mapping[str, Any]] = None) -> str:
 
 
 def _describe(kind) -> str:
+    if _optional(kind) is not None:
+        return _describe(_optional(kind)) + " or null"
     if _is_list(kind):
         return {int: "a list of whole numbers", str: "a list of texts"}[_item(kind)]
     return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}[kind]
@@ -122,6 +125,14 @@ def _describe(kind) -> str:
 
 def _is_list(kind) -> bool:
     return typing.get_origin(kind) is list
+
+
+def _optional(kind):
+    """The type an ``Optional`` setting has when it is set (``Optional[int]``: ``int``)."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is typing.Union and type(None) in args:
+        return next(a for a in args if a is not type(None))
+    return None
 
 
 def _item(kind):
@@ -270,7 +281,7 @@ class Settings:
             else:
                 kwargs = {"default": None}
                 text += f" (default: {_show(default)})"
-            kind = types[name]
+            kind = _optional(types[name]) or types[name]
             if kind is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             elif _is_list(kind):
@@ -298,7 +309,7 @@ class Settings:
 
 
 def _show(value) -> str:
-    if value == "" or value == []:
+    if value is None or value == "" or value == []:
         return "none"
     if isinstance(value, list):
         return " ".join(map(str, value))
@@ -306,6 +317,8 @@ def _show(value) -> str:
 
 
 def _is_type(value, kind) -> bool:
+    if _optional(kind) is not None:
+        return value is None or _is_type(value, _optional(kind))
     if _is_list(kind):
         return isinstance(value, list) and all(_is_type(v, _item(kind)) for v in value)
     if kind is bool:
@@ -319,6 +332,7 @@ def _is_type(value, kind) -> bool:
 
 def _from_text(name: str, raw, kind, meta) -> Any:
     flag = flag_of(name, meta)
+    kind = _optional(kind) or kind
     if kind is bool:
         return bool(raw)
     if meta["parse"] is not None:
@@ -341,6 +355,8 @@ def _check_value(name: str, value, kind, meta) -> None:
     flag = flag_of(name, meta)
     if not _is_type(value, kind):
         raise UsageError(f"{flag} must be {_describe(kind)}, got {value!r}")
+    if value is None:  # an Optional setting not given
+        return
     values = value if _is_list(kind) else [value]
     for v in values:
         if isinstance(v, float) and not math.isfinite(v):

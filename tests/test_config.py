@@ -5,25 +5,30 @@ import argparse
 import ast
 import dataclasses
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import pytest
 
 from nas.config import Settings, inherit, setting, setting_of
+from nas.data.shards import ShardsConfig
 from nas.diagnose import DiagnoseConfig
 from nas.errors import UsageError
 from nas.estimators import PredictorConfig, RankConfig
 from nas.export import ExportConfig
 from nas.latency import TableConfig
-from nas.latency.device import PackConfig
+from nas.latency.device import PackConfig, ReadConfig
 from nas.reference import ReferenceConfig
+from nas.report import ReportConfig
 from nas.search import RerankConfig, SearchConfig
-from nas.train import RetrainConfig, TrainConfig
+from nas.space.show import ListConfig, SampleConfig, ShowConfig
+from nas.train import QuickReportConfig, RetrainConfig, TrainConfig
 from nas.units import parse_flops
 
 NAS = Path(__file__).parents[1] / "nas"
 ALL_SETTINGS = [SearchConfig, TrainConfig, RetrainConfig, DiagnoseConfig, ReferenceConfig,
-                TableConfig, PackConfig, RerankConfig, RankConfig, PredictorConfig, ExportConfig]
+                TableConfig, PackConfig, RerankConfig, RankConfig, PredictorConfig, ExportConfig,
+                ListConfig, ShowConfig, SampleConfig, QuickReportConfig, ShardsConfig, ReadConfig,
+                ReportConfig]
 
 
 @dataclasses.dataclass
@@ -116,6 +121,23 @@ def test_strict_loading_of_saved_settings():
     assert Base(budget=2).differences(old) == {"budget": 1}
 
 
+def test_an_optional_setting_is_none_until_given():
+    @dataclasses.dataclass
+    class Maybe(Settings):
+        size: Optional[int] = setting(None, at_least=1, help="a size")
+
+    p = argparse.ArgumentParser()
+    Maybe.add_arguments(p)
+    assert "(default: none)" in p.format_help()
+    assert Maybe(**Maybe.given(p.parse_args([]))).validate().size is None
+    assert Maybe(**Maybe.given(p.parse_args(["--size", "3"]))).validate().size == 3
+    with pytest.raises(UsageError, match="--size must be >= 1, got 0"):
+        Maybe(size=0).validate()
+    assert Maybe.from_dict({"size": None}).size is None
+    with pytest.raises(UsageError, match="size must be a whole number or null"):
+        Maybe.from_dict({"size": "3"})
+
+
 @pytest.mark.parametrize("cls", ALL_SETTINGS)
 def test_every_command_setting_round_trips_and_has_help(cls):
     required = {n: 1 for n, f in cls.settings().items()
@@ -135,7 +157,10 @@ def test_the_cli_declares_no_setting_flag_by_hand():
     builders = {SearchConfig: cli._search_args, TrainConfig: cli._supernet_args,
                 RetrainConfig: cli._train_args, DiagnoseConfig: cli._diagnose_args,
                 ReferenceConfig: cli._reference_args, TableConfig: cli._latency_args,
-                PackConfig: cli._latency_args,
+                PackConfig: cli._latency_args, ReadConfig: cli._latency_args,
+                ListConfig: cli._space_args, ShowConfig: cli._space_args,
+                SampleConfig: cli._space_args, QuickReportConfig: cli._supernet_args,
+                ShardsConfig: cli._data_args, ReportConfig: cli._report_args,
                 RerankConfig: cli._rerank_args, RankConfig: cli._rank_args,
                 PredictorConfig: cli._predictor_args, ExportConfig: cli._export_args}
     assert set(builders) == set(ALL_SETTINGS)

@@ -46,14 +46,15 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..config import Settings, setting
+from ..errors import DataError, UsageError
 from ..files import write_json
 from .batches import StreamedBatches, item_seed
 from .decode import Form, to_form
 from .recipe import Recipe
 
-__all__ = ["INFO", "ShardSet", "ShardLoader", "is_shards", "load_shards", "write_shards",
-           "IMAGE_KEYS"]
+__all__ = ["INFO", "ShardsConfig", "ShardSet", "ShardLoader", "is_shards", "load_shards",
+           "write_shards", "IMAGE_KEYS"]
 
 INFO = "_info.json"
 #: Members of a sample that hold its image (the first present is used).
@@ -394,6 +395,17 @@ def load_shards(root: Path):
         sets.append(ShardSet(str(root), files, lengths, form))
     native = int(facts.get("native", 0))
     return sets[0], sets[1], classes, form, native, bool(facts.get("small", False))
+
+
+@dataclass
+class ShardsConfig(Settings):
+    """How ``nas data shards`` cuts a data set into shards."""
+
+    shard_size: int = setting(1000, help="images per shard")
+
+    def check(self) -> None:
+        if self.shard_size < 1:
+            raise UsageError("--shard-size must be at least 1")
 
 
 def write_shards(dataset, out: Path, shard_size: int = 1000, seed: int = 0) -> Dict:

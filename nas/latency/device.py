@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ..arch import Architecture
-from ..config import setting
+from ..config import Settings, a_path, setting
 from ..errors import CheckpointError
 from .table import DEVICE_RUNTIMES, LatencyTable, UnitsConfig
 from .units import unit_keys
 
-__all__ = ["PACK_FORMAT", "TIMINGS_FORMAT", "PackConfig", "read_manifest", "read_timings"]
+__all__ = ["PACK_FORMAT", "TIMINGS_FORMAT", "PackConfig", "ReadConfig", "read_manifest",
+           "read_timings"]
 
 
 @dataclass
@@ -34,6 +35,15 @@ class PackConfig(UnitsConfig):
     runtime: str = setting("onnxruntime", choices=DEVICE_RUNTIMES,
                            help="the device's runtime")
     seed: int = setting(0, help="seed of the random architectures and of the units' order")
+
+
+@dataclass
+class ReadConfig(Settings):
+    """Where ``nas latency read`` finds a pack's timings."""
+
+    timings: Optional[str] = setting(None, path=a_path,
+                                     help="the runner's timings.json (none: PACK/timings.json)")
+
 
 PACK_FORMAT = "nas-device-pack/1"
 TIMINGS_FORMAT = "nas-device-timings/1"

@@ -26,6 +26,7 @@ from .analysis import (
 from .page import (
     CSP,
     Report,
+    ReportConfig,
     TrialPicture,
     dashboard_command,
     export_command,
@@ -38,7 +39,7 @@ from .pictures import arch_picture, front_plot, history_plot, importance_plot
 from .table import arch_summary, front_json, front_table, latency_note
 
 __all__ = ["write_report", "write_trial_picture", "render_html", "front_table", "front_json",
-           "latency_note", "Report", "TrialPicture", "search_lines",
+           "latency_note", "Report", "ReportConfig", "TrialPicture", "search_lines",
            "arch_summary", "arch_picture", "front_plot", "history_plot", "importance_plot",
            "recommendations", "knee", "importances", "Importance", "IMPORTANCE_MIN_TRIALS",
            "histories", "History", "baseline_run", "export_command", "dashboard_command", "CSP"]

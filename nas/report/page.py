@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..arch import Architecture
+from ..config import Settings, a_path, setting
 from ..errors import RunError
 from ..files import atomic_write_bytes, shell_path
 from ..runs import SearchDir
@@ -45,7 +46,22 @@ from .pictures import (
 from .table import COLUMNS, fmt, front_table, is_num, latency_note, parse_arch, row_summary
 
 __all__ = ["render_html", "write_report", "write_trial_picture", "export_command",
-           "dashboard_command", "Report", "TrialPicture", "search_lines"]
+           "dashboard_command", "Report", "TrialPicture", "search_lines", "ReportConfig"]
+
+@dataclass
+class ReportConfig(Settings):
+    """What ``nas report`` writes or prints: the whole report, the front as JSON, or one
+    trial's picture; and the random-search run its history is compared with."""
+
+    json: bool = setting(False, help="print the front as JSON (nothing else, no files "
+                                     "written)")
+    trial: Optional[int] = setting(None, metavar="N",
+                                   help="draw trial N's architecture alone: RUN/trial-N.svg "
+                                        "(and .png)")
+    baseline: Optional[str] = setting(None, path=a_path, metavar="RUN",
+                                      help="a random-search run to compare the history with "
+                                           "(none: RUN-random when it exists)")
+
 
 _NO_MATPLOTLIB = 'pip install "nas[report]" for matplotlib'
 

@@ -7,12 +7,48 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from ..arch import Architecture
+from ..config import Settings, setting
 from ..cost import count_cost
+from ..errors import UsageError
 from ..grammar import FIELD_BY_NAME, SAME, fields_of
 from ..units import fmt_count
 from .search_space import SearchSpace
 
-__all__ = ["SpaceSummary", "summarize_space", "row_line", "space_line", "sample_line"]
+__all__ = ["ListConfig", "ShowConfig", "SampleConfig", "SpaceSummary", "summarize_space",
+           "row_line", "space_line", "sample_line"]
+
+
+@dataclass
+class ListConfig(Settings):
+    """How ``nas space list`` prints the registered spaces."""
+
+    json: bool = setting(False, help="machine-readable output")
+
+
+@dataclass
+class ShowConfig(ListConfig):
+    """What ``nas space show`` tells about a space besides its rows."""
+
+    proxy: Optional[int] = setting(None, metavar="N",
+                                   help="list the decisions an N x N proxy input cannot see, "
+                                        "and the smallest resolution that sees them all")
+
+    def check(self) -> None:
+        if self.proxy is not None and not 1 <= self.proxy <= 4096:
+            raise UsageError(f"--proxy must be a resolution from 1 to 4096, got {self.proxy}")
+
+
+@dataclass
+class SampleConfig(Settings):
+    """How many random architectures ``nas space sample`` draws, and how it prints them."""
+
+    n: int = setting(5, flag="-n", help="how many")
+    seed: int = setting(0, help="random seed")
+    json: bool = setting(False, help='JSON lines {"arch", "flops", "params"}')
+
+    def check(self) -> None:
+        if self.n < 1:
+            raise UsageError(f"-n must be at least 1, got {self.n}")
 
 
 @dataclass

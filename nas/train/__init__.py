@@ -23,6 +23,7 @@ from .supernet import (
     ARCH_SAMPLING_RULES,
     SUPERNET_CHECKPOINT_FORMAT,
     ArchSampler,
+    QuickReportConfig,
     SupernetRun,
     TrainConfig,
     check_resolution,
@@ -36,5 +37,5 @@ __all__ = ["calibration_inputs", "heldout_batches", "Dist", "LoopConfig", "DATA_
            "data_settings", "data_splits", "fit", "load_data", "recipe_of", "resolve_device",
            "create_optimizer", "create_schedule", "RetrainConfig", "arch_from_export", "retrain",
            "SUPERNET_CHECKPOINT_FORMAT", "ARCH_SAMPLING_RULES", "ArchSampler", "SupernetRun",
-           "TrainConfig", "check_resolution", "load_supernet", "quick_report", "train_supernet",
-           "retrain_config", "metrics_lines", "resume_or_new"]
+           "TrainConfig", "QuickReportConfig", "check_resolution", "load_supernet",
+           "quick_report", "train_supernet", "retrain_config", "metrics_lines", "resume_or_new"]

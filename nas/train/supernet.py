@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..arch import Architecture
-from ..config import setting
+from ..config import Settings, setting
 from ..cost import count_cost
 from ..data import Dataset, image_stats, make_loader
 from ..errors import CheckpointError, RunError, UsageError
@@ -45,8 +45,9 @@ from .loop import (
 )
 from .optim import create_optimizer, create_schedule
 
-__all__ = ["TrainConfig", "ArchSampler", "SupernetRun", "train_supernet", "load_supernet",
-           "quick_report", "resume_or_new", "ARCH_SAMPLING_RULES", "SUPERNET_CHECKPOINT_FORMAT"]
+__all__ = ["TrainConfig", "QuickReportConfig", "ArchSampler", "SupernetRun", "train_supernet",
+           "load_supernet", "quick_report", "resume_or_new", "ARCH_SAMPLING_RULES",
+           "SUPERNET_CHECKPOINT_FORMAT"]
 
 SUPERNET_CHECKPOINT_FORMAT = "nas-supernet/1"
 # --sampler of a supernet training: how each step draws the architectures it trains
@@ -305,6 +306,16 @@ def load_supernet(path, device: str = "auto") -> SupernetRun:
     if config.channels_last:
         supernet.use_memory_format(torch.channels_last)
     return SupernetRun(supernet, config, dataset, state["mean"], state["std"], state["step"])
+
+
+@dataclass
+class QuickReportConfig(Settings):
+    """Whether ``nas supernet train`` validates the supernet it trained
+    (:func:`quick_report`), and on how many BN recalibration batches."""
+
+    eval: bool = setting(True, help="validate the largest and smallest subnets at the end")
+    recalibration_batches: int = setting(20, help="BN recalibration batches for the final "
+                                                  "evaluation")
 
 
 def quick_report(run: SupernetRun, batches: int = 20) -> Dict[str, float]:
