@@ -322,24 +322,10 @@ def _search(args) -> None:
 
 
 def _latency_build(args) -> None:
-    import time
+    from .latency import TableConfig, build_table_file
 
-    from .latency import TableConfig, build_table
-    from .space import load_space
-
-    c = TableConfig(**TableConfig.given(args)).validate()
-    space = load_space(c.space)
-    out = Path(args.output)
-    progress = out.with_name(out.name + ".partial")  # the units timed so far
-    started = time.perf_counter()
-    table = build_table(space, c.runtime, c.archs, c.calibrate, c.threads, c.repeats,
-                        checkpoint=progress)
-    table.save(out)
-    progress.unlink(missing_ok=True)
-    print(f"{len(table.entries)} units of {space.name} timed in {table.backend} "
-          f"({table.threads} thread(s)) in {(time.perf_counter() - started) / 60:.1f} min; "
-          f"{table.fit_line('measured to fit it')}: {out}")
-    print(f"use it: nas search --budget 300M --latency lut:{_quote(str(out))}")
+    built = build_table_file(TableConfig(**TableConfig.given(args)), args.output)
+    print("\n".join(built.lines()))
 
 
 def _latency_pack(args) -> None:

@@ -20,13 +20,14 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "measure_latency": "measure", "threads": "runtime", "RUNTIMES": "runtime",
     "OnnxRuntime": "runtime", "OnnxRuntimeInt8": "runtime", "Runtime": "runtime",
     "TorchEager": "runtime", "make_runtime": "runtime", "LatencyTable": "table",
-    "TableConfig": "table", "build_table": "table", "OnnxModel": "quantize",
-    "QuantSettings": "quantize", "quant_settings": "quantize",
+    "TableConfig": "table", "build_table": "table", "build_table_file": "table",
+    "OnnxModel": "quantize", "QuantSettings": "quantize", "quant_settings": "quantize",
     "quantize_module": "quantize", "quantize_onnx": "quantize"})
 
 __all__ = ["LatencyModel", "MeasuredLatency", "LatencyTable", "TableConfig", "Runtime",
            "TorchEager", "OnnxRuntime", "OnnxRuntimeInt8", "RUNTIMES", "arch_latency",
-           "build_table", "make_latency_model", "make_runtime", "measure_latency", "threads",
+           "build_table", "build_table_file", "make_latency_model", "make_runtime",
+           "measure_latency", "threads",
            "LATENCY_SPEC", "INT8", "OnnxModel", "QuantSettings", "quant_settings",
            "quantize_module", "quantize_onnx"]
 

@@ -39,14 +39,14 @@ import torch
 from ..arch import Architecture
 from ..config import Settings, setting
 from ..errors import CheckpointError
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, shell_path
 from .base import LatencyModel
 from .measure import arch_latency
 from .runtime import ONNX_BUNDLE, RUNTIMES, Runtime, make_runtime
 from .units import Unit, arch_units, space_units, unit_keys
 
 __all__ = ["LatencyTable", "TableConfig", "UnitsConfig", "build_table", "FORMAT",
-           "DEVICE_RUNTIMES"]
+           "DEVICE_RUNTIMES", "BuiltTable", "build_table_file"]
 
 FORMAT = "nas-latency-lut/3"
 _OPERATION_FORMATS = ("nas-latency-lut/1", "nas-latency-lut/2")  # per-operation tables
@@ -254,6 +254,41 @@ class LatencyTable(LatencyModel):
                        int(data["repeats"]), path, device)
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise CheckpointError(f"{path}: malformed latency table ({e})") from None
+
+
+@dataclass
+class BuiltTable:
+    """What ``nas latency build`` reports: the table, where it was saved, how long it took."""
+
+    table: LatencyTable
+    space: str
+    path: Path
+    minutes: float
+
+    def lines(self) -> List[str]:
+        t = self.table
+        return [f"{len(t.entries)} units of {self.space} timed in {t.backend} "
+                f"({t.threads} thread(s)) in {self.minutes:.1f} min; "
+                f"{t.fit_line('measured to fit it')}: {self.path}",
+                f"use it: nas search --budget 300M --latency lut:{shell_path(str(self.path))}"]
+
+
+def build_table_file(config: TableConfig, out) -> BuiltTable:
+    """Build the table ``config`` describes into the file ``out``; a killed build leaves
+    the units timed so far in ``OUT.partial``, and the same build started again continues
+    from them."""
+    from ..space import load_space
+
+    config = config.validate()
+    space = load_space(config.space)
+    out = Path(out)
+    progress = out.with_name(out.name + ".partial")  # the units timed so far
+    started = time.perf_counter()
+    table = build_table(space, config.runtime, config.archs, config.calibrate, config.threads,
+                        config.repeats, checkpoint=progress)
+    table.save(out)
+    progress.unlink(missing_ok=True)
+    return BuiltTable(table, space.name, out, (time.perf_counter() - started) / 60)
 
 
 def build_table(space, runtime: str = "torch", archs: int = 0, calibrate: int = 12,
