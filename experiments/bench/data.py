@@ -260,11 +260,15 @@ def defaults(baseline: str, repeats: int) -> None:
                 rates = {"this tree": [], baseline: []}
                 for r in range(repeats):
                     for name, path in (("this tree", ROOT), (baseline, old)):
-                        out = Path(tmp) / f"{name}-{r}".replace(" ", "-")
+                        label = "fmnist" if data == "fashion-mnist" else "cifar10"
+                        out = Path(tmp) / f"{label}-{name}-{r}".replace(" ", "-")
                         env = {**os.environ, "PYTHONPATH": str(path)}
-                        subprocess.run([*NAS, "supernet", "train", "--data", data, "--steps",
-                                        str(steps), "--no-eval", "-o", str(out)], env=env,
-                                       check=True, capture_output=True)
+                        done = subprocess.run([*NAS, "supernet", "train", "--data", data,
+                                               "--steps", str(steps), "--no-eval", "-o",
+                                               str(out)], env=env, capture_output=True,
+                                              text=True)
+                        if done.returncode:
+                            raise SystemExit(f"{name} on {data} failed:\n{done.stderr[-3000:]}")
                         lines = (out / "train_log.jsonl").read_text().splitlines()
                         last = json.loads([line for line in lines if '"step"' in line][-1])
                         rates[name].append(last["img_per_s"])
