@@ -60,7 +60,7 @@ def setting(default: Any = dataclasses.MISSING, *, help: str, cli: bool = True,
             expected: Optional[str] = None,
             parse: Optional[Callable[[str], Any]] = None, metavar: Optional[str] = None,
             flag: Optional[str] = None, rerun: bool = False,
-            path: Optional[Locate] = None) -> Any:
+            path: Optional[Locate] = None, exclusive: Optional[str] = None) -> Any:
     """A dataclass field declaring one setting.
 
     Args:
@@ -80,11 +80,13 @@ def setting(default: Any = dataclasses.MISSING, *, help: str, cli: bool = True,
             other setting defines the run.
         path: the value may name a file: this splits it into ``(prefix, file)`` (None
             when it names none, e.g. a dataset's name); see the module docstring.
+        exclusive: settings naming the same group may not be given together on the
+            command line (``--json`` or ``--trial N``).
     """
     meta = {_META: dict(help=help, cli=cli, choices=tuple(choices) if choices else None,
                         at_least=at_least, above=above, at_most=at_most, below=below,
                         pattern=pattern, expected=expected, parse=parse, metavar=metavar, flag=flag,
-                        rerun=rerun, path=path)}
+                        rerun=rerun, path=path, exclusive=exclusive)}
     if isinstance(default, list):
         value = list(default)
         return dataclasses.field(default_factory=lambda: list(value), metadata=meta)
@@ -263,6 +265,7 @@ class Settings:
         """One flag per setting (``default=None``, so :meth:`given` sees what was typed)."""
         types = cls._types()
         shown = defaults if defaults is not None else None
+        groups: Dict[str, Any] = {}  # exclusive group name -> argparse's group
         for name, f in cls.settings().items():
             meta = f.metadata[_META]
             if not meta["cli"] or name in skip:
@@ -292,8 +295,13 @@ class Settings:
                 kwargs["metavar"] = meta["metavar"]
             elif meta["choices"] and kind is str:
                 kwargs["metavar"] = "{" + ",".join(meta["choices"]) + "}"
-            parser.add_argument(flag_of(name, meta), dest=name, help=text.replace("%", "%%"),
-                                **kwargs)
+            where = parser
+            if meta["exclusive"]:
+                if meta["exclusive"] not in groups:
+                    groups[meta["exclusive"]] = parser.add_mutually_exclusive_group()
+                where = groups[meta["exclusive"]]
+            where.add_argument(flag_of(name, meta), dest=name, help=text.replace("%", "%%"),
+                               **kwargs)
 
     @classmethod
     def given(cls, args: argparse.Namespace) -> Dict[str, Any]:

@@ -377,6 +377,12 @@ class Ranking:
                 f"{100 * self.top_regret:.2f} points; {self.seconds_per_arch:.2f} s per "
                 "architecture")
 
+    def write_scores(self, path) -> None:
+        """The per-architecture scores as a CSV file (``nas rank -o``), atomically."""
+        from .files import atomic_write_bytes
+
+        atomic_write_bytes(path, self.frame.to_csv(index=False).encode())
+
 
 def rank_estimator(out_dir, estimator, min_seeds: int = 2, k: int = 5) -> Ranking:
     """Score the reference's architectures (those with ``min_seeds`` seeds) with
@@ -414,6 +420,17 @@ class FittedPredictor:
     archs: int
     naswot: bool
     config: ReferenceConfig  # the first reference's (all share the pooled recipe)
+    references: Tuple[str, ...] = ()
+    describe: str = ""  # the model and encoding, e.g. "ridge on summary"
+
+    def lines(self) -> List[str]:
+        """What ``nas predictor fit`` prints: what was fitted on what, and how to use it."""
+        from .files import shell_path
+
+        return [f"{self.describe}{' + naswot' if self.naswot else ''}, fitted on {self.archs} "
+                f"architectures of {' + '.join(map(str, self.references))}: {self.path}",
+                f"use it: nas search --budget 300M --data {shell_path(self.config.data)} "
+                f"--estimator predictor:{shell_path(self.path)}"]
 
 
 def fit_predictor(references: Sequence, output, fit) -> FittedPredictor:
@@ -474,4 +491,5 @@ def fit_predictor(references: Sequence, output, fit) -> FittedPredictor:
         space = load_space(config.space)
     save_predictor(output, archs, list(per_arch["mean"]), fit.model, fit.encoding,
                    config.resolution or None, extra, space, settings)
-    return FittedPredictor(str(output), len(archs), bool(extra), config)
+    return FittedPredictor(str(output), len(archs), bool(extra), config,
+                           tuple(map(str, references)), f"{fit.model} on {fit.encoding}")

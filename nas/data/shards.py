@@ -54,7 +54,7 @@ from .decode import Form, to_form
 from .recipe import Recipe
 
 __all__ = ["INFO", "ShardsConfig", "ShardSet", "ShardLoader", "is_shards", "load_shards",
-           "write_shards", "IMAGE_KEYS"]
+           "write_shards", "shards_lines", "IMAGE_KEYS"]
 
 INFO = "_info.json"
 #: Members of a sample that hold its image (the first present is used).
@@ -451,3 +451,13 @@ def write_shards(dataset, out: Path, shard_size: int = 1000, seed: int = 0) -> D
                      "value_range": list(form.value_range) if form.value_range else None}}
     write_json(out / INFO, index)
     return index
+
+
+def shards_lines(index: Dict, out) -> List[str]:
+    """What ``nas data shards`` prints about the shards :func:`write_shards` wrote to
+    ``out`` (``index``: what it returned)."""
+    from ..files import shell_path
+
+    return [f"{name}: {split['num_samples']:,} images in {len(split['filenames'])} shards"
+            for name, split in index["splits"].items()] + [
+        f"use it: nas search --budget 300M --data {shell_path(str(out))}"]

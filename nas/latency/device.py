@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ..arch import Architecture
 from ..config import Settings, a_path, setting
@@ -24,7 +24,7 @@ from .table import DEVICE_RUNTIMES, LatencyTable, UnitsConfig
 from .units import unit_keys
 
 __all__ = ["PACK_FORMAT", "TIMINGS_FORMAT", "PackConfig", "ReadConfig", "read_manifest",
-           "read_timings"]
+           "read_timings", "read_table_file", "ReadTable"]
 
 
 @dataclass
@@ -135,3 +135,28 @@ def read_timings(pack_dir, timings: Optional[Path] = None) -> LatencyTable:
     table.fit(sums, ms)
     table.calibration = {"unit_sums": sums, "measured": ms}
     return table
+
+
+@dataclass
+class ReadTable:
+    """What ``nas latency read`` reports: the table read from a pack's timings and where it
+    was saved."""
+
+    table: LatencyTable
+    path: Path
+
+    def lines(self) -> List[str]:
+        from ..files import shell_path
+
+        t, d = self.table, self.table.device
+        return [f"{len(t.entries)} units timed in {d['runtime_version']} on {d.get('machine')} "
+                f"{d.get('system', '')} ({t.threads} thread(s)); "
+                f"{t.fit_line('timed whole')}: {self.path}",
+                f"use it: nas search --budget 300M --latency lut:{shell_path(str(self.path))}"]
+
+
+def read_table_file(pack_dir, timings: Optional[Path], output) -> ReadTable:
+    """``nas latency read``: :func:`read_timings` saved as the table file ``output``."""
+    table = read_timings(pack_dir, timings)
+    table.save(output)
+    return ReadTable(table, Path(output))

@@ -53,9 +53,9 @@ class ReportConfig(Settings):
     """What ``nas report`` writes or prints: the whole report, the front as JSON, or one
     trial's picture; and the random-search run its history is compared with."""
 
-    json: bool = setting(False, help="print the front as JSON (nothing else, no files "
-                                     "written)")
-    trial: Optional[int] = setting(None, metavar="N",
+    json: bool = setting(False, exclusive="what", help="print the front as JSON (nothing "
+                                                       "else, no files written)")
+    trial: Optional[int] = setting(None, metavar="N", exclusive="what",
                                    help="draw trial N's architecture alone: RUN/trial-N.svg "
                                         "(and .png)")
     baseline: Optional[str] = setting(None, path=a_path, metavar="RUN",

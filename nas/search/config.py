@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..config import Settings, a_path, setting, setting_of
@@ -171,6 +172,12 @@ class SearchConfig(Settings):
                               "cooperate)")
     workers: int = setting(1, at_least=1, rerun=True,
                            help="search processes on this machine (needs a shared --storage)")
+
+    def default_run_dir(self) -> str:
+        """Where a search writes without ``-o``: ``runs/SPACE-BUDGET-OBJECTIVE[-SAMPLER]``."""
+        sampler = "" if self.sampler == "auto" else f"-{self.sampler}"
+        space = os.path.splitext(os.path.basename(self.space))[0]
+        return f"runs/{space}-{self.budget / 1e6:g}M-{self.objective}{sampler}"
 
     def check(self) -> None:
         if self.latency == "measure":  # its name before ONNX Runtime: old runs continue

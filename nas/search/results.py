@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 import optuna
 
 from ..errors import RunError
-from ..files import atomic_write_bytes, read_json
+from ..files import atomic_write_bytes, read_json, shell_path
 from ..runs import SearchDir, supernet_checkpoint
 from .config import SearchConfig
 from .storage import open_storage, storage_errors, storage_file
@@ -114,6 +114,12 @@ class Reranking:
     def row(self, trial: int) -> Optional[Dict[str, Any]]:
         """The table's row of ``trial``, or None."""
         return next((r for r in self.table if r.get("trial") == trial), None)
+
+    def line(self, run_dir) -> str:
+        """What ``nas rerank`` prints: the winner and how to export it."""
+        run = SearchDir(run_dir)
+        return (f"winner: trial {self.winner}; export it: nas export {shell_path(run.path)} "
+                f"--best -o {shell_path(run.export)}")
 
 
 def read_rerank(run: SearchDir) -> Optional[Reranking]:

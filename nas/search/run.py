@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
@@ -56,8 +57,10 @@ class SearchResult:
     rejected: Dict[str, int] = field(default_factory=dict)  # reason -> trials
     study: str = ""  # where the study is (an Optuna storage URL, password hidden)
 
-    def __getitem__(self, key: str):  # result["front"], as scripts have used it
-        return getattr(self, key)
+    def as_json(self) -> str:
+        """What ``nas search --json`` prints: trials, feasible, study, front, best."""
+        return json.dumps({"trials": self.trials, "feasible": self.feasible,
+                           "study": self.study, "front": self.front, "best": self.best})
 
 
 def prepare_run(config: SearchConfig, run_dir) -> SearchDir:

@@ -318,14 +318,27 @@ class QuickReportConfig(Settings):
                                                   "evaluation")
 
 
-def quick_report(run: SupernetRun, batches: int = 20) -> Dict[str, float]:
+@dataclass
+class QuickReport:
+    """Validation accuracy (fractions) of a supernet's largest and smallest subnets after
+    ``batches`` BN recalibration batches (:func:`quick_report`)."""
+
+    largest: float
+    smallest: float
+    batches: int
+
+    def line(self) -> str:
+        return (f"validation accuracy (BN recalibrated, {self.batches} batches): "
+                f"largest {self.largest:.2%}, smallest {self.smallest:.2%}")
+
+
+def quick_report(run: SupernetRun, batches: int = 20) -> QuickReport:
     """Validation accuracy of the largest and smallest subnets (after BN recalibration)."""
     calib, valid = run.loaders()
     space = run.supernet.space
-    return {
-        "largest": evaluate(run.supernet, space.extreme_arch(True), valid, calib, batches),
-        "smallest": evaluate(run.supernet, space.extreme_arch(False), valid, calib, batches),
-    }
+    return QuickReport(
+        evaluate(run.supernet, space.extreme_arch(True), valid, calib, batches),
+        evaluate(run.supernet, space.extreme_arch(False), valid, calib, batches), batches)
 
 
 def resume_or_new(given: Dict[str, object], run_dir, resume: bool) -> Optional[TrainConfig]:

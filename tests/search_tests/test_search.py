@@ -91,13 +91,13 @@ def test_over_budget_trials_are_infeasible_and_never_evaluated(tmp_path, monkeyp
         over = t.system_attrs.get("constraints:flops", constraints_of(t)[0])
         assert over > 0
         assert "accuracy" not in t.user_attrs and "latency_ms" not in t.user_attrs
-    assert calls["evaluate"] == calls["latency"] == result["feasible"] == 10 - len(infeasible)
+    assert calls["evaluate"] == calls["latency"] == result.feasible == 10 - len(infeasible)
 
 
 def test_search_end_to_end_writes_its_files_and_respects_the_budget(tmp_path):
     run_dir = tmp_path / "run"
     result = run_search(tiny_config(), run_dir, progress=False, log=lambda m: None)
-    assert result["trials"] == 6 and result["front"]
+    assert result.trials == 6 and result.front
     for name in ("study.db", "trials.csv", "config.json", "supernet/supernet.pt"):
         assert (run_dir / name).exists(), name
     frame = pd.read_csv(run_dir / "trials.csv")
@@ -123,9 +123,9 @@ def test_search_end_to_end_writes_its_files_and_respects_the_budget(tmp_path):
     assert set(frame.latency_backend[frame.feasible]) == {"torch"}
     # a rerun with more trials tops up to the new total; the same total does nothing
     assert run_search(tiny_config(trials=8), run_dir, progress=False,
-                      log=lambda m: None)["trials"] == 8
+                      log=lambda m: None).trials == 8
     assert run_search(tiny_config(trials=8), run_dir, progress=False,
-                      log=lambda m: None)["trials"] == 8
+                      log=lambda m: None).trials == 8
 
 
 def test_interrupted_trials_are_failed_and_retried(tmp_path):
@@ -136,7 +136,7 @@ def test_interrupted_trials_are_failed_and_retried(tmp_path):
     stale = study.ask()  # what a killed process leaves: a RUNNING trial with its params
     arch = suggest_arch(stale, nas.load_space(TINY))
     result = run_search(tiny_config(trials=5), run_dir, progress=False, log=lambda m: None)
-    assert result["retried"] == 1 and result["trials"] == 5
+    assert result.retried == 1 and result.trials == 5
     study = optuna.load_study(study_name="nas-search", storage=storage)
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.FAIL) == 1
@@ -149,7 +149,7 @@ def test_interrupted_trials_are_failed_and_retried(tmp_path):
 def test_pareto_mode_and_no_feasible_trial(tmp_path, capsys):
     result = run_search(tiny_config(objective="pareto", trials=4), tmp_path / "p",
                         progress=False, log=lambda m: None)
-    assert result["trials"] == 4
+    assert result.trials == 4
     code = main(["search", "--budget", "3M", "--space", TINY, "-o", str(tmp_path / "none"),
                  "--trials", "3", "--supernet-steps", "4", "--val-images", "100"])
     out = capsys.readouterr().out

@@ -88,6 +88,13 @@ def test_printed_commands_survive_a_paste_with_spaces(user, cache, tmp_path, cap
     assert again == export  # nas report prints the same command
     assert main(shlex.split(export)[1:]) == 0
     assert (out / "export" / "model.py").is_file()
+    # --json: the finished study again, as one JSON object and nothing else
+    capsys.readouterr()
+    assert main(["search", *SEARCH, "--supernet", user["sn"], "--trials", "3", "-o", str(out),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["trials"] == 3 and result["best"]["trial"] in {r["trial"] for r in
+                                                                 result["front"]}
 
 
 # --------------------------------------------------------------------- run directories

@@ -47,7 +47,7 @@ def main() -> None:
                    f"--batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}",
         "space": space.name, "data": config.data, "steps": args.steps,
         "train_seconds": round(train_s, 1),
-        "val_acc_largest": round(acc["largest"], 4), "val_acc_smallest": round(acc["smallest"], 4),
+        "val_acc_largest": round(acc.largest, 4), "val_acc_smallest": round(acc.smallest, 4),
         "flops_largest": count_cost(space.extreme_arch(True)).flops,
         "flops_smallest": count_cost(space.extreme_arch(False)).flops,
         "torch_threads": torch.get_num_threads(),
@@ -55,8 +55,8 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"{args.steps} {args.sampler} steps in {train_s / 60:.1f} min; validation accuracy "
-          f"(chance 10%): largest {acc['largest']:.2%} "
-          f"({result['flops_largest'] / 1e6:.0f}M FLOPs), smallest {acc['smallest']:.2%} "
+          f"(chance 10%): largest {acc.largest:.2%} "
+          f"({result['flops_largest'] / 1e6:.0f}M FLOPs), smallest {acc.smallest:.2%} "
           f"({result['flops_smallest'] / 1e6:.0f}M FLOPs)")
 
 
