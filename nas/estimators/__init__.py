@@ -26,7 +26,8 @@ from .base import Estimator
 __getattr__, __dir__ = lazy_names(__name__, {
     "ENCODINGS": "encoding", "feature_table": "encoding", "onehot_features": "encoding",
     "summary_features": "encoding", "rank_correlation": "metrics", "rank_metrics": "metrics",
-    "top_k": "metrics", "NaswotEstimator": "naswot", "naswot_score": "naswot",
+    "top_k": "metrics", "tau_gain": "metrics", "NaswotEstimator": "naswot",
+    "naswot_score": "naswot",
     "MODELS": "predictor", "Predictor": "predictor", "PredictorEstimator": "predictor",
     "save_predictor": "predictor", "read_predictor": "predictor",
     "PredictorConfig": "predictor", "SupernetEstimator": "supernet"})
@@ -35,7 +36,8 @@ __all__ = ["Estimator", "SupernetEstimator", "NaswotEstimator", "PredictorEstima
            "Predictor", "PredictorConfig", "RankConfig", "EstimatorContext", "make_estimator",
            "naswot_score", "save_predictor", "summary_features", "onehot_features",
            "feature_table", "ENCODINGS", "MODELS", "ESTIMATOR_SPEC", "needs_supernet",
-           "check_estimator", "read_predictor", "rank_correlation", "rank_metrics", "top_k"]
+           "check_estimator", "read_predictor", "rank_correlation", "rank_metrics", "top_k",
+           "tau_gain"]
 
 #: What ``--estimator`` accepts.
 ESTIMATOR_SPEC = r"supernet|naswot|predictor:.+"

@@ -1,11 +1,12 @@
 """Study: how well each accuracy estimator ranks the architectures of a de-noised reference.
 
     .venv/bin/python experiments/studies/estimators/run.py --reference REF \\
-        [--extra REF2] [--supernet A/supernet.pt B/supernet.pt] [--repeats 5]
+        [--extra REF2 [REF3 ...]] [--supernet A/supernet.pt B/supernet.pt] [--repeats 5]
 
 REF is a ``nas reference`` directory (its seed means are the truth: architectures with all
-of its seeds); REF2, optional, another reference of other architectures of the same space and
-band whose seed means (>= ``--extra-seeds`` seeds, default 2) only ever train predictors.
+of its seeds); REF2 (and more), optional, other references of other architectures of the same
+space, band and recipe whose seed means (>= ``--extra-seeds`` seeds, default 2) only ever train
+predictors (pooled; an architecture in two counts once).
 For each estimator, on REF's architectures: Kendall tau and Spearman rho with 95% bootstrap
 CIs over architectures, top-5 precision and regret (points of accuracy lost by taking the
 estimator's first pick), and seconds per architecture:
@@ -19,11 +20,14 @@ estimator's first pick), and seconds per architecture:
   NASWOT score as a feature): out-of-fold predictions of 5-fold cross-validation over REF's
   architectures, ``--repeats`` times with other folds; each fold trains on the other folds
   plus REF2, never on the architectures it predicts. The learning curve subsamples that
-  training set to 30, 60 and 120 architectures (where there are that many); with REF2, each
-  predictor is also trained on REF2 alone and scored on all of REF (a clean hold-out).
+  training set to 30, 60, 120 and 160 architectures (where there are that many); with REF2,
+  each predictor is also trained on REF2 alone and scored on all of REF (a clean hold-out).
+  Each predictor's gain in tau over ``ridge/summary`` (today's default) comes with a paired
+  bootstrap 95% CI over REF's architectures (the first repeat's folds, the same for both).
 
 Per-architecture scores go to ``scores.csv`` and the table to ``estimators.csv`` beside this
-script; NASWOT and supernet scores are cached there, so a rerun only computes what is new.
+script (or in ``--out``); NASWOT and supernet scores are cached beside it, so a rerun only
+computes what is new.
 """
 
 from __future__ import annotations
@@ -37,13 +41,14 @@ import pandas as pd
 import torch
 
 import nas
-from nas.estimators import Predictor, SupernetEstimator, make_estimator, rank_metrics
+from nas.estimators import Predictor, SupernetEstimator, make_estimator, rank_metrics, tau_gain
 from nas.reference import estimator_context, load_reference
 from nas.runs import supernet_checkpoint
 
 HERE = Path(__file__).parent
 PREDICTORS = [("ridge", "summary"), ("ridge", "onehot"), ("gbm", "summary")]
-CURVE = (30, 60, 120)
+CURVE = (30, 60, 120, 160)
+BASELINE = "ridge/summary"  # what nas predictor fit and --estimator predictor use
 
 
 def truth_table(reference, min_seeds):
@@ -64,17 +69,21 @@ def cached_scores(name, ids, compute, cache):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", required=True)
-    p.add_argument("--extra", default="")
+    p.add_argument("--extra", nargs="*", default=[])
     p.add_argument("--extra-seeds", type=int, default=2,
                    help="seeds an architecture of REF2 needs to be used")
     p.add_argument("--supernet", nargs="*", default=[])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seeds", type=int, default=3, help="seeds an architecture of REF needs")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(HERE),
+                   help="where estimators.csv and scores.csv go (the cache stays beside this "
+                        "script)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ref = truth_table(args.reference, args.seeds)
-    extra = truth_table(args.extra, args.extra_seeds) if args.extra else ref.iloc[0:0]
+    extra = (pd.concat([truth_table(e, args.extra_seeds) for e in args.extra],
+                       ignore_index=True).drop_duplicates("id") if args.extra else ref.iloc[0:0])
     if set(extra.id) & set(ref.id):
         raise SystemExit("--extra shares architectures with --reference: sample it with "
                          "another --sample-seed")
@@ -175,9 +184,13 @@ def main() -> None:
                 if not taus:
                     continue
                 if size is None:
+                    gain = tau_gain(preds_first, frame[BASELINE], truth) if label != BASELINE \
+                        else {"gain": 0.0, "gain_ci": [0.0, 0.0]}
                     add(label, list(preds_first), timings.get("naswot", 0.0) if with_naswot
                         else 0.0, tau_repeats_mean=float(np.mean(taus)),
-                        tau_repeats_std=float(np.std(taus)))
+                        tau_repeats_std=float(np.std(taus)), gain=gain["gain"],
+                        gain_lo=gain["gain_ci"][0], gain_hi=gain["gain_ci"][1],
+                        train_archs=n_ref - n_ref // 5 + len(extra))
                     frame[label] = preds_first
                 else:
                     table.append({"estimator": f"{label} @ {size} training archs",
@@ -194,8 +207,10 @@ def main() -> None:
                 add(f"{label}, trained on REF2 only ({len(extra)})", list(pred),
                     timings.get("naswot", 0.0) if with_naswot else 0.0)
     out = pd.DataFrame(table)
-    out.to_csv(HERE / "estimators.csv", index=False)
-    frame.to_csv(HERE / "scores.csv", index=False)
+    where = Path(args.out)
+    where.mkdir(parents=True, exist_ok=True)
+    out.to_csv(where / "estimators.csv", index=False)
+    frame.to_csv(where / "scores.csv", index=False)
     pd.set_option("display.width", 200)
     print(f"{n_ref} reference architectures ({args.seeds} seeds), {len(extra)} extra for "
           "predictors")
