@@ -28,9 +28,9 @@ STUDY_NAME = "nas-search"
 SEARCH_OBJECTIVES = ("reward", "pareto")
 SEARCH_SAMPLERS = ("auto", "tpe", "nsga2", "random", "evolution")
 # --reference-archs: the measured learning curve (ridge predictor, Kendall tau against the
-# 3-seed CIFAR-10 reference of the 240-300M band, experiments/README.md) is 0.46 at 30
-# architectures, 0.57 at 60 and 0.66 at 120, about +0.1 per doubling: each doubling costs as
-# much training as everything before it for the same gain, and at 60 the predictor already
+# 3-seed CIFAR-10 reference of the 240-300M band, experiments/README.md) is 0.43 at 30
+# architectures, 0.60 at 60, 0.65 at 120 and 0.67 at 228: flat past ~120, while each
+# doubling costs as much training as everything before it; at 60 the predictor already
 # ranks far better than the supernet (0.21) or NASWOT (0.18) do.
 REFERENCE_ARCHS = 60
 # --rerank -1 with --estimator predictor: the best this many are trained standalone
@@ -108,10 +108,10 @@ class SearchConfig(Settings):
                                    help="--estimator predictor: architectures of the reference "
                                         "it trains, one seed each, in the FLOPs band 0.8-1.0 x "
                                         "--budget (ridge tau against a 3-seed CIFAR-10 "
-                                        "reference: 0.46 at 30, 0.57 at 60, 0.66 at 120; "
-                                        "at 60 it ranks far better than the supernet, 0.21, "
-                                        "and each doubling costs as much training again for "
-                                        "about +0.1)")
+                                        "reference: 0.43 at 30, 0.60 at 60, 0.65 at 120, "
+                                        "0.67 at 228; at 60 it ranks far better than the "
+                                        "supernet, 0.21, and each doubling costs as much "
+                                        "training again)")
     reference_epochs: float = setting_of(ReferenceConfig, "epochs",
                                          help="--estimator predictor: epochs of each "
                                               "reference architecture's standalone training")

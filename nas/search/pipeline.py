@@ -230,8 +230,22 @@ class StepTime:
         return steps * self.step_s + math.ceil(self.val_images / BATCH) * self.eval_s
 
 
-def _step_seconds(config: SearchConfig, arch: str) -> StepTime:
-    """Time a training step and an evaluation batch of ``arch`` (the fastest of two)."""
+def _step_seconds(config: SearchConfig, arch: str, threads: Optional[int] = None) -> StepTime:
+    """Time a training step and an evaluation batch of ``arch`` (the fastest of two), with
+    ``threads`` intra-op threads on the CPU (None: as set), as one of several processes
+    sharing the cores trains."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _time_step(config, arch)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _time_step(config: SearchConfig, arch: str) -> StepTime:
     import torch
     import torch.nn.functional as F
 
@@ -288,12 +302,18 @@ def print_plan(config: SearchConfig, run: SearchDir, plan: Optional[ReferencePla
     if need_step:
         arch = plan.archs[0] if plan is not None and plan.archs else _band_arch(config)
         timed = _step_seconds(config, arch)
+    shared = timed
+    if timed is not None and timed.device == "cpu" and plan is not None and plan.todo \
+            and world()[1] == 1 and config.workers > 1:
+        # each --workers process trains on its share of the cores (measured: 1.6x slower
+        # per step with 1 of 2 cores than the plan timed on both)
+        shared = _step_seconds(config, arch, _worker_threads(config.workers))
     log("plan (--estimator predictor; a rerun continues the stage it finds cut):")
     if fitted:
         log(f"  1. reference: done ({run.predictor} is fitted)")
         log(f"  2. fit:       done ({run.predictor})")
     else:
-        log("  1. reference: " + _reference_line(config, plan, timed))
+        log("  1. reference: " + _reference_line(config, plan, shared))
         log(f"  2. fit:       ridge predictor on the summary encoding of the "
             f"{'pooled references' if len(plan.pooled) > 1 else 'reference'} "
             f"({', '.join(str(p) for p in plan.pooled)}) -> {run.predictor}: ~1 s")
@@ -362,6 +382,11 @@ def _shard(settings: ReferenceConfig, out: str, threads: int) -> None:
                                                      flush=True))
 
 
+def _worker_threads(workers: int) -> int:
+    """Intra-op threads of each of ``workers`` reference processes: the cores shared."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def _train_reference(config: SearchConfig, plan: ReferencePlan, log) -> None:
     """Train what the band reference lacks: here, in ``--workers`` processes, or this
     rank's share under torchrun."""
@@ -376,7 +401,7 @@ def _train_reference(config: SearchConfig, plan: ReferencePlan, log) -> None:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    threads = _worker_threads(config.workers)
     procs = [context.Process(target=_shard, args=(
         replace(plan.settings, shard=f"{i}/{config.workers}"), str(plan.band.path), threads))
         for i in range(config.workers)]
