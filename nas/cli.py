@@ -17,6 +17,7 @@ import os
 import random
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import __version__
@@ -25,23 +26,24 @@ from .errors import NasError, UsageError
 __all__ = ["main"]
 
 _RUN_HELP = "run directory written by nas search"
-_ARCH_HELP = "canonical architecture string, or a path to an arch.json"
+_ARCH_HELP = "canonical architecture string, or a path to an arch.json (nas export: no weights)"
 # Arguments that name what a command reads and writes (not settings of the work it does):
 # flags, argparse keywords.
 _ARGS: Dict[str, Tuple[Tuple[str, ...], Dict[str, Any]]] = {
     "run": (("run",), dict(help=_RUN_HELP)),
     "run?": (("run",), dict(nargs="?", help=_RUN_HELP)),
-    "space": (("space",), dict(help="registered name (see `nas space list`) or a .yaml")),
+    "space": (("space",), dict(help="registered name (see `nas space list`) or path to a "
+                                    ".yaml")),
     "source": (("source",), dict(help="an image folder with train/ and test/, or a .tar.gz")),
     "pack": (("pack",), dict(help="the pack's folder (nas latency pack)")),
     "reference": (("reference",), dict(help="a reference directory (nas reference)")),
-    "references": (("reference",), dict(nargs="+", help="reference directories (nas "
-                                        "reference) of one space, data and recipe; pooled")),
+    "references": (("reference",), dict(nargs="+", help="reference directories (nas reference) "
+                                        "of one space, data and recipe; several are pooled")),
     "-o": (("-o", "--output"), dict(required=True, help="output directory")),
     "-o?": (("-o", "--output"), dict(help="output directory (default: see the command)")),
-    "--resume": (("--resume",), dict(action="store_true",
-                                     help="continue the run in -o with its own settings")),
-    "--force": (("--force",), dict(action="store_true", help="replace an earlier output")),
+    "--resume": (("--resume",), dict(action="store_true", help="continue the run in -o where "
+                                     "its checkpoint stopped, with its own settings")),
+    "--force": (("--force",), dict(action="store_true", help="replace an earlier pack")),
     "--json": (("--json",), dict(action="store_true", help="print the result as JSON")),
     "--arch": (("--arch",), dict(help=_ARCH_HELP)),
     "--from": (("--from",), dict(dest="from_dir", help="an export directory (nas export)")),
@@ -53,9 +55,9 @@ _ARGS: Dict[str, Tuple[Tuple[str, ...], Dict[str, Any]]] = {
 @dataclass(frozen=True)
 class _Command:
     """One command: ``run(args, *settings)`` gets the validated settings of ``settings``
-    (``"module:Class"`` under nas; with ``typed``, only those typed, as a dict, for a run's
-    own settings to complete); ``args`` name :data:`_ARGS`, a tuple of them a mutually
-    exclusive group (``"!"`` first: one is required)."""
+    (``"module:Class"`` under nas; those also in ``typed``: only the values typed, a dict,
+    for a run's own saved settings to complete); ``args`` name :data:`_ARGS`, a tuple of
+    them a mutually exclusive group (``"!"`` first: one is required)."""
 
     help: str
     run: Callable[..., None]
@@ -63,7 +65,7 @@ class _Command:
     args: Tuple[Any, ...] = ()
     description: str = ""
     output: str = ""  # what -o names, for its help
-    typed: bool = False
+    typed: Tuple[str, ...] = ()
 
 
 def _settings_class(path: str):
@@ -122,11 +124,8 @@ def _space_list(args, c) -> None:
     from .space.show import space_line
 
     spaces = available_spaces()
-    if c.json:
-        print(json.dumps({name: str(path) for name, path in spaces.items()}))
-        return
-    for name in spaces:
-        print(space_line(name, load_space(name)))
+    print(json.dumps({name: str(path) for name, path in spaces.items()}) if c.json
+          else "\n".join(space_line(name, load_space(name)) for name in spaces))
 
 
 def _space_show(args, c) -> None:
@@ -146,12 +145,12 @@ def _space_sample(args, c) -> None:
         print(sample_line(space.sample(rng), c.json))
 
 
-def _supernet_train(args, c, final) -> None:
+def _supernet_train(args, given, final) -> None:
     from .runs import SupernetDir
     from .train import quick_report, resume_or_new, train_supernet
 
     run = SupernetDir(args.output)
-    config = resume_or_new(type(c).given(args), run.path, args.resume)  # typed: run's own rest
+    config = resume_or_new(given, run.path, args.resume)
     result = train_supernet(config, run.path, resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
         return
@@ -163,7 +162,7 @@ def _supernet_train(args, c, final) -> None:
 def _search(args, config) -> None:
     from .search import run_search
 
-    out = args.output or config.default_run_dir()
+    out = Path(args.output or config.default_run_dir())
     log = (lambda m: None) if args.json else _log
     log(f"nas search: {config.space}, budget {config.budget:,} FLOPs, {config.trials} trials, "
         f"run directory {out}")
@@ -307,7 +306,8 @@ _COMMANDS: Dict[Tuple[str, ...], _Command] = {
         "train a supernet into a run directory (resumable)", _supernet_train,
         ("train:TrainConfig", "train:QuickReportConfig"), ("-o", "--resume"),
         "Train a weight-sharing supernet. Settings not given take the defaults shown; with "
-        "--resume the run's saved settings are used.", output="run directory"),
+        "--resume the run's saved settings are used.", output="run directory",
+        typed=("train:TrainConfig",)),
     ("data", "shards"): _Command(
         "write an image folder as tar shards (WebDataset layout, timm's _info.json)",
         _data_shards, ("data.shards:ShardsConfig",), ("source", "-o"),
@@ -342,7 +342,8 @@ _COMMANDS: Dict[Tuple[str, ...], _Command] = {
         ("train:RetrainConfig",), (("--arch", "--from"), "-o", "--resume"),
         "Train the static network of one architecture (an export, or --arch) on the "
         "training split less the validation carve, then evaluate it on the validation and "
-        "test splits. Checkpoints are atomic; --resume continues.", typed=True),
+        "test splits. Checkpoints are atomic; --resume continues.",
+        typed=("train:RetrainConfig",)),
     ("diagnose",): _Command(
         "rank correlation of supernet vs standalone accuracy (Kendall tau)", _diagnose,
         ("diagnose:DiagnoseConfig",), ("run", "-o?"),
@@ -410,9 +411,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parser(argv).parse_args(argv)
     command = _COMMANDS[(args.command,) + ((args.sub,) if getattr(args, "sub", None) else ())]
     try:
-        settings = [_settings_class(path) for path in command.settings]
-        command.run(args, *(cls.given(args) if command.typed else cls(**cls.given(args)).validate()
-                            for cls in settings))
+        classes = {path: _settings_class(path) for path in command.settings}
+        command.run(args, *(s.given(args) if p in command.typed else s(**s.given(args)).validate()
+                            for p, s in classes.items()))
     except BrokenPipeError:  # `nas space sample ... | head`: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush cannot fail again
@@ -431,8 +432,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _interrupted(args) -> str:
-    if args.command == "search":
-        return "nas: interrupted; rerun the same command to continue the search"
+    if args.command in ("search", "diagnose", "reference"):
+        return "nas: interrupted; rerun the same command to continue" + (
+            " the search" if args.command == "search" else "")
     if args.command in ("supernet", "train") and getattr(args, "output", None):
         from .runs import SupernetDir, TrainDir
 
@@ -440,8 +442,6 @@ def _interrupted(args) -> str:
         if run.checkpoint.exists():
             return ("nas: interrupted; the last checkpoint is kept: rerun with --resume to "
                     "continue")
-    if args.command in ("diagnose", "reference"):
-        return "nas: interrupted; rerun the same command to continue"
     return "nas: interrupted"
 
 

@@ -80,8 +80,9 @@ def setting(default: Any = dataclasses.MISSING, *, help: str, cli: bool = True,
             other setting defines the run.
         path: the value may name a file: this splits it into ``(prefix, file)`` (None
             when it names none, e.g. a dataset's name); see the module docstring.
-        exclusive: settings naming the same group may not be given together on the
-            command line (``--json`` or ``--trial N``).
+        exclusive: settings naming the same group may not be given together (``--json``
+            or ``--trial N``): argparse refuses them on the command line, :meth:`validate`
+            elsewhere (two away from their defaults).
     """
     meta = {_META: dict(help=help, cli=cli, choices=tuple(choices) if choices else None,
                         at_least=at_least, above=above, at_most=at_most, below=below,
@@ -187,8 +188,14 @@ class Settings:
     def validate(self):
         """Check every setting against its declaration, then :meth:`check`. Returns self."""
         types = self._types()
+        groups: Dict[str, list] = {}
         for name, f in self.settings().items():
             _check_value(name, getattr(self, name), types[name], f.metadata[_META])
+            if f.metadata[_META]["exclusive"] and getattr(self, name) != _default(f):
+                groups.setdefault(f.metadata[_META]["exclusive"], []).append(self.flag(name))
+        clash = next((flags for flags in groups.values() if len(flags) > 1), None)
+        if clash:
+            raise UsageError(f"{' and '.join(clash)} cannot be given together")
         self.check()
         return self
 
@@ -314,6 +321,13 @@ class Settings:
                 continue
             out[name] = _from_text(name, raw, types[name], f.metadata[_META])
         return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """A field's default (MISSING when it has none)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _show(value) -> str:

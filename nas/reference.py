@@ -38,7 +38,7 @@ from .config import Settings, setting
 from .cost import count_cost
 from .data import DATA_MODES, data_location
 from .errors import RunError, UsageError
-from .files import append_each, atomic_write_bytes, read_json, write_json
+from .files import append_each, atomic_write_bytes, read_json, shell_path, write_json
 from .runs import ReferenceDir
 from .space import space_location
 from .units import parse_flops
@@ -379,8 +379,6 @@ class Ranking:
 
     def write_scores(self, path) -> None:
         """The per-architecture scores as a CSV file (``nas rank -o``), atomically."""
-        from .files import atomic_write_bytes
-
         atomic_write_bytes(path, self.frame.to_csv(index=False).encode())
 
 
@@ -420,14 +418,12 @@ class FittedPredictor:
     archs: int
     naswot: bool
     config: ReferenceConfig  # the first reference's (all share the pooled recipe)
-    references: Tuple[str, ...] = ()
-    describe: str = ""  # the model and encoding, e.g. "ridge on summary"
+    references: Tuple[str, ...]
+    model: str  # the model on its encoding, e.g. "ridge on summary"
 
     def lines(self) -> List[str]:
         """What ``nas predictor fit`` prints: what was fitted on what, and how to use it."""
-        from .files import shell_path
-
-        return [f"{self.describe}{' + naswot' if self.naswot else ''}, fitted on {self.archs} "
+        return [f"{self.model}{' + naswot' if self.naswot else ''}, fitted on {self.archs} "
                 f"architectures of {' + '.join(map(str, self.references))}: {self.path}",
                 f"use it: nas search --budget 300M --data {shell_path(self.config.data)} "
                 f"--estimator predictor:{shell_path(self.path)}"]

@@ -108,6 +108,20 @@ def test_a_setting_declared_again_elsewhere_keeps_its_declaration():
             mine.metadata["nas_setting"]["help"] == theirs.metadata["nas_setting"]["help"]
 
 
+def test_exclusive_settings_are_refused_together_everywhere(capsys):
+    from nas.cli import main
+    from nas.report import ReportConfig
+
+    assert ReportConfig(json=True).validate().json and ReportConfig(trial=3).validate().trial == 3
+    with pytest.raises(UsageError, match="--json and --trial cannot be given together"):
+        ReportConfig(json=True, trial=3).validate()
+    with pytest.raises(UsageError, match="cannot be given together"):
+        ReportConfig.from_dict({"json": True, "trial": 0})
+    with pytest.raises(SystemExit) as exit_:  # argparse, before anything is read
+        main(["report", "no-such-run", "--json", "--trial", "3"])
+    assert exit_.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
 def test_strict_loading_of_saved_settings():
     assert Base.from_dict({"budget": 5, "epochs": 2}).epochs == 2.0
     with pytest.raises(UsageError, match="x.json: unknown settings"):
@@ -191,7 +205,8 @@ def test_every_run_file_name_is_spelled_once():
     for path in NAS.rglob("*.py"):
         if path.name == "runs.py":
             continue
-        found = {n for n in names for s in _literals(path) if n in s and " " not in s}
+        literals = _literals(path)  # parsed once per module, not once per name
+        found = {n for n in names for s in literals if n in s and " " not in s}
         assert not found, f"{path.relative_to(NAS.parent)} spells {sorted(found)}"
 
 

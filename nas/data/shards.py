@@ -48,7 +48,7 @@ import torch
 
 from ..config import Settings, setting
 from ..errors import DataError, UsageError
-from ..files import write_json
+from ..files import shell_path, write_json
 from .batches import StreamedBatches, item_seed
 from .decode import Form, to_form
 from .recipe import Recipe
@@ -456,8 +456,6 @@ def write_shards(dataset, out: Path, shard_size: int = 1000, seed: int = 0) -> D
 def shards_lines(index: Dict, out) -> List[str]:
     """What ``nas data shards`` prints about the shards :func:`write_shards` wrote to
     ``out`` (``index``: what it returned)."""
-    from ..files import shell_path
-
     return [f"{name}: {split['num_samples']:,} images in {len(split['filenames'])} shards"
             for name, split in index["splits"].items()] + [
         f"use it: nas search --budget 300M --data {shell_path(str(out))}"]

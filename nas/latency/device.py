@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 from ..arch import Architecture
 from ..config import Settings, a_path, setting
 from ..errors import CheckpointError
-from .table import DEVICE_RUNTIMES, LatencyTable, UnitsConfig
+from .table import DEVICE_RUNTIMES, LatencyTable, UnitsConfig, use_line
 from .units import unit_keys
 
 __all__ = ["PACK_FORMAT", "TIMINGS_FORMAT", "PackConfig", "ReadConfig", "read_manifest",
@@ -146,13 +146,10 @@ class ReadTable:
     path: Path
 
     def lines(self) -> List[str]:
-        from ..files import shell_path
-
         t, d = self.table, self.table.device
         return [f"{len(t.entries)} units timed in {d['runtime_version']} on {d.get('machine')} "
                 f"{d.get('system', '')} ({t.threads} thread(s)); "
-                f"{t.fit_line('timed whole')}: {self.path}",
-                f"use it: nas search --budget 300M --latency lut:{shell_path(str(self.path))}"]
+                f"{t.fit_line('timed whole')}: {self.path}", use_line(self.path)]
 
 
 def read_table_file(pack_dir, timings: Optional[Path], output) -> ReadTable:

@@ -46,7 +46,7 @@ from .runtime import ONNX_BUNDLE, RUNTIMES, Runtime, make_runtime
 from .units import Unit, arch_units, space_units, unit_keys
 
 __all__ = ["LatencyTable", "TableConfig", "UnitsConfig", "build_table", "FORMAT",
-           "DEVICE_RUNTIMES", "BuiltTable", "build_table_file"]
+           "DEVICE_RUNTIMES", "BuiltTable", "build_table_file", "use_line"]
 
 FORMAT = "nas-latency-lut/3"
 _OPERATION_FORMATS = ("nas-latency-lut/1", "nas-latency-lut/2")  # per-operation tables
@@ -269,8 +269,13 @@ class BuiltTable:
         t = self.table
         return [f"{len(t.entries)} units of {self.space} timed in {t.backend} "
                 f"({t.threads} thread(s)) in {self.minutes:.1f} min; "
-                f"{t.fit_line('measured to fit it')}: {self.path}",
-                f"use it: nas search --budget 300M --latency lut:{shell_path(str(self.path))}"]
+                f"{t.fit_line('measured to fit it')}: {self.path}", use_line(self.path)]
+
+
+def use_line(path) -> str:
+    """How to search with the table file ``path`` (what ``nas latency build`` and ``read``
+    print last)."""
+    return f"use it: nas search --budget 300M --latency lut:{shell_path(str(path))}"
 
 
 def build_table_file(config: TableConfig, out) -> BuiltTable:

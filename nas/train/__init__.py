@@ -23,6 +23,7 @@ from .supernet import (
     ARCH_SAMPLING_RULES,
     SUPERNET_CHECKPOINT_FORMAT,
     ArchSampler,
+    QuickReport,
     QuickReportConfig,
     SupernetRun,
     TrainConfig,
@@ -38,4 +39,5 @@ __all__ = ["calibration_inputs", "heldout_batches", "Dist", "LoopConfig", "DATA_
            "create_optimizer", "create_schedule", "RetrainConfig", "arch_from_export", "retrain",
            "SUPERNET_CHECKPOINT_FORMAT", "ARCH_SAMPLING_RULES", "ArchSampler", "SupernetRun",
            "TrainConfig", "QuickReportConfig", "check_resolution", "load_supernet",
-           "quick_report", "train_supernet", "retrain_config", "metrics_lines", "resume_or_new"]
+           "quick_report", "QuickReport", "train_supernet", "retrain_config", "metrics_lines",
+           "resume_or_new"]

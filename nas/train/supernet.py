@@ -46,7 +46,7 @@ from .loop import (
 from .optim import create_optimizer, create_schedule
 
 __all__ = ["TrainConfig", "QuickReportConfig", "ArchSampler", "SupernetRun", "train_supernet",
-           "load_supernet", "quick_report", "resume_or_new", "ARCH_SAMPLING_RULES",
+           "load_supernet", "quick_report", "QuickReport", "resume_or_new", "ARCH_SAMPLING_RULES",
            "SUPERNET_CHECKPOINT_FORMAT"]
 
 SUPERNET_CHECKPOINT_FORMAT = "nas-supernet/1"

@@ -101,6 +101,13 @@ def test_run_directory_guards(tmp_path, capsys):
     (tmp_path / "r" / "supernet.pt").write_bytes(b"torn")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         train_supernet(None, tmp_path / "r", resume=True, progress=False)
+    # a resume that repeats one of the run's settings is checked with the run's others
+    # (here --budget, which --sampler budget needs), not refused for lacking them
+    train_supernet(config(steps=2, sampler="budget", budget=8_000_000), tmp_path / "b",
+                   progress=False)
+    code = main(["supernet", "train", "-o", str(tmp_path / "b"), "--resume", "--sampler",
+                 "budget", "--no-eval"])
+    assert code == 0, capsys.readouterr().err
 
 
 def test_ctrl_c_keeps_the_steps_done(tmp_path, monkeypatch):
