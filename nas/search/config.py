@@ -29,7 +29,7 @@ SEARCH_OBJECTIVES = ("reward", "pareto")
 SEARCH_SAMPLERS = ("auto", "tpe", "nsga2", "random", "evolution")
 # --reference-archs: the measured learning curve (ridge predictor, Kendall tau against the
 # 3-seed CIFAR-10 reference of the 240-300M band, experiments/README.md) is 0.43 at 30
-# architectures, 0.60 at 60, 0.65 at 120 and 0.67 at 228: flat past ~120, while each
+# architectures, 0.60 at 60, 0.65 at 120 and 0.66 at 230: flat past ~120, while each
 # doubling costs as much training as everything before it; at 60 the predictor already
 # ranks far better than the supernet (0.21) or NASWOT (0.18) do.
 REFERENCE_ARCHS = 60
@@ -109,7 +109,7 @@ class SearchConfig(Settings):
                                         "it trains, one seed each, in the FLOPs band 0.8-1.0 x "
                                         "--budget (ridge tau against a 3-seed CIFAR-10 "
                                         "reference: 0.43 at 30, 0.60 at 60, 0.65 at 120, "
-                                        "0.67 at 228; at 60 it ranks far better than the "
+                                        "0.66 at 230; at 60 it ranks far better than the "
                                         "supernet, 0.21, and each doubling costs as much "
                                         "training again)")
     reference_epochs: float = setting_of(ReferenceConfig, "epochs",

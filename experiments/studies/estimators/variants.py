@@ -9,12 +9,16 @@ out-of-fold predictions (5 folds, 5 repeats with other folds; each fold trained 
 Kendall tau mean ± std over the repeats, and the gain over ``ridge/summary`` with a paired
 bootstrap 95% CI (1,000 resamples of the 50 architectures, a random repeat each, the same
 folds for both). Variants: sample weights by seeds, squared log-cost and depth terms, an RBF
-support-vector regression, one-hot ridge, and the rank mean of summary and one-hot ridge.
+support-vector regression, one-hot ridge, and the rank mean of summary and one-hot ridge;
+with ``zero_cost.csv`` (``zero_cost.py``), the zero-cost proxies as features, raw and
+aggregated by rank as AZ-NAS does (the sum over proxies of log(rank / N), ranks over every
+architecture of the pool: the proxies need no labels).
 """
 
 import random
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,6 +39,25 @@ REFERENCE = "experiments/studies/reference_cifar10"
 def table(path, seeds):
     per = load_reference(path)[1]
     return per[per["count"] >= seeds].reset_index(drop=True)
+
+
+def zero_cost_variants(ids, summary, ridge):
+    """``ridge/summary`` with the zero-cost proxies of ``zero_cost.csv``, when it has them
+    all: raw, and as one AZ-NAS rank aggregate."""
+    path = Path(__file__).parent / "zero_cost.csv"
+    if not path.exists():
+        return {}
+    proxies = pd.read_csv(path, dtype={"id": str}).set_index("id")
+    if not set(ids) <= set(proxies.index):
+        raise SystemExit(f"{path} lacks architectures: run zero_cost.py on these references")
+    table = proxies.loc[ids]
+    raw = dict(zip(ids, table.to_numpy(float)))
+    aggregate = np.log(table.rank(method="average") / len(table)).sum(axis=1).to_numpy()
+    azn = dict(zip(ids, aggregate))
+    return {"ridge/summary + synflow, snip, grad_norm": (lambda i: np.r_[summary[i], raw[i]],
+                                                        ridge, False),
+            "ridge/summary + their AZ-NAS rank aggregate": (lambda i: np.r_[summary[i], azn[i]],
+                                                           ridge, False)}
 
 
 def main() -> None:
@@ -63,6 +86,7 @@ def main() -> None:
         return make_pipeline(StandardScaler(), SVR(C=1.0, epsilon=0.002, gamma="scale"))
 
     variants = {"ridge/summary": (summary.get, ridge, False),
+                **zero_cost_variants(ids, summary, ridge),
                 "ridge/summary, weighted by seeds": (summary.get, ridge, True),
                 "ridge/summary + squared cost and depth": (quad, ridge, False),
                 "svr (RBF)/summary": (summary.get, svr, False),
