@@ -105,9 +105,7 @@ def setting_of(cls: type, name: str, **changes: Any) -> Any:
     ``changes`` are :func:`setting`'s arguments that differ here (``rerun=True``,
     ``default=...``, ``flag=...``)."""
     base = cls.__dataclass_fields__[name]
-    default = (base.default_factory() if base.default_factory is not dataclasses.MISSING
-               else base.default)
-    meta = {**base.metadata[_META], "flag": None, "default": default, **changes}
+    meta = {**base.metadata[_META], "flag": None, "default": _default(base), **changes}
     return setting(meta.pop("default"), **meta)
 
 
@@ -277,14 +275,7 @@ class Settings:
             meta = f.metadata[_META]
             if not meta["cli"] or name in skip:
                 continue
-            if shown is not None:
-                default = getattr(shown, name)
-            elif f.default is not dataclasses.MISSING:
-                default = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f.default_factory()
-            else:
-                default = dataclasses.MISSING
+            default = getattr(shown, name) if shown is not None else _default(f)
             text = meta["help"]
             if default is dataclasses.MISSING:
                 kwargs: Dict[str, Any] = {"required": True}
