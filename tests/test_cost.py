@@ -1,6 +1,8 @@
 """The analytic cost model against its oracle, fvcore, on the built network."""
 
+import multiprocessing
 import random
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import torch
@@ -76,23 +78,32 @@ def _random_archs():
             yield name, i
 
 
+def _fvcore_at(arch_text: str, side: int):
+    """fvcore's (FLOPs, params) of an architecture at ``side`` px, on one thread (run in a
+    worker process)."""
+    torch.set_num_threads(1)
+    return fvcore_cost(nas.Architecture.parse(arch_text), side)
+
+
 @pytest.mark.slow
 def test_count_cost_equals_fvcore_on_random_archs(spaces):
     cases = list(_random_archs())
     assert len(cases) >= 200
     rng = random.Random(2024)
+    archs = [spaces[name].sample(rng) for name, _ in cases]
+    # At most 72 px (odd map sizes still occur: 9, 5 and 3 at strides 8, 16 and 32): the
+    # exact counts at 224 px are checked on every preset above; tracing 200 networks there
+    # took ~10 min, at 96 px 73 s. fvcore's trace is single-threaded Python, so two worker
+    # processes halve the wall time on two cores.
+    sides = [min(arch.input.resolution, 72) for arch in archs]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        oracles = list(pool.map(_fvcore_at, map(str, archs), sides, chunksize=8))
     mismatches = []
-    for name, _ in cases:
-        arch = spaces[name].sample(rng)
-        # At most 72 px (odd map sizes still occur: 9, 5 and 3 at strides 8, 16 and 32):
-        # the exact counts at 224 px are checked on every preset above; tracing 200
-        # networks there took ~10 min, at 96 px 73 s.
-        side = min(arch.input.resolution, 72)
-        small = nas.InputSpec(arch.input.channels, side, arch.input.classes)
-        at_small = nas.count_cost(arch, input=small)
-        ours, oracle = (at_small.flops, at_small.params), fvcore_cost(arch, side)
-        if ours != oracle:
-            mismatches.append((name, str(arch), ours, oracle))
+    for (name, _), arch, side, oracle in zip(cases, archs, sides, oracles):
+        at_small = nas.count_cost(arch, input=nas.InputSpec(arch.input.channels, side,
+                                                            arch.input.classes))
+        if (at_small.flops, at_small.params) != oracle:
+            mismatches.append((name, str(arch), (at_small.flops, at_small.params), oracle))
     assert not mismatches, mismatches[:3]
 
 

@@ -15,71 +15,88 @@ import nas
 from nas.errors import ExportError
 from nas.export.source import _literal
 
-# Runs in a fresh interpreter where importing nas fails.
+# Runs in a fresh interpreter where importing nas fails; checks every export given in one
+# process (an interpreter and torch start once: ~3 s each for ~25 exports), each model.py
+# loaded as its own module from its own folder.
 STANDALONE = NO_NAS + textwrap.dedent("""
+    import importlib.util
     import json
-    sys.path.insert(0, sys.argv[1])
     import torch
-    import model
-    net = model.build_model(**json.loads(sys.argv[2])).eval()
-    weights = sys.argv[1] + "/weights.pt"
-    try:
-        net.load_state_dict(torch.load(weights, weights_only=True))
-    except FileNotFoundError:
-        pass
-    torch.manual_seed(0)
-    shape = (2, model.IN_CHANS if "in_chans" not in json.loads(sys.argv[2])
-             else json.loads(sys.argv[2])["in_chans"], model.RESOLUTION, model.RESOLUTION)
-    with torch.no_grad():
-        out = net(torch.randn(*shape))
-    torch.save(out, sys.argv[1] + "/out.pt")
-    print(json.dumps({"params": sum(p.numel() for p in net.parameters()),
-                      "shape": list(out.shape), "nas_loaded": "nas" in sys.modules}))
+    results = []
+    for k, (folder, kwargs) in enumerate(json.loads(sys.argv[1])):
+        spec = importlib.util.spec_from_file_location(f"model_{k}", folder + "/model.py")
+        model = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(model)
+        net = model.build_model(**kwargs).eval()
+        try:
+            net.load_state_dict(torch.load(folder + "/weights.pt", weights_only=True))
+        except FileNotFoundError:
+            pass
+        torch.manual_seed(0)
+        shape = (1, kwargs.get("in_chans", model.IN_CHANS), model.RESOLUTION, model.RESOLUTION)
+        with torch.no_grad():
+            out = net(torch.randn(*shape))
+        torch.save(out, folder + "/out.pt")
+        results.append({"params": sum(p.numel() for p in net.parameters()),
+                         "shape": list(out.shape)})
+    print(json.dumps({"results": results,
+                      "nas_loaded": any(m == "nas" or m.startswith("nas.") for m in sys.modules)}))
 """)
 
 
-def run_standalone(directory, **kwargs):
-    run = subprocess.run([sys.executable, "-c", STANDALONE, str(directory), json.dumps(kwargs)],
-                         capture_output=True, text=True, cwd=directory)
+def run_standalone(*jobs):
+    """``(folder, build_model kwargs)`` jobs, run in one fresh interpreter without nas:
+    ``({"params", "shape"} per job, whether nas got loaded)``."""
+    run = subprocess.run([sys.executable, "-c", STANDALONE,
+                          json.dumps([(str(folder), kwargs) for folder, kwargs in jobs])],
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout)
+    out = json.loads(run.stdout)
+    return out["results"], out["nas_loaded"]
+
+
+@pytest.fixture(scope="module")
+def standalone(spaces, tmp_path_factory):
+    """Every space's sampled architecture exported, and what the exported model.py built
+    in a fresh interpreter: ``{name: (arch, folder, result)}`` plus ``nas_loaded``."""
+    root = tmp_path_factory.mktemp("standalone")
+    archs = {name: spaces[name].sample(random.Random(3)) for name in SPACE_NAMES}
+    for name, arch in archs.items():
+        nas.export_arch(arch, root / name)
+    results, nas_loaded = run_standalone(*((root / name, {}) for name in archs))
+    return {name: (arch, root / name, r) for (name, arch), r in zip(archs.items(), results)}, \
+        nas_loaded
 
 
 @pytest.mark.parametrize("name", SPACE_NAMES)
-def test_exported_model_stands_alone(spaces, tmp_path, name):
-    arch = spaces[name].sample(random.Random(3))
-    out = tmp_path / name
-    nas.export_arch(arch, out)
-    result = run_standalone(out)
+def test_exported_model_stands_alone(standalone, name):
+    exports, nas_loaded = standalone
+    arch, out, result = exports[name]
     model = nas.build_model(arch)
     assert result["params"] == sum(p.numel() for p in model.parameters())
-    assert result["shape"] == [2, arch.input.classes]
-    assert result["nas_loaded"] is False
+    assert result["shape"] == [1, arch.input.classes]
+    assert nas_loaded is False
     meta = json.loads((out / "arch.json").read_text())
     assert nas.Architecture.parse(meta["arch"]) == arch
     assert nas.Architecture.from_dict(meta["structure"]) == arch
     assert (meta["flops"], meta["params"]) == tuple(vars(nas.count_cost(arch)).values())
 
 
-def test_exported_model_reproduces_nas_outputs_with_its_weights(spaces, tmp_path):
+def test_exported_model_reproduces_nas_outputs_with_its_weights_and_adapts(spaces, tmp_path):
     arch = spaces["edge_cases"].sample(random.Random(9))
-    nas.export_arch(arch, tmp_path)
+    nas.export_arch(arch, tmp_path / "weights")
     model = nas.build_model(arch).eval()
-    torch.save(model.state_dict(), tmp_path / "weights.pt")
-    run_standalone(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "weights" / "weights.pt")
+    nas.export_arch(spaces["mixnet_s"].sample(0), tmp_path / "adapt")
+    (_, adapted), _ = run_standalone((tmp_path / "weights", {}),
+                                     (tmp_path / "adapt", {"num_classes": 10, "in_chans": 1}))
+    assert adapted["shape"] == [1, 10]
     torch.manual_seed(0)
-    x = torch.randn(2, arch.input.channels, arch.input.resolution, arch.input.resolution)
+    x = torch.randn(1, arch.input.channels, arch.input.resolution, arch.input.resolution)
     with torch.no_grad():
         expected = model(x)
-    torch.testing.assert_close(torch.load(tmp_path / "out.pt", weights_only=True), expected,
-                               rtol=0, atol=1e-6)
-
-
-def test_build_model_arguments_adapt(spaces, tmp_path):
-    arch = spaces["mixnet_s"].sample(0)
-    nas.export_arch(arch, tmp_path)
-    result = run_standalone(tmp_path, num_classes=10, in_chans=1)
-    assert result["shape"] == [2, 10]
+    torch.testing.assert_close(torch.load(tmp_path / "weights" / "out.pt", weights_only=True),
+                               expected, rtol=0, atol=1e-6)
 
 
 def test_export_refuses_to_overwrite(spaces, tmp_path):

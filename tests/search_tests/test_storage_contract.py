@@ -181,8 +181,10 @@ def test_many_processes_open_one_new_study_together(kind, tmp_path):
         url = studies[i][0] or f"sqlite:///{run / 'study.db'}"
         assert optuna.get_all_study_names(open_storage(url)) == ["nas-search"]  # one study
     if kind == "sqlite":  # no private copy is left beside the study
-        assert sorted(p.name for p in runs[0].iterdir()) == ["study.db", "study.db-shm",
-                                                               "study.db-wal"]
+        # SQLite's own -wal and -shm files stay while a connection is open and go with the
+        # last one (here when the garbage collector frees a storage): either is right
+        names = {p.name for p in runs[0].iterdir()} - {"study.db-wal", "study.db-shm"}
+        assert names == {"study.db"}
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

@@ -26,17 +26,23 @@ def params(path):
     return torch.load(path / "supernet.pt", weights_only=True)
 
 
+def run_together(*commands, env):
+    """Run ``commands`` at once (their interpreters start in parallel: most of these tests'
+    time); each must succeed."""
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for c in commands]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+
+
 def update(state, init):
     return torch.cat([(state["model"][k] - init[k]).flatten() for k in init])
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
-    one = subprocess.run([sys.executable, *train_args(tmp_path / "one", 3)], env=ENV,
-                         capture_output=True, text=True)
-    assert one.returncode == 0, one.stderr
-    two = subprocess.run([*TORCHRUN, *train_args(tmp_path / "two", 3)], env=ENV,
-                         capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-3000:]
+    run_together([sys.executable, *train_args(tmp_path / "one", 3)],
+                 [*TORCHRUN, *train_args(tmp_path / "two", 3)], env=ENV)
     torch.manual_seed(0)  # the training's own initialisation (seed 0)
     init = {k: v.detach().clone() for k, v in Supernet(
         nas.load_space(TINY), num_classes=10, in_chans=1).named_parameters()}
@@ -52,10 +58,10 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
 
 
 def test_distributed_run_killed_and_resumed_matches_uninterrupted(tmp_path):
-    full = subprocess.run([*TORCHRUN, *train_args(tmp_path / "full", 12,
-                                                  "--checkpoint-every", "3")],
-                          env=ENV, capture_output=True, text=True, timeout=300)
-    assert full.returncode == 0, full.stderr[-3000:]
+    # the uninterrupted run trains while the other is started and killed
+    full = subprocess.Popen([*TORCHRUN, *train_args(tmp_path / "full", 12,
+                                                    "--checkpoint-every", "3")],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = tmp_path / "killed"
     kill_after_file([*TORCHRUN, *train_args(out, 12, "--checkpoint-every", "3")],
                     out / "supernet.pt", env=ENV)
@@ -64,6 +70,8 @@ def test_distributed_run_killed_and_resumed_matches_uninterrupted(tmp_path):
     resumed = subprocess.run([*TORCHRUN, *train_args(out, 12, "--checkpoint-every", "3"),
                               "--resume"], env=ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _, err = full.communicate(timeout=300)
+    assert full.returncode == 0, err[-3000:]
     a, b = params(tmp_path / "full"), params(out)
     assert a["step"] == b["step"] == 12
     for key, value in a["model"].items():
@@ -76,12 +84,8 @@ def test_streamed_photos_each_rank_decoding_its_share_match_one_process(tmp_path
     data = str(photo_folder(tmp_path / "photos", per_class=20))
     env = {**ENV, "NAS_CACHE_DIR": str(tmp_path / "cache")}
     extra = ("--data", data, "--resolution", "32", "--loader-workers", "1")
-    one = subprocess.run([sys.executable, *train_args(tmp_path / "one", 3, *extra)], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([*TORCHRUN, *train_args(tmp_path / "two", 3, *extra)], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-3000:]
+    run_together([sys.executable, *train_args(tmp_path / "one", 3, *extra)],
+                 [*TORCHRUN, *train_args(tmp_path / "two", 3, *extra)], env=env)
     torch.manual_seed(0)
     init = {k: v.detach().clone() for k, v in Supernet(
         nas.load_space(TINY), num_classes=2, in_chans=3).named_parameters()}
