@@ -8,22 +8,30 @@ out-of-fold predictions (5 folds, 5 repeats with other folds; each fold trained 
 40 plus every architecture of REF2, REF3, ... at one seed, never on the ones it predicts),
 Kendall tau mean ± std over the repeats, and the gain over ``ridge/summary`` with a paired
 bootstrap 95% CI (1,000 resamples of the 50 architectures, a random repeat each, the same
-folds for both). Variants: sample weights by seeds, squared log-cost and depth terms, an RBF
-support-vector regression, one-hot ridge, and the rank mean of summary and one-hot ridge;
-with ``zero_cost.csv`` (``zero_cost.py``), the zero-cost proxies as features, raw and
-aggregated by rank as AZ-NAS does (the sum over proxies of log(rank / N), ranks over every
-architecture of the pool: the proxies need no labels).
+folds for both). An architecture of the truth that an extra reference drew too is left out
+of the extra ones (its one-seed row would leak the answer into the fold that predicts it).
+Variants: sample weights by seeds, squared log-cost and depth terms, stage 1's activation
+(which the summary does not see), partial least squares (3 components), extra trees fitted
+to ridge's residuals, a linear pairwise ranker (logistic regression on pairs' feature
+differences), an RBF support-vector regression, one-hot ridge, and the rank mean of
+summary and one-hot ridge; with ``zero_cost.csv`` (``zero_cost.py``), the zero-cost
+proxies as features, raw and aggregated by rank as AZ-NAS does (the sum over proxies of
+log(rank / N), ranks over every architecture of the pool: the proxies need no labels).
 """
 
 import random
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau, rankdata
-from sklearn.linear_model import RidgeCV
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.cross_decomposition import PLSRegression
+from sklearn.ensemble import ExtraTreesRegressor
+from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
@@ -39,6 +47,54 @@ REFERENCE = "experiments/studies/reference_cifar10"
 def table(path, seeds):
     per = load_reference(path)[1]
     return per[per["count"] >= seeds].reset_index(drop=True)
+
+
+class Flat(BaseEstimator, RegressorMixin):
+    """A regressor whose 2-D predictions (PLS's) are returned as one column."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def fit(self, x, y):
+        self.model_ = self.model.fit(x, y)
+        return self
+
+    def predict(self, x):
+        return np.ravel(self.model_.predict(x))
+
+
+class ResidualTrees(BaseEstimator, RegressorMixin):
+    """``base`` plus extremely randomised trees fitted to its residuals (what a linear
+    model misses, if trees can see it)."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def fit(self, x, y):
+        self.base.fit(x, y)
+        self.trees_ = ExtraTreesRegressor(300, min_samples_leaf=10, max_features=0.5,
+                                         random_state=0).fit(x, y - self.base.predict(x))
+        return self
+
+    def predict(self, x):
+        return self.base.predict(x) + self.trees_.predict(x)
+
+
+class Pairwise(BaseEstimator, RegressorMixin):
+    """A linear score fitted to which of two architectures is better (logistic regression
+    on 20,000 random pairs' feature differences, as a linear RankNet): it ranks, it does
+    not regress accuracy."""
+
+    def fit(self, x, y):
+        rng = np.random.default_rng(0)
+        a, b = rng.integers(0, len(y), 20000), rng.integers(0, len(y), 20000)
+        keep = y[a] != y[b]
+        model = LogisticRegression(C=0.01, fit_intercept=False, max_iter=2000)
+        self.coef_ = model.fit(x[a[keep]] - x[b[keep]], y[a[keep]] > y[b[keep]]).coef_[0]
+        return self
+
+    def predict(self, x):
+        return x @ self.coef_
 
 
 def zero_cost_variants(ids, summary, ridge):
@@ -60,15 +116,83 @@ def zero_cost_variants(ids, summary, ridge):
                                                            ridge, False)}
 
 
-def main() -> None:
+@dataclass
+class Pool:
+    """The truth (``ref``: 3-seed means) and the extra one-seed architectures that train
+    every fold (``extra``), with each architecture's target, seed count and summary vector."""
+
+    ref: pd.DataFrame
+    extra: pd.DataFrame
+    shared: int  # extra architectures left out: the truth holds them
+    archs: dict
+    target: dict
+    seeds: dict
+    space: object
+    names: list
+    summary: dict
+
+    @property
+    def truth(self):
+        return self.ref["mean"].to_numpy()
+
+
+def pool(extra_refs) -> Pool:
     ref = table(REFERENCE, 3)
-    extra = pd.concat([table(p, 1) for p in sys.argv[1:]], ignore_index=True).drop_duplicates("id")
+    extra = pd.concat([table(p, 1) for p in extra_refs], ignore_index=True).drop_duplicates("id")
+    # An architecture of the truth that another reference also drew (the one-command run's
+    # sample shares some) must not train the folds that predict it: its one-seed row is a
+    # noisy copy of the answer.
+    shared = extra.id.isin(ref.id)
+    extra = extra[~shared].reset_index(drop=True)
     rows = pd.concat([ref, extra], ignore_index=True)
     archs = {r.id: nas.Architecture.parse(r.arch) for r in rows.itertuples()}
-    target, seeds = dict(zip(rows.id, rows["mean"])), dict(zip(rows.id, rows["count"]))
     space, ids = nas.load_space("mixnet_300m"), list(rows.id)
     names, summary = feature_table([archs[i] for i in ids], "summary", space, 32)
-    summary = dict(zip(ids, np.asarray(summary, float)))
+    return Pool(ref, extra, int(shared.sum()), archs, dict(zip(rows.id, rows["mean"])),
+                dict(zip(rows.id, rows["count"])), space, names,
+                dict(zip(ids, np.asarray(summary, float))))
+
+
+def ridge():
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 25)))
+
+
+def out_of_fold(data: Pool, features, make, weighted: bool, repeat: int):
+    """Predictions for the truth's architectures, each by a model that never saw it:
+    5 folds, shuffled by ``repeat``."""
+    n = len(data.ref)
+    rng = random.Random(repeat)
+    order = list(range(n))
+    rng.shuffle(order)
+    pred = np.zeros(n)
+    for fold in (order[k::5] for k in range(5)):
+        train = [data.ref.id[i] for i in range(n) if i not in fold] + list(data.extra.id)
+        model = make()
+        fit = {}
+        if weighted:
+            fit[model.steps[-1][0] + "__sample_weight"] = np.array(
+                [data.seeds[i] for i in train], float)
+        model.fit(np.array([features(i) for i in train]),
+                  np.array([data.target[i] for i in train]), **fit)
+        pred[fold] = model.predict(np.array([features(data.ref.id[i]) for i in fold]))
+    return pred
+
+
+def paired_gain(preds, base, truth, rng):
+    """Mean Kendall tau gain of ``preds`` over ``base`` (one prediction per repeat each)
+    and its 95% paired-bootstrap interval: 1,000 resamples of the architectures, a random
+    repeat each."""
+    n, gains = len(truth), []
+    for _ in range(1000):
+        i, r = rng.integers(0, n, n), rng.integers(0, len(preds))
+        gains.append(kendalltau(preds[r][i], truth[i])[0] - kendalltau(base[r][i], truth[i])[0])
+    return np.mean(gains), np.percentile(gains, 2.5), np.percentile(gains, 97.5)
+
+
+def main() -> None:
+    data = pool(sys.argv[1:])
+    archs, summary, space, names = data.archs, data.summary, data.space, data.names
+    ids = list(summary)
     onehot = dict(zip(ids, np.asarray(feature_table([archs[i] for i in ids], "onehot",
                                                     space, 32)[1], float)))
     cost = [names.index("log_flops"), names.index("log_params")]
@@ -79,57 +203,56 @@ def main() -> None:
         d = v[depth].sum()
         return np.r_[v, v[cost[0]] ** 2, v[cost[1]] ** 2, v[cost[0]] * v[cost[1]], d, d * d]
 
-    def ridge():
-        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 25)))
-
     def svr():
         return make_pipeline(StandardScaler(), SVR(C=1.0, epsilon=0.002, gamma="scale"))
 
+    def pls():
+        return make_pipeline(StandardScaler(), Flat(PLSRegression(3)))
+
+    def residual_trees():
+        return ResidualTrees(ridge())
+
+    def pairwise():
+        return make_pipeline(StandardScaler(), Pairwise())
+
+    choices = [space.choices_of(archs[i]) for i in ids]
+    # the summary encoding does not see stage 1's activation (relu or swish)
+    act = {i: np.array([float(c[d] == "swish") for d in ("s1.b0.act", "s1.b1.act")])
+           for i, c in zip(ids, choices)}
     variants = {"ridge/summary": (summary.get, ridge, False),
                 **zero_cost_variants(ids, summary, ridge),
                 "ridge/summary, weighted by seeds": (summary.get, ridge, True),
                 "ridge/summary + squared cost and depth": (quad, ridge, False),
+                "ridge/summary + stage 1's activation": (lambda i: np.r_[summary[i], act[i]],
+                                                         ridge, False),
+                "PLS (3 components)/summary": (summary.get, pls, False),
+                "ridge + extra trees on its residuals/summary": (summary.get, residual_trees,
+                                                                 False),
+                "pairwise logistic (linear RankNet)/summary": (summary.get, pairwise, False),
                 "svr (RBF)/summary": (summary.get, svr, False),
                 "ridge/onehot": (onehot.get, ridge, False)}
-    n, truth = len(ref), ref["mean"].to_numpy()
-
-    def out_of_fold(features, make, weighted, repeat):
-        rng = random.Random(repeat)
-        order = list(range(n))
-        rng.shuffle(order)
-        pred = np.zeros(n)
-        for fold in (order[k::5] for k in range(5)):
-            train = [ref.id[i] for i in range(n) if i not in fold] + list(extra.id)
-            model = make()
-            fit = {}
-            if weighted:
-                fit[model.steps[-1][0] + "__sample_weight"] = np.array(
-                    [seeds[i] for i in train], float)
-            model.fit(np.array([features(i) for i in train]),
-                      np.array([target[i] for i in train]), **fit)
-            pred[fold] = model.predict(np.array([features(ref.id[i]) for i in fold]))
-        return pred
-
-    preds = {name: [out_of_fold(f, m, w, r) for r in range(5)]
+    preds = {name: [out_of_fold(data, f, m, w, r) for r in range(5)]
              for name, (f, m, w) in variants.items()}
     preds["rank mean of ridge/summary and ridge/onehot"] = [
         rankdata(a) + rankdata(b) for a, b in zip(preds["ridge/summary"], preds["ridge/onehot"])]
+    n, extra = len(data.ref), data.extra
     print(f"{n} reference architectures (3 seeds); {len(extra)} more at one seed train each "
-          f"fold ({n - n // 5 + len(extra)} in all): {' '.join(sys.argv[1:])}")
+          f"fold ({n - n // 5 + len(extra)} in all; {data.shared} shared with the truth "
+          f"left out): {' '.join(sys.argv[1:])}")
     rng = np.random.default_rng(0)
     base = preds["ridge/summary"]
     for name, ps in preds.items():
-        taus = [kendalltau(p, truth)[0] for p in ps]
+        taus = [kendalltau(p, data.truth)[0] for p in ps]
         line = f"{name:48s} tau {np.mean(taus):.3f} ± {np.std(taus):.3f}"
         if name != "ridge/summary":
-            gains = []
-            for _ in range(1000):
-                i, r = rng.integers(0, n, n), rng.integers(0, 5)
-                gains.append(kendalltau(ps[r][i], truth[i])[0]
-                             - kendalltau(base[r][i], truth[i])[0])
-            line += (f"   gain {np.mean(gains):+.3f} [{np.percentile(gains, 2.5):+.3f}, "
-                     f"{np.percentile(gains, 97.5):+.3f}]")
+            line += "   gain {:+.3f} [{:+.3f}, {:+.3f}]".format(
+                *paired_gain(ps, base, data.truth, rng))
         print(line)
+    # how far the model itself can go: fitted on every architecture, truth's included
+    model = ridge().fit(np.array(list(summary.values())), np.array([data.target[i] for i in ids]))
+    inside = model.predict(np.array([summary[i] for i in data.ref.id]))
+    print(f"{'ridge/summary in sample (fitted on all, truth too)':48s} tau "
+          f"{kendalltau(inside, data.truth)[0]:.3f}")
 
 
 if __name__ == "__main__":
