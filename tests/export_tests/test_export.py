@@ -33,7 +33,7 @@ STANDALONE = NO_NAS + textwrap.dedent("""
         except FileNotFoundError:
             pass
         torch.manual_seed(0)
-        shape = (1, kwargs.get("in_chans", model.IN_CHANS), model.RESOLUTION, model.RESOLUTION)
+        shape = (2, kwargs.get("in_chans", model.IN_CHANS), model.RESOLUTION, model.RESOLUTION)
         with torch.no_grad():
             out = net(torch.randn(*shape))
         torch.save(out, folder + "/out.pt")
@@ -74,7 +74,7 @@ def test_exported_model_stands_alone(standalone, name):
     arch, out, result = exports[name]
     model = nas.build_model(arch)
     assert result["params"] == sum(p.numel() for p in model.parameters())
-    assert result["shape"] == [1, arch.input.classes]
+    assert result["shape"] == [2, arch.input.classes]
     assert nas_loaded is False
     meta = json.loads((out / "arch.json").read_text())
     assert nas.Architecture.parse(meta["arch"]) == arch
@@ -90,9 +90,9 @@ def test_exported_model_reproduces_nas_outputs_with_its_weights_and_adapts(space
     nas.export_arch(spaces["mixnet_s"].sample(0), tmp_path / "adapt")
     (_, adapted), _ = run_standalone((tmp_path / "weights", {}),
                                      (tmp_path / "adapt", {"num_classes": 10, "in_chans": 1}))
-    assert adapted["shape"] == [1, 10]
+    assert adapted["shape"] == [2, 10]
     torch.manual_seed(0)
-    x = torch.randn(1, arch.input.channels, arch.input.resolution, arch.input.resolution)
+    x = torch.randn(2, arch.input.channels, arch.input.resolution, arch.input.resolution)
     with torch.no_grad():
         expected = model(x)
     torch.testing.assert_close(torch.load(tmp_path / "weights" / "out.pt", weights_only=True),

@@ -138,6 +138,12 @@ def test_fused_form_matches_split_form(run_dir, tmp_path, channels_last):
     assert "FUSED = True" in source and f"CHANNELS_LAST = {channels_last}" in source
     state = torch.load(tmp_path / "fused" / "weights.pt", weights_only=True)
     assert not any(".convs." in k for k in state)  # one conv per MixConv
+    if channels_last:  # the deployed form's ONNX runs and gives its logits
+        ort = pytest.importorskip("onnxruntime")
+        assert tmp_path / "fused" / "model.onnx" in result.paths
+        session = ort.InferenceSession(str(tmp_path / "fused" / "model.onnx"))
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        assert np.abs(got - fused.numpy()).max() < 1e-4
 
 
 def test_folded_form_matches_split_form(run_dir, tmp_path):

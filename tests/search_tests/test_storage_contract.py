@@ -13,9 +13,11 @@ The contract a search relies on:
 * **no duplicate**: trial numbers are unique and no trial is left RUNNING or queued.
 """
 
+import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +187,8 @@ def test_many_processes_open_one_new_study_together(kind, tmp_path):
         # last one (here when the garbage collector frees a storage): either is right
         names = {p.name for p in runs[0].iterdir()} - {"study.db-wal", "study.db-shm"}
         assert names == {"study.db"}
+        with contextlib.closing(sqlite3.connect(runs[0] / "study.db")) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

@@ -31,9 +31,15 @@ def run_together(*commands, env):
     time); each must succeed."""
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for c in commands]
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-3000:]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-3000:]
+    finally:
+        for proc in procs:  # none left running when one failed or hung
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def update(state, init):
@@ -62,16 +68,22 @@ def test_distributed_run_killed_and_resumed_matches_uninterrupted(tmp_path):
     full = subprocess.Popen([*TORCHRUN, *train_args(tmp_path / "full", 12,
                                                     "--checkpoint-every", "3")],
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out = tmp_path / "killed"
-    kill_after_file([*TORCHRUN, *train_args(out, 12, "--checkpoint-every", "3")],
-                    out / "supernet.pt", env=ENV)
-    stopped_at = params(out)["step"]
-    assert 3 <= stopped_at < 12
-    resumed = subprocess.run([*TORCHRUN, *train_args(out, 12, "--checkpoint-every", "3"),
-                              "--resume"], env=ENV, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _, err = full.communicate(timeout=300)
-    assert full.returncode == 0, err[-3000:]
+    try:
+        out = tmp_path / "killed"
+        kill_after_file([*TORCHRUN, *train_args(out, 12, "--checkpoint-every", "3")],
+                        out / "supernet.pt", env=ENV)
+        stopped_at = params(out)["step"]
+        assert 3 <= stopped_at < 12
+        resumed = subprocess.run([*TORCHRUN, *train_args(out, 12, "--checkpoint-every", "3"),
+                                  "--resume"], env=ENV, capture_output=True, text=True,
+                                 timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        _, err = full.communicate(timeout=300)
+        assert full.returncode == 0, err[-3000:]
+    finally:
+        if full.poll() is None:
+            full.kill()
+            full.wait()
     a, b = params(tmp_path / "full"), params(out)
     assert a["step"] == b["step"] == 12
     for key, value in a["model"].items():
