@@ -6,9 +6,11 @@
 ``train``: each architecture of ``studies/reference_cifar10`` trained from scratch for the
 first 60 steps of the reference's own recipe (its data, carve, batch, optimiser and the
 warm-up and cosine schedule of its whole epoch; seed 7, not one of the reference's
-seeds), every step's training loss appended to ``training_speed.csv`` (one row an
-architecture: id, then the 60 losses; a rerun skips the ones written). About 25 s an
-architecture on one core (a sixth of the reference's epoch).
+seeds; the model in torch's default memory format, where the reference trains it
+channels-last: the same arithmetic up to rounding), every step's training loss appended
+to ``training_speed.csv`` (one row an architecture: id, then the 60 losses; a rerun skips
+the ones written). About 25 s an architecture on one core (a sixth of the reference's
+epoch).
 
 ``score``: the training speed estimate (TSE, Ru et al., "Speedy Performance Estimation for
 Neural Architecture Search", NeurIPS 2021: minus the sum of the training losses; also the
@@ -110,7 +112,10 @@ def score(extra_refs) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["train"]:
+    if sys.argv[1:2] == ["train"] and len(sys.argv) == 4:
         train(int(sys.argv[2]), int(sys.argv[3]))
-    else:
+    elif sys.argv[1:2] == ["score"]:
         score(sys.argv[2:])
+    else:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        sys.exit(2)
