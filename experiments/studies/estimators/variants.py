@@ -138,7 +138,8 @@ class Pool:
 
 def pool(extra_refs) -> Pool:
     ref = table(REFERENCE, 3)
-    extra = pd.concat([table(p, 1) for p in extra_refs], ignore_index=True).drop_duplicates("id")
+    extra = (pd.concat([table(p, 1) for p in extra_refs], ignore_index=True)
+             .drop_duplicates("id") if extra_refs else ref.iloc[0:0])
     # An architecture of the truth that another reference also drew (the one-command run's
     # sample shares some) must not train the folds that predict it: its one-seed row is a
     # noisy copy of the answer.
