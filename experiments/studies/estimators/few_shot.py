@@ -6,6 +6,8 @@
     .venv/bin/python $E/few_shot.py score runs/fs-relu REF2 [REF3 ...]        # and runs/fs-swish
     .venv/bin/python $E/few_shot.py report REF2 [REF3 ...] > $E/few_shot.txt
 
+(and the same with ``--seed 1`` for a second pair of sub-supernets).
+
 Few-shot NAS (Zhao et al., "Few-shot Neural Architecture Search", ICML 2021) splits the
 one-shot supernet by one coarse decision into sub-supernets, each sharing weights only
 among architectures that agree on it, and scores an architecture with the sub-supernet of
@@ -13,19 +15,21 @@ its own value. The split here is stage 1's first activation (``s1.b0.act``, relu
 the earliest decision whose two values cannot share weights meaningfully, and one the
 summary encoding does not see; 150 / 152 of the study's architectures), two
 sub-supernets trained like the one-shot supernets of ``run.py`` (800 sandwich steps of 64,
-seed 0), so the split doubles the supernet's training.
+seed 0; a second pair with seed 1), so the split doubles the supernet's training.
 
 ``score SUPERNET REF...``: every architecture of the truth (``variants.REFERENCE``) and of
 the REFs that lies in the supernet's sub-space, scored as ``run.py`` scores supernets
 (BatchNorm recalibrated on 2,048 training images, accuracy on the whole 5,000-image
-validation carve), appended one row at a time to ``few_shot/scores_<value>.csv`` (a rerun skips
-the rows written). ``report REF...``: the few-shot score's tau on the truth, raw and
-standardised within each split (the two sub-supernets' accuracies need not share a scale;
-mean and SD over the pool's architectures of that split, which needs no labels), beside
-the one-shot supernets' (``cache.csv``, same 50; two of them averaged is the same training
-compute as the two sub-supernets); then as a feature of ridge/summary (raw, with its split,
-standardised) and added by rank to its out-of-fold prediction (``variants.py``'s folds),
-each with the paired-bootstrap gain over ridge/summary.
+validation carve), appended one row at a time to ``few_shot/scores_<value>_seed<seed>.csv``
+(a rerun skips the rows written). ``report REF...``: the few-shot score's tau on the truth
+per seed, raw and standardised within each split (the two sub-supernets' accuracies need
+not share a scale; mean and SD over the pool's architectures of that split, which needs
+no labels), beside the one-shot supernets' (``cache.csv``, same 50; two of them averaged
+is the same training compute as one pair of sub-supernets), with a control (the one-shot
+scores standardised the same way); then, averaged over seeds, as a feature of
+ridge/summary (raw, with its split, standardised) and added by rank to its out-of-fold
+prediction (``variants.py``'s folds), each with the paired-bootstrap gain over
+ridge/summary.
 """
 
 import csv
@@ -36,111 +40,142 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau, rankdata
-from variants import out_of_fold, paired_gain, pool, ridge
+from variants import REFERENCE, out_of_fold, paired_gain, pool, ridge
 
 from nas.estimators import SupernetEstimator, rank_metrics, tau_gain
+from nas.reference import reference_config
 from nas.train import load_supernet
 
 HERE = Path(__file__).parent
-SCORES = HERE / "few_shot"  # scores_<value>.csv, one file per sub-supernet
+SCORES = HERE / "few_shot"  # scores_<value>_seed<seed>.csv, one per sub-supernet
 DECISION = "s1.b0.act"
 
 
 def written() -> pd.DataFrame:
-    files = sorted(SCORES.glob("scores_*.csv"))
+    files = [f for f in sorted(SCORES.glob("scores_*.csv")) if f.stat().st_size]
     if not files:
-        return pd.DataFrame(columns=["id", "split", "score", "seconds"])
+        return pd.DataFrame(columns=["id", "split", "seed", "score", "seconds"])
     return pd.concat([pd.read_csv(f, dtype={"id": str}) for f in files], ignore_index=True)
 
 
 def score(supernet: str, refs) -> None:
     data = pool(refs)
     run = load_supernet(supernet, device="cpu")
+    truth = reference_config(REFERENCE)
+    if (run.config.split_seed, run.config.val_fraction) != (truth.split_seed,
+                                                            truth.val_fraction):
+        raise SystemExit(f"{supernet} carved another validation split than the reference: "
+                         "its scores would be measured on images it trained on")
     estimator = SupernetEstimator([run], calib_images=2048, val_images=5000)
     space = run.supernet.space
     # the sub-space fixes the split decision: read it off any of its points
     value = data.space.choices_of(space.extreme_arch(largest=True))[DECISION]
-    path = SCORES / f"scores_{value}.csv"
-    new = not path.exists()
-    if not new:  # a row cut short by a kill: drop it, it is scored again
-        text = path.read_text()
-        path.write_text(text[:text.rfind("\n") + 1])
-    done = set(written().id)
+    seed = run.config.seed
+    path = SCORES / f"scores_{value}_seed{seed}.csv"
+    text = path.read_text() if path.exists() else ""
+    text = text[:text.rfind("\n") + 1]  # a row cut short by a kill: dropped, scored again
+    path.write_text(text)
+    new = not text
+    done = set() if new else set(pd.read_csv(path, dtype={"id": str}).id)
     todo = [i for i in data.archs if i not in done and space.contains(data.archs[i])]
     print(f"{supernet}: {DECISION}={value}, {len(todo)} architectures to score", flush=True)
     with open(path, "a", newline="") as f:
         out = csv.writer(f)
         if new:
-            out.writerow(["id", "split", "score", "seconds"])
+            out.writerow(["id", "split", "seed", "score", "seconds"])
         for n, i in enumerate(todo, 1):
             start = time.perf_counter()
             (s,) = estimator.score([data.archs[i]])
-            out.writerow([i, value, s, round(time.perf_counter() - start, 2)])
+            out.writerow([i, value, seed, s, round(time.perf_counter() - start, 2)])
             f.flush()
             if n % 10 == 0:
                 print(f"  {n}/{len(todo)}", flush=True)
 
 
+def standardised(rows: pd.DataFrame, ids) -> dict:
+    """``rows``' scores of ``ids``, each split's standardised on that split's architectures
+    among ``ids`` (mean 0, SD 1): the sub-supernets' accuracies need not share a scale, and
+    this needs no labels."""
+    frame = rows.loc[ids]
+    by_split = frame.groupby("split")["score"]
+    return ((frame["score"] - by_split.transform("mean")) / by_split.transform("std")).to_dict()
+
+
 def report(refs) -> None:
     data = pool(refs)
-    rows = written().set_index("id")
-    missing = [i for i in data.archs if i not in rows.index]
-    if missing:
-        raise SystemExit(f"{SCORES}/scores_*.csv lack {len(missing)} architectures: run "
-                         "`score` for both sub-supernets")
-    few = rows["score"].to_dict()
-    # The sub-supernets' accuracies need not share a scale: each split standardised on its
-    # own architectures (all of the pool's: the scores need no labels)
-    by_split = rows.loc[list(data.archs)].groupby("split")["score"]
-    z = ((rows.loc[list(data.archs), "score"] - by_split.transform("mean"))
-         / by_split.transform("std")).to_dict()
-    relu = {i: float(rows.split[i] == "relu") for i in data.archs}
-    truth = data.truth
-    ids = list(data.ref.id)
-    one_shot = pd.read_csv(HERE / "cache.csv", dtype={"id": str}).set_index("id")
+    rows = written()
+    everything, ids, truth = list(data.archs), list(data.ref.id), data.truth
+    seeds = sorted(rows.seed.unique())
+    per_seed = {}
+    for seed in seeds:
+        mine = rows[rows.seed == seed].set_index("id")
+        missing = [i for i in everything if i not in mine.index]
+        if missing:
+            raise SystemExit(f"{SCORES}/scores_*_seed{seed}.csv lack {len(missing)} "
+                             "architectures: run `score` for both sub-supernets of that seed")
+        per_seed[seed] = mine
+    split = per_seed[seeds[0]]["split"]
+    raw = {i: np.mean([per_seed[s].score[i] for s in seeds]) for i in everything}
+    z_seed = {s: standardised(per_seed[s], everything) for s in seeds}
+    z = {i: np.mean([z_seed[s][i] for s in seeds]) for i in everything}
+    relu = {i: float(split[i] == "relu") for i in everything}
+    one_shot = pd.read_csv(HERE / "cache.csv", dtype={"id": str}).set_index("id").loc[ids]
+    one_shot = one_shot.assign(split=split.loc[ids])
+    both = ["supernet:cifar-800-s0", "supernet:cifar-800-s1"]
+    one_avg = one_shot[both].mean(axis=1)
     print(f"{len(ids)} truth architectures (3-seed means); {len(data.extra)} more at one seed "
           f"train each fold; split {DECISION}: "
-          + ", ".join(f"{v} {c}" for v, c in rows.loc[list(data.archs), "split"]
-                      .value_counts().items())
-          + f"; {rows.seconds.median():.1f} s an architecture (median)")
-    for name, values in [("few-shot supernet (2 sub-supernets)", [few[i] for i in ids]),
-                         ("few-shot, standardised within each split", [z[i] for i in ids]),
-                         ("one-shot supernet, seed 0 (cache.csv)",
-                          list(one_shot.loc[ids, "supernet:cifar-800-s0"])),
-                         ("one-shot supernets, seeds 0 and 1 averaged",
-                          list(one_shot.loc[ids, ["supernet:cifar-800-s0",
-                                                  "supernet:cifar-800-s1"]].mean(axis=1)))]:
+          + ", ".join(f"{v} {c}" for v, c in split.loc[everything].value_counts().items())
+          + f"; sub-supernet seeds {', '.join(map(str, seeds))}; "
+          f"{rows.seconds.median():.1f} s an architecture (median)")
+    alone = {}
+    for seed in seeds:
+        alone[f"few-shot, seed {seed}, raw"] = [per_seed[seed].score[i] for i in ids]
+        alone[f"few-shot, seed {seed}, standardised per split"] = [z_seed[seed][i]
+                                                                  for i in ids]
+    if len(seeds) > 1:
+        alone["few-shot, both seeds' standardised averaged"] = [z[i] for i in ids]
+    alone["one-shot, seed 0 (cache.csv)"] = list(one_shot[both[0]])
+    alone["one-shot, seed 1 (cache.csv)"] = list(one_shot[both[1]])
+    alone["one-shot, seeds 0 and 1 averaged"] = list(one_avg)
+    for name, values in alone.items():
         m = rank_metrics(values, truth)
         print(f"{name:48s} tau {m['kendall']:.3f} [{m['kendall_ci'][0]:.3f}, "
               f"{m['kendall_ci'][1]:.3f}]")
-    # equal compute: two 800-step one-shot supernets averaged against two sub-supernets
-    even = tau_gain([z[i] for i in ids], list(one_shot.loc[ids, ["supernet:cifar-800-s0",
-                                                                 "supernet:cifar-800-s1"]]
-                                              .mean(axis=1)), truth)
-    print(f"  standardised few-shot minus the two one-shot supernets averaged (equal "
-          f"compute): {even['gain']:+.3f} [{even['gain_ci'][0]:+.3f}, "
-          f"{even['gain_ci'][1]:+.3f}] (paired bootstrap)")
-    one = one_shot["supernet:cifar-800-s0"]
-    for value in sorted(rows.split.unique()):
-        inside = [k for k, i in enumerate(ids) if rows.split[i] == value]
-        mine, theirs = ([v[ids[k]] for k in inside] for v in (few, one))
-        print(f"  within {DECISION}={value} ({len(inside)}): tau "
-              f"{kendalltau(mine, truth[inside])[0]:.3f}, one-shot seed 0 on the same "
-              f"{kendalltau(theirs, truth[inside])[0]:.3f}")
+    for seed in seeds:
+        # equal compute: two 800-step sub-supernets against two one-shot supernets averaged
+        even = tau_gain([z_seed[seed][i] for i in ids], list(one_avg), truth)
+        print(f"  seed {seed} standardised minus the two one-shot averaged (equal compute): "
+              f"{even['gain']:+.3f} [{even['gain_ci'][0]:+.3f}, {even['gain_ci'][1]:+.3f}]")
+    # control: is it the split's training or only the standardisation? Both standardised on
+    # the truth's 50 alone (the one-shot supernets scored nothing else)
+    control = {"few-shot (raw, seeds averaged)": standardised(
+        pd.DataFrame({"score": [raw[i] for i in ids], "split": split.loc[ids]}, index=ids), ids),
+        "one-shot, seed 0": standardised(one_shot.rename(columns={both[0]: "score"}), ids),
+        "one-shot, seeds averaged": standardised(one_shot.assign(score=one_avg), ids)}
+    print("  standardised per split on the truth's 50 alone: " + "; ".join(
+        f"{k} {kendalltau([v[i] for i in ids], truth)[0]:.3f}" for k, v in control.items()))
+    for value in sorted(split.unique()):
+        inside = [k for k, i in enumerate(ids) if split[i] == value]
+        line = f"  within {DECISION}={value} ({len(inside)}): tau"
+        for seed in seeds:
+            scores = [per_seed[seed].score[ids[k]] for k in inside]
+            line += f" seed {seed} {kendalltau(scores, truth[inside])[0]:.3f},"
+        line += (" one-shot seed 0 on the same "
+                 f"{kendalltau(one_shot[both[0]].iloc[inside], truth[inside])[0]:.3f}")
+        print(line)
     summary = data.summary
     base = [out_of_fold(data, summary.get, ridge, False, r) for r in range(5)]
-    feature = [out_of_fold(data, lambda i: np.r_[summary[i], few[i]], ridge, False, r)
-               for r in range(5)]
-    rank_few = rankdata([few[i] for i in ids])
-    variants = {"ridge/summary": base, "ridge/summary + few-shot score": feature,
-                "ridge/summary + few-shot score and its split": [
-                    out_of_fold(data, lambda i: np.r_[summary[i], few[i], relu[i]], ridge,
-                                False, r) for r in range(5)],
-                "ridge/summary + standardised few-shot score": [
-                    out_of_fold(data, lambda i: np.r_[summary[i], z[i]], ridge, False, r)
-                    for r in range(5)]}
+    features = {"+ few-shot score": lambda i: np.r_[summary[i], raw[i]],
+                "+ few-shot score and its split": lambda i: np.r_[summary[i], raw[i], relu[i]],
+                "+ standardised few-shot score": lambda i: np.r_[summary[i], z[i]]}
+    variants = {"ridge/summary": base}
+    for name, f in features.items():
+        variants[f"ridge/summary {name}"] = [out_of_fold(data, f, ridge, False, r)
+                                             for r in range(5)]
+    rank_few = rankdata([z[i] for i in ids])
     for w in (0.25, 0.5, 1.0):
-        variants[f"ridge/summary rank + {w} x few-shot rank"] = [
+        variants[f"ridge/summary rank + {w} x standardised rank"] = [
             rankdata(b) + w * rank_few for b in base]
     rng = np.random.default_rng(0)
     for name, preds in variants.items():
