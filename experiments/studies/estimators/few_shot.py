@@ -11,28 +11,34 @@
 Few-shot NAS (Zhao et al., "Few-shot Neural Architecture Search", ICML 2021) splits the
 one-shot supernet by one coarse decision into sub-supernets, each sharing weights only
 among architectures that agree on it, and scores an architecture with the sub-supernet of
-its own value. The split here is stage 1's first activation (``s1.b0.act``, relu | swish:
-the earliest decision whose two values cannot share weights meaningfully, and one the
-summary encoding does not see; 150 / 152 of the study's architectures), two
-sub-supernets trained like the one-shot supernets of ``run.py`` (800 sandwich steps of 64,
-seed 0; a second pair with seed 1), so the split doubles the supernet's training.
+its own value. The split here is stage 1's first activation (``s1.b0.act``, relu | swish):
+the space's earliest decision, so every later shared layer is trained on the activations
+of one value only; the summary encoding does not see it; it halves the study's
+architectures (150 / 152). Each pair of sub-supernets is trained like the one-shot
+supernets of ``run.py`` (800 sandwich steps of 64; pairs with seeds 0 and 1), so a pair
+costs twice one supernet's training.
 
-``score SUPERNET REF...``: every architecture of the truth (``variants.REFERENCE``) and of
-the REFs that lies in the supernet's sub-space, scored as ``run.py`` scores supernets
-(BatchNorm recalibrated on 2,048 training images, accuracy on the whole 5,000-image
-validation carve), appended one row at a time to ``few_shot/scores_<value>_seed<seed>.csv``
-(a rerun skips the rows written). ``report REF...``: the few-shot score's tau on the truth
-per seed, raw and standardised within each split (the two sub-supernets' accuracies need
-not share a scale; mean and SD over the pool's architectures of that split, which needs
-no labels), beside the one-shot supernets' (``cache.csv``, same 50; two of them averaged
-is the same training compute as one pair of sub-supernets), with a control (the one-shot
-scores standardised the same way); then, averaged over seeds, as a feature of
-ridge/summary (raw, with its split, standardised) and added by rank to its out-of-fold
-prediction (``variants.py``'s folds), each with the paired-bootstrap gain over
-ridge/summary.
+``score SUPERNET REF...`` scores every architecture of the truth (``variants.REFERENCE``,
+"the 50" below) and of the REFs that lies in the supernet's sub-space, as ``run.py``
+scores supernets: BatchNorm recalibrated on 2,048 training images, accuracy on the whole
+5,000-image validation carve. Rows go to ``few_shot/scores_<value>_seed<seed>.csv`` one
+at a time; a rerun skips those written, and refuses a file another supernet wrote.
+
+``report REF...`` prints, on the 50:
+
+- each pair's tau, raw and standardised within each split. The two sub-supernets'
+  accuracies need not share a scale; each split is standardised by its mean and SD over
+  the pool's architectures of that split, which needs no labels;
+- the one-shot supernets' tau (``cache.csv``); two of them averaged cost the same
+  training as one pair, and each pair's paired-bootstrap gain over them;
+- a control: every score standardised per split on the 50 alone (the one-shot supernets
+  scored nothing else), to tell the split's training from the standardisation;
+- tau within each split;
+- the few-shot score (averaged over pairs) as a feature of ridge/summary (raw, with its
+  split, standardised) and added by rank to ridge's out-of-fold prediction
+  (``variants.py``'s folds), each with the paired-bootstrap gain over ridge/summary.
 """
 
-import csv
 import sys
 import time
 from pathlib import Path
@@ -43,7 +49,9 @@ from scipy.stats import kendalltau, rankdata
 from variants import REFERENCE, out_of_fold, paired_gain, pool, ridge
 
 from nas.estimators import SupernetEstimator, rank_metrics, tau_gain
+from nas.files import append_each, read_csv_rows
 from nas.reference import reference_config
+from nas.runs import supernet_checkpoint
 from nas.train import load_supernet
 
 HERE = Path(__file__).parent
@@ -52,10 +60,14 @@ DECISION = "s1.b0.act"
 
 
 def written() -> pd.DataFrame:
-    files = [f for f in sorted(SCORES.glob("scores_*.csv")) if f.stat().st_size]
-    if not files:
-        return pd.DataFrame(columns=["id", "split", "seed", "score", "seconds"])
-    return pd.concat([pd.read_csv(f, dtype={"id": str}) for f in files], ignore_index=True)
+    """Every score row on file, checked whole (one per architecture and seed)."""
+    rows = pd.DataFrame([r for f in sorted(SCORES.glob("scores_*.csv"))
+                         for r in read_csv_rows(f)],
+                        columns=["id", "split", "seed", "supernet", "score", "seconds"])
+    rows = rows.astype({"seed": int, "score": float, "seconds": float})
+    if rows[["id", "split", "score"]].isna().any().any() or rows.duplicated(["id", "seed"]).any():
+        raise SystemExit(f"{SCORES}/scores_*.csv: a row is incomplete or repeated")
+    return rows
 
 
 def score(supernet: str, refs) -> None:
@@ -70,26 +82,26 @@ def score(supernet: str, refs) -> None:
     space = run.supernet.space
     # the sub-space fixes the split decision: read it off any of its points
     value = data.space.choices_of(space.extreme_arch(largest=True))[DECISION]
-    seed = run.config.seed
+    seed, name = run.config.seed, supernet_checkpoint(supernet).resolve().parent.name
     path = SCORES / f"scores_{value}_seed{seed}.csv"
-    text = path.read_text() if path.exists() else ""
-    text = text[:text.rfind("\n") + 1]  # a row cut short by a kill: dropped, scored again
-    path.write_text(text)
-    new = not text
-    done = set() if new else set(pd.read_csv(path, dtype={"id": str}).id)
-    todo = [i for i in data.archs if i not in done and space.contains(data.archs[i])]
-    print(f"{supernet}: {DECISION}={value}, {len(todo)} architectures to score", flush=True)
-    with open(path, "a", newline="") as f:
-        out = csv.writer(f)
-        if new:
-            out.writerow(["id", "split", "seed", "score", "seconds"])
-        for n, i in enumerate(todo, 1):
-            start = time.perf_counter()
-            (s,) = estimator.score([data.archs[i]])
-            out.writerow([i, value, seed, s, round(time.perf_counter() - start, 2)])
-            f.flush()
-            if n % 10 == 0:
-                print(f"  {n}/{len(todo)}", flush=True)
+    rows = read_csv_rows(path)
+    others = {r["supernet"] for r in rows} - {name}
+    if others:  # a retrained or another supernet must not continue these rows
+        raise SystemExit(f"{path} holds the scores of supernet {', '.join(sorted(others))}, "
+                         f"not {name}: move it away first")
+    todo = [i for i in data.archs if space.contains(data.archs[i])]
+    print(f"{supernet}: {DECISION}={value}, {len(todo) - len(rows)} of {len(todo)} "
+          "architectures to score", flush=True)
+
+    def scored(i):
+        start = time.perf_counter()
+        (s,) = estimator.score([data.archs[i]])
+        if len(rows) % 10 == 9:
+            print(f"  {len(rows) + 1}/{len(todo)}", flush=True)
+        return {"id": i, "split": value, "seed": seed, "supernet": name, "score": s,
+                "seconds": round(time.perf_counter() - start, 2)}
+
+    append_each(path, todo, lambda i: i, scored, rows, lambda r: r["id"])
 
 
 def standardised(rows: pd.DataFrame, ids) -> dict:
@@ -149,10 +161,10 @@ def report(refs) -> None:
               f"{even['gain']:+.3f} [{even['gain_ci'][0]:+.3f}, {even['gain_ci'][1]:+.3f}]")
     # control: is it the split's training or only the standardisation? Both standardised on
     # the truth's 50 alone (the one-shot supernets scored nothing else)
-    control = {"few-shot (raw, seeds averaged)": standardised(
-        pd.DataFrame({"score": [raw[i] for i in ids], "split": split.loc[ids]}, index=ids), ids),
-        "one-shot, seed 0": standardised(one_shot.rename(columns={both[0]: "score"}), ids),
-        "one-shot, seeds averaged": standardised(one_shot.assign(score=one_avg), ids)}
+    control = {f"few-shot, seed {seed}": standardised(per_seed[seed], ids) for seed in seeds}
+    control |= {f"one-shot, seed {k}": standardised(one_shot.assign(score=one_shot[c]), ids)
+                for k, c in enumerate(both)}
+    control["one-shot, seeds averaged"] = standardised(one_shot.assign(score=one_avg), ids)
     print("  standardised per split on the truth's 50 alone: " + "; ".join(
         f"{k} {kendalltau([v[i] for i in ids], truth)[0]:.3f}" for k, v in control.items()))
     for value in sorted(split.unique()):

@@ -4,11 +4,13 @@
         > experiments/studies/estimators/pooling.txt          # seconds
 
 With all 120 architectures of the third reference, ridge/summary ranked the truth lower
-(0.633) than with 51 of them (0.658). Three readings, each checked here:
+(0.633) than with 51 of them (0.658). Three readings, and what this script prints on each:
 
-- one reference is unlike the others (a drift of code or recipe): ridge fitted on each
-  reference alone and scored on the whole truth (hold-out), on all its architectures and
-  on 20 random draws of 50 and 80, so references of different sizes compare;
+- one reference is unlike the others: ridge fitted on each reference alone and scored on
+  the whole truth (hold-out), on all its architectures and on 20 random draws of 50 and
+  80, so references of different sizes compare (spreads over draws, not confidence
+  intervals). Whether the code or recipe drifted since the truth was trained is checked
+  apart, by retraining truth architectures (experiments/README.md);
 - the one reference from another FLOPs band (the one command's, 201-252M) bends the fit:
   ``variants.py``'s folds without the last REF;
 - the references differ by a constant: an intercept per reference (one-hot columns; the
