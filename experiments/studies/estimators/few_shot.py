@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau, rankdata
-from variants import REFERENCE, out_of_fold, paired_gain, pool, ridge
+from variants import REFERENCE, out_of_fold, pool, print_gains, ridge
 
 from nas.estimators import SupernetEstimator, rank_metrics, tau_gain
 from nas.files import append_each, read_csv_rows
@@ -189,14 +189,7 @@ def report(refs) -> None:
     for w in (0.25, 0.5, 1.0):
         variants[f"ridge/summary rank + {w} x standardised rank"] = [
             rankdata(b) + w * rank_few for b in base]
-    rng = np.random.default_rng(0)
-    for name, preds in variants.items():
-        taus = [kendalltau(p, truth)[0] for p in preds]
-        line = f"{name:48s} tau {np.mean(taus):.3f} ± {np.std(taus):.3f}"
-        if name != "ridge/summary":
-            line += "   gain {:+.3f} [{:+.3f}, {:+.3f}]".format(
-                *paired_gain(preds, base, truth, rng))
-        print(line)
+    print_gains(variants, truth)
 
 
 if __name__ == "__main__":

@@ -56,9 +56,11 @@ def main() -> None:
     print(f"out of fold (5 folds x 5 repeats), {len(data.extra)} extra architectures: "
           f"ridge/summary tau {np.mean([kendalltau(p, truth)[0] for p in base]):.3f}")
 
+    truth_ids = set(data.ref.id)
+
     def intercepts(i):
         column = np.zeros(len(refs))
-        if i in source and i not in set(data.ref.id):
+        if i in source and i not in truth_ids:
             column[source[i]] = 1.0
         return np.r_[summary[i], column]
 

@@ -190,6 +190,20 @@ def paired_gain(preds, base, truth, rng):
     return np.mean(gains), np.percentile(gains, 2.5), np.percentile(gains, 97.5)
 
 
+def print_gains(preds: dict, truth) -> None:
+    """One line per variant of ``preds`` (name -> one prediction per repeat): its tau, mean
+    ± std over the repeats, and, after the first (the baseline), its paired gain over it."""
+    rng = np.random.default_rng(0)
+    base_name, base = next(iter(preds.items()))
+    for name, ps in preds.items():
+        taus = [kendalltau(p, truth)[0] for p in ps]
+        line = f"{name:48s} tau {np.mean(taus):.3f} ± {np.std(taus):.3f}"
+        if name != base_name:
+            line += "   gain {:+.3f} [{:+.3f}, {:+.3f}]".format(
+                *paired_gain(ps, base, truth, rng))
+        print(line)
+
+
 def main() -> None:
     data = pool(sys.argv[1:])
     archs, summary, space, names = data.archs, data.summary, data.space, data.names
@@ -240,15 +254,7 @@ def main() -> None:
     print(f"{n} reference architectures (3 seeds); {len(extra)} more at one seed train each "
           f"fold ({n - n // 5 + len(extra)} in all; {data.shared} shared with the truth "
           f"left out): {' '.join(sys.argv[1:])}")
-    rng = np.random.default_rng(0)
-    base = preds["ridge/summary"]
-    for name, ps in preds.items():
-        taus = [kendalltau(p, data.truth)[0] for p in ps]
-        line = f"{name:48s} tau {np.mean(taus):.3f} ± {np.std(taus):.3f}"
-        if name != "ridge/summary":
-            line += "   gain {:+.3f} [{:+.3f}, {:+.3f}]".format(
-                *paired_gain(ps, base, data.truth, rng))
-        print(line)
+    print_gains(preds, data.truth)
     # how far the model itself can go: fitted on every architecture, truth's included
     model = ridge().fit(np.array(list(summary.values())), np.array([data.target[i] for i in ids]))
     inside = model.predict(np.array([summary[i] for i in data.ref.id]))
