@@ -11,10 +11,12 @@ bootstrap 95% CI (1,000 resamples of the 50 architectures, a random repeat each,
 folds for both). An architecture of the truth that an extra reference drew too is left out
 of the extra ones (its one-seed row would leak the answer into the fold that predicts it).
 Variants: sample weights by seeds, squared log-cost and depth terms, stage 1's activation
-(which the summary does not see), partial least squares (3 components), extra trees fitted
-to ridge's residuals, a linear pairwise ranker (logistic regression on pairs' feature
-differences), an RBF support-vector regression, one-hot ridge, and the rank mean of
-summary and one-hot ridge; with ``zero_cost.csv`` (``zero_cost.py``), the zero-cost
+(which the summary does not see), each stage's log FLOPs and log params (the summary has
+only the whole network's), partial least squares (3 components), extra trees fitted to
+ridge's residuals, a linear pairwise ranker (logistic regression on pairs' feature
+differences), an RBF support-vector regression, a Gaussian process (dot-product + RBF +
+white-noise kernel, its hyper-parameters fitted by marginal likelihood), one-hot ridge, and
+the rank mean of summary and one-hot ridge; with ``zero_cost.csv`` (``zero_cost.py``), the zero-cost
 proxies as features, raw and aggregated by rank as AZ-NAS does (the sum over proxies of
 log(rank / N), ranks over every architecture of the pool: the proxies need no labels).
 """
@@ -31,12 +33,15 @@ from scipy.stats import kendalltau, rankdata
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.ensemble import ExtraTreesRegressor
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, WhiteKernel
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 import nas
+from nas.cost import block_cost, stem_cost
 from nas.estimators import feature_table
 from nas.reference import load_reference
 
@@ -95,6 +100,22 @@ class Pairwise(BaseEstimator, RegressorMixin):
 
     def predict(self, x):
         return x @ self.coef_
+
+
+def stage_costs(arch) -> np.ndarray:
+    """Each stage's log(1 + FLOPs) and log(1 + params) at the target input, from the cost
+    model's own per-row counts (:func:`nas.cost.block_cost`)."""
+    stem = arch.stem
+    size, width = stem_cost(arch.input, stem.kernel, stem.stride, stem.out, stem.patch)[2], stem.out
+    out = []
+    for rows in arch.stages:
+        flops = params = 0
+        for block in rows:
+            f, p, size = block_cost(block, width, size)
+            flops, params = flops + f, params + p
+            width = block.out  # as nas.cost.count_cost walks the rows
+        out += [np.log1p(flops), np.log1p(params)]
+    return np.array(out)
 
 
 def zero_cost_variants(ids, summary, ridge):
@@ -230,10 +251,17 @@ def main() -> None:
     def pairwise():
         return make_pipeline(StandardScaler(), Pairwise())
 
+    def gp():
+        kernel = (ConstantKernel() * DotProduct() + ConstantKernel(0.1) * RBF(3.0)
+                  + WhiteKernel(0.5))
+        return make_pipeline(StandardScaler(), GaussianProcessRegressor(
+            kernel, normalize_y=True, random_state=0))
+
     choices = [space.choices_of(archs[i]) for i in ids]
     # the summary encoding does not see stage 1's activation (relu or swish)
     act = {i: np.array([float(c[d] == "swish") for d in ("s1.b0.act", "s1.b1.act")])
            for i, c in zip(ids, choices)}
+    stages = {i: stage_costs(archs[i]) for i in ids}
     variants = {"ridge/summary": (summary.get, ridge, False),
                 **zero_cost_variants(ids, summary, ridge),
                 "ridge/summary, weighted by seeds": (summary.get, ridge, True),
@@ -250,6 +278,12 @@ def main() -> None:
              for name, (f, m, w) in variants.items()}
     preds["rank mean of ridge/summary and ridge/onehot"] = [
         rankdata(a) + rankdata(b) for a, b in zip(preds["ridge/summary"], preds["ridge/onehot"])]
+    # added on 2026-12-07 (fifth session): last, so the lines above keep their bootstrap draws
+    later = {"ridge/summary + each stage's log FLOPs, params": (
+                 lambda i: np.r_[summary[i], stages[i]], ridge, False),
+             "gaussian process (linear + RBF)/summary": (summary.get, gp, False)}
+    preds.update({name: [out_of_fold(data, f, m, w, r) for r in range(5)]
+                  for name, (f, m, w) in later.items()})
     n, extra = len(data.ref), data.extra
     print(f"{n} reference architectures (3 seeds); {len(extra)} more at one seed train each "
           f"fold ({n - n // 5 + len(extra)} in all; {data.shared} shared with the truth "
