@@ -1,6 +1,6 @@
 """Study: more seeds or more architectures for a predictor's reference? (issue 28, item 3)
 
-    .venv/bin/python experiments/studies/estimators/seeds_or_archs.py \\
+    .venv/bin/python experiments/studies/estimators/seeds_or_archs.py [REF2 REF3 ...] \\
         > experiments/studies/estimators/seeds_or_archs.txt
 
 Ridge/summary out of fold on the 3-seed truth (``variants.py``'s folds, no extra
@@ -8,13 +8,21 @@ references), each fold trained on the other 40 architectures' 3-seed means (120 
 or on their seed-0 accuracy alone (40 trainings). Beside it, the subsampled curve of
 one-seed architectures in ``pooled/`` (0.43 / 0.60 / 0.65 at 30 / 60 / 120): what the same
 number of trainings buys as more architectures.
+
+With extra references (REF2 ...: every architecture of them at one seed trains each fold,
+as in ``variants.py``): the same question where the learning curve is flat. The 40
+architectures at each of their seeds alone and at their 3-seed means, with the paired gain
+over seed 0 alone: if
+better labels on 40 of ~290 training architectures move nothing, a second seed for the rest
+is not where the missing tau is either.
 """
 
+import sys
 from dataclasses import replace
 
 import numpy as np
 from scipy.stats import kendalltau
-from variants import REFERENCE, out_of_fold, pool, ridge
+from variants import REFERENCE, out_of_fold, pool, print_gains, ridge
 
 from nas.reference import load_reference
 
@@ -29,6 +37,25 @@ def main() -> None:
                            data.truth)[0] for r in range(5)]
         print(f"40 architectures, {label} ({trainings} trainings a fold): ridge/summary tau "
               f"{np.mean(taus):.3f} ± {np.std(taus):.3f}")
+    if sys.argv[1:]:
+        with_extra(sys.argv[1:], rows)
+
+
+def with_extra(extra_refs, rows) -> None:
+    data = pool(extra_refs)
+    preds = {}  # the first, seed 0 alone (what a one-seed reference has), is the baseline
+    for seed in sorted(rows.seed.unique()):
+        one = rows[rows.seed == seed]
+        labelled = replace(data, target={**data.target, **dict(zip(one.id, one.val_accuracy))})
+        preds[f"40 at seed {seed} alone"] = [
+            out_of_fold(labelled, data.summary.get, ridge, False, r) for r in range(5)]
+    preds["40 at their 3-seed means"] = [
+        out_of_fold(data, data.summary.get, ridge, False, r) for r in range(5)]
+    n = len(data.ref)
+    print(f"\nthe 40 with {len(data.extra)} one-seed architectures more a fold "
+          f"({n - n // 5 + len(data.extra)} in all; {data.shared} shared with the truth left "
+          f"out): {' '.join(extra_refs)}")
+    print_gains(preds, data.truth)
 
 
 if __name__ == "__main__":
