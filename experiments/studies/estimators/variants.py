@@ -278,7 +278,7 @@ def main() -> None:
              for name, (f, m, w) in variants.items()}
     preds["rank mean of ridge/summary and ridge/onehot"] = [
         rankdata(a) + rankdata(b) for a, b in zip(preds["ridge/summary"], preds["ridge/onehot"])]
-    # added on 2026-12-07 (fifth session): last, so the lines above keep their bootstrap draws
+    # appended after the others: print_gains' shared generator keeps their bootstrap draws
     later = {"ridge/summary + each stage's log FLOPs, params": (
                  lambda i: np.r_[summary[i], stages[i]], ridge, False),
              "gaussian process (linear + RBF)/summary": (summary.get, gp, False)}
