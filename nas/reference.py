@@ -29,7 +29,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -150,8 +150,11 @@ def data_recipe(config: ReferenceConfig) -> str:
     return recipe_of(load_data(loop), loop).describe()
 
 
-def run_reference(config: ReferenceConfig, out_dir, log=print) -> "ReferenceSummary":
-    """Train (or continue training) every (architecture, seed) of the reference."""
+def run_reference(config: ReferenceConfig, out_dir, log=print,
+                  skip: Collection[str] = ()) -> "ReferenceSummary":
+    """Train (or continue training) every (architecture, seed) of the reference, but for
+    the architectures whose ids are in ``skip`` (another reference of the same recipe has
+    them: ``nas search --estimator predictor`` pools its bands, which overlap)."""
     from dataclasses import replace
 
     from .data.recipe import same_recipe
@@ -190,7 +193,7 @@ def run_reference(config: ReferenceConfig, out_dir, log=print) -> "ReferenceSumm
         _write_csv(out.archs, arch_rows)
     rows = _read_csv(out.rows)
     done = {(r["id"], int(r["seed"])) for r in rows}
-    mine = shard_indices(config.shard, len(archs))
+    mine = [i for i in shard_indices(config.shard, len(archs)) if archs[i].id not in skip]
     total = len(mine) * len(config.seeds)  # this process's share
     finished = [sum((archs[i].id, seed) in done for seed in config.seeds for i in mine)]
 

@@ -29,9 +29,9 @@ SEARCH_OBJECTIVES = ("reward", "pareto")
 SEARCH_SAMPLERS = ("auto", "tpe", "nsga2", "random", "evolution")
 # --reference-archs: the measured learning curve (ridge predictor, Kendall tau against the
 # 3-seed CIFAR-10 reference of the 240-300M band, experiments/README.md) is 0.43 at 30
-# architectures, 0.60 at 60, 0.65 at 120 and 0.66 at 230: flat past ~120, while each
-# doubling costs as much training as everything before it; at 60 the predictor already
-# ranks far better than the supernet (0.21) or NASWOT (0.18) do.
+# architectures, 0.60 at 60, 0.65 at 120 and 0.66 at 223 (0.63 at 292): flat past ~120,
+# while each doubling costs as much training as everything before it; at 60 the predictor
+# already ranks far better than the supernet (0.21) or NASWOT (0.18) do.
 REFERENCE_ARCHS = 60
 # --rerank -1 with --estimator predictor: the best this many are trained standalone
 BUILT_RERANK = 3
@@ -106,12 +106,12 @@ class SearchConfig(Settings):
     rerank_seeds: int = setting_of(RerankConfig, "seeds", rerun=True)
     reference_archs: int = setting(REFERENCE_ARCHS, at_least=5,
                                    help="--estimator predictor: architectures of the reference "
-                                        "it trains, one seed each, in the FLOPs band 0.8-1.0 x "
-                                        "--budget (ridge tau against a 3-seed CIFAR-10 "
-                                        "reference: 0.43 at 30, 0.60 at 60, 0.65 at 120, "
-                                        "0.66 at 230; at 60 it ranks far better than the "
-                                        "supernet, 0.21, and each doubling costs as much "
-                                        "training again)")
+                                        "it trains (at least 5), one seed each, in the FLOPs "
+                                        "band 0.8-1.0 x --budget (ridge tau against a 3-seed "
+                                        "CIFAR-10 reference: 0.43 at 30, 0.60 at 60, 0.65 at "
+                                        "120, 0.66 at 223, 0.63 at 292; at 60 it ranks far "
+                                        "better than the supernet, 0.21, and each doubling "
+                                        "costs as much training again)")
     reference_epochs: float = setting_of(ReferenceConfig, "epochs",
                                          help="--estimator predictor: epochs of each "
                                               "reference architecture's standalone training")

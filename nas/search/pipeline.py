@@ -35,7 +35,7 @@ import statistics
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, FrozenSet, List, Optional
 
 from ..arch import Architecture
 from ..errors import RunError, UsageError
@@ -108,7 +108,8 @@ class ReferencePlan:
         settings: the band reference's settings (``archs``: the sample it trains).
         wanted: architectures the fit should have (``--reference-archs``).
         have: architectures in the band trained already (the cache's other references
-            included); ``todo``: left to train.
+            included); ``todo``: left to train (the sample less ``skip``, those another
+            band of the cache trained).
         seconds_per_arch: the median measured wall time of one, when any was trained.
     """
 
@@ -120,6 +121,7 @@ class ReferencePlan:
     todo: int
     seconds_per_arch: Optional[float] = None
     archs: List[str] = field(default_factory=list)  # the band's sample to train
+    skip: FrozenSet[str] = frozenset()  # ids of the sample another band has trained
 
     @property
     def where(self) -> str:
@@ -180,23 +182,39 @@ def plan_reference(config: SearchConfig, run: SearchDir) -> ReferencePlan:
         else:
             others |= set(done.loc[(done.flops >= low) & (done.flops <= high), "id"])
     need = max(0, config.reference_archs - len(others))
-    settings = reference_settings(config, need) if need else None
+    settings = None
     archs: List[str] = []
-    have, todo = others, 0
+    have, todo, skip = others, 0, frozenset()
     if need:
         from ..space import sample_band
 
-        sample = sample_band(load_space(config.space), settings.archs, int(low), int(high),
-                             settings.sample_seed)
-        table = _per_arch(band)
-        trained = set(table.loc[table["count"] > 0, "id"])
+        space, trained_here = load_space(config.space), _trained(band)
+        # The bands of one cache draw from one stream of the space, so where two overlap
+        # this band's sample repeats architectures another band trained: they count, are
+        # not trained again, and the sample grows until it holds ``need`` new ones.
+        size = need
+        while True:
+            settings = reference_settings(config, size)
+            sample = sample_band(space, settings.archs, int(low), int(high),
+                                 settings.sample_seed)
+            fresh = sum(a.id not in others for a in sample)
+            if fresh >= need:
+                break
+            size += need - fresh
         archs = [str(a) for a in sample]
-        have = others | {a.id for a in sample if a.id in trained}
-        todo = sum(a.id not in trained for a in sample)  # run_reference trains them all
+        skip = frozenset(a.id for a in sample if a.id in others and a.id not in trained_here)
+        have = others | {a.id for a in sample if a.id in trained_here}
+        todo = sum(a.id not in trained_here and a.id not in skip for a in sample)
     pooled = [*cache.bands()] + ([band] if need and band not in cache.bands() else [])
     return ReferencePlan(pooled, band if need else None, settings, config.reference_archs,
                          len(have), todo,
-                         statistics.median(measured) if measured else None, archs)
+                         statistics.median(measured) if measured else None, archs, skip)
+
+
+def _trained(ref: ReferenceDir) -> set:
+    """The ids of ``ref``'s architectures with a row."""
+    table = _per_arch(ref)
+    return set(table.loc[table["count"] > 0, "id"])
 
 
 def _median(values) -> Optional[float]:
@@ -373,13 +391,13 @@ def _reference_line(config: SearchConfig, plan: ReferencePlan, timed) -> str:
             f"~{_duration(each * plan.todo / processes)} in all")
 
 
-def _shard(settings: ReferenceConfig, out: str, threads: int) -> None:
+def _shard(settings: ReferenceConfig, out: str, threads: int, skip: FrozenSet[str]) -> None:
     """One ``--workers`` process of the reference stage."""
     import torch
 
     torch.set_num_threads(threads)
     run_reference(settings, out, log=lambda m: print(f"reference {settings.shard}: {m}",
-                                                     flush=True))
+                                                     flush=True), skip=skip)
 
 
 def _worker_threads(workers: int) -> int:
@@ -393,17 +411,18 @@ def _train_reference(config: SearchConfig, plan: ReferencePlan, log) -> None:
     rank, processes = world()
     if processes > 1:
         run_reference(replace(plan.settings, shard=f"{rank}/{processes}"), plan.band.path,
-                      log=log)
+                      log=log, skip=plan.skip)
         return
     if config.workers <= 1:
-        run_reference(plan.settings, plan.band.path, log=log)
+        run_reference(plan.settings, plan.band.path, log=log, skip=plan.skip)
         return
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     threads = _worker_threads(config.workers)
     procs = [context.Process(target=_shard, args=(
-        replace(plan.settings, shard=f"{i}/{config.workers}"), str(plan.band.path), threads))
+        replace(plan.settings, shard=f"{i}/{config.workers}"), str(plan.band.path), threads,
+        plan.skip))
         for i in range(config.workers)]
     for proc in procs:
         proc.start()
@@ -422,12 +441,12 @@ def _train_reference(config: SearchConfig, plan: ReferencePlan, log) -> None:
 
 
 def _wait_for_band(plan: ReferencePlan, log, poll_s: float = 5.0) -> None:
-    """Rank 0 under torchrun: wait until the other ranks' shares of the band are in."""
+    """Rank 0 under torchrun: wait until the other ranks' shares of the band are in (an
+    architecture another band of the cache trained counts, whichever rank saw it first)."""
     wanted = {Architecture.parse(a).id for a in plan.archs}
     last = time.monotonic()
     while True:
-        table = _per_arch(plan.band)
-        left = wanted - set(table.loc[table["count"] > 0, "id"])
+        left = wanted.difference(*(_trained(ref) for ref in plan.pooled))
         if not left:
             return
         if time.monotonic() - last > 60:

@@ -527,4 +527,7 @@ def sample_band(space: SearchSpace, n: int, low: int, high: int,
             if len(found) == n:
                 return found
     raise UsageError(f"found only {len(found)} architectures of {space.name} with FLOPs in "
-                     f"[{low:,}, {high:,}]; widen the band or ask for fewer")
+                     f"[{low:,}, {high:,}] in {50_000 + 1_000 * n:,} random draws (its range "
+                     f"is {span.flops_min:,} to {span.flops_max:,}: a band near either end "
+                     "is rarely reached); move or widen the band (nas search: --budget) or "
+                     "ask for fewer")

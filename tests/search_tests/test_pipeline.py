@@ -15,6 +15,7 @@ import pytest
 from photos import photo_folder
 from processes import kill_after_file
 
+import nas
 from nas.cli import main
 from nas.runs import ReferenceDir, SearchDir
 from nas.search import SearchConfig
@@ -111,8 +112,44 @@ def test_a_reference_is_reused_by_other_runs_and_budgets(tmp_path):
     plan = plan_reference(lower, SearchDir(runs / "c"))
     assert 0 < inside < 6
     assert plan.band == _band(runs / "c", 7_000_000) and plan.band.path.parent == band.path.parent
-    assert plan.have == inside and plan.todo == max(3, 6 - inside)
+    assert plan.have == inside and plan.todo >= 6 - inside
+    # what the new band's sample shares with the first is skipped, not trained twice (the
+    # next test has a sample that does share some)
+    first_ids = set(pd.read_csv(band.archs).id)
+    sample = {nas.Architecture.parse(a).id for a in plan.archs}
+    assert plan.skip == sample & first_ids
+    assert plan.todo == len(sample - first_ids)
     assert plan.pooled == [band, plan.band]
+
+
+def test_a_band_beside_another_trains_only_new_architectures(tmp_path, capsys):
+    """A search at a lower budget whose band overlaps a trained one (7.55M beside 8M: the
+    lower band's sample of 3 holds 2 of the first's): those are not trained again, only
+    enough new ones for the 5 asked, and the fit pools 5 distinct architectures or more."""
+    from nas.search.pipeline import reference_settings
+    from nas.space import load_space, sample_band
+
+    data = _photos(tmp_path)
+    runs = tmp_path / "runs"
+    first = SearchConfig(budget=8_000_000, space=TINY, data=data, estimator="predictor",
+                         reference_archs=5).validate().resolved()
+    high = _band(runs / "a", 8_000_000, data=data)
+    high.path.mkdir(parents=True)
+    high.settings.write_text(json.dumps(reference_settings(first, 5).to_dict()))
+    _reference_rows(high, sample_band(load_space(TINY), 5, 6_400_000, 8_000_000, 0))
+    assert main(["search", "--budget", "7.55M", *FAST, "--data", data, "--rerank", "0",
+                 "--evolution-candidates", "100", "-o", str(runs / "b")]) == 0
+    out = capsys.readouterr().out
+    low = _band(runs / "b", 7_550_000, data=data)
+    high_ids = set(pd.read_csv(high.rows).id)
+    shared = high_ids & set(pd.read_csv(low.archs).id)
+    assert len(shared) == 2  # the case at stake: the samples overlap
+    trained = pd.read_csv(low.rows)
+    assert not set(trained.id) & high_ids and len(trained) == 1
+    have, todo = map(int, re.search(r"(\d+) trained in the band, (\d+) to train", out).groups())
+    assert (have, todo) == (4, 1) and "[1/1] seed 0" in out
+    fitted = json.loads(SearchDir(runs / "b").predictor.read_text())
+    assert len(fitted["archs"]) == 6  # 5 of the first band's and the new one
 
 
 def test_a_killed_reference_continues_where_it_was_cut(tmp_path):
