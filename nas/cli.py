@@ -221,8 +221,13 @@ def _reference(args, c) -> None:
     from .reference import run_reference
     from .runs import ReferenceDir
 
-    print(run_reference(c, args.output, log=_log).describe())
+    summary = run_reference(c, args.output, log=_log)
     out = ReferenceDir(args.output)
+    if summary is None:
+        print(f"{out}: nothing for --shard {c.shard} to train, and no row yet from the "
+              "other shards")
+        return
+    print(summary.describe())
     print(f"  {out.rows}  {out.summary}")
 
 

@@ -151,10 +151,14 @@ def data_recipe(config: ReferenceConfig) -> str:
 
 
 def run_reference(config: ReferenceConfig, out_dir, log=print,
-                  skip: Collection[str] = ()) -> "ReferenceSummary":
+                  skip: Collection[str] = ()) -> Optional["ReferenceSummary"]:
     """Train (or continue training) every (architecture, seed) of the reference, but for
     the architectures whose ids are in ``skip`` (another reference of the same recipe has
-    them: ``nas search --estimator predictor`` pools its bands, which overlap)."""
+    them: ``nas search --estimator predictor`` pools its bands, which overlap).
+
+    Returns the reference's summary, or None while it has no row at all (this process's
+    share was empty, and no other process has written one yet).
+    """
     from dataclasses import replace
 
     from .data.recipe import same_recipe
@@ -221,7 +225,7 @@ def run_reference(config: ReferenceConfig, out_dir, log=print,
                 # the row is what the reference keeps
                 then=lambda item: shutil.rmtree(out.run(archs[item[1]].id, item[0]).path,
                                                 ignore_errors=True))
-    return summarize(out)
+    return summarize(out) if out.rows.exists() else None
 
 
 def load_reference(out_dir):

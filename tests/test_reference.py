@@ -159,3 +159,16 @@ def test_predictor_fit_pools_references_of_one_recipe(tmp_path, capsys):
     assert main(["predictor", "fit", a, other, "-o", str(tmp_path / "q.json")]) == 2
     err = capsys.readouterr().err
     assert "lr differ" in err and other in err and not (tmp_path / "q.json").exists()
+
+
+def test_a_shard_with_nothing_to_train_says_so(tmp_path, capsys):
+    """``--shard 3/4`` of 3 architectures has none: one line, exit 0, and the sample is
+    listed for the shards that have (no summary of rows that do not exist yet)."""
+    from nas.cli import main
+
+    tiny = str(Path(__file__).parent / "spaces" / "tiny.yaml")
+    out = tmp_path / "ref"
+    assert main(["reference", "--space", tiny, "--budget", "8M", "--archs", "3", "--seeds",
+                 "0", "--shard", "3/4", "--epochs", "0.01", "-o", str(out)]) == 0
+    assert "nothing for --shard 3/4 to train, and no row yet" in capsys.readouterr().out
+    assert len(pd.read_csv(out / "archs.csv")) == 3 and not (out / "rows.csv").exists()

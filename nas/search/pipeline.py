@@ -442,7 +442,7 @@ def _train_reference(config: SearchConfig, plan: ReferencePlan, log) -> None:
 
 def _wait_for_band(plan: ReferencePlan, log, poll_s: float = 5.0) -> None:
     """Rank 0 under torchrun: wait until the other ranks' shares of the band are in (an
-    architecture another band of the cache trained counts, whichever rank saw it first)."""
+    architecture trained in any pooled band counts)."""
     wanted = {Architecture.parse(a).id for a in plan.archs}
     last = time.monotonic()
     while True:

@@ -122,10 +122,12 @@ def test_a_reference_is_reused_by_other_runs_and_budgets(tmp_path):
     assert plan.pooled == [band, plan.band]
 
 
-def test_a_band_beside_another_trains_only_new_architectures(tmp_path, capsys):
+def test_a_band_beside_another_trains_only_new_architectures(tmp_path, capfd):
     """A search at a lower budget whose band overlaps a trained one (7.55M beside 8M: the
     lower band's sample of 3 holds 2 of the first's): those are not trained again, only
-    enough new ones for the 5 asked, and the fit pools 5 distinct architectures or more."""
+    enough new ones for the 5 asked, and the fit pools 5 distinct architectures or more.
+    Two worker processes: the second's share (the sample's second architecture) is all
+    skipped, and it stops without a row to summarise."""
     from nas.search.pipeline import reference_settings
     from nas.space import load_space, sample_band
 
@@ -138,8 +140,8 @@ def test_a_band_beside_another_trains_only_new_architectures(tmp_path, capsys):
     high.settings.write_text(json.dumps(reference_settings(first, 5).to_dict()))
     _reference_rows(high, sample_band(load_space(TINY), 5, 6_400_000, 8_000_000, 0))
     assert main(["search", "--budget", "7.55M", *FAST, "--data", data, "--rerank", "0",
-                 "--evolution-candidates", "100", "-o", str(runs / "b")]) == 0
-    out = capsys.readouterr().out
+                 "--evolution-candidates", "100", "--workers", "2", "-o", str(runs / "b")]) == 0
+    out = capfd.readouterr().out
     low = _band(runs / "b", 7_550_000, data=data)
     high_ids = set(pd.read_csv(high.rows).id)
     shared = high_ids & set(pd.read_csv(low.archs).id)
@@ -147,7 +149,8 @@ def test_a_band_beside_another_trains_only_new_architectures(tmp_path, capsys):
     trained = pd.read_csv(low.rows)
     assert not set(trained.id) & high_ids and len(trained) == 1
     have, todo = map(int, re.search(r"(\d+) trained in the band, (\d+) to train", out).groups())
-    assert (have, todo) == (4, 1) and "[1/1] seed 0" in out
+    assert (have, todo) == (4, 1) and "reference 0/2: [1/1] seed 0" in out
+    assert "reference 1/2: [" not in out
     fitted = json.loads(SearchDir(runs / "b").predictor.read_text())
     assert len(fitted["archs"]) == 6  # 5 of the first band's and the new one
 
