@@ -173,12 +173,13 @@ def plan_reference(config: SearchConfig, run: SearchDir) -> ReferencePlan:
     band = cache.band(config.budget)
     probe = reference_settings(config, 3)
     low, high = probe.band_low * config.budget, probe.band_high * config.budget
-    others, measured = set(), []
+    others, measured, trained_here = set(), [], set()
     for ref in cache.bands():
         table = _per_arch(ref)
         done = table[table["count"] > 0]
         if ref == band:  # the time of this band's architectures (others are of other sizes)
             measured += [float(s) for s in done["wall_s"] if s == s]
+            trained_here = set(done["id"])
         else:
             others |= set(done.loc[(done.flops >= low) & (done.flops <= high), "id"])
     need = max(0, config.reference_archs - len(others))
@@ -188,7 +189,7 @@ def plan_reference(config: SearchConfig, run: SearchDir) -> ReferencePlan:
     if need:
         from ..space import sample_band
 
-        space, trained_here = load_space(config.space), _trained(band)
+        space = load_space(config.space)
         # The bands of one cache draw from one stream of the space, so where two overlap
         # this band's sample repeats architectures another band trained: they count, are
         # not trained again, and the sample grows until it holds ``need`` new ones.
