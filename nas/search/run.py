@@ -92,7 +92,9 @@ def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
 def check_settings(config: SearchConfig, run: SearchDir) -> None:
     """Refuse, in seconds, the settings that could otherwise fail only after the supernet
     trained: the device, the latency backend (a table must be readable and made for the
-    space; ONNX Runtime installed), the estimator's predictor file and the storage (a
+    space; ONNX Runtime installed), the estimator's predictor file, the reference (one
+    given must be of this space and data; a band to train must be one the space can fill:
+    ``--reference-archs`` architectures near ``--budget``) and the storage (a
     file that can be written, a database server that answers within the connect timeout).
     Writes nothing. (The space, the budget and the run directory's own settings are
     :func:`prepare_run`'s; a given supernet and the data are checked next, also before
@@ -111,9 +113,12 @@ def check_settings(config: SearchConfig, run: SearchDir) -> None:
     latency.check(load_space(config.space))
     check_estimator(config.estimator)
     if config.estimator == "predictor":
-        from .pipeline import check_reference
+        from .pipeline import check_reference, plan_reference
 
         check_reference(config)
+        # reads the cache and draws the band's sample: a band the space cannot fill
+        # is refused before config.json would tie the run directory to these settings
+        plan_reference(config, run)
     check_storage(study_url(config, run))
 
 
