@@ -110,6 +110,17 @@ def arch_from_export(directory) -> tuple:
     return str(arch), str(export.weights) if export.weights.is_file() else ""
 
 
+def export_data(directory) -> str:
+    """The data an export's weights were trained on (``arch.json``'s ``weights.data``), or
+    "" when it does not say (an ``--arch`` export has no weights)."""
+    try:
+        weights = read_json(ExportDir(directory).arch_json, "export's arch.json").get("weights")
+    except AttributeError:  # not an object: arch_from_export has said so already
+        return ""
+    data = weights.get("data") if isinstance(weights, dict) else None
+    return data if isinstance(data, str) else ""
+
+
 def _inherit(model: torch.nn.Module, path: str) -> List[str]:
     """Copy the tensors of ``path`` whose names and shapes fit; returns those that did not."""
     try:
@@ -231,7 +242,8 @@ def retrain_config(given: Dict[str, Any], arch: Optional[str] = None,
                    from_dir: Optional[str] = None, resume: bool = False) -> Optional[RetrainConfig]:
     """``nas train``'s settings: those ``given`` on the command line for the architecture of
     ``arch`` (what ``--arch`` takes, :func:`nas.arch.read_arch`) or of the export
-    ``from_dir`` (with its weights); None with ``resume`` (the run's own settings).
+    ``from_dir`` (with its weights, and, unless ``--data`` is given, the data they were
+    trained on); None with ``resume`` (the run's own settings).
 
     Raises:
         UsageError: no architecture, both a run to resume and settings, or ``--init
@@ -245,6 +257,8 @@ def retrain_config(given: Dict[str, Any], arch: Optional[str] = None,
         return None
     if from_dir:
         arch, weights = arch_from_export(from_dir)
+        if "data" not in given and export_data(from_dir):  # the data its weights know
+            given = {**given, "data": export_data(from_dir)}
     elif arch:
         arch, weights = str(read_arch(arch)), ""
     else:

@@ -100,3 +100,20 @@ def test_train_errors_exit_2(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("nas: error:") and "Traceback" not in err
+
+
+def test_from_an_export_trains_on_its_weights_data_unless_told(tmp_path):
+    """``nas train --from EXPORT`` without ``--data`` takes the data its weights were
+    trained on (a user's 3-class photos trained as 10-class Fashion-MNIST otherwise)."""
+    from nas.train import retrain_config
+
+    export = tmp_path / "export"
+    export.mkdir()
+    photos = str(tmp_path / "photos")
+    (export / "arch.json").write_text(json.dumps({"arch": tiny_arch(),
+                                                  "weights": {"data": photos}}))
+    torch.save({}, export / "weights.pt")
+    assert retrain_config({}, from_dir=str(export)).data == photos
+    assert retrain_config({"data": "fashion-mnist"}, from_dir=str(export)).data == "fashion-mnist"
+    (export / "arch.json").write_text(json.dumps({"arch": tiny_arch()}))  # no weights' data
+    assert retrain_config({}, from_dir=str(export)).data == RetrainConfig().data
