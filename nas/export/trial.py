@@ -233,7 +233,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = Tru
                    "params": target.params, "input": arch.to_dict()["input"]},
         **_search_extra(row),
         "weights": {"source": "supernet", "supernet_step": int(sn.step),
-                    "bn_batches": bn_batches, "data": run.config.data,
+                    "bn_batches": bn_batches, "data": sn.config.data,
                     "classes": list(sn.dataset.classes), "in_chans": channels,
                     "num_classes": classes, "resolution": resolution,
                     "mean": [float(m) for m in sn.mean], "std": [float(s) for s in sn.std]},

@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Dict, List, Optional
 
 import optuna
@@ -87,6 +87,16 @@ def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
                            + ", ".join(f"{k}={v!r}" for k, v in clash.items())
                            + "); use another -o or the same settings")
     return run
+
+
+def supernet_data(config: SearchConfig, sn) -> SearchConfig:
+    """``config`` searching on the data of the given supernet ``sn`` (its own validation
+    split scores the trials, and the run, its report and its exports must name that data):
+    the default ``--data`` becomes the supernet's; another is refused by
+    :func:`nas.search.trials.check_supernet`."""
+    if config.data == next(f.default for f in fields(SearchConfig) if f.name == "data"):
+        return replace(config, data=sn.config.data)
+    return config
 
 
 def check_settings(config: SearchConfig, run: SearchDir) -> None:
@@ -198,13 +208,16 @@ def run_search(config: SearchConfig, run_dir, progress: bool = True,
     # Paths as absolute files: the run works from any directory (config.json keeps files
     # inside the run directory relative to it, so the directory can be moved).
     config = config.validate().resolved()
-    run = prepare_run(config, run_dir)
-    check_settings(config, run)
     given = None
     if config.supernet:  # checked before anything is written
-        from ..train import load_supernet
+        from ..train import load_supernet, resolve_device
 
+        resolve_device(config.device)  # its error before the checkpoint's
         given = load_supernet(config.supernet, config.device)
+        config = supernet_data(config, given)
+    run = prepare_run(config, run_dir)
+    check_settings(config, run)
+    if given is not None:
         check_supernet(config, given)
     _check_data(config, run, given)
     if config.estimator == "predictor":
@@ -235,10 +248,6 @@ def _run_search(config: SearchConfig, run: SearchDir, progress: bool, log,
         check_supernet(config, sn)
     else:
         sn = None
-    if sn is not None and config.supernet and sn.config.data != config.data:
-        # the supernet's own splits score the trials: say so rather than mislead
-        log(f"note: the supernet was trained on {sn.config.data}; the search scores on "
-            f"that data (--data {config.data} is not used with --supernet)")
     started = time.perf_counter()
     if config.search_workers > 1:
         from .workers import run_workers  # torch and subprocesses: only when asked for

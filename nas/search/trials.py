@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 
-from ..errors import RunError
+from ..errors import RunError, UsageError
 from ..runs import SearchDir
 from ..space import load_space
 from .config import SearchConfig
@@ -38,14 +38,24 @@ def check_supernet(config: SearchConfig, sn) -> int:
     FLOPs and the export all use it). Returns it.
 
     Raises:
-        RunError: the supernet is not of the search's space, or ``--resolution`` asks for
-            another size than it was trained at (its BatchNorm statistics and weights fit
-            that size only).
+        RunError: the supernet is not of the search's space (or of another version of its
+            file), or ``--resolution`` asks for another size than it was trained at (its
+            BatchNorm statistics and weights fit that size only).
+        UsageError: ``--supernet`` was trained on other data than ``--data``.
     """
     space = load_space(config.space)
-    if sn.supernet.space.name != space.name or sn.supernet.space.text != space.text:
+    if sn.supernet.space.name == space.name and sn.supernet.space.text != space.text:
+        raise RunError(f"the supernet was trained on another version of space {space.name} "
+                       "(its file has changed since): train a supernet on this one, or "
+                       "restore the file")
+    if sn.supernet.space.name != space.name:
         raise RunError(f"the supernet was trained on space {sn.supernet.space.name}, "
                        f"not on {space.name}")
+    if config.supernet and os.path.realpath(sn.config.data) != os.path.realpath(config.data):
+        # its own validation split scores the trials: recording --data would be wrong
+        raise UsageError(f"--supernet {config.supernet} was trained on {sn.config.data}, not "
+                         f"on --data {config.data}: give --data {sn.config.data} (the trials "
+                         "are scored on the supernet's own validation split)")
     if config.resolution and config.resolution != sn.resolution:
         raise RunError(
             f"--resolution {config.resolution}: the supernet {config.supernet or ''} was "

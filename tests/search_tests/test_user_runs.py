@@ -184,6 +184,28 @@ def test_too_few_validation_images_for_the_classes_is_refused(user, cache, tmp_p
     assert not (tmp_path / "r").exists()  # refused before anything is written
 
 
+def test_a_given_supernet_searches_on_its_own_data_and_the_run_says_so(user, cache, tmp_path,
+                                                                       capsys):
+    """The trials are scored on the supernet's validation split: the run and its export
+    name that data, not the default --data (an export said fashion-mnist beside a user's
+    photo classes), and another --data is refused in one line. ~10 s."""
+    run = tmp_path / "r"
+    assert main(["search", *SEARCH, "--supernet", user["sn"], "--trials", "2",
+                 "-o", str(run)]) == 0
+    saved = json.loads((run / "config.json").read_text())["data"]
+    assert os.path.realpath(run / saved) == os.path.realpath(user["data"])
+    assert main(["export", str(run), "--best", "-o", str(tmp_path / "e")]) == 0
+    weights = json.loads((tmp_path / "e" / "arch.json").read_text())["weights"]
+    assert os.path.realpath(weights["data"]) == os.path.realpath(user["data"])
+    capsys.readouterr()
+    other = colour_folder(tmp_path / "other data")
+    assert main(["search", *SEARCH, "--supernet", user["sn"], "--data", str(other),
+                 "-o", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was trained on" in err[0] and "give --data" in err[0], err
+    assert not (tmp_path / "r2").exists()
+
+
 # --------------------------------------------------------------------- summaries
 def test_summaries_name_the_budget_a_trial_broke(user, cache, tmp_path, capsys):
     """Bullet 10: trials over a latency budget are reported as such everywhere. ~10 s."""
