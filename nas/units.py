@@ -36,16 +36,17 @@ def parse_flops(text: str) -> int:
 
 
 def parse_ms(text: str) -> float:
-    """Milliseconds from ``25ms``, ``25`` or ``0.025s``.
+    """Milliseconds from ``25ms``, ``25`` or ``0.025s``; ``0`` is no budget (what
+    ``--latency-budget`` stores when none is given).
 
     Raises:
-        BudgetError: not a positive duration.
+        BudgetError: not a duration, or one of 10^7 ms or more.
     """
     m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(ms|s)?\s*", str(text or ""))
-    value = float(m.group(1)) * (1000 if m.group(2) == "s" else 1) if m else 0.0
-    if not m or not 0 < value < 1e7:
+    value = float(m.group(1)) * (1000 if m.group(2) == "s" else 1) if m else -1.0
+    if not 0 <= value < 1e7:
         raise BudgetError(f"bad latency budget {text!r}: expected milliseconds such as 25ms, "
-                          "25 or 0.025s")
+                          "25 or 0.025s (0: none)")
     return value
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from nas.errors import BudgetError
-from nas.units import parse_flops
+from nas.units import parse_flops, parse_ms
 
 
 @pytest.mark.parametrize("text", ["300M", "0.3G", "300e6", "300000000", "300MFLOPs", "300m",
@@ -15,3 +15,16 @@ def test_accepted_spellings(text):
 def test_rejected_with_the_expected_format(text):
     with pytest.raises(BudgetError, match="300M, 0.3G, 300e6"):
         parse_flops(text)
+
+
+@pytest.mark.parametrize("text, ms", [("25ms", 25.0), ("25", 25.0), ("0.025s", 25.0),
+                                      ("0", 0.0), ("0ms", 0.0)])
+def test_latency_budgets_and_none(text, ms):
+    """0 is no budget, as --latency-budget's help says."""
+    assert parse_ms(text) == ms
+
+
+@pytest.mark.parametrize("text", ["-3ms", "", "ms", "25us", "nan", "1e9", "99999999"])
+def test_bad_latency_budgets_are_refused(text):
+    with pytest.raises(BudgetError, match="such as 25ms"):
+        parse_ms(text)

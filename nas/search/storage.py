@@ -317,6 +317,8 @@ def storage_failure(error: BaseException, url: str) -> Optional[str]:
         if isinstance(e, sqlite3.DatabaseError):  # the most precise: SQLite's own words
             name = getattr(e, "sqlite_errorname", "")
             return f"{e}" + (f" ({name})" if name else "")
+        if isinstance(e, BrokenPipeError):  # stdout piped into `head`: not the storage
+            return None
         if isinstance(e, OSError):
             name = e.filename
             if name is None or (own is not None and str(name).startswith(str(own))):

@@ -452,3 +452,25 @@ def test_one_trial_number_in_the_live_lines_the_files_and_the_commands(tmp_path,
     assert f"exported trial {retry} " in capsys.readouterr().out
     target = json.loads((tmp_path / "e" / "arch.json").read_text())["target"]
     assert (target["arch"], target["flops"]) == (dead_arch, frame.loc[retry, "flops"])
+
+
+def test_output_piped_into_head_stops_the_search_quietly(tiny_supernet, tmp_path):
+    """``nas search ... | head -1``: the closed pipe is not the study's storage (it was
+    reported as "cannot write the study ...: Broken pipe (a full disk ...?)", exit 2); the
+    search stops without a word, and the rerun continues it. ~5 s."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "r"
+    argv = [sys.executable, "-m", "nas.cli", "search", "--budget", "8M", "--space", TINY,
+            "--supernet", tiny_supernet, "--trials", "20", "--val-images", "50",
+            "--latency-repeats", "1", "-o", str(run)]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()  # what head does after its line
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0 and "Broken pipe" not in err and "Traceback" not in err, err
+    assert main(["search", "--budget", "8M", "--space", TINY, "--supernet", tiny_supernet,
+                 "--trials", "20", "--val-images", "50", "--latency-repeats", "1",
+                 "-o", str(run)]) == 0
+    assert len(pd.read_csv(run / "trials.csv")) == 20
