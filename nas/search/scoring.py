@@ -73,13 +73,15 @@ def proxy_warning(space: SearchSpace, resolution: int) -> Optional[str]:
         return None
     always = [b.decision for b in blind if b.invisible]
     seen = sighted_resolution(space, start=resolution)
-    words = (f"note: at {resolution}x{resolution} the accuracy estimate cannot see "
-             f"{len(always)} decision(s) at all ({', '.join(always)})" if always else
-             f"note: at {resolution}x{resolution} the accuracy estimate cannot see some "
-             "alternatives")
     partly = [b.decision for b in blind if not b.invisible]
+    parts = []
+    if always:
+        parts.append(f"{len(always)} decision(s) at all ({', '.join(always)})")
     if partly:
-        words += f" and some alternatives of {len(partly)} more ({', '.join(partly)})"
+        parts.append(f"some alternatives of {len(partly)}{' more' if always else ''} "
+                     f"decision(s) ({', '.join(partly)})")
+    words = (f"note: at {resolution}x{resolution} the accuracy estimate cannot see "
+             + " and ".join(parts))
     words += "; the search decides those by cost alone"
     if seen:
         words += (f". --resolution {seen} sees them all (about "

@@ -122,6 +122,10 @@ def test_a_small_proxy_says_what_it_cannot_see():
     note = proxy_warning(nas.load_space("mixnet_300m"), 28)
     assert "s5.b1.k" in note and "--resolution 161" in note
     assert proxy_warning(nas.load_space(TINY), 28) is None
+    # nothing wholly unseen: the note once read "cannot see some alternatives and some
+    # alternatives of 1 more (s5.b1.k)"
+    assert ("cannot see some alternatives of 1 decision(s) (s5.b1.k); the search decides"
+            in proxy_warning(nas.load_space("mixnet_300m"), 100))
 
 
 def test_space_show_proxy(capsys):
