@@ -160,6 +160,16 @@ class Recipe:
         return v2.Compose([v2.Resize(self.eval_resize, antialias=True),
                            v2.CenterCrop(self.resolution), v2.PILToTensor()])
 
+    def eval_steps(self) -> dict:
+        """What :meth:`eval_transform` does, for someone deploying the weights without nas:
+        ``{"resize_shorter": N, "centre_crop": R}`` (photos), ``{"resize": [R, R]}`` (small
+        images at another size) or ``{}`` (small images as they are); then pixels / 255
+        and the mean and std the weights were trained with."""
+        if self.kind == "small":
+            return {} if self.resolution == self.native else {
+                "resize": [self.resolution, self.resolution]}
+        return {"resize_shorter": self.eval_resize, "centre_crop": self.resolution}
+
     # ------------------------------------------------------------ batch mixing
     def mixer(self, num_classes: int) -> Optional[Callable]:
         """Mixup / cutmix of a float batch and its labels -> (batch, soft labels), or None

@@ -236,6 +236,7 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = Tru
                     "bn_batches": bn_batches, "data": sn.config.data,
                     "classes": list(sn.dataset.classes), "in_chans": channels,
                     "num_classes": classes, "resolution": resolution,
+                    "recipe": sn.recipe.describe(), "eval_transform": sn.recipe.eval_steps(),
                     "mean": [float(m) for m in sn.mean], "std": [float(s) for s in sn.std]},
     }
     # calibrated on the supernet's training images, its validation carve left out
@@ -316,6 +317,10 @@ def _export_trained(run, row, arch: Architecture, trained, out_dir, form: Export
                          "val_accuracy": float(metrics["val_accuracy"]),
                          "data": run.config.data, "in_chans": channels, "num_classes": classes,
                          "resolution": resolution,
+                         # re-rankings before eval_transform was recorded: the recipe's words
+                         "recipe": metrics.get("recipe", ""),
+                         **({"eval_transform": metrics["eval_transform"]}
+                            if isinstance(metrics.get("eval_transform"), dict) else {}),
                          "mean": [float(m) for m in ckpt["mean"]],
                          "std": [float(s) for s in ckpt["std"]]}}
     inputs = None

@@ -191,3 +191,22 @@ def test_a_constant_channel_normalises_to_zero_not_to_nan():
     images[:, 0] = torch.arange(6).view(6, 1, 1) * 40  # red varies, green/blue are 0
     mean, std = image_stats(ImageSet(images, torch.zeros(6, dtype=torch.int64)))
     assert std[1] == std[2] == 1.0 and mean[1] == 0.0 and 0 < std[0] < 1
+
+
+def test_the_recorded_evaluation_steps_make_the_evaluation_input():
+    """An export records ``eval_steps()`` for whoever deploys its weights without nas:
+    followed literally, they give the input the weights were evaluated on."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from nas.data.recipe import make_recipe
+
+    photo = make_recipe(150, small=False, resolution=100)
+    steps = photo.eval_steps()
+    assert steps == {"resize_shorter": 114, "centre_crop": 100}
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (150, 210, 3),
+                                                              dtype=np.uint8))
+    by_hand = TF.pil_to_tensor(TF.center_crop(TF.resize(image, steps["resize_shorter"]),
+                                              steps["centre_crop"]))
+    assert torch.equal(by_hand, photo.eval_transform()(image))
+    assert make_recipe(16, small=True, resolution=20).eval_steps() == {"resize": [20, 20]}
+    assert make_recipe(16, small=True).eval_steps() == {}

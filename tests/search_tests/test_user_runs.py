@@ -21,6 +21,8 @@ from fvcore.nn import FlopCountAnalysis
 from PIL import Image
 
 import nas
+import nas.export
+import nas.search
 from nas.cli import main
 
 TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
@@ -242,6 +244,9 @@ def test_export_describes_the_network_it_wrote(user, cache, tmp_path):
     assert meta["flops"] == counter.total()
     assert meta["target"]["arch"] == result.row["arch"] and \
         meta["target"]["flops"] == result.row["flops"]
+    # how a deployer makes its input: the 16 px PNGs resized to the 20 px it was trained at
+    assert meta["weights"]["eval_transform"] == {"resize": [20, 20]}
+    assert "resized to 20px" in meta["weights"]["recipe"]
 
 
 # --------------------------------------------------------------------- storage errors
