@@ -21,6 +21,7 @@ import base64
 import hashlib
 import html
 import json
+import math
 import shlex
 import time
 from dataclasses import asdict, dataclass
@@ -240,6 +241,28 @@ CSP = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
        f"script-src 'sha256-{_SCRIPT_HASH}'")
 
 
+def pick_noise(picks: Dict[str, Dict[str, Any]]) -> Optional[str]:
+    """How far apart two picks' accuracies must be to tell them apart, in words: each is
+    scored on ``val_images`` validation images, so one accuracy ``p`` carries a 95% binomial
+    interval of ±1.96 sqrt(p (1 - p) / n) (normal approximation); None when the picks'
+    accuracies were not counted on images (a predictor's)."""
+    best = picks.get("most accurate")
+    n = (best or {}).get("val_images")
+    if not best or not n or n != n or best.get("accuracy") is None:
+        return None
+    p, n = float(best["accuracy"]), int(n)
+    half = 1.96 * math.sqrt(max(p * (1 - p), 0.0) / n)
+    close = sorted(name for name, row in picks.items() if name != "most accurate"
+                   and row["trial"] != best["trial"] and p - float(row["accuracy"]) < half)
+    words = (f"Each accuracy is the supernet's on {n:,} validation images: at "
+             f"{100 * p:.1f}% that is ±{100 * half:.1f} points (95% interval), and picks "
+             "closer than that are not told apart")
+    if close:
+        names = [f"the {name}" for name in ["most accurate", *close]]
+        words += f" (here {', '.join(names[:-1])} and {names[-1]})"
+    return words + "."
+
+
 def export_command(run: SearchRun, trial: int) -> str:
     """``nas export RUN --trial N -o RUN/export-N``, quoted for a POSIX shell."""
     out = run.dir.trial_export(trial)
@@ -337,6 +360,13 @@ down, latency down). Objective: {e(run.config.objective)}, sampler
                 f'{e(fmt(row["latency_ms"], "ms"))} ms</p>{_cmd(export_command(run, row["trial"]))}'
                 "</div>")
         parts.append("</div>")
+        noise = pick_noise(picks)
+        if noise and run.dir.rerank_json.exists():
+            parts.append(f'<p class="note">{e(noise)}</p>')
+        elif noise:  # what nas search prints after its run, here too
+            parts.append(f'<p class="note">{e(noise)} Retrain the best few standalone '
+                         "before choosing (3 architectures, 2 seeds each):</p>")
+            parts.append(_cmd(f"nas rerank {shlex.quote(str(run.path))} --top 3"))
         if "knee" not in picks:
             parts.append('<p class="note">No knee: the accuracy-FLOPs front has fewer than 3 '
                          "members or no bend.</p>")

@@ -276,3 +276,26 @@ def test_hostile_strings_in_the_new_parts_are_escaped(synthetic_run_dir, tmp_pat
             .replace('"', "&quot;").replace("'", "&#x27;") in page
     assert "(malformed architecture: no picture)" in page
     assert not Path("/tmp/nas-pwned-17").exists()
+
+
+def test_the_picks_say_when_their_accuracies_are_within_noise(search_run_dir, capsys):
+    """A new user's report offered 'most accurate' at 43.33% against the knee at 36.67%:
+    13 against 11 of 30 images. The page now says how many images each accuracy counts,
+    the 95% interval at that count, which picks it does not tell apart, and how to check."""
+    from nas.report.page import pick_noise
+
+    def row(trial, acc, n=30):
+        return {"trial": trial, "accuracy": acc, "val_images": n}
+
+    picks = {"lightest": row(0, 0.20), "most accurate": row(2, 13 / 30),
+             "knee": row(1, 11 / 30)}
+    note = pick_noise(picks)
+    # sqrt(0.433 * 0.567 / 30) * 1.96 = 17.7 points: the knee is within it, the lightest not
+    assert "on 30 validation images" in note and "±17.7 points" in note
+    assert "(here the most accurate and the knee)" in note
+    many = {"knee": row(1, 11 / 30, 30_000), "most accurate": row(2, 13 / 30, 30_000)}
+    assert "(here" not in pick_noise(many)  # 30,000 images tell 6.7 points apart
+    assert pick_noise({"most accurate": {"trial": 0, "accuracy": 0.5}}) is None  # predicted
+    assert main(["report", str(search_run_dir)]) == 0
+    page = (search_run_dir / "report.html").read_text()
+    assert "validation images: at" in page and "nas rerank" in page
