@@ -70,9 +70,14 @@ class SupernetDir(TrainDir):
 
 
 def supernet_checkpoint(path) -> Path:
-    """The checkpoint file a ``--supernet`` value names: the file itself or its directory."""
+    """The checkpoint file a ``--supernet`` value names: the file itself, its directory, or
+    a search run whose own supernet it is (``RUN/supernet/``)."""
     path = Path(path)
-    return SupernetDir(path).checkpoint if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    own = SupernetDir(path).checkpoint
+    searched = SearchDir(path).supernet.checkpoint
+    return searched if not own.exists() and searched.exists() else own
 
 
 class SearchDir(_Dir):

@@ -122,8 +122,8 @@ class SearchConfig(Settings):
                                   "cache RUN/../references/SPACE-DATA-HASH/ (keyed by space, "
                                   "data and recipe), reused by every run and budget")
     supernet: str = setting("", path=a_path,
-                            help="reuse a trained supernet (its .pt or run directory) "
-                                 "instead of training one")
+                            help="reuse a trained supernet (its .pt, its directory, or a "
+                                 "search run that trained it) instead of training one")
     supernet_steps: int = setting(200, at_least=1,
                                   help="steps of supernet training when none is given")
     resolution: int = setting(0, at_least=0, help="proxy resolution (0: the data's own)")

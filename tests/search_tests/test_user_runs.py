@@ -333,3 +333,19 @@ def test_a_full_disk_is_one_line_for_every_command_and_searches_resume(user, tmp
     for before, after in (snapshots[0:2], snapshots[2:4]):
         assert 1 <= len(before) < 6 and len(after) == 6
         assert all(trial in after for trial in before)
+
+
+def test_supernet_names_a_checkpoint_its_directory_or_the_search_that_trained_it(tmp_path):
+    """``--supernet runs/r1`` (a search run) was 'runs/r1/supernet.pt: no such checkpoint'
+    although its help promised a run directory: the search's own supernet/ is taken."""
+    from nas.runs import SearchDir, SupernetDir, supernet_checkpoint
+
+    run = SearchDir(tmp_path / "run")
+    run.supernet.path.mkdir(parents=True)
+    run.supernet.checkpoint.write_bytes(b"")
+    assert supernet_checkpoint(run.path) == run.supernet.checkpoint
+    assert supernet_checkpoint(run.supernet.path) == run.supernet.checkpoint
+    assert supernet_checkpoint(run.supernet.checkpoint) == run.supernet.checkpoint
+    alone = SupernetDir(tmp_path / "sn")
+    alone.path.mkdir()  # nothing in it yet: the error names its own supernet.pt
+    assert supernet_checkpoint(alone.path) == alone.checkpoint
