@@ -173,7 +173,14 @@ def load_image_folder(path: Path, mode: str = "auto") -> Dataset:
     path = Path(path)
     root = extract(path) if path.is_file() else path
     if not (root / "train").is_dir():
-        raise DataError(f"{root}: expected train/ and test/ folders with one folder per class")
+        flat = sorted(p.name for p in root.iterdir() if p.is_dir()
+                      and not is_metadata(p.name)) if root.is_dir() else []
+        hint = (f"; its {len(flat)} folder(s) ({', '.join(flat[:5])}"
+                f"{', ...' if len(flat) > 5 else ''}) look like classes: move them under "
+                "train/ and put some images of each class under test/ (kept for the final, "
+                "retrained networks)") if flat else ""
+        raise DataError(f"{path}: expected train/ and test/ folders with one folder per "
+                        f"class{hint}")
     notes: List[str] = []
     classes, train_items = list_folder(root / "train", notes)
     test_classes, test_items = list_folder(root / "test", notes)

@@ -61,6 +61,9 @@ def is_metadata(name: str) -> bool:
 
 def extract(archive: Path) -> Path:
     """Extract a .tar.gz into the cache once; returns the folder holding train/ and test/."""
+    if not tarfile.is_tarfile(archive):
+        raise DataError(f"{archive}: not a data folder, nor a .tar.gz of one (an ImageFolder "
+                        "with train/ and test/ folders of one folder per class)")
     stat = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     target = cache_dir() / "extracted" / key.hexdigest()[:16]
@@ -73,7 +76,8 @@ def extract(archive: Path) -> Path:
             (target / ".complete").touch()
         except (tarfile.TarError, OSError, EOFError) as e:
             shutil.rmtree(target, ignore_errors=True)  # nothing half-extracted stays
-            raise DataError(f"{archive}: cannot extract into {target} ({e})") from None
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(f"{archive}: cannot extract into {target} ({why})") from None
     candidates = [target, *sorted(p for p in target.iterdir()
                                   if p.is_dir() and not is_metadata(p.name))]
     for candidate in candidates:

@@ -210,3 +210,22 @@ def test_the_recorded_evaluation_steps_make_the_evaluation_input():
     assert torch.equal(by_hand, photo.eval_transform()(image))
     assert make_recipe(16, small=True, resolution=20).eval_steps() == {"resize": [20, 20]}
     assert make_recipe(16, small=True).eval_steps() == {}
+
+
+def test_a_flat_folder_or_another_file_is_refused_saying_what_it_found(tmp_path, capsys):
+    """Classes at the top level (the usual ImageFolder) are named with what to do; a file
+    that is not an archive is one line, not tarfile's five."""
+    from nas.cli import main
+
+    flat = tmp_path / "flat"
+    for name in ("cat", "dog", "ship"):
+        save(flat / name / "1.png", Image.new("RGB", (8, 8), (0, 0, 0)))
+    with pytest.raises(DataError, match="its 3 folder\\(s\\) \\(cat, dog, ship\\) look like "
+                                        "classes: move them under train/"):
+        load_dataset(str(flat))
+    text = tmp_path / "notes.txt"
+    text.write_text("not images\n")
+    assert main(["search", "--budget", "300M", "--data", str(text), "-o",
+                 str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notes.txt: not a data folder, nor a .tar.gz of one" in err[0], err
