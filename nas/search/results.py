@@ -16,9 +16,9 @@ from typing import Any, Dict, List, Optional
 
 import optuna
 
-from ..errors import RunError
+from ..errors import CheckpointError, RunError
 from ..files import atomic_write_bytes, read_json, shell_path
-from ..runs import SearchDir, supernet_checkpoint
+from ..runs import SearchDir, SupernetDir, supernet_checkpoint
 from .config import SearchConfig
 from .storage import open_storage, storage_errors, storage_file
 
@@ -197,9 +197,15 @@ def open_run(run_dir) -> SearchRun:
     if not run.config.is_file():
         raise RunError(f"{run} is not a search run directory (no {run.config.name}); "
                        "it is written by `nas search`")
+    if SupernetDir(run.path).checkpoint.exists():  # nas supernet train's, or a run's own
+        raise RunError(f"{run} is a supernet's directory, not a search run: search with it "
+                       f"(nas search --supernet {shell_path(run.path)} ...) and report that")
     try:
-        config = SearchConfig.from_dict(read_json(run.config, "search configuration"),
-                                        str(run.config), base=run.path)
+        saved = read_json(run.config, "search configuration")
+    except CheckpointError as e:  # its own words, once, as the run's error
+        raise RunError(str(e)) from None
+    try:
+        config = SearchConfig.from_dict(saved, str(run.config), base=run.path)
     except (ValueError, TypeError) as e:
         raise RunError(f"{run.config}: not a valid search configuration ({e})") from None
     url = study_url(config, run)

@@ -358,3 +358,22 @@ def test_the_latency_note_names_the_runtime_that_measured():
     assert latency_note([]) == ""
     hostile = latency_note([{"latency_backend": "x\n<script>", "latency_source": "measured"}])
     assert "\n" not in hostile  # one printable line; the page escapes it
+
+
+def test_a_supernet_directory_or_a_broken_config_is_named_once(tmp_path, capsys):
+    """`nas report runs/r1/supernet` listed 20 unknown settings in one line; a broken
+    config.json said 'not a valid search configuration (... not a valid search
+    configuration (...))'."""
+    sn = tmp_path / "sn"
+    sn.mkdir()
+    (sn / "config.json").write_text(json.dumps({"steps": 2}))
+    (sn / "supernet.pt").write_bytes(b"")
+    assert main(["report", str(sn)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a supernet's directory, not a search run" in err[0], err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{")
+    assert main(["report", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("not a valid search configuration") == 1, err
