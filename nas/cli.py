@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -407,8 +408,22 @@ class _Notes(logging.Handler):
         print(f"nas: note: {record.getMessage()}", file=sys.stderr)
 
 
+def _negative_values(argv: List[str]) -> List[str]:
+    """``--budget -5M`` as ``--budget=-5M``: argparse takes a value that starts with '-' and
+    is not a plain number for an option and says "expected one argument"; joined, the
+    value reaches its setting, whose error names it. (No positional of nas is negative.)"""
+    out: List[str] = []
+    for token in argv:
+        if (out and re.fullmatch(r"--[\w-]+", out[-1]) and re.match(r"-\.?\d", token)
+                and "--" not in out):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _negative_values(sys.argv[1:] if argv is None else list(argv))
     logger = logging.getLogger("nas")
     if not any(isinstance(h, _Notes) for h in logger.handlers):
         logger.addHandler(_Notes())

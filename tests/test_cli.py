@@ -235,3 +235,16 @@ def test_settings_commands_show_each_default_once_declared(argv, shown, capsys):
     text = " ".join(capsys.readouterr().out.split())
     for part in shown:
         assert part in text
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["search", "--budget", "-5M"], "bad budget '-5M'"),
+    (["search", "--budget", "300M", "--latency-budget", "-3ms"], "bad latency budget '-3ms'"),
+    (["search", "--budget", "300M", "--beta", "-0.5"], "--beta must be >= 0, got -0.5"),
+])
+def test_a_negative_value_is_named_by_its_setting(argv, words, capsys):
+    """argparse took '-5M' for an option: 27 lines of usage ending 'expected one
+    argument'. Now the setting's own one-line error names it, before anything runs."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
