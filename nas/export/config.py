@@ -46,7 +46,8 @@ class ExportConfig(Settings):
                               "--arch)")
     # the deploy forms, written beside model.py (nas.export.deploy)
     formats: List[str] = setting([], choices=tuple(FORMATS), flag="--format", metavar="FORMAT",
-                                 help="also write the network for a mobile runtime: "
+                                 help="also write the network for a mobile runtime "
+                                      "(model.onnx and model.ts are written without it): "
                                       + ", ".join(FORMATS) + " (each an extra: pip install "
                                       "'nas[FORMAT]'), each checked against torch where its "
                                       "runtime runs here (Core ML: converted only)")
