@@ -86,6 +86,12 @@ def _outputs(run, x: torch.Tensor, chunk: int = 32) -> List[torch.Tensor]:
     return [torch.cat([torch.as_tensor(p[i]) for p in parts]) for i in range(len(parts[0]))]
 
 
+#: Below this top-1 agreement with the float network an int8 export is flagged. A chosen
+#: threshold, not a measured one: one image in twenty changing class is a loss worth
+#: measuring before deploying (a briefly trained supernet's weights can show far more).
+INT8_AGREEMENT = 0.95
+
+
 @dataclass
 class Int8Report:
     """What :func:`write_int8` measured of ``model.int8.onnx``: its size beside the float
@@ -125,7 +131,11 @@ class Int8Report:
             f"({self.max_diff / max(self.largest, 1e-12):.1%} of the largest |{what}| "
             f"{self.largest:.3g}) on {self.heldout} validation images{agreement}",
             f"      calibrated on {self.calibration} training images in "
-            f"{self.quantise_s:.1f} s: {self.settings}"]
+            f"{self.quantise_s:.1f} s: {self.settings}"] + (
+            [f"warning: the int8 network's top-1 class differs from the float network's on "
+             f"{1 - self.agreement:.1%} of {self.heldout} images: measure its accuracy on "
+             "your data before deploying it, or deploy model.onnx"]
+            if self.agreement is not None and self.agreement < INT8_AGREEMENT else [])
 
 
 def write_int8(model: nn.Module, out: ExportDir, inputs: Int8Inputs,

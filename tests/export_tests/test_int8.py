@@ -108,3 +108,20 @@ def test_int8_of_an_architecture_calibrates_on_the_given_data(spaces, tmp_path, 
     meta = json.loads((out / "arch.json").read_text())["int8"]
     assert meta["check"]["top1_agreement"] is None  # fresh weights: classes mean nothing
     assert "fresh weights" in meta["check"]["against"]
+
+
+def test_a_low_top1_agreement_is_flagged():
+    """A new user's int8 export agreed with the float network on 76.7% of the images, and
+    nothing said so."""
+    from pathlib import Path
+
+    from nas.export.int8 import INT8_AGREEMENT, Int8Report
+
+    def report(agreement):
+        return Int8Report(Path("model.int8.onnx"), 1_000, 4_000, 2.0, 1.0, 0.5, 10.0,
+                          agreement, 256, 16, 1.0, "QDQ", "model.onnx", [3, 32, 32])
+
+    flagged = report(0.767).lines(backbone=False)
+    assert flagged[-1].startswith("warning:") and "23.3% of 256 images" in flagged[-1]
+    assert not any("warning" in line for line in report(INT8_AGREEMENT).lines(False))
+    assert not any("warning" in line for line in report(None).lines(True))  # a backbone
