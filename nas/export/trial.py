@@ -22,7 +22,7 @@ import torch
 
 from ..arch import Architecture, InputSpec, read_arch
 from ..cost import count_cost
-from ..errors import RunError, UsageError
+from ..errors import DataError, RunError, UsageError
 from ..evaluate import calibration_batches, recalibrate
 from ..files import all_or_nothing
 from ..latency.quantize import require_onnxruntime
@@ -201,11 +201,16 @@ def export_trial(run_dir, out_dir, trial: Optional[int] = None, onnx: bool = Tru
                                     extra=_search_extra(row))
             more, converted = write_deploy(out_dir, arch, form, target_inputs(arch), deploy)
         return _result(paths + more, deltas, row, arch, arch, out_dir, converted, form, deploy)
-    sn = load_supernet(run.supernet_path(), device="cpu")
-    if not sn.supernet.space.contains(arch):
-        raise RunError(f"trial {row['trial']}'s architecture is not a point of the "
-                       f"supernet's space {sn.supernet.space.name}")
-    calib, valid = sn.loaders(device=torch.device("cpu"))
+    try:
+        sn = load_supernet(run.supernet_path(), device="cpu")
+        if not sn.supernet.space.contains(arch):
+            raise RunError(f"trial {row['trial']}'s architecture is not a point of the "
+                           f"supernet's space {sn.supernet.space.name}")
+        calib, valid = sn.loaders(device=torch.device("cpu"))
+    except DataError as e:  # e.g. the data moved since the search
+        raise DataError(f"{e} (the data {run.supernet_path()} was trained on: the export "
+                        "recalibrates BatchNorm on its training images, so it must be where "
+                        "the search found it)") from None
     scored_at = row.get("resolution", sn.resolution)
     if scored_at != sn.resolution:
         raise RunError(f"trial {row['trial']} of {run.path} was scored at {scored_at} px, but "

@@ -140,6 +140,13 @@ def test_a_run_directory_works_from_anywhere_and_after_a_move(user, cache, tmp_p
     assert main(["export", str(moved), "--best", "-o", "e"]) == 0
     assert json.loads((elsewhere / "e" / "arch.json").read_text())["weights"]["data"] == \
         str(home / "data")
+    # the data moved too: the export says whose data it needs and why, in one line
+    shutil.move(str(home / "data"), str(tmp_path / "data-moved"))
+    capsys.readouterr()
+    assert main(["export", str(moved), "--best", "-o", "e2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the export recalibrates BatchNorm on its training images" in \
+        err[0], err
 
 
 # --------------------------------------------------------------------- one input size
