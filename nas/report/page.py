@@ -341,7 +341,8 @@ def render_html(run: SearchRun, front: List[Dict[str, Any]],
 <p>{len(run.rows)} finished trials: {len(run.feasible)} within budget, {over} over budget
 ({over / max(len(run.rows), 1):.0%}), {len(front)} on the Pareto front (accuracy up, FLOPs
 down, latency down). Objective: {e(run.config.objective)}, sampler
-{e(run.config.sampler_kind)}. Run directory: <code>{e(str(run.path))}</code></p>
+{e(run.config.sampler_kind)}, data <code>{e(str(run.config.data))}</code>. Run directory:
+<code>{e(str(run.path))}</code></p>
 <p>{e(latency_note(run.feasible) or "No latency measured yet.")}</p>
 <p>Open the study in Optuna's dashboard:</p>{_cmd(dashboard_command(run))}"""]
 

@@ -356,3 +356,15 @@ def test_supernet_names_a_checkpoint_its_directory_or_the_search_that_trained_it
     alone = SupernetDir(tmp_path / "sn")
     alone.path.mkdir()  # nothing in it yet: the error names its own supernet.pt
     assert supernet_checkpoint(alone.path) == alone.checkpoint
+
+
+def test_a_space_file_edited_since_the_supernet_is_named_as_such(user, cache, tmp_path, capsys):
+    """It said 'the supernet was trained on space tiny, not on tiny'. ~3 s."""
+    edited = tmp_path / "tiny.yaml"
+    edited.write_text(Path(TINY).read_text().replace("k3|", "k5|", 1))
+    assert edited.read_text() != Path(TINY).read_text()
+    argv = ["search", "--budget", "8M", "--space", str(edited), "--supernet", user["sn"],
+            "-o", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another version of space tiny (its file has changed" in err[0], err
