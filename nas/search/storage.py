@@ -243,7 +243,10 @@ def check_storage(url: str) -> None:
                                "read and write")
             return
         parent = next(p for p in path.parents if p.exists())
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        if not parent.is_dir():  # e.g. -o naming a file
+            raise RunError(f"cannot create the study file {path}: {parent} is a file, not a "
+                           "directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
             raise RunError(f"cannot create the study file {path}: {parent} is not a "
                            "directory this user can write in")
         return

@@ -188,7 +188,7 @@ BAD_SETTINGS = {  # name: (flags, a fragment of the one-line error)
     "silent database": (["--storage", "postgresql://nobody@127.0.0.1:{port}/x"],
                         "connect timeout 2 s): connection timeout expired"),
     "journal under a file": (["--storage", "journal:{tmp}/a-file/s.journal"],
-                             "is not a directory"),
+                             "a-file is a file, not a directory"),
     "missing predictor": (["--estimator", "predictor:{tmp}/none.json"],
                           "no such predictor file"),
     "no cuda": (["--device", "cuda"], "torch sees no CUDA device"),
