@@ -82,6 +82,11 @@ def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
         old = SearchConfig.from_dict(read_json(run.config, "search configuration"),
                                      str(run.config), base=run.path)
         clash = config.differences(old)
+        if config.supernet and old.data == _DEFAULT_DATA:
+            # a run of an earlier version kept the default --data beside a --supernet of
+            # other data; its trials were scored on the supernet's (check_supernet holds
+            # config.data to it), so it continues, its config.json corrected
+            clash.pop("data", None)
         if clash:
             raise RunError(f"{run} holds a search with other settings ("
                            + ", ".join(f"{k}={v!r}" for k, v in clash.items())
@@ -89,12 +94,15 @@ def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
     return run
 
 
+_DEFAULT_DATA = next(f.default for f in fields(SearchConfig) if f.name == "data")
+
+
 def supernet_data(config: SearchConfig, sn) -> SearchConfig:
     """``config`` searching on the data of the given supernet ``sn`` (its own validation
     split scores the trials, and the run, its report and its exports must name that data):
     the default ``--data`` becomes the supernet's; another is refused by
     :func:`nas.search.trials.check_supernet`."""
-    if config.data == next(f.default for f in fields(SearchConfig) if f.name == "data"):
+    if config.data == _DEFAULT_DATA:
         return replace(config, data=sn.config.data)
     return config
 

@@ -206,6 +206,13 @@ def test_a_given_supernet_searches_on_its_own_data_and_the_run_says_so(user, cac
     assert main(["export", str(run), "--best", "-o", str(tmp_path / "e")]) == 0
     weights = json.loads((tmp_path / "e" / "arch.json").read_text())["weights"]
     assert os.path.realpath(weights["data"]) == os.path.realpath(user["data"])
+    # a run of an earlier version recorded the default data: it continues, corrected
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data": "fashion-mnist"}))
+    assert main(["search", *SEARCH, "--supernet", user["sn"], "--trials", "3",
+                 "-o", str(run)]) == 0
+    saved = json.loads((run / "config.json").read_text())["data"]
+    assert os.path.realpath(run / saved) == os.path.realpath(user["data"])
     capsys.readouterr()
     other = colour_folder(tmp_path / "other data")
     assert main(["search", *SEARCH, "--supernet", user["sn"], "--data", str(other),
