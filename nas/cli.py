@@ -411,10 +411,13 @@ class _Notes(logging.Handler):
 def _negative_values(argv: List[str]) -> List[str]:
     """``--budget -5M`` as ``--budget=-5M``: argparse takes a value that starts with '-' and
     is not a plain number for an option and says "expected one argument"; joined, the
-    value reaches its setting, whose error names it. (No positional of nas is negative.)"""
+    value reaches its setting, whose error names it. Plain negative numbers are left to
+    argparse, which takes them (``--seeds -1 2`` stays a list). (No positional of nas is
+    negative.)"""
     out: List[str] = []
     for token in argv:
         if (out and re.fullmatch(r"--[\w-]+", out[-1]) and re.match(r"-\.?\d", token)
+                and not re.fullmatch(r"-\d+|-\d*\.\d+", token)  # argparse takes those
                 and "--" not in out):
             out[-1] = f"{out[-1]}={token}"
         else:

@@ -240,7 +240,7 @@ def test_settings_commands_show_each_default_once_declared(argv, shown, capsys):
 @pytest.mark.parametrize("argv, words", [
     (["search", "--budget", "-5M"], "bad budget '-5M'"),
     (["search", "--budget", "300M", "--latency-budget", "-3ms"], "bad latency budget '-3ms'"),
-    (["search", "--budget", "300M", "--beta", "-0.5"], "--beta must be >= 0, got -0.5"),
+    (["search", "--budget", "300M", "--gamma", "-1e-3"], "--gamma must be >= 0"),
 ])
 def test_a_negative_value_is_named_by_its_setting(argv, words, capsys):
     """argparse took '-5M' for an option: 27 lines of usage ending 'expected one
@@ -248,3 +248,13 @@ def test_a_negative_value_is_named_by_its_setting(argv, words, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
+
+
+def test_plain_negative_numbers_stay_with_argparse():
+    """argparse takes them itself, and a list option keeps the values after one."""
+    from nas.cli import _negative_values
+
+    assert _negative_values(["reference", "--seeds", "-1", "2"]) == [
+        "reference", "--seeds", "-1", "2"]
+    assert _negative_values(["search", "--budget", "-5M", "--", "--x", "-5M"]) == [
+        "search", "--budget=-5M", "--", "--x", "-5M"]

@@ -20,6 +20,7 @@ become inputs (timm's names and defaults).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Tuple
 
@@ -42,11 +43,20 @@ if TYPE_CHECKING:
 __all__ = ["DataError", "Dataset", "FileSet", "ImageSet", "Loader", "Recipe", "StreamLoader",
            "cache_dir", "check_dataset", "data_location", "image_stats", "is_metadata",
            "load_dataset", "load_fashion_mnist", "load_image_folder", "make_loader", "note",
-           "read_idx", "require_classes", "sample_batch", "train_val_split", "DATA_MODES"]
+           "read_idx", "require_classes", "sample_batch", "same_data", "train_val_split",
+           "DATA_MODES"]
 
 FASHION_MNIST_NAMES = ("fashion-mnist", "fmnist", "fashion_mnist")
 #: ``--data-mode``: decide by size (auto), or hold images in memory, or stream them.
 DATA_MODES = ("auto", "memory", "stream")
+
+
+def same_data(a: str, b: str) -> bool:
+    """Whether two ``--data`` values name the same data: one of Fashion-MNIST's names each,
+    or the same file or folder."""
+    if a in FASHION_MNIST_NAMES or b in FASHION_MNIST_NAMES:
+        return a in FASHION_MNIST_NAMES and b in FASHION_MNIST_NAMES
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def data_location(spec: str) -> Optional[Tuple[str, str]]:

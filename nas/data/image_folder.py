@@ -156,6 +156,10 @@ def _in_memory(cache: Path, train: FileSet, test: FileSet, side: int, notes: Lis
     return sets["train"], sets["test"]
 
 
+#: Folder names that are splits, not classes (the hint for a folder without train/).
+_SPLIT_NAMES = {"test", "testing", "val", "valid", "validation", "training", "dev"}
+
+
 def load_image_folder(path: Path, mode: str = "auto") -> Dataset:
     """An ImageFolder dataset (train/ and test/): indexed, then held in memory or streamed.
 
@@ -173,8 +177,8 @@ def load_image_folder(path: Path, mode: str = "auto") -> Dataset:
     path = Path(path)
     root = extract(path) if path.is_file() else path
     if not (root / "train").is_dir():
-        flat = sorted(p.name for p in root.iterdir() if p.is_dir()
-                      and not is_metadata(p.name)) if root.is_dir() else []
+        flat = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_metadata(p.name)
+                      and p.name.lower() not in _SPLIT_NAMES) if root.is_dir() else []
         hint = (f"; its {len(flat)} folder(s) ({', '.join(flat[:5])}"
                 f"{', ...' if len(flat) > 5 else ''}) look like classes: move them under "
                 "train/ and put some images of each class under test/ (kept for the final, "

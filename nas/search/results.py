@@ -197,9 +197,6 @@ def open_run(run_dir) -> SearchRun:
     if not run.config.is_file():
         raise RunError(f"{run} is not a search run directory (no {run.config.name}); "
                        "it is written by `nas search`")
-    if SupernetDir(run.path).checkpoint.exists():  # nas supernet train's, or a run's own
-        raise RunError(f"{run} is a supernet's directory, not a search run: search with it "
-                       f"(nas search --supernet {shell_path(run.path)} ...) and report that")
     try:
         saved = read_json(run.config, "search configuration")
     except CheckpointError as e:  # its own words, once, as the run's error
@@ -207,6 +204,10 @@ def open_run(run_dir) -> SearchRun:
     try:
         config = SearchConfig.from_dict(saved, str(run.config), base=run.path)
     except (ValueError, TypeError) as e:
+        if SupernetDir(run.path).checkpoint.exists():  # nas supernet train's config.json
+            raise RunError(f"{run} is a supernet's directory, not a search run: search with "
+                           f"it (nas search --supernet {shell_path(run.path)} ...) and report "
+                           "that") from None
         raise RunError(f"{run.config}: not a valid search configuration ({e})") from None
     url = study_url(config, run)
     db = storage_file(url)

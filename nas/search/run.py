@@ -14,11 +14,12 @@ import contextlib
 import fcntl
 import json
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional
 
 import optuna
 
+from ..data import FASHION_MNIST_NAMES
 from ..errors import RunError
 from ..files import read_json, write_json
 from ..runs import SearchDir
@@ -82,7 +83,7 @@ def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
         old = SearchConfig.from_dict(read_json(run.config, "search configuration"),
                                      str(run.config), base=run.path)
         clash = config.differences(old)
-        if config.supernet and old.data == _DEFAULT_DATA:
+        if config.supernet and old.data in FASHION_MNIST_NAMES:
             # a run of an earlier version kept the default --data beside a --supernet of
             # other data; its trials were scored on the supernet's (check_supernet holds
             # config.data to it), so it continues, its config.json corrected
@@ -94,15 +95,12 @@ def prepare_run(config: SearchConfig, run_dir) -> SearchDir:
     return run
 
 
-_DEFAULT_DATA = next(f.default for f in fields(SearchConfig) if f.name == "data")
-
-
 def supernet_data(config: SearchConfig, sn) -> SearchConfig:
     """``config`` searching on the data of the given supernet ``sn`` (its own validation
     split scores the trials, and the run, its report and its exports must name that data):
     the default ``--data`` becomes the supernet's; another is refused by
     :func:`nas.search.trials.check_supernet`."""
-    if config.data == _DEFAULT_DATA:
+    if config.data in FASHION_MNIST_NAMES:  # the default, or a name of it
         return replace(config, data=sn.config.data)
     return config
 

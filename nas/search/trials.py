@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 
+from ..data import same_data
 from ..errors import RunError, UsageError
 from ..runs import SearchDir
 from ..space import load_space
@@ -51,7 +52,7 @@ def check_supernet(config: SearchConfig, sn) -> int:
     if sn.supernet.space.name != space.name:
         raise RunError(f"the supernet was trained on space {sn.supernet.space.name}, "
                        f"not on {space.name}")
-    if config.supernet and os.path.realpath(sn.config.data) != os.path.realpath(config.data):
+    if config.supernet and not same_data(sn.config.data, config.data):
         # its own validation split scores the trials: recording --data would be wrong
         raise UsageError(f"--supernet {config.supernet} was trained on {sn.config.data}, not "
                          f"on --data {config.data}: give --data {sn.config.data} (the trials "

@@ -16,6 +16,7 @@ channels or classes) start fresh and are listed. Checkpoints are atomic, read wi
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from ..arch import Architecture, InputSpec
 from ..config import a_path, inherit, setting
 from ..cost import count_cost
-from ..data import image_stats, make_loader
+from ..data import data_location, image_stats, make_loader
 from ..errors import ArchError, RunError, UsageError
 from ..evaluate import accuracy
 from ..files import (
@@ -258,8 +259,12 @@ def retrain_config(given: Dict[str, Any], arch: Optional[str] = None,
         return None
     if from_dir:
         arch, weights = arch_from_export(from_dir)
-        if "data" not in given and export_data(from_dir):  # the data its weights know
-            given = {**given, "data": export_data(from_dir)}
+        recorded = export_data(from_dir)
+        if "data" not in given and recorded:  # the data its weights know
+            if data_location(recorded) and not os.path.exists(recorded):
+                raise UsageError(f"--from {from_dir}: its weights were trained on {recorded} "
+                                 "(arch.json weights.data), which is not here: give --data")
+            given = {**given, "data": recorded}
     elif arch:
         arch, weights = str(read_arch(arch)), ""
     else:

@@ -223,9 +223,27 @@ def test_a_flat_folder_or_another_file_is_refused_saying_what_it_found(tmp_path,
     with pytest.raises(DataError, match="its 3 folder\\(s\\) \\(cat, dog, ship\\) look like "
                                         "classes: move them under train/"):
         load_dataset(str(flat))
+    splits = tmp_path / "splits"  # test/ and valid/ but no train/: not classes
+    for name in ("test", "valid"):
+        save(splits / name / "cat" / "1.png", Image.new("RGB", (8, 8), (0, 0, 0)))
+    with pytest.raises(DataError) as refused:
+        load_dataset(str(splits))
+    assert "expected train/ and test/" in str(refused.value)
+    assert "look like classes" not in str(refused.value)
     text = tmp_path / "notes.txt"
     text.write_text("not images\n")
     assert main(["search", "--budget", "300M", "--data", str(text), "-o",
                  str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "notes.txt: not a data folder, nor a .tar.gz of one" in err[0], err
+
+
+def test_same_data_knows_fashion_mnists_names_and_paths(tmp_path, monkeypatch):
+    """What --supernet's data is compared with: --data fmnist is a supernet's
+    fashion-mnist, and a relative path its absolute one."""
+    from nas.data import same_data
+
+    assert same_data("fmnist", "fashion-mnist") and same_data("fashion_mnist", "fmnist")
+    assert not same_data("fashion-mnist", str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)
+    assert same_data(tmp_path.name, str(tmp_path))

@@ -360,7 +360,7 @@ def test_the_latency_note_names_the_runtime_that_measured():
     assert "\n" not in hostile  # one printable line; the page escapes it
 
 
-def test_a_supernet_directory_or_a_broken_config_is_named_once(tmp_path, capsys):
+def test_a_supernet_directory_or_a_broken_config_is_named_once(run_dir, tmp_path, capsys):
     """`nas report runs/r1/supernet` listed 20 unknown settings in one line; a broken
     config.json said 'not a valid search configuration (... not a valid search
     configuration (...))'."""
@@ -377,3 +377,8 @@ def test_a_supernet_directory_or_a_broken_config_is_named_once(tmp_path, capsys)
     assert main(["report", str(broken)]) == 2
     err = capsys.readouterr().err
     assert err.count("not a valid search configuration") == 1, err
+    # a search run that keeps its --supernet's file beside it is still a search run
+    kept = tmp_path / "kept"
+    shutil.copytree(run_dir, kept)
+    shutil.copy(run_dir / "supernet" / "supernet.pt", kept / "supernet.pt")
+    assert main(["report", str(kept), "--json"]) == 0

@@ -7,6 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
 from processes import kill_after_file
@@ -113,6 +114,12 @@ def test_from_an_export_trains_on_its_weights_data_unless_told(tmp_path):
     (export / "arch.json").write_text(json.dumps({"arch": tiny_arch(),
                                                   "weights": {"data": photos}}))
     torch.save({}, export / "weights.pt")
+    from nas.errors import UsageError
+
+    with pytest.raises(UsageError, match="trained on .*photos \\(arch.json weights.data\\), "
+                                         "which is not here: give --data"):
+        retrain_config({}, from_dir=str(export))  # an export copied to another machine
+    (tmp_path / "photos").mkdir()
     assert retrain_config({}, from_dir=str(export)).data == photos
     assert retrain_config({"data": "fashion-mnist"}, from_dir=str(export)).data == "fashion-mnist"
     (export / "arch.json").write_text(json.dumps({"arch": tiny_arch()}))  # no weights' data
