@@ -90,11 +90,19 @@ def _add_command(p: argparse.ArgumentParser, command: _Command) -> None:
         _settings_class(path).add_arguments(p)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors in one line, as nas's own are (argparse prints
+    the whole usage first: 10-27 lines before the one that says what is wrong)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+
+
 def _parser(argv: List[str]) -> argparse.ArgumentParser:
     """The parser, with the arguments of the command in ``argv`` only (the others' modules
     unimported)."""
     words = [a for a in argv if not a.startswith("-")][:1]
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="nas", description="Neural architecture search for mixed-kernel (MixConv) networks.")
     p.add_argument("--version", action="version", version=f"nas {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

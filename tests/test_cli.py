@@ -258,3 +258,18 @@ def test_plain_negative_numbers_stay_with_argparse():
         "reference", "--seeds", "-1", "2"]
     assert _negative_values(["search", "--budget", "-5M", "--", "--x", "-5M"]) == [
         "search", "--budget=-5M", "--", "--x", "-5M"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["export", "runs/x", "--best", "--arch", "a", "-o", "e"],
+     "nas export: error: argument --arch: not allowed with argument --best (nas export "
+     "--help lists the options)"),
+    (["space", "show"], "nas space show: error: the following arguments are required: space"),
+])
+def test_argparse_errors_are_one_line(argv, words, capsys):
+    """argparse printed the whole usage (10-27 lines) before the line that says what is
+    wrong."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith(words), err
