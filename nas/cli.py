@@ -439,7 +439,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not any(isinstance(h, _Notes) for h in logger.handlers):
         logger.addHandler(_Notes())
         logger.propagate = False
-    args = _parser(argv).parse_args(argv)
+    args, extra = _parser(argv).parse_known_args(argv)
+    if extra:  # argparse would blame the top parser ("nas --help"): name the command's
+        words = " ".join(w for w in (args.command, getattr(args, "sub", None)) if w)
+        print(f"nas {words}: error: unrecognized arguments: {' '.join(extra)} (nas {words} "
+              "--help lists the options)", file=sys.stderr)
+        return 2
     command = _COMMANDS[(args.command,) + ((args.sub,) if getattr(args, "sub", None) else ())]
     try:
         classes = {path: _settings_class(path) for path in command.settings}

@@ -273,3 +273,11 @@ def test_argparse_errors_are_one_line(argv, words, capsys):
         main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith(words), err
+
+
+def test_an_unknown_option_names_the_commands_help(capsys):
+    """It pointed at 'nas --help', whose options are not the command's."""
+    assert main(["space", "show", "mixnet_s", "--nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["nas space show: error: unrecognized arguments: --nope (nas space show "
+                   "--help lists the options)"], err
