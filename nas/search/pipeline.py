@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable, FrozenSet, List, Optional
 
 from ..arch import Architecture
+from ..data import same_data
 from ..errors import RunError, UsageError
 from ..reference import ReferenceConfig, fit_predictor, reference_config, run_reference
 from ..runs import ReferenceDir, SearchDir
@@ -156,7 +157,7 @@ def _same_data(saved: str, given: str) -> bool:
     """Whether a reference's data is the search's: the same file, or, when the path the
     reference saved is not there (references written before their paths were kept relative
     to them; a reference moved to another machine), a file of the same name."""
-    if os.path.realpath(saved) == os.path.realpath(given):
+    if same_data(saved, given):
         return True
     return not os.path.exists(saved) and os.path.basename(saved) == os.path.basename(given)
 
