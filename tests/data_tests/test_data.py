@@ -1,7 +1,11 @@
 import gzip
 import http.server
+import io
+import os
 import shutil
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -185,6 +189,50 @@ def test_image_folder_tarball(tmp_path):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(root, arcname="pets")
     assert load_dataset(str(archive)).train.images.shape == (6, 3, 12, 12)
+
+
+def test_processes_extracting_one_archive_at_once_each_get_it_whole(tmp_path):
+    """torchrun's ranks open a .tar.gz at the same moment: none may remove or read another's
+    half-done extraction (each extracts privately and renames; the first rename wins)."""
+    archive = tmp_path / "many.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("train", "test"):
+            for j in range(400):
+                info = tarfile.TarInfo(f"many/{split}/c{j % 2}/{j}.bin")
+                info.size = 2048
+                tar.addfile(info, io.BytesIO(bytes(2048)))
+    # each process lists what it got at once, as a rank starts to index it
+    code = ("import os, sys; from pathlib import Path; from nas.data.index import extract; "
+            "root = extract(Path(sys.argv[1])); "
+            "print(sum(len(f) for _, _, f in os.walk(root)))")
+    env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(archive)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert all(rc == 0 and out.split() == ["800"] for out, _, rc in results), results
+    extracted = tmp_path / "cache" / "extracted"
+    assert len(list(extracted.iterdir())) == 1  # one entry: no private copy left behind
+
+
+def test_a_killed_extraction_leaves_nothing_the_next_one_keeps(tmp_path, monkeypatch):
+    """A private extraction of a process that no longer runs is removed by the next."""
+    import socket as socket_module
+
+    root = make_folder(tmp_path / "pets")
+    archive = tmp_path / "pets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="pets")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    host = "".join(c if c.isalnum() else "-" for c in socket_module.gethostname())
+    extracted = tmp_path / "cache" / "extracted"
+    load_dataset(str(archive))
+    (entry,) = extracted.iterdir()
+    shutil.rmtree(entry)  # as if the archive had never been extracted
+    stale = extracted / f"{entry.name}.part-{host}-{dead}"
+    (stale / "pets" / "train").mkdir(parents=True)
+    assert load_dataset(str(archive)).train.images.shape == (6, 3, 12, 12)
+    assert sorted(p.name for p in extracted.iterdir()) == [entry.name]
 
 
 @pytest.mark.parametrize("damage, fragment", [
