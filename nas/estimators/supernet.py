@@ -76,9 +76,10 @@ class SupernetEstimator(Estimator):
 
     def used(self) -> Dict[str, int]:
         """``bn_batches`` and ``val_images`` of the first supernet (what an export
-        recalibrates with)."""
+        recalibrates with), and its ``classes`` (what an accuracy is read against)."""
         calib, valid, batches = self.loaders[0]
-        return {"bn_batches": batches, "val_images": len(valid.data)}
+        return {"bn_batches": batches, "val_images": len(valid.data),
+                "classes": self.runs[0].supernet.num_classes}
 
     def describe(self) -> str:
         calib, valid, batches = self.loaders[0]

@@ -263,6 +263,14 @@ def pick_noise(picks: Dict[str, Dict[str, Any]]) -> Optional[str]:
     return words + "."
 
 
+def chance_note(classes: Optional[int]) -> str:
+    """`` (10 classes: a uniform guess scores 10.0%)``, the floor an accuracy is read
+    against; empty when the trials did not record their classes (a predictor's)."""
+    if not classes:
+        return ""
+    return f" ({int(classes)} classes: a uniform guess scores {100 / int(classes):.1f}%)"
+
+
 def export_command(run: SearchRun, trial: int) -> str:
     """``nas export RUN --trial N -o RUN/export-N``, quoted for a POSIX shell."""
     out = run.dir.trial_export(trial)
@@ -330,6 +338,7 @@ def render_html(run: SearchRun, front: List[Dict[str, Any]],
     budget = run.config.budget
     title = f"nas search report: {run.config.space}, budget {budget / 1e6:g}M FLOPs"
     over = sum(1 for r in run.rows if not r["feasible"] and not r.get("malformed"))
+    chance = chance_note(next((r["classes"] for r in run.feasible if r.get("classes")), None))
     parts = [f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
@@ -341,7 +350,7 @@ def render_html(run: SearchRun, front: List[Dict[str, Any]],
 <p>{len(run.rows)} finished trials: {len(run.feasible)} within budget, {over} over budget
 ({over / max(len(run.rows), 1):.0%}), {len(front)} on the Pareto front (accuracy up, FLOPs
 down, latency down). Objective: {e(run.config.objective)}, sampler
-{e(run.config.sampler_kind)}, data <code>{e(str(run.config.data))}</code>. Run directory:
+{e(run.config.sampler_kind)}, data <code>{e(str(run.config.data))}</code>{e(chance)}. Run directory:
 <code>{e(str(run.path))}</code></p>
 <p>{e(latency_note(run.feasible) or "No latency measured yet.")}</p>
 <p>Open the study in Optuna's dashboard:</p>{_cmd(dashboard_command(run))}"""]
