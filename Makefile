@@ -12,6 +12,10 @@ TORCHVISION_VERSION ?= 0.29.1
 TORCH_SPEC ?= torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
 PIP_FLAGS ?= --disable-pip-version-check
 PYTEST_ARGS ?=
+# The suite runs in TEST_WORKERS pytest-xdist processes, a test file to each (its module
+# fixtures built once), every one with one intra-op thread: two torch processes of two
+# threads each on two cores run slower than one at a time. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -64,7 +68,7 @@ lint: install
 	$(BIN)/vulture
 
 test: install browser postgres lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The main job: default space (mixnet_300m), Fashion-MNIST, run directory under runs/.
 # Rerunning continues the same study. Extra flags: make search SEARCH_ARGS="--trials 100"
