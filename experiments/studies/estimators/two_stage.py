@@ -1,0 +1,55 @@
+"""Study: the predictor and one standalone training of each candidate, by rank (issue 28,
+item 3).
+
+    .venv/bin/python experiments/studies/estimators/two_stage.py REF2 [REF3 ...] \\
+        > experiments/studies/estimators/two_stage.txt          # about a minute
+
+The one command's last stage retrains its best few candidates standalone; this asks how
+well such a second stage ranks when its one training is averaged by rank with the
+predictor's score (equal weights, fixed before looking). No new training: each of the
+truth's seeds in turn plays the fresh training, and the mean of the other two is the truth
+(a 2-seed truth, so lower ceilings than the committed 3-seed one). The predictor is
+ridge/summary out of fold as in ``variants.py`` (5 folds x 5 repeats, each fold trained on
+the other 40 at their 3-seed means plus every architecture of REF2, REF3, ...): it never
+sees the architecture it predicts, and the seed playing the fresh training is never in that
+architecture's truth. Gains are paired bootstraps over the 50 architectures (``variants``).
+"""
+
+import sys
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau, rankdata
+from variants import REFERENCE, out_of_fold, paired_gain, pool, ridge
+
+
+def main() -> None:
+    data = pool(sys.argv[1:])
+    rows = pd.read_csv(f"{REFERENCE}/rows.csv", dtype={"id": str})
+    seeds = rows.pivot(index="id", columns="seed", values="val_accuracy").loc[data.ref.id]
+    preds = [out_of_fold(data, data.summary.get, ridge, False, r) for r in range(5)]
+    rng = np.random.default_rng(0)
+    print(f"{len(data.ref)} architectures of the truth; predictor ridge/summary trained on "
+          f"{len(data.ref) - len(data.ref) // 5 + len(data.extra)} a fold: "
+          f"{' '.join(sys.argv[1:])}")
+    print(f"predictor against the 3-seed truth: tau "
+          f"{np.mean([kendalltau(p, data.truth)[0] for p in preds]):.3f}")
+    for k in seeds.columns:
+        rest = [s for s in seeds.columns if s != k]
+        truth = seeds[rest].mean(axis=1).to_numpy()
+        fresh = seeds[k].to_numpy()
+        mixed = [rankdata(p) + rankdata(fresh) for p in preds]
+        ceiling_pair = kendalltau(seeds[rest[0]], seeds[rest[1]])[0]
+        print(f"seed {k} as the fresh training, seeds {rest} as the truth (they agree at "
+              f"tau {ceiling_pair:.3f}):")
+        print(f"  predictor alone            tau "
+              f"{np.mean([kendalltau(p, truth)[0] for p in preds]):.3f}")
+        print(f"  the fresh training alone   tau {kendalltau(fresh, truth)[0]:.3f}")
+        print("  rank mean of the two       tau {:.3f}   gain over the predictor "
+              "{:+.3f} [{:+.3f}, {:+.3f}]".format(
+                  np.mean([kendalltau(m, truth)[0] for m in mixed]),
+                  *paired_gain(mixed, preds, truth, rng)))
+
+
+if __name__ == "__main__":
+    main()
