@@ -23,12 +23,13 @@ at a time.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-import socket
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -63,10 +64,10 @@ def is_metadata(name: str) -> bool:
 def extract(archive: Path) -> Path:
     """Extract a .tar.gz into the cache once; returns the folder holding train/ and test/.
 
-    Each process extracts into a folder of its own beside the cache entry and renames it
-    into place when complete: processes that start on the same archive at once (torchrun's
-    ranks, ``--workers``) never see or remove each other's half-done extraction; the first
-    rename wins and the others discard their copy.
+    Processes that open the same archive at once (torchrun's ranks, ``--workers``) take
+    turns on a lock beside the cache entry: one extracts, into a private folder renamed
+    into place when whole, and the others wait and use its entry. Whoever holds the lock
+    next removes what a killed extraction left (the kernel releases a dead process's lock).
 
     Raises:
         DataError: not an archive, or it cannot be read or extracted (a full disk).
@@ -78,7 +79,15 @@ def extract(archive: Path) -> Path:
     key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     target = cache_dir() / "extracted" / key.hexdigest()[:16]
     if not (target / ".complete").exists():
-        _extract_into(archive, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target.with_name(target.name + ".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # waits while another process extracts
+                if not (target / ".complete").exists():
+                    _extract_into(archive, target)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(f"{archive}: cannot extract into {target} ({why})") from None
     candidates = [target, *sorted(p for p in target.iterdir()
                                   if p.is_dir() and not is_metadata(p.name))]
     for candidate in candidates:
@@ -88,42 +97,19 @@ def extract(archive: Path) -> Path:
 
 
 def _extract_into(archive: Path, target: Path) -> None:
-    """Extract ``archive`` to a private folder beside ``target``, then rename it there."""
-    host = "".join(c if c.isalnum() else "-" for c in socket.gethostname())
-    mine = target.with_name(f"{target.name}.part-{host}-{os.getpid()}")
-    _remove_dead_parts(target, host)
-    shutil.rmtree(mine, ignore_errors=True)  # a killed run's whose process id was reused
-    # An entry without its marker is an earlier version's extraction, cut before the end
-    # (this version's appear whole, marker included, by rename).
-    if target.exists() and not (target / ".complete").exists():
-        shutil.rmtree(target, ignore_errors=True)
+    """Under the lock: clear what a killed extraction left of ``target`` (a part folder, or
+    an earlier version's entry extracted in place without its marker), extract ``archive``
+    to a fresh part folder and rename it to ``target``."""
+    for stale in [target, *target.parent.glob(f"{target.name}.part*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+    part = Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{target.name}.part"))
     try:
-        mine.mkdir(parents=True)
         with tarfile.open(archive) as tar:
-            tar.extractall(mine, filter="data")
-        (mine / ".complete").touch()
-        os.rename(mine, target)
-    except (tarfile.TarError, OSError, EOFError) as e:
-        shutil.rmtree(mine, ignore_errors=True)  # nothing half-extracted stays
-        if (target / ".complete").exists():  # another process renamed its copy first
-            return
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"{archive}: cannot extract into {target} ({why})") from None
-
-
-def _remove_dead_parts(target: Path, host: str) -> None:
-    """Remove this machine's private extractions of ``target`` whose process is gone (a
-    killed run's); another machine's (a shared cache) are left to it."""
-    for part in target.parent.glob(f"{target.name}.part-{host}-*"):
-        pid = part.name.rsplit("-", 1)[-1]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(part, ignore_errors=True)
-        except OSError:  # alive, another user's
-            pass
+            tar.extractall(part, filter="data")
+        (part / ".complete").touch()
+        os.rename(part, target)
+    finally:
+        shutil.rmtree(part, ignore_errors=True)  # nothing half-extracted stays
 
 
 def _images_under(folder: Path, skipped: Dict[str, int]) -> List[Path]:

@@ -211,28 +211,34 @@ def test_processes_extracting_one_archive_at_once_each_get_it_whole(tmp_path):
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
     assert all(rc == 0 and out.split() == ["800"] for out, _, rc in results), results
     extracted = tmp_path / "cache" / "extracted"
-    assert len(list(extracted.iterdir())) == 1  # one entry: no private copy left behind
+    (entry,) = [p for p in extracted.iterdir() if p.is_dir()]  # no private copy left behind
+    assert sorted(p.name for p in extracted.iterdir()) == [entry.name, entry.name + ".lock"]
 
 
-def test_a_killed_extraction_leaves_nothing_the_next_one_keeps(tmp_path, monkeypatch):
-    """A private extraction of a process that no longer runs is removed by the next."""
-    import socket as socket_module
-
+def test_what_a_killed_extraction_left_is_removed_by_the_next(tmp_path):
+    """A killed process leaves its part folder and its lock file, or (an earlier version)
+    an entry extracted in place without its marker: the next extraction removes both and
+    extracts whole."""
     root = make_folder(tmp_path / "pets")
     archive = tmp_path / "pets.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(root, arcname="pets")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    host = "".join(c if c.isalnum() else "-" for c in socket_module.gethostname())
     extracted = tmp_path / "cache" / "extracted"
     load_dataset(str(archive))
-    (entry,) = extracted.iterdir()
-    shutil.rmtree(entry)  # as if the archive had never been extracted
-    stale = extracted / f"{entry.name}.part-{host}-{dead}"
-    (stale / "pets" / "train").mkdir(parents=True)
-    assert load_dataset(str(archive)).train.images.shape == (6, 3, 12, 12)
-    assert sorted(p.name for p in extracted.iterdir()) == [entry.name]
+    (entry,) = [p for p in extracted.iterdir() if p.is_dir()]
+    (entry / ".complete").unlink()  # cut before its marker
+    shutil.rmtree(entry / "pets" / "train" / "dog")
+    (extracted / f"{entry.name}.partx1y2" / "pets" / "train").mkdir(parents=True)
+    # killed while it held the lock: the kernel releases it, the next one does not wait
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)",
+         str(extracted / f"{entry.name}.lock")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    assert load_dataset(str(archive)).train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert sorted(p.name for p in extracted.iterdir()) == [entry.name, entry.name + ".lock"]
 
 
 @pytest.mark.parametrize("damage, fragment", [
