@@ -14,8 +14,10 @@ PIP_FLAGS ?= --disable-pip-version-check
 PYTEST_ARGS ?=
 # The suite runs in TEST_WORKERS pytest-xdist processes, a test file to each (its module
 # fixtures built once), every one with one intra-op thread: two torch processes of two
-# threads each on two cores run slower than one at a time. TEST_WORKERS=0: one process.
+# threads each on two cores run slower than one at a time. TEST_WORKERS=0: one process,
+# with torch's own thread count.
 TEST_WORKERS ?= 2
+TEST_ENV := $(if $(filter-out 0,$(TEST_WORKERS)),OMP_NUM_THREADS=1)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -68,7 +70,7 @@ lint: install
 	$(BIN)/vulture
 
 test: install browser postgres lint
-	OMP_NUM_THREADS=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The main job: default space (mixnet_300m), Fashion-MNIST, run directory under runs/.
 # Rerunning continues the same study. Extra flags: make search SEARCH_ARGS="--trials 100"

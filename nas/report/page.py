@@ -247,10 +247,10 @@ def pick_noise(picks: Dict[str, Dict[str, Any]]) -> Optional[str]:
     interval of ±1.96 sqrt(p (1 - p) / n) (normal approximation); None when the picks'
     accuracies were not counted on images (a predictor's)."""
     best = picks.get("most accurate")
-    n = (best or {}).get("val_images")
-    if not best or not n or n != n or best.get("accuracy") is None:
+    n = _count((best or {}).get("val_images"), 1)
+    if not best or not n or best.get("accuracy") is None:
         return None
-    p, n = float(best["accuracy"]), int(n)
+    p = float(best["accuracy"])
     half = 1.96 * math.sqrt(max(p * (1 - p), 0.0) / n)
     close = sorted(name for name, row in picks.items() if name != "most accurate"
                    and row["trial"] != best["trial"] and p - float(row["accuracy"]) < half)
@@ -263,12 +263,22 @@ def pick_noise(picks: Dict[str, Dict[str, Any]]) -> Optional[str]:
     return words + "."
 
 
-def chance_note(classes: Optional[int]) -> str:
+def chance_note(classes: Any) -> str:
     """`` (10 classes: a uniform guess scores 10.0%)``, the floor an accuracy is read
-    against; empty when the trials did not record their classes (a predictor's)."""
-    if not classes:
-        return ""
-    return f" ({int(classes)} classes: a uniform guess scores {100 / int(classes):.1f}%)"
+    against; empty when the trials did not record their classes (a predictor's) or the
+    study holds something else there (an edited one)."""
+    n = _count(classes, 2)
+    return f" ({n} classes: a uniform guess scores {100 / n:.1f}%)" if n else ""
+
+
+def _count(value: Any, least: int) -> Optional[int]:
+    """A count read from the study (an integer of at least ``least``; a whole float, as a
+    table may give it back), else None."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= least:
+        return value
+    return None
 
 
 def export_command(run: SearchRun, trial: int) -> str:

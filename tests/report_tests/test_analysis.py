@@ -282,7 +282,7 @@ def test_the_picks_say_when_their_accuracies_are_within_noise(search_run_dir, ca
     """A new user's report offered 'most accurate' at 43.33% against the knee at 36.67%:
     13 against 11 of 30 images. The page now says how many images each accuracy counts,
     the 95% interval at that count, which picks it does not tell apart, and how to check."""
-    from nas.report.page import pick_noise
+    from nas.report.page import chance_note, pick_noise
 
     def row(trial, acc, n=30):
         return {"trial": trial, "accuracy": acc, "val_images": n}
@@ -296,6 +296,11 @@ def test_the_picks_say_when_their_accuracies_are_within_noise(search_run_dir, ca
     many = {"knee": row(1, 11 / 30, 30_000), "most accurate": row(2, 13 / 30, 30_000)}
     assert "(here" not in pick_noise(many)  # 30,000 images tell 6.7 points apart
     assert pick_noise({"most accurate": {"trial": 0, "accuracy": 0.5}}) is None  # predicted
+    # an edited study's values give no note, never a traceback
+    for bad in ("ten", 0, -4, 2.5, float("nan"), True):
+        assert pick_noise({"most accurate": row(2, 0.5, bad)}) is None
+        assert chance_note(bad) == ""
+    assert chance_note(1) == "" and chance_note(3.0) == " (3 classes: a uniform guess scores 33.3%)"
     assert main(["report", str(search_run_dir)]) == 0
     page = (search_run_dir / "report.html").read_text()
     assert "validation images: at" in page and "nas rerank" in page
