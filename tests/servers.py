@@ -28,12 +28,21 @@ def start_postgres():
     if os.geteuid() == 0:  # postgres refuses to run as root
         shutil.chown(root, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
     subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(root / "data"), "-A", "trust",
                     "-U", "nas"], check=True, capture_output=True)
-    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-w", "-l",
-                    str(root / "log"), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
-                    "start"], check=True, capture_output=True)
+    # A free port can be taken before the server binds it (another test process, a
+    # client's outgoing connection): then the start fails and another port is tried.
+    for _ in range(5):
+        port = _free_port()
+        started = subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-w", "-l",
+             str(root / "log"), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+             "start"], capture_output=True, text=True)
+        if started.returncode == 0:
+            break
+    else:
+        raise RuntimeError(f"postgres did not start: {started.stderr}\n"
+                           f"{(root / 'log').read_text()[-2000:]}")
 
     def stop():
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m",
