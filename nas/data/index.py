@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..files import write_json
-from .dataset import cache_dir
+from .dataset import cache_dir, note
 from .decode import GREY_MODES, HIGH_DEPTH_MODES, Form, open_image
 
 __all__ = ["FileSet", "IMAGE_SUFFIXES", "is_metadata", "extract", "list_folder", "index_files",
@@ -82,8 +82,14 @@ def extract(archive: Path) -> Path:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target.with_name(target.name + ".lock"), "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # waits while another process extracts
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    note(f"{archive}: another process is extracting it into {target}; "
+                         "waiting for it")
+                    fcntl.flock(lock, fcntl.LOCK_EX)
                 if not (target / ".complete").exists():
+                    note(f"{archive}: extracting into {target} (once; later runs reuse it)")
                     _extract_into(archive, target)
         except (tarfile.TarError, OSError, EOFError) as e:
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -215,7 +215,7 @@ def test_processes_extracting_one_archive_at_once_each_get_it_whole(tmp_path):
     assert sorted(p.name for p in extracted.iterdir()) == [entry.name, entry.name + ".lock"]
 
 
-def test_what_a_killed_extraction_left_is_removed_by_the_next(tmp_path):
+def test_what_a_killed_extraction_left_is_removed_by_the_next(tmp_path, monkeypatch):
     """A killed process leaves its part folder and its lock file, or (an earlier version)
     an entry extracted in place without its marker: the next extraction removes both and
     extracts whole."""
@@ -235,9 +235,17 @@ def test_what_a_killed_extraction_left_is_removed_by_the_next(tmp_path):
          "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)",
          str(extracted / f"{entry.name}.lock")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    holder.kill()
-    holder.wait()
+    said = []
+
+    def note(message):  # the waiting process says so; then the holder dies
+        said.append(message)
+        if "waiting" in message:
+            holder.kill()
+            holder.wait()
+
+    monkeypatch.setattr(index, "note", note)
     assert load_dataset(str(archive)).train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert "another process is extracting it" in said[0] and "extracting into" in said[1]
     assert sorted(p.name for p in extracted.iterdir()) == [entry.name, entry.name + ".lock"]
 
 
