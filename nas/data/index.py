@@ -81,7 +81,7 @@ def extract(archive: Path) -> Path:
     if not (target / ".complete").exists():
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target.with_name(target.name + ".lock"), "a") as lock:
+            with open(target.with_name(target.name + "-lock"), "a") as lock:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:

@@ -212,7 +212,7 @@ def test_processes_extracting_one_archive_at_once_each_get_it_whole(tmp_path):
     assert all(rc == 0 and out.split() == ["800"] for out, _, rc in results), results
     extracted = tmp_path / "cache" / "extracted"
     (entry,) = [p for p in extracted.iterdir() if p.is_dir()]  # no private copy left behind
-    assert sorted(p.name for p in extracted.iterdir()) == [entry.name, entry.name + ".lock"]
+    assert sorted(p.name for p in extracted.iterdir()) == [entry.name, entry.name + "-lock"]
 
 
 def test_what_a_killed_extraction_left_is_removed_by_the_next(tmp_path, monkeypatch):
@@ -233,7 +233,7 @@ def test_what_a_killed_extraction_left_is_removed_by_the_next(tmp_path, monkeypa
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
          "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)",
-         str(extracted / f"{entry.name}.lock")], stdout=subprocess.PIPE, text=True)
+         str(extracted / f"{entry.name}-lock")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     said = []
 
@@ -246,7 +246,7 @@ def test_what_a_killed_extraction_left_is_removed_by_the_next(tmp_path, monkeypa
     monkeypatch.setattr(index, "note", note)
     assert load_dataset(str(archive)).train.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert "another process is extracting it" in said[0] and "extracting into" in said[1]
-    assert sorted(p.name for p in extracted.iterdir()) == [entry.name, entry.name + ".lock"]
+    assert sorted(p.name for p in extracted.iterdir()) == [entry.name, entry.name + "-lock"]
 
 
 @pytest.mark.parametrize("damage, fragment", [
